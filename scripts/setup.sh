@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Everything brig needs on a fresh Debian/Ubuntu machine: system packages
+# (as root through apt-get; otherwise it prints the exact command), then npm
+# packages and the build. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# bubblewrap: the jail. util-linux: prlimit and setsid. perl: the syscall
+# probes of the tests. socat, ripgrep: what sandbox-runtime (srt) needs for the benchmark.
+packages=(bubblewrap util-linux perl socat ripgrep)
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "setup: installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "setup: brig needs these system packages: ${missing[*]}"
+    echo "setup: run:  sudo apt-get install -y ${missing[*]}"
+    exit 1
+  fi
+fi
+
+node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+if [ "$node_major" -lt 20 ]; then
+  echo "setup: brig needs Node.js 20 or newer (found: $(node --version 2>/dev/null || echo none))"
+  exit 1
+fi
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund
+fi
+npm run --silent build
+echo "setup: ready — try: ./bin/brig run -- bash"

@@ -1,0 +1,56 @@
+import { BrigError, EXIT } from '../protocol/index.ts';
+import { runCommand } from './run.ts';
+
+const HELP = `brig — put AI coding agents, and every command they run, in a jail.
+
+Usage:
+  brig run [flags] [--] <command> [args…]   run one command in a jail (brig run --help)
+  brig --version
+
+Docs: README.md, docs/policy.md, docs/jail.md, docs/errors.md`;
+
+const VERSION = '0.1.0';
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'run':
+      return runCommand(rest);
+    case '--version':
+    case '-V':
+      process.stdout.write(`brig ${VERSION}\n`);
+      return 0;
+    case undefined:
+    case '--help':
+    case '-h':
+    case 'help':
+      process.stdout.write(HELP + '\n');
+      return command === undefined ? EXIT.brigError : 0;
+    default:
+      throw new BrigError('BRIG_USAGE', `unknown command '${command}'`, 'see `brig --help`');
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => exit(code),
+  (error: unknown) => {
+    if (error instanceof BrigError) {
+      process.stderr.write(error.format() + '\n');
+      exit(error.exitCode);
+    } else {
+      process.stderr.write(`brig: internal error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n  hint: this is a bug in brig; please report it with the command you ran\n`);
+      exit(EXIT.brigError);
+    }
+  },
+);
+
+/** Exit once stdout and stderr are flushed (they may be pipes). */
+function exit(code: number): void {
+  process.exitCode = code;
+  let pending = 2;
+  const done = (): void => {
+    if (--pending === 0) process.exit(code);
+  };
+  process.stdout.write('', done);
+  process.stderr.write('', done);
+}

@@ -1,0 +1,192 @@
+import { homedir } from 'node:os';
+import { BrigError } from '../protocol/index.ts';
+import {
+  DEFAULT_POLICY,
+  applyPolicyInput,
+  compose,
+  cpus,
+  forwardEnv,
+  hide,
+  loadPolicyFile,
+  memory,
+  network,
+  parseDurationMs,
+  parseSizeMiB,
+  pids,
+  readOnly,
+  readWrite,
+  resolvePolicy,
+  setEnv,
+  timeout,
+  workspace,
+  type Policy,
+  type PolicyChange,
+} from '../policy/index.ts';
+import { planJail, runJail, type JailEnd, type JailPlan } from '../drivers/jail/index.ts';
+import { parseArgs, type FlagSpec } from './args.ts';
+
+export const RUN_HELP = `Usage: brig run [flags] [--] <command> [args…]
+
+Run one command in a jail: the current directory read-write, system
+directories read-only, a private home and /tmp, no network, limits on.
+
+Flags (each changes one field of the policy; see docs/policy.md):
+  --rw DIR            bind DIR read-write (repeatable)
+  --ro DIR            bind DIR read-only (repeatable)
+  --hide PATH         make PATH invisible (repeatable)
+  --env NAME[=VALUE]  forward NAME from your environment, or set it (repeatable)
+  --net none|host     network: none (default) or the host's, unfiltered
+  --memory SIZE       memory for the whole jail, e.g. 512m, 4g (default 2g)
+  --cpus N            CPU quota in CPUs, fractions allowed (default 2)
+  --pids N            processes and threads alive at once (default 1024)
+  --timeout DURATION  kill the jail after e.g. 30s, 10m, 2h (default: none)
+  --workspace DIR     the read-write project directory (default: .)
+  --policy FILE       start from a policy file (JSON or YAML); flags apply on top
+  --dry-run           print the plan (bwrap argv, syscall filter, limits) and exit
+  --json              with --dry-run: print the plan as JSON
+  -h, --help          this help
+
+Exit codes: the command's own; 128+N when it died of signal N; 124 timeout;
+125 brig failed (the message says why and how to fix it); 126 not executable;
+127 not found; 137 the jail ran out of memory and was killed whole.`;
+
+const FLAGS: Record<string, FlagSpec> = {
+  rw: { value: true, repeat: true },
+  ro: { value: true, repeat: true },
+  hide: { value: true, repeat: true },
+  env: { value: true, repeat: true },
+  net: { value: true },
+  memory: { value: true },
+  cpus: { value: true },
+  pids: { value: true },
+  timeout: { value: true },
+  workspace: { value: true },
+  policy: { value: true },
+  'dry-run': { value: false },
+  json: { value: false },
+  help: { value: false, short: 'h' },
+};
+
+export async function runCommand(argv: string[]): Promise<number> {
+  const { flags, rest } = parseArgs(argv, FLAGS, 'brig run');
+  if (flags.has('help')) {
+    process.stdout.write(RUN_HELP + '\n');
+    return 0;
+  }
+  const cwd = process.cwd();
+  const home = process.env.HOME || homedir();
+  let policy: Policy = DEFAULT_POLICY;
+  const file = flags.get('policy')?.[0];
+  if (file) policy = applyPolicyInput(policy, await loadPolicyFile(file), file);
+  policy = resolvePolicy(compose(...flagChanges(flags))(policy), { cwd, home });
+
+  const tty = Boolean(process.stdin.isTTY && process.stdout.isTTY);
+  const plan = planJail(policy, rest, { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, home, cwd, env: process.env }, { tty });
+  if (flags.has('dry-run')) {
+    process.stdout.write(flags.has('json') ? JSON.stringify(planSummary(plan), null, 2) + '\n' : formatPlan(plan));
+    return 0;
+  }
+  return exitCodeOf(await runJail(plan), plan);
+}
+
+function flagChanges(flags: Map<string, string[]>): PolicyChange[] {
+  const changes: PolicyChange[] = [];
+  const all = (name: string): string[] => flags.get(name) ?? [];
+  const one = (name: string): string | undefined => flags.get(name)?.[0];
+  if (all('ro').length) changes.push(readOnly(...all('ro')));
+  if (all('rw').length) changes.push(readWrite(...all('rw')));
+  if (all('hide').length) changes.push(hide(...all('hide')));
+  for (const entry of all('env')) {
+    const equals = entry.indexOf('=');
+    changes.push(equals === -1 ? forwardEnv(entry) : setEnv(entry.slice(0, equals), entry.slice(equals + 1)));
+  }
+  const net = one('net');
+  if (net !== undefined) {
+    if (net !== 'none' && net !== 'host') throw new BrigError('BRIG_USAGE', `--net ${net}: expected none or host`, 'use --net none (default) or --net host');
+    changes.push(network(net));
+  }
+  const size = one('memory');
+  if (size !== undefined) changes.push(memory(parseSizeMiB(size)));
+  const cpuCount = one('cpus');
+  if (cpuCount !== undefined) changes.push(cpus(numberFlag('cpus', cpuCount)));
+  const pidCount = one('pids');
+  if (pidCount !== undefined) changes.push(pids(numberFlag('pids', pidCount)));
+  const limit = one('timeout');
+  if (limit !== undefined) changes.push(timeout(parseDurationMs(limit)));
+  const dir = one('workspace');
+  if (dir !== undefined) changes.push(workspace(dir));
+  return changes;
+}
+
+function numberFlag(name: string, text: string): number {
+  const value = Number(text);
+  if (text.trim() === '' || !Number.isFinite(value)) throw new BrigError('BRIG_USAGE', `--${name} ${text}: not a number`, `give a number, e.g. --${name} 2`);
+  return value;
+}
+
+function exitCodeOf(end: JailEnd, plan: JailPlan): number {
+  switch (end.reason) {
+    case 'exit':
+      return end.exitCode;
+    case 'signal':
+      return 128 + (signalNumbers[end.signal] ?? 0);
+    case 'oom':
+      return report(new BrigError('BRIG_OUT_OF_MEMORY', `the jail used all of its ${plan.policy.resources.memoryMiB} MiB of memory and was killed`, 'give it more with --memory (e.g. --memory 4g) or resources.memoryMiB'));
+    case 'timeout':
+      return report(new BrigError('BRIG_TIMEOUT', `the command ran past its ${plan.policy.timeouts.runMs} ms timeout and the jail was killed`, 'raise --timeout, or set it to 0 for none'));
+    case 'setup':
+      return report(new BrigError('BRIG_JAIL_SETUP', `bubblewrap could not build the jail (exit ${end.bwrapExitCode}; its message is above)`, 'check the paths and flags it names; `brig run --dry-run …` prints the full plan'));
+  }
+}
+
+const signalNumbers: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGTERM: 15 };
+
+function report(error: BrigError): number {
+  process.stderr.write(error.format() + '\n');
+  return error.exitCode;
+}
+
+function planSummary(plan: JailPlan) {
+  const { resources, timeouts, network: net } = plan.policy;
+  return {
+    policy: plan.policy.name,
+    command: plan.command,
+    argv: plan.argv,
+    cwd: plan.cwd,
+    identity: { hostUid: plan.identity.hostUid, hostGid: plan.identity.hostGid, uid: plan.identity.uid, gid: plan.identity.gid, user: plan.identity.user, home: plan.identity.home },
+    environment: plan.env,
+    network: net.mode,
+    limits: {
+      memoryMiB: resources.memoryMiB,
+      cpus: resources.cpus,
+      pids: resources.pids,
+      openFiles: resources.openFiles,
+      processes: resources.processes,
+      maxFileSizeMiB: resources.maxFileSizeMiB,
+      timeoutMs: timeouts.runMs,
+    },
+    cgroup: { version: plan.cgroup.version, dirs: plan.cgroup.dirs, writes: plan.cgroup.writes },
+    seccomp: { instructions: plan.seccompProgram.length / 8, logOnly: plan.policy.syscalls.logOnly, rules: plan.seccompSummary },
+  };
+}
+
+function formatPlan(plan: JailPlan): string {
+  const summary = planSummary(plan);
+  const quote = (word: string): string => (/^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`);
+  const limits = summary.limits;
+  return [
+    `policy: ${summary.policy}`,
+    `identity: uid ${summary.identity.uid} (${summary.identity.user}) inside, host uid ${summary.identity.hostUid}; home ${summary.identity.home}`,
+    `network: ${summary.network}`,
+    `limits: memory ${limits.memoryMiB} MiB, cpus ${limits.cpus}, pids ${limits.pids}, nofile ${limits.openFiles.soft}/${limits.openFiles.hard}, ` +
+      `nproc ${limits.processes.soft}/${limits.processes.hard}, fsize ${limits.maxFileSizeMiB} MiB, core 0, timeout ${limits.timeoutMs ? `${limits.timeoutMs} ms` : 'none'}`,
+    `cgroup (${summary.cgroup.version}): ${summary.cgroup.dirs.join(' ')}`,
+    `environment: ${Object.keys(summary.environment).sort().join(' ')}`,
+    `seccomp: ${summary.seccomp.instructions} BPF instructions${summary.seccomp.logOnly ? ' (log only: nothing is denied)' : ''}`,
+    ...summary.seccomp.rules.map((rule) => `  ${rule}`),
+    'argv:',
+    `  ${summary.argv.map(quote).join(' \\\n    ')}`,
+    '',
+  ].join('\n');
+}
+

@@ -1,0 +1,32 @@
+import type { EnvironmentPolicy } from '../../policy/index.ts';
+import type { JailIdentity } from './identity.ts';
+
+const FALLBACK_PATH = '/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin';
+
+/**
+ * The jail's whole environment: built up from nothing, never filtered down
+ * from the host's. Forwarded names first, then the identity's own variables,
+ * then the policy's explicit values (they win).
+ */
+export function jailEnvironment(
+  policy: EnvironmentPolicy,
+  hostEnv: NodeJS.ProcessEnv,
+  identity: JailIdentity,
+  extra: { tmpdir: string | null; toolDirs: string[] },
+): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const name of policy.forward) {
+    const value = hostEnv[name];
+    if (value !== undefined) env[name] = value;
+  }
+  const path = env.PATH ?? FALLBACK_PATH;
+  const missing = extra.toolDirs.filter((dir) => !path.split(':').includes(dir));
+  env.PATH = [...missing, path].join(':');
+  env.HOME = identity.home;
+  env.USER = identity.user;
+  env.LOGNAME = identity.user;
+  env.SHELL = '/bin/sh';
+  if (extra.tmpdir) env.TMPDIR = extra.tmpdir;
+  Object.assign(env, policy.set);
+  return env;
+}

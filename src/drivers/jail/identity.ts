@@ -1,0 +1,90 @@
+import { readFileSync, statSync } from 'node:fs';
+import type { IdentityPolicy } from '../../policy/index.ts';
+
+/**
+ * Who the jail is, outside and inside.
+ *
+ * Outside, the jail must never act as host root when that can be avoided: a
+ * process whose host uid is 0 keeps owner access to every root-owned file it
+ * can see, user namespace or not. So when brig runs as root, the jail runs as
+ * the owner of the workspace. Only a root-owned workspace keeps host uid 0 (it
+ * must stay writable); then mounts.ts masks what that uid could still read.
+ */
+export interface JailIdentity {
+  /** Host uid/gid bubblewrap runs as (the jail's uid seen from outside). */
+  hostUid: number;
+  hostGid: number;
+  /** Whether brig must drop to hostUid/hostGid when starting bubblewrap. */
+  dropPrivileges: boolean;
+  /** uid/gid inside the jail. */
+  uid: number;
+  gid: number;
+  user: string;
+  /** The private home inside the jail. */
+  home: string;
+  /** /etc/passwd and /etc/group as the jail sees them: only the users it needs. */
+  passwd: string;
+  group: string;
+}
+
+export interface Caller {
+  uid: number;
+  gid: number;
+  home: string;
+}
+
+export function jailIdentity(policy: IdentityPolicy, caller: Caller, workspace: string | null): JailIdentity {
+  let hostUid = caller.uid;
+  let hostGid = caller.gid;
+  if (caller.uid === 0 && workspace !== null) {
+    const owner = statSync(workspace);
+    hostUid = owner.uid;
+    hostGid = owner.gid;
+  }
+  const uid = policy.uid ?? hostUid;
+  const gid = policy.gid ?? hostGid;
+  const entry = passwdEntry(uid);
+  const user = entry?.name ?? (uid === 0 ? 'root' : 'user');
+  const home = uid === caller.uid && hostUid === caller.uid ? caller.home : (entry?.home ?? (uid === 0 ? '/root' : `/home/${user}`));
+  const groupName = groupEntryName(gid) ?? (gid === 0 ? 'root' : user);
+  const users = [`${user}:x:${uid}:${gid}:${user}:${home}:/bin/sh`];
+  const groups = [`${groupName}:x:${gid}:`];
+  if (uid !== 0) users.unshift('root:x:0:0:root:/root:/usr/sbin/nologin');
+  if (gid !== 0) groups.unshift('root:x:0:');
+  users.push('nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin');
+  groups.push('nogroup:x:65534:');
+  return {
+    hostUid,
+    hostGid,
+    dropPrivileges: caller.uid === 0 && hostUid !== 0,
+    uid,
+    gid,
+    user,
+    home,
+    passwd: users.join('\n') + '\n',
+    group: groups.join('\n') + '\n',
+  };
+}
+
+function passwdEntry(uid: number): { name: string; home: string } | undefined {
+  const fields = findLine('/etc/passwd', 2, uid);
+  return fields && { name: fields[0] ?? 'user', home: fields[5] ?? '/' };
+}
+
+function groupEntryName(gid: number): string | undefined {
+  return findLine('/etc/group', 2, gid)?.[0];
+}
+
+function findLine(file: string, idColumn: number, id: number): string[] | undefined {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+  for (const line of text.split('\n')) {
+    const fields = line.split(':');
+    if (fields[idColumn] === String(id)) return fields;
+  }
+  return undefined;
+}

@@ -1,0 +1,150 @@
+import { lstatSync, readdirSync, readlinkSync, realpathSync, type Stats } from 'node:fs';
+import { dirname } from 'node:path';
+import { BrigError } from '../../protocol/index.ts';
+import type { FilesystemPolicy, NetworkMode } from '../../policy/index.ts';
+
+/**
+ * The filesystem policy as bubblewrap mount steps. Only what a policy names
+ * is visible: system directories read-only, the workspace read-write, fresh
+ * tmpfs for /tmp and the home. The protections below are not policy fields:
+ * they hold whatever the policy says.
+ */
+
+/** /proc knobs that change the host kernel: read-only (Docker's readonlyPaths). */
+const PROC_READ_ONLY = ['/proc/sys', '/proc/sysrq-trigger', '/proc/irq', '/proc/bus', '/proc/fs'];
+/** /proc files that leak host memory, keys or timing: masked (Docker's maskedPaths). */
+const PROC_MASKED = ['/proc/kcore', '/proc/keys', '/proc/timer_list', '/proc/timer_stats', '/proc/sched_debug', '/proc/latency_stats', '/proc/acpi', '/proc/scsi', '/proc/asound'];
+/** Credentials and host secrets under /etc: masked in every jail. */
+const ETC_SECRETS = [
+  '/etc/shadow', '/etc/shadow-', '/etc/gshadow', '/etc/gshadow-', '/etc/sudoers', '/etc/sudoers.d',
+  '/etc/ssh', '/etc/ssl/private', '/etc/security/opasswd', '/etc/krb5.keytab', '/etc/credstore',
+  '/etc/credstore.encrypted', '/etc/NetworkManager/system-connections', '/etc/wireguard',
+];
+
+export interface MountInputs {
+  filesystem: FilesystemPolicy;
+  /** The jail's private home (a tmpfs). */
+  home: string;
+  /** Extra private tmp dir the caller's environment names ($TMPDIR), if it exists. */
+  tmpdir: string | null;
+  /** Host paths of tools, bound read-only. */
+  toolPaths: string[];
+  network: NetworkMode;
+  /**
+   * The jail keeps host uid 0 (a root-owned workspace): every /etc entry that
+   * is not world-readable is masked too, since owner access would open it.
+   */
+  hostRoot: boolean;
+  /** File descriptors carrying the jail's /etc/passwd and /etc/group. */
+  passwdFd: number;
+  groupFd: number;
+}
+
+type Step = { path: string; rank: number; args: string[] };
+
+// Within one depth: fresh filesystems first, then binds, then masks on top.
+const RANK = { tmpfs: 0, bind: 1, mask: 2 } as const;
+
+export function mountArgs(input: MountInputs): string[] {
+  const { filesystem } = input;
+  const args: string[] = [];
+
+  for (const path of filesystem.system) {
+    const stats = lstatOrNull(path);
+    if (!stats) continue;
+    if (stats.isSymbolicLink()) args.push('--symlink', readlinkSync(path), path);
+    else args.push('--ro-bind', path, path);
+  }
+  args.push('--proc', '/proc', '--dev', '/dev');
+  for (const path of PROC_READ_ONLY) if (lstatOrNull(path)) args.push('--ro-bind', path, path);
+  for (const path of PROC_MASKED) args.push(...maskArgs(path));
+
+  const steps: Step[] = [];
+  const secrets = input.hostRoot ? [...ETC_SECRETS, ...unreadableEntries('/etc')] : ETC_SECRETS;
+  for (const path of new Set(secrets)) steps.push({ path, rank: RANK.mask, args: maskArgs(path) });
+  const size = String(filesystem.tmpfsSizeMiB * 1024 * 1024);
+  steps.push({ path: input.home, rank: RANK.tmpfs, args: ['--size', size, '--perms', '0700', '--tmpfs', input.home] });
+  // Shared scratch space keeps its usual sticky, world-writable mode.
+  for (const path of new Set([...filesystem.tmpfs, ...(input.tmpdir ? [input.tmpdir] : [])])) {
+    if (path !== input.home) steps.push({ path, rank: RANK.tmpfs, args: ['--size', size, '--perms', '1777', '--tmpfs', path] });
+  }
+  for (const path of [...filesystem.readOnly, ...input.toolPaths]) steps.push({ path, rank: RANK.bind, args: ['--ro-bind', mustExist(path, 'filesystem.readOnly'), path] });
+  for (const path of filesystem.readWrite) steps.push({ path, rank: RANK.bind, args: ['--bind', mustExist(path, 'filesystem.readWrite'), path] });
+  if (filesystem.workspace !== null) {
+    const path = filesystem.workspace;
+    steps.push({ path, rank: RANK.bind, args: ['--bind', mustExist(path, 'filesystem.workspace'), path] });
+  }
+  for (const path of filesystem.hidden) steps.push({ path, rank: RANK.mask, args: maskArgs(path) });
+  if (input.network === 'host') steps.push(...resolverSteps());
+
+  steps.sort((a, b) => depth(a.path) - depth(b.path) || a.rank - b.rank);
+  for (const step of steps) args.push(...step.args);
+  // After /etc is bound: the jail's own user database replaces the host's.
+  args.push('--ro-bind-data', String(input.passwdFd), '/etc/passwd', '--ro-bind-data', String(input.groupFd), '/etc/group');
+  return args;
+}
+
+/** An existing path made invisible: an empty read-only directory, or an empty file. */
+function maskArgs(path: string): string[] {
+  const stats = lstatOrNull(path);
+  if (!stats) return [];
+  if (stats.isDirectory()) return ['--tmpfs', path, '--remount-ro', path];
+  return ['--ro-bind', '/dev/null', path];
+}
+
+/** On hosts where /etc/resolv.conf links into /run (systemd-resolved), the jail needs the target too. */
+function resolverSteps(): Step[] {
+  const link = lstatOrNull('/etc/resolv.conf');
+  if (!link?.isSymbolicLink()) return [];
+  let target: string;
+  try {
+    target = realpathSync('/etc/resolv.conf');
+  } catch {
+    return [];
+  }
+  if (target.startsWith('/etc/')) return [];
+  return [{ path: target, rank: RANK.bind, args: ['--ro-bind', target, target] }];
+}
+
+function mustExist(path: string, field: string): string {
+  if (!lstatOrNull(path)) {
+    throw new BrigError('BRIG_PATH_MISSING', `${field}: ${path} does not exist on the host`, `create it first, or remove it from the policy (a jail can only be given paths that exist)`);
+  }
+  return path;
+}
+
+/** Entries under dir that "other" may not read, not descending into them. */
+function unreadableEntries(dir: string): string[] {
+  const found: string[] = [];
+  const walk = (current: string): void => {
+    let names: string[];
+    try {
+      names = readdirSync(current);
+    } catch {
+      return;
+    }
+    for (const name of names) {
+      const path = `${current}/${name}`;
+      const stats = lstatOrNull(path);
+      if (!stats || stats.isSymbolicLink()) continue;
+      if ((stats.mode & 0o004) === 0) found.push(path);
+      else if (stats.isDirectory()) walk(path);
+    }
+  };
+  walk(dir);
+  return found;
+}
+
+function depth(path: string): number {
+  let count = 0;
+  for (let current = path; current !== '/' && current !== '.'; current = dirname(current)) count++;
+  return count;
+}
+
+function lstatOrNull(path: string): Stats | null {
+  try {
+    return lstatSync(path);
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,218 @@
+import { accessSync, constants, existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import { dirname, isAbsolute, join, relative } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { BrigError } from '../../protocol/index.ts';
+import type { Policy } from '../../policy/index.ts';
+import { compileSeccomp, hostSeccompArch } from './seccomp/index.ts';
+import { jailIdentity, type Caller, type JailIdentity } from './identity.ts';
+import { mountArgs } from './mounts.ts';
+import { jailEnvironment } from './environment.ts';
+import { rlimitArgs } from './rlimits.ts';
+import { planCgroup, type CgroupPlan } from './cgroup.ts';
+
+/** The file descriptors bubblewrap reads, in the child's numbering. */
+export const FD = { seccomp: 3, status: 4, passwd: 5, group: 6 } as const;
+
+export interface HostContext extends Caller {
+  /** Where brig was started: the default workspace's directory. */
+  cwd: string;
+  env: NodeJS.ProcessEnv;
+}
+
+export interface JailPlanOptions {
+  /** Give the command a terminal of its own (a new pseudo-terminal as its controlling tty). */
+  tty: boolean;
+}
+
+/**
+ * Everything needed to start one jail, computed before anything starts:
+ * printable (`--dry-run`), testable, and the only input of launch.ts.
+ */
+export interface JailPlan {
+  id: string;
+  policy: Policy;
+  command: string[];
+  /** The full argv: prlimit, its limits, bwrap, its arguments, the command. */
+  argv: string[];
+  env: Record<string, string>;
+  cwd: string;
+  identity: JailIdentity;
+  cgroup: CgroupPlan;
+  /** Data bubblewrap reads from file descriptors (see FD). */
+  seccompProgram: Buffer;
+  seccompSummary: string[];
+  tty: boolean;
+}
+
+export function planJail(policy: Policy, command: string[], host: HostContext, options: JailPlanOptions): JailPlan {
+  if (command.length === 0) throw new BrigError('BRIG_USAGE', 'no command to run', 'put the command after --, e.g. `brig run -- bash`');
+  const { filesystem } = policy;
+  const workspace = filesystem.workspace;
+  if (workspace !== null) guardWorkspace(workspace, host.home);
+  const bwrap = findExecutable('bwrap', host.env.PATH);
+  if (!bwrap) throw new BrigError('BRIG_BWRAP_MISSING', 'bubblewrap (bwrap) is not installed', 'run `npm run setup` (or `sudo apt-get install bubblewrap`)');
+  const prlimit = findExecutable('prlimit', host.env.PATH) ?? '/usr/bin/prlimit';
+  if (host.uid !== 0) checkUserNamespaces();
+
+  const identity = jailIdentity(policy.identity, host, workspace);
+  const tools = resolveTools(policy.tools, host.env.PATH);
+  const tmpdir = privateTmpdir(host.env.TMPDIR, policy);
+  const env = jailEnvironment(policy.environment, host.env, identity, { tmpdir, toolDirs: tools.dirs });
+  const cwd = workspace ?? identity.home;
+  checkCommand(command[0] ?? '', env.PATH ?? '', cwd, visibleRoots(policy, tools.paths));
+
+  const seccomp = compileSeccomp({ arch: hostSeccompArch(), extraDeny: policy.syscalls.extraDeny, logOnly: policy.syscalls.logOnly });
+  const id = `${process.pid}-${randomBytes(4).toString('hex')}`;
+  const bwrapArgs = [
+    '--unshare-user', '--unshare-pid', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup-try',
+    ...(policy.network.mode === 'none' ? ['--unshare-net'] : []),
+    '--uid', String(identity.uid), '--gid', String(identity.gid),
+    // A nested user namespace would let the jail map itself root again: refuse them twice (here and in seccomp).
+    '--disable-userns',
+    '--hostname', policy.identity.hostname,
+    '--cap-drop', 'ALL',
+    '--die-with-parent',
+    // With a terminal of its own the jail starts its own session (setsid below); without one,
+    // a new session keeps it from the caller's terminal (no TIOCSTI into it).
+    ...(options.tty ? [] : ['--new-session']),
+    ...mountArgs({
+      filesystem,
+      home: identity.home,
+      tmpdir,
+      toolPaths: tools.paths,
+      network: policy.network.mode,
+      hostRoot: identity.hostUid === 0,
+      passwdFd: FD.passwd,
+      groupFd: FD.group,
+    }),
+    '--chdir', cwd,
+    '--seccomp', String(FD.seccomp),
+    '--json-status-fd', String(FD.status),
+    '--',
+    ...(options.tty ? ['/usr/bin/setsid', '--ctty'] : []),
+    ...command,
+  ];
+  return {
+    id,
+    policy,
+    command,
+    argv: [prlimit, ...rlimitArgs(policy.resources), bwrap, ...bwrapArgs],
+    env,
+    cwd,
+    identity,
+    cgroup: planCgroup(id, policy.resources),
+    seccompProgram: seccomp.program,
+    seccompSummary: seccomp.summary,
+    tty: options.tty,
+  };
+}
+
+/** The workspace is written by the jail: never the home itself, an ancestor of it, or /. */
+function guardWorkspace(workspace: string, home: string): void {
+  const rel = relative(workspace, home);
+  if (workspace === '/' || rel === '' || (!rel.startsWith('..') && !isAbsolute(rel))) {
+    throw new BrigError(
+      'BRIG_POLICY_INVALID',
+      `the workspace ${workspace} contains your home directory (${home}): the jail would see your dotfiles and credentials`,
+      'run brig from a project directory, or give one with --workspace DIR',
+    );
+  }
+}
+
+function checkUserNamespaces(): void {
+  const read = (file: string): string | null => {
+    try {
+      return readFileSync(file, 'utf8').trim();
+    } catch {
+      return null;
+    }
+  };
+  if (read('/proc/sys/user/max_user_namespaces') === '0' || read('/proc/sys/kernel/unprivileged_userns_clone') === '0') {
+    throw new BrigError(
+      'BRIG_USERNS_UNAVAILABLE',
+      'this kernel does not allow unprivileged user namespaces',
+      'enable them: `sudo sysctl -w kernel.unprivileged_userns_clone=1 user.max_user_namespaces=15000`, or run brig as root',
+    );
+  }
+}
+
+/** The caller's $TMPDIR gets a private tmpfs at the same path, when it exists and is not already one. */
+function privateTmpdir(tmpdir: string | undefined, policy: Policy): string | null {
+  if (!tmpdir || !isAbsolute(tmpdir) || !existsSync(tmpdir)) return null;
+  return policy.filesystem.tmpfs.includes(tmpdir) ? null : tmpdir;
+}
+
+interface Tools {
+  /** Host paths bound read-only. */
+  paths: string[];
+  /** Directories put on the jail's PATH. */
+  dirs: string[];
+}
+
+function resolveTools(names: string[], hostPath: string | undefined): Tools {
+  const paths = new Set<string>();
+  const dirs = new Set<string>();
+  for (const name of names) {
+    const found = name.includes('/') ? (existsSync(name) ? name : null) : findExecutable(name, hostPath);
+    if (!found) throw new BrigError('BRIG_PATH_MISSING', `tool '${name}' is not on the host PATH`, 'install it, or give its absolute path in tools');
+    paths.add(found);
+    const real = realpathSync(found);
+    if (real !== found) paths.add(real);
+    dirs.add(dirname(found));
+  }
+  return { paths: [...paths], dirs: [...dirs] };
+}
+
+/** Host directories the jail sees at the same path. */
+function visibleRoots(policy: Policy, toolPaths: string[]): string[] {
+  const { filesystem } = policy;
+  return [...filesystem.system, ...filesystem.readOnly, ...filesystem.readWrite, ...toolPaths, ...(filesystem.workspace ? [filesystem.workspace] : [])];
+}
+
+/**
+ * Say "not found" before building a jail, as a shell would, rather than after
+ * bubblewrap fails. Only directories the jail sees count.
+ */
+function checkCommand(name: string, path: string, cwd: string, roots: string[]): void {
+  const visible = (file: string): boolean => roots.some((root) => file === root || file.startsWith(root.endsWith('/') ? root : `${root}/`));
+  const candidates = name.includes('/') ? [isAbsolute(name) ? name : join(cwd, name)] : path.split(':').filter(isAbsolute).map((dir) => join(dir, name));
+  let exists: string | null = null;
+  for (const file of candidates) {
+    if (!visible(file) || !isFile(file)) continue;
+    exists ??= file;
+    try {
+      accessSync(file, constants.X_OK);
+      return;
+    } catch {
+      // Keep looking: a later PATH entry may be executable.
+    }
+  }
+  if (exists) throw new BrigError('BRIG_COMMAND_NOT_EXECUTABLE', `${exists} is not executable`, `make it executable (chmod +x ${exists}) or run it through its interpreter`);
+  throw new BrigError(
+    'BRIG_COMMAND_NOT_FOUND',
+    `command not found in the jail: ${name}`,
+    name.includes('/') ? 'check the path; the jail sees the workspace, system directories and what --ro/--rw add' : 'install it on the host, or make its directory visible with --ro DIR (tools in your home are hidden by default)',
+  );
+}
+
+function isFile(file: string): boolean {
+  try {
+    return statSync(file).isFile();
+  } catch {
+    return false;
+  }
+}
+
+export function findExecutable(name: string, path: string | undefined): string | null {
+  for (const dir of (path || '/usr/local/bin:/usr/bin:/bin').split(':')) {
+    if (!isAbsolute(dir)) continue;
+    const file = join(dir, name);
+    try {
+      accessSync(file, constants.X_OK);
+      if (statSync(file).isFile()) return file;
+    } catch {
+      // Not here.
+    }
+  }
+  return null;
+}

@@ -1,0 +1,76 @@
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { removeCgroup } from './cgroup.ts';
+
+/**
+ * What a running brig holds on the host, written down before it is created,
+ * so a later brig can clean up after one that was killed with SIGKILL. The
+ * jail's processes die with their parent (bubblewrap's --die-with-parent);
+ * what outlives them is the cgroups, and the record itself.
+ */
+export interface JailRecord {
+  id: string;
+  /** The brig process that owns the jail, and its start time (pids are reused). */
+  ownerPid: number;
+  ownerStart: string;
+  cgroupDirs: string[];
+  killDir: string | null;
+}
+
+export function recordsDir(): string {
+  const uid = process.getuid?.() ?? 0;
+  const runtime = process.env.XDG_RUNTIME_DIR;
+  if (runtime) return `${runtime}/brig/jails`;
+  return uid === 0 ? '/run/brig/jails' : `/tmp/brig-${uid}/jails`;
+}
+
+export function processStart(pid: number | 'self'): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may hold spaces) start at the last ')'.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
+  } catch {
+    return null;
+  }
+}
+
+export function writeRecord(record: JailRecord): void {
+  const dir = recordsDir();
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const owner = statSync(dir).uid;
+  if (owner !== (process.getuid?.() ?? owner)) throw new Error(`${dir} belongs to uid ${owner}, not to this user`);
+  const file = `${dir}/${record.id}.json`;
+  writeFileSync(`${file}.tmp`, JSON.stringify(record), { mode: 0o600 });
+  renameSync(`${file}.tmp`, file);
+}
+
+export function removeRecord(id: string): void {
+  rmSync(`${recordsDir()}/${id}.json`, { force: true });
+}
+
+/** Clean up after every brig that died without doing so. Returns the ids cleaned. */
+export async function sweepLeftovers(): Promise<string[]> {
+  const dir = recordsDir();
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return [];
+  }
+  const cleaned: string[] = [];
+  for (const name of names) {
+    if (!name.endsWith('.json')) continue;
+    let record: JailRecord;
+    try {
+      record = JSON.parse(readFileSync(`${dir}/${name}`, 'utf8')) as JailRecord;
+    } catch {
+      rmSync(`${dir}/${name}`, { force: true });
+      continue;
+    }
+    if (processStart(record.ownerPid) === record.ownerStart) continue;
+    if (await removeCgroup({ dirs: record.cgroupDirs, killDir: record.killDir })) {
+      removeRecord(record.id);
+      cleaned.push(record.id);
+    }
+  }
+  return cleaned;
+}

@@ -1,0 +1,48 @@
+import type { Policy } from './types.ts';
+
+/**
+ * The default policy denies: no home, no credentials, no network, no inherited
+ * environment beyond a short safe list, limits on. Every widening is a change
+ * a user makes on purpose. Limits follow seed 004 (memory 2 GiB, 2 CPUs,
+ * nofile 1024/2048, nproc 512/1024).
+ */
+export const DEFAULT_POLICY: Policy = deepFreeze({
+  name: 'default',
+  description: 'The project directory read-write, system directories read-only, a private home and /tmp, no network.',
+  filesystem: {
+    workspace: '.',
+    // Programs and libraries; /etc for resolver, locale, certificates (its secrets are always masked).
+    system: ['/usr', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32', '/etc'],
+    readOnly: [],
+    readWrite: [],
+    tmpfs: ['/tmp', '/var/tmp'],
+    hidden: [],
+    tmpfsSizeMiB: 1024,
+  },
+  tools: [],
+  environment: {
+    // What a terminal program needs to behave; nothing that can hold a secret.
+    forward: ['PATH', 'TERM', 'COLORTERM', 'LANG', 'LANGUAGE', 'LC_ALL', 'LC_CTYPE', 'LC_MESSAGES', 'TZ', 'NO_COLOR', 'FORCE_COLOR'],
+    set: {},
+  },
+  network: { mode: 'none' },
+  identity: { uid: null, gid: null, hostname: 'brig' },
+  resources: {
+    memoryMiB: 2048,
+    cpus: 2,
+    pids: 1024,
+    openFiles: { soft: 1024, hard: 2048 },
+    processes: { soft: 512, hard: 1024 },
+    maxFileSizeMiB: 16384,
+  },
+  syscalls: { extraDeny: [], logOnly: false },
+  timeouts: { runMs: 0 },
+});
+
+export function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const inner of Object.values(value)) deepFreeze(inner);
+  }
+  return value;
+}

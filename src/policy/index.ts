@@ -1,0 +1,57 @@
+/**
+ * policy/: the one description of a jail. The Policy type and its defaults,
+ * the schema every input is checked against, the merge rule, the file loader,
+ * path resolution, the combinators and the CLI unit parsers. Everything else in
+ * this folder is private.
+ */
+export { DEFAULT_POLICY } from './defaults.ts';
+export { POLICY_SCHEMA } from './schema.ts';
+export { validatePolicyInput, validatePolicy } from './validate.ts';
+export { applyPolicyInput } from './merge.ts';
+export { loadPolicyFile } from './load.ts';
+export { resolvePolicy } from './resolve.ts';
+export {
+  buildPolicy,
+  compose,
+  cpus,
+  denySyscalls,
+  forwardEnv,
+  hide,
+  hostNetwork,
+  hostname,
+  logSyscallsOnly,
+  maxFileSize,
+  memory,
+  named,
+  network,
+  noNetwork,
+  openFiles,
+  pids,
+  processes,
+  readOnly,
+  readWrite,
+  runAs,
+  setEnv,
+  timeout,
+  tmpfs,
+  tmpfsSize,
+  tools,
+  workspace,
+} from './combinators.ts';
+export { parseDurationMs, parseSizeMiB } from './units.ts';
+
+export type {
+  EnvironmentPolicy,
+  FilesystemPolicy,
+  IdentityPolicy,
+  NetworkMode,
+  NetworkPolicy,
+  Policy,
+  PolicyInput,
+  ResourcesPolicy,
+  SoftHard,
+  SyscallPolicy,
+  TimeoutPolicy,
+} from './types.ts';
+export type { PolicyChange } from './combinators.ts';
+export type { ResolveContext } from './resolve.ts';

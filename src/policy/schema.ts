@@ -1,0 +1,291 @@
+import { DEFAULT_POLICY, deepFreeze } from './defaults.ts';
+
+/**
+ * The one schema of a policy *input*: a config file, a set of flags, a
+ * combinator's argument. Every field is optional (what is missing comes from the
+ * policy it is applied to) and unknown keys are refused everywhere. Defaults are
+ * read from DEFAULT_POLICY, never retyped. validate.ts walks this object;
+ * scripts/write-policy-schema.ts publishes it as docs/policy.schema.json and
+ * renders the field tables of docs/policy.md from it.
+ *
+ * Beside the standard keywords, `errorMessage` (understood by editors such as
+ * VS Code) gives the "must be …" phrase a person reads when a value is refused.
+ */
+
+export interface SchemaNode {
+  $ref?: string;
+  type?: JsonType | JsonType[];
+  description?: string;
+  default?: unknown;
+  errorMessage?: string;
+  properties?: Record<string, SchemaNode>;
+  additionalProperties?: false | SchemaNode;
+  propertyNames?: SchemaNode;
+  items?: SchemaNode;
+  enum?: readonly unknown[];
+  minimum?: number;
+  exclusiveMinimum?: number;
+  maximum?: number;
+  minLength?: number;
+  maxLength?: number;
+  pattern?: string;
+}
+
+export type JsonType = 'object' | 'array' | 'string' | 'number' | 'integer' | 'boolean' | 'null';
+
+export interface RootSchema extends SchemaNode {
+  $schema: string;
+  title: string;
+  $defs: Record<string, SchemaNode>;
+}
+
+const D = DEFAULT_POLICY;
+
+// Absolute; or ~ / ~/… (home); or . ./… ../… (the file's directory, or the cwd
+// for flags). "~user" and bare relative names like "src" are refused: each path
+// has exactly one reading.
+const PATH_PATTERN = '^(/|~(/|$)|\\.\\.?(/|$))[^\\u0000]*$';
+const PATH_PHRASE = 'a path (absolute, or starting with ~ or .)';
+const ENV_NAME_PATTERN = '^[A-Za-z_][A-Za-z0-9_]*$';
+// RFC 1123 labels; the kernel keeps at most 64 bytes of hostname.
+const HOSTNAME_PATTERN = '^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$';
+// setrlimit refuses more than fs.nr_open, whose default is 1048576.
+const NR_OPEN = 1048576;
+// The kernel never has more tasks than its largest pid_max (2^22).
+const PID_MAX = 4194304;
+// (uid_t)-1 means "no change" to the kernel, so the last usable id is 2^32 - 2.
+const MAX_ID = 4294967294;
+
+const ref = (name: string, description: string, defaultValue: unknown): SchemaNode => ({
+  $ref: `#/$defs/${name}`,
+  description,
+  default: defaultValue,
+});
+
+interface Range {
+  minimum: number;
+  maximum: number;
+  /** Why the range is what it is, for the description. */
+  why: string;
+}
+
+function softHard(what: string, range: Range, value: { soft: number; hard: number }): SchemaNode {
+  const limit = (role: string, defaultValue: number): SchemaNode => ({
+    type: 'integer',
+    minimum: range.minimum,
+    maximum: range.maximum,
+    description: `${role} ${range.why}`,
+    default: defaultValue,
+  });
+  return {
+    type: 'object',
+    additionalProperties: false,
+    description: `${what} soft must not exceed hard.`,
+    default: value,
+    properties: {
+      soft: limit('The limit a process starts with.', value.soft),
+      hard: limit('The most a process may raise its own soft limit to.', value.hard),
+    },
+  };
+}
+
+const section = (description: string, properties: Record<string, SchemaNode>): SchemaNode => ({
+  type: 'object',
+  additionalProperties: false,
+  description,
+  properties,
+});
+
+export const POLICY_SCHEMA: RootSchema = deepFreeze({
+  $schema: 'https://json-schema.org/draft/2020-12/schema',
+  title: 'brig policy',
+  description:
+    'A brig policy file: what a jailed command may see and use. Every field is optional; what is left out keeps its default, and the defaults deny. See docs/policy.md.',
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    $schema: {
+      type: 'string',
+      description: 'The schema this file follows, for editors (for example "./policy.schema.json"); brig ignores it.',
+    },
+    name: {
+      type: 'string',
+      pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$',
+      errorMessage: 'must be a short name (letters, digits, . _ -, at most 64)',
+      description: 'A short name for the policy, shown by `brig run --dry-run` and used to pick a profile.',
+      default: D.name,
+    },
+    description: {
+      type: 'string',
+      description: 'What this policy opens and why, in a sentence or two, so a reviewer can judge it without reading every field.',
+      default: D.description,
+    },
+    filesystem: section('What the jail sees of the host\'s files: nothing is visible unless listed here.', {
+      workspace: {
+        type: ['string', 'null'],
+        minLength: 1,
+        pattern: PATH_PATTERN,
+        errorMessage: `must be ${PATH_PHRASE}, or null`,
+        description:
+          'The project directory, bound read-write at its own path and the working directory of the command. "." is the directory brig started in (in a file: the file\'s directory); null means no workspace, the command starts in the private home.',
+        default: D.filesystem.workspace,
+      },
+      system: ref('paths', 'System directories bound read-only at their own paths when they exist on the host: the programs and libraries commands need. Secrets under /etc are masked whatever this says (docs/jail.md).', D.filesystem.system),
+      readOnly: ref('paths', 'Further host paths bound read-only at their own paths, for what the command must read but never change (a shared cache, a toolchain). Each must exist.', D.filesystem.readOnly),
+      readWrite: ref('paths', 'Further host paths bound read-write at their own paths. Each one widens what a command can damage, so keep the list short. Each must exist.', D.filesystem.readWrite),
+      tmpfs: ref('paths', 'Paths that get a fresh, private, writable tmpfs, gone when the jail ends: scratch space that never touches the host.', D.filesystem.tmpfs),
+      hidden: ref('paths', 'Paths made invisible inside (a directory shows empty, a file shows as an empty file): for secrets inside a bound directory, such as a project\'s .env.', D.filesystem.hidden),
+      tmpfsSizeMiB: {
+        type: 'integer',
+        minimum: 1,
+        description: 'Size cap of each tmpfs in MiB, the private home included. tmpfs pages count as jail memory, so scratch files are also bounded by memoryMiB.',
+        default: D.filesystem.tmpfsSizeMiB,
+      },
+    }),
+    tools: {
+      type: 'array',
+      errorMessage: 'must be a list of command names or absolute paths',
+      items: {
+        type: 'string',
+        pattern: '^(/[^\\u0000]*|[A-Za-z0-9_+][A-Za-z0-9._+-]*)$',
+        errorMessage: 'must be a command name (like git) or an absolute path',
+      },
+      description: 'Host commands made available inside, by name (looked up on the host PATH) or absolute path: tools that live outside the system directories, such as a node installed under ~/.nvm.',
+      default: D.tools,
+    },
+    environment: section('The variables the command sees. The host environment is scrubbed; only what is listed here gets in.', {
+      forward: {
+        type: 'array',
+        errorMessage: 'must be a list of variable names',
+        items: { $ref: '#/$defs/envName' },
+        description: 'Host variables passed in by name when they are set on the host. Everything else is scrubbed, because environments carry tokens and keys.',
+        default: D.environment.forward,
+      },
+      set: {
+        type: 'object',
+        errorMessage: 'must be a mapping of variable names to string values',
+        propertyNames: { $ref: '#/$defs/envName' },
+        additionalProperties: {
+          type: 'string',
+          pattern: '^[^\\u0000]*$',
+          errorMessage: 'must be a string (quote numbers and booleans in YAML)',
+        },
+        description: 'Variables set inside, after forwarding: a value set here wins over a forwarded one.',
+        default: D.environment.set,
+      },
+    }),
+    network: section('Whether the command can reach a network.', {
+      mode: {
+        type: 'string',
+        enum: ['none', 'host'],
+        description:
+          'none: only a private loopback, the safe choice for code nobody has read. host: the host\'s network, unfiltered; the command can reach whatever the host can.',
+        default: D.network.mode,
+      },
+    }),
+    identity: section('Who the command is inside the jail.', {
+      uid: {
+        type: ['integer', 'null'],
+        minimum: 0,
+        maximum: MAX_ID,
+        description: 'User id inside the jail; null keeps the caller\'s, so files written to the workspace stay yours. 0 is a root that has no privilege on the host.',
+        default: D.identity.uid,
+      },
+      gid: {
+        type: ['integer', 'null'],
+        minimum: 0,
+        maximum: MAX_ID,
+        description: 'Group id inside the jail; null keeps the caller\'s.',
+        default: D.identity.gid,
+      },
+      hostname: {
+        type: 'string',
+        maxLength: 64,
+        pattern: HOSTNAME_PATTERN,
+        errorMessage: 'must be a hostname (letters, digits, - and dots, at most 64)',
+        description: 'Hostname inside the jail, so the host\'s name does not leak into prompts, logs and tools.',
+        default: D.identity.hostname,
+      },
+    }),
+    resources: section('Limits that keep a runaway or hostile command from starving the host. Always on.', {
+      memoryMiB: {
+        type: 'integer',
+        minimum: 16,
+        description: 'Memory for the whole jail in MiB, page cache and tmpfs included; past it the whole jail is killed, not one process. At least 16.',
+        default: D.resources.memoryMiB,
+      },
+      cpus: {
+        type: 'number',
+        exclusiveMinimum: 0,
+        description: 'CPU time as a number of CPUs (a quota, fractions allowed: 0.5 is half a CPU), so a busy loop cannot take the machine.',
+        default: D.resources.cpus,
+      },
+      pids: {
+        type: 'integer',
+        minimum: 8,
+        description: 'Tasks (processes and threads) alive at once in the jail: the brake on fork bombs. At least 8.',
+        default: D.resources.pids,
+      },
+      openFiles: softHard(
+        'RLIMIT_NOFILE: open files per process, so a leak fails in the jail instead of exhausting the host.',
+        { minimum: 16, maximum: NR_OPEN, why: `At least 16 (fewer breaks shells and runtimes); at most ${NR_OPEN}, the kernel's default fs.nr_open.` },
+        D.resources.openFiles,
+      ),
+      processes: softHard(
+        'RLIMIT_NPROC: processes per user, a second fork-bomb brake beside pids.',
+        { minimum: 8, maximum: PID_MAX, why: `At least 8; at most ${PID_MAX}, the kernel's largest pid_max.` },
+        D.resources.processes,
+      ),
+      maxFileSizeMiB: {
+        type: 'integer',
+        minimum: 1,
+        description: 'RLIMIT_FSIZE in MiB: the largest file a process may write, so one runaway log cannot fill the disk.',
+        default: D.resources.maxFileSizeMiB,
+      },
+    }),
+    syscalls: section('The seccomp filter. brig always denies its default list (docs/jail.md); a policy can only add to it.', {
+      extraDeny: {
+        type: 'array',
+        errorMessage: 'must be a list of syscall names',
+        items: { type: 'string', pattern: '^[a-z_][a-z0-9_]*$', errorMessage: 'must be a syscall name (lower case, like ptrace)' },
+        description: 'Syscall names denied on top of brig\'s default deny list, for commands known not to need them.',
+        default: D.syscalls.extraDeny,
+      },
+      logOnly: {
+        type: 'boolean',
+        description: 'Log what the filter would deny (to the kernel audit log) instead of denying it. For tuning only: it turns the syscall filter off.',
+        default: D.syscalls.logOnly,
+      },
+    }),
+    timeouts: section('How long the command may run.', {
+      runMs: {
+        type: 'integer',
+        minimum: 0,
+        // Node timers overflow past 2^31 - 1 ms and would fire at once.
+        maximum: 2147483647,
+        description: 'Wall-clock limit of the command in milliseconds; 0 means none. At most 2147483647 (about 24.8 days), the longest delay a Node timer holds.',
+        default: D.timeouts.runMs,
+      },
+    }),
+  },
+  $defs: {
+    paths: {
+      type: 'array',
+      errorMessage: 'must be a list of paths',
+      items: { $ref: '#/$defs/path' },
+    },
+    path: {
+      type: 'string',
+      minLength: 1,
+      pattern: PATH_PATTERN,
+      errorMessage: `must be ${PATH_PHRASE}`,
+      description: 'A host path: absolute; ~ or ~/… for the home directory; or ., ./… or ../… for the config file\'s directory (the working directory for flags and code).',
+    },
+    envName: {
+      type: 'string',
+      pattern: ENV_NAME_PATTERN,
+      errorMessage: 'must be a variable name (letters, digits and _, not starting with a digit)',
+      description: 'An environment variable name.',
+    },
+  },
+} satisfies RootSchema);

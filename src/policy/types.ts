@@ -1,0 +1,104 @@
+/**
+ * The Policy: the one description of a jail, whatever tier runs it.
+ * Grouped by DESIGN.md's sections; units are in the names. Host paths are
+ * absolute once a policy is resolved (see resolve.ts); a tier that cannot
+ * honour a field refuses the policy rather than quietly meaning something else.
+ */
+
+export interface Policy {
+  /** A short name, for profiles and for `brig run --dry-run`. */
+  name: string;
+  /** What this policy opens and why, in a sentence or two. */
+  description: string;
+  filesystem: FilesystemPolicy;
+  /** Host commands made available inside, by name (looked up on the host PATH) or absolute path. */
+  tools: string[];
+  environment: EnvironmentPolicy;
+  network: NetworkPolicy;
+  identity: IdentityPolicy;
+  resources: ResourcesPolicy;
+  syscalls: SyscallPolicy;
+  timeouts: TimeoutPolicy;
+}
+
+export interface FilesystemPolicy {
+  /**
+   * The project directory: bound read-write at its own path and the working
+   * directory of the command. "." means the directory brig was started in
+   * (in a policy file: the file's directory); null means no workspace (the
+   * command starts in the private home).
+   */
+  workspace: string | null;
+  /** System directories bound read-only at their own paths when they exist on the host. */
+  system: string[];
+  /** Further host paths bound read-only at their own paths; each must exist. */
+  readOnly: string[];
+  /** Further host paths bound read-write at their own paths; each must exist. */
+  readWrite: string[];
+  /** Paths that get a fresh, private, writable tmpfs (the default /tmp). */
+  tmpfs: string[];
+  /** Paths made invisible inside: a directory shows empty, a file shows as an empty file. */
+  hidden: string[];
+  /** Size cap of each tmpfs, the private home included (tmpfs pages also count as jail memory). */
+  tmpfsSizeMiB: number;
+}
+
+export interface EnvironmentPolicy {
+  /** Host variables passed in by name when set on the host; everything else is scrubbed. */
+  forward: string[];
+  /** Variables set inside, after forwarding (a set value wins). */
+  set: Record<string, string>;
+}
+
+export type NetworkMode = 'none' | 'host';
+
+export interface NetworkPolicy {
+  /** none: only a private loopback. host: the host's network, unfiltered. */
+  mode: NetworkMode;
+}
+
+export interface IdentityPolicy {
+  /** uid inside the jail; null means the caller's. */
+  uid: number | null;
+  /** gid inside the jail; null means the caller's. */
+  gid: number | null;
+  /** Hostname inside the jail. */
+  hostname: string;
+}
+
+export interface SoftHard {
+  soft: number;
+  hard: number;
+}
+
+export interface ResourcesPolicy {
+  /** Memory for the whole jail (page cache and tmpfs included); past it the whole jail is killed. */
+  memoryMiB: number;
+  /** CPU time as a number of CPUs (a quota, fractions allowed). */
+  cpus: number;
+  /** Tasks (processes and threads) alive at once in the jail. */
+  pids: number;
+  /** RLIMIT_NOFILE: open files per process. */
+  openFiles: SoftHard;
+  /** RLIMIT_NPROC: processes per user. */
+  processes: SoftHard;
+  /** RLIMIT_FSIZE: the largest file a process may write. */
+  maxFileSizeMiB: number;
+}
+
+export interface SyscallPolicy {
+  /** Syscall names denied on top of brig's default deny list. */
+  extraDeny: string[];
+  /** Log what the filter would deny (to the kernel audit log) instead of denying it: for tuning only. */
+  logOnly: boolean;
+}
+
+export interface TimeoutPolicy {
+  /** Wall-clock limit of the command in milliseconds; 0 means none. */
+  runMs: number;
+}
+
+/** A partial policy, as a config file or a set of flags gives it: every field optional, deeply. */
+export type PolicyInput = {
+  [K in keyof Policy]?: Policy[K] extends string[] ? string[] : Policy[K] extends object ? Partial<{ [F in keyof Policy[K]]: Policy[K][F] extends SoftHard ? Partial<SoftHard> : Policy[K][F] }> : Policy[K];
+};

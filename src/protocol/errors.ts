@@ -1,0 +1,70 @@
+/**
+ * The one registry of brig's error codes. Every failure brig reports carries
+ * one of these codes, a message naming what went wrong and a hint saying how
+ * to fix it. docs/errors.md has a row per code; test/protocol/errors.test.ts
+ * keeps the two in step. A retired code is never reused.
+ */
+
+/** Exit codes of `brig run` that belong to brig, not to the jailed command. */
+export const EXIT = {
+  /** The policy's timeout ended the command (as GNU timeout does). */
+  timeout: 124,
+  /** brig itself failed before or around the command: usage, policy, host. */
+  brigError: 125,
+  /** The command exists in the jail but cannot be executed. */
+  notExecutable: 126,
+  /** The command does not exist in the jail's view. */
+  notFound: 127,
+  /** The jail ran out of memory and was killed whole (128 + SIGKILL). */
+  outOfMemory: 137,
+} as const;
+
+interface ErrorSpec {
+  /** Exit code `brig run` uses when this error ends it. */
+  exit: number;
+  /** When it happens, for docs/errors.md. */
+  when: string;
+}
+
+export const ERROR_CODES = {
+  BRIG_USAGE: { exit: EXIT.brigError, when: 'The command line has an unknown flag, a missing value or a value of the wrong form.' },
+  BRIG_POLICY_INVALID: { exit: EXIT.brigError, when: 'A policy (from a file, flags or code) has a field that is unknown, of the wrong type or out of range.' },
+  BRIG_POLICY_FILE: { exit: EXIT.brigError, when: 'A policy file cannot be read or parsed as JSON or YAML.' },
+  BRIG_PATH_MISSING: { exit: EXIT.brigError, when: 'A path the policy binds into the jail does not exist on the host.' },
+  BRIG_BWRAP_MISSING: { exit: EXIT.brigError, when: 'bubblewrap (bwrap) is not installed or not on PATH.' },
+  BRIG_USERNS_UNAVAILABLE: { exit: EXIT.brigError, when: 'The kernel refuses to create a user namespace for this user.' },
+  BRIG_CGROUP_UNAVAILABLE: { exit: EXIT.brigError, when: 'No cgroup brig may write is available, so the resource limits cannot be enforced.' },
+  BRIG_JAIL_SETUP: { exit: EXIT.brigError, when: 'bubblewrap failed while building the jail (a mount, a namespace, the seccomp filter).' },
+  BRIG_COMMAND_NOT_FOUND: { exit: EXIT.notFound, when: 'The command does not exist in the jail\'s view of the filesystem.' },
+  BRIG_COMMAND_NOT_EXECUTABLE: { exit: EXIT.notExecutable, when: 'The command exists in the jail but is not executable.' },
+  BRIG_OUT_OF_MEMORY: { exit: EXIT.outOfMemory, when: 'The jail used all the memory its policy allows and was killed whole.' },
+  BRIG_TIMEOUT: { exit: EXIT.timeout, when: 'The command ran longer than the policy\'s timeout and the jail was killed.' },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** The one error class brig throws; everything a caller needs is on it. */
+export class BrigError extends Error {
+  readonly code: ErrorCode;
+  readonly hint: string;
+
+  constructor(code: ErrorCode, message: string, hint: string) {
+    super(message);
+    this.name = 'BrigError';
+    this.code = code;
+    this.hint = hint;
+  }
+
+  get exitCode(): number {
+    return ERROR_CODES[this.code].exit;
+  }
+
+  /** One line for a terminal: what is wrong, then how to fix it. */
+  format(): string {
+    return `brig: ${this.message} [${this.code}]\n  hint: ${this.hint}`;
+  }
+}
+
+export function isBrigError(error: unknown): error is BrigError {
+  return error instanceof BrigError;
+}

@@ -1,0 +1,245 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { chownSync, existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, chmodSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { homedir } from 'node:os';
+import { eventually, runBrig, startBrig, tempWorkspace, collect } from '../../helpers/brig.ts';
+
+// Each test observes one property from inside a real jail (nsjail-style table where it fits).
+describe('brig run: the jail as seen from inside', () => {
+  let workspace: { dir: string; remove: () => void };
+  const run = (command: string, flags: string[] = [], env?: NodeJS.ProcessEnv) =>
+    runBrig(['run', ...flags, '--', '/bin/sh', '-c', command], { cwd: workspace.dir, env });
+
+  before(() => {
+    workspace = tempWorkspace();
+  });
+  after(() => workspace.remove());
+
+  test('no capabilities, no_new_privs, a seccomp filter', async () => {
+    const result = await run('grep -E "^(CapEff|CapPrm|NoNewPrivs|Seccomp):" /proc/self/status');
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stdout, /CapEff:\s+0000000000000000/);
+    assert.match(result.stdout, /CapPrm:\s+0000000000000000/);
+    assert.match(result.stdout, /NoNewPrivs:\s+1/);
+    assert.match(result.stdout, /Seccomp:\s+2/);
+  });
+
+  test('/proc/sys and the other kernel knobs are read-only, even when brig runs as root', async () => {
+    const result = await run('cat /proc/sys/kernel/core_pattern >/dev/null && echo readable; echo "|/tmp/x" > /proc/sys/kernel/core_pattern && echo WRITABLE; echo 1 > /proc/sys/vm/drop_caches && echo WRITABLE2; true');
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stdout, /readable/);
+    assert.doesNotMatch(result.stdout, /WRITABLE/);
+    assert.notEqual(readFileSync('/proc/sys/kernel/core_pattern', 'utf8').trim(), '|/tmp/x');
+  });
+
+  test('the host home, /root and /etc/shadow are invisible', async () => {
+    const marker = `${homedir()}/.brig-test-secret-${process.pid}`;
+    writeFileSync(marker, 'secret');
+    try {
+      const result = await run(`test -e ${marker} && echo HOME_VISIBLE; ls -A /root; cat /etc/shadow; cat /etc/gshadow; echo done`);
+      assert.equal(result.code, 0, result.stderr);
+      assert.doesNotMatch(result.stdout, /HOME_VISIBLE/);
+      assert.doesNotMatch(result.stdout, /brig-test-secret/);
+      assert.doesNotMatch(result.stdout, /root:/, '/etc/shadow shows nothing');
+      assert.match(result.stdout, /done/);
+    } finally {
+      rmSync(marker, { force: true });
+    }
+  });
+
+  test('writes land in the workspace and nowhere else on the host', async () => {
+    const result = await run('echo hi > made-inside; touch /usr/brig-x 2>/dev/null && echo USR; touch /etc/brig-x 2>/dev/null && echo ETC; touch /tmp/private && echo tmp-ok');
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(readFileSync(`${workspace.dir}/made-inside`, 'utf8'), 'hi\n');
+    assert.doesNotMatch(result.stdout, /USR|ETC/);
+    assert.match(result.stdout, /tmp-ok/);
+    assert.equal(existsSync('/tmp/private'), false, "the jail's /tmp is private");
+  });
+
+  test('the environment is scrubbed to a short safe list', async () => {
+    const env = { ...process.env, GITHUB_TOKEN: 'ghp_leak', ANTHROPIC_API_KEY: 'sk-leak', LANG: 'C.UTF-8' };
+    const result = await run('env', [], env);
+    assert.equal(result.code, 0, result.stderr);
+    assert.doesNotMatch(result.stdout, /leak/);
+    assert.match(result.stdout, /^LANG=C\.UTF-8$/m);
+    assert.match(result.stdout, /^HOME=/m);
+    const forwarded = await run('echo "$GITHUB_TOKEN"', ['--env', 'GITHUB_TOKEN', '--env', 'SET_HERE=yes'], env);
+    assert.equal(forwarded.stdout, 'ghp_leak\n', 'forwarded only on request');
+  });
+
+  test('no network: only a private loopback, the host cannot be reached', async () => {
+    const server: Server = createServer((socket) => socket.end('host\n'));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as { port: number }).port;
+    try {
+      const jailed = await run(`cat /proc/net/dev | tail -n +3 | cut -d: -f1; perl -MIO::Socket::INET -e 'print IO::Socket::INET->new("127.0.0.1:${port}") ? "CONNECTED\\n" : "refused\\n"'`);
+      assert.equal(jailed.code, 0, jailed.stderr);
+      assert.deepEqual(jailed.stdout.split('\n').map((line) => line.trim()).filter(Boolean), ['lo', 'refused']);
+      const shared = await run(`perl -MIO::Socket::INET -e 'print IO::Socket::INET->new("127.0.0.1:${port}") ? "CONNECTED\\n" : "refused\\n"'`, ['--net', 'host']);
+      assert.equal(shared.stdout, 'CONNECTED\n', '--net host widens it on request');
+    } finally {
+      server.close();
+    }
+  });
+
+  test('a fork loop is stopped by the pids limit', async () => {
+    const result = await run(`perl -e 'for my $n (1..200) { my $pid = fork(); if (!defined $pid) { print "stopped at $n\\n"; exit 0 } if ($pid == 0) { sleep 60; exit 0 } } print "unbounded\\n"'`, ['--pids', '32']);
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stdout, /^stopped at \d+$/m);
+  });
+
+  test('a memory hog kills the whole jail, not only itself, and not the caller', async () => {
+    const result = await run(`sleep 1000 & echo $! > sibling.pid; perl -e '$x = "a" x (400 * 1024 * 1024); print "survived\\n"'; echo after`, ['--memory', '64m']);
+    assert.equal(result.code, 137, result.stderr);
+    assert.match(result.stderr, /BRIG_OUT_OF_MEMORY/);
+    assert.doesNotMatch(result.stdout, /survived|after/);
+  });
+
+  test('exit codes and signals pass through', async () => {
+    assert.equal((await run('exit 7')).code, 7);
+    assert.equal((await run('kill -TERM $$')).code, 143);
+    assert.equal((await run('kill -KILL $$')).code, 137);
+  });
+
+  test('the jail runs as the workspace owner when brig is root', { skip: process.getuid?.() !== 0 ? 'needs root' : false }, async () => {
+    const owned = tempWorkspace('brig-owned-');
+    try {
+      chownSync(owned.dir, 1000, 1000);
+      const result = await runBrig(['run', '--', '/bin/sh', '-c', 'id -u; touch made; cat /proc/self/uid_map'], { cwd: owned.dir });
+      assert.equal(result.code, 0, result.stderr);
+      assert.match(result.stdout, /^1000$/m);
+      assert.equal(statSync(`${owned.dir}/made`).uid, 1000, 'files belong to the workspace owner on the host');
+    } finally {
+      owned.remove();
+    }
+  });
+});
+
+describe('brig run: errors have codes, hints and their own exit codes', () => {
+  let workspace: { dir: string; remove: () => void };
+  before(() => {
+    workspace = tempWorkspace();
+  });
+  after(() => workspace.remove());
+
+  const cases: Array<{ name: string; args: string[]; exit: number; code: string }> = [
+    { name: 'unknown flag', args: ['run', '--frobnicate', '--', 'true'], exit: 125, code: 'BRIG_USAGE' },
+    { name: 'missing flag value', args: ['run', '--memory'], exit: 125, code: 'BRIG_USAGE' },
+    { name: 'bad memory size', args: ['run', '--memory', 'lots', '--', 'true'], exit: 125, code: 'BRIG_USAGE' },
+    { name: 'bad network mode', args: ['run', '--net', 'wifi', '--', 'true'], exit: 125, code: 'BRIG_USAGE' },
+    { name: 'path that does not exist', args: ['run', '--ro', '/does/not/exist', '--', 'true'], exit: 125, code: 'BRIG_PATH_MISSING' },
+    { name: 'policy file that does not exist', args: ['run', '--policy', '/does/not/exist.json', '--', 'true'], exit: 125, code: 'BRIG_POLICY_FILE' },
+    { name: 'command not found', args: ['run', '--', 'no-such-command-brig'], exit: 127, code: 'BRIG_COMMAND_NOT_FOUND' },
+    { name: 'unknown subcommand', args: ['frob'], exit: 125, code: 'BRIG_USAGE' },
+  ];
+  for (const { name, args, exit, code } of cases) {
+    test(name, async () => {
+      const result = await runBrig(args, { cwd: workspace.dir });
+      assert.equal(result.code, exit, result.stderr);
+      assert.match(result.stderr, new RegExp(`\\[${code}\\]`));
+      assert.match(result.stderr, /hint: /);
+      assert.equal(result.stderr.trim().split('\n').length, 2, 'one line of error, one of hint');
+    });
+  }
+
+  test('a command that is not executable', async () => {
+    writeFileSync(`${workspace.dir}/script.sh`, '#!/bin/sh\necho hi\n');
+    chmodSync(`${workspace.dir}/script.sh`, 0o644);
+    const result = await runBrig(['run', '--', './script.sh'], { cwd: workspace.dir });
+    assert.equal(result.code, 126, result.stderr);
+    assert.match(result.stderr, /BRIG_COMMAND_NOT_EXECUTABLE/);
+  });
+
+  test('an invalid policy file names the field', async () => {
+    writeFileSync(`${workspace.dir}/bad.json`, JSON.stringify({ resources: { memoryMiB: 'lots' }, bogus: 1 }));
+    const result = await runBrig(['run', '--policy', 'bad.json', '--', 'true'], { cwd: workspace.dir });
+    assert.equal(result.code, 125);
+    assert.match(result.stderr, /BRIG_POLICY_INVALID/);
+    assert.match(result.stderr, /resources\.memoryMiB/);
+    assert.match(result.stderr, /bogus/);
+  });
+});
+
+describe('brig run: nothing is left behind', () => {
+  let workspace: { dir: string; remove: () => void };
+  before(() => {
+    workspace = tempWorkspace();
+  });
+  after(() => workspace.remove());
+
+  test('Ctrl-C (SIGINT to brig) ends the whole jail', async () => {
+    const child = startBrig(['run', '--', '/bin/sh', '-c', 'sleep 1000 & echo started; wait'], { cwd: workspace.dir });
+    const result = collect(child);
+    assert.ok(await eventually(() => jailedSleepers().length > 0), 'the jail started');
+    child.kill('SIGINT');
+    const { code } = await result;
+    assert.equal(code, 130);
+    assert.ok(await eventually(() => jailedSleepers().length === 0), 'no jailed process survives');
+  });
+
+  test('after SIGKILL of brig: the jail dies with it and the next brig sweeps the rest', async () => {
+    const child = startBrig(['run', '--', '/bin/sh', '-c', 'sleep 1000 & wait'], { cwd: workspace.dir });
+    const result = collect(child);
+    assert.ok(await eventually(() => jailedSleepers().length > 0), 'the jail started');
+    const cgroups = brigCgroups();
+    assert.ok(cgroups.length > 0, 'the jail has cgroups');
+    child.kill('SIGKILL');
+    await result;
+    assert.ok(await eventually(() => jailedSleepers().length === 0), 'the jail died with brig');
+    const next = await runBrig(['run', '--', 'true'], { cwd: workspace.dir });
+    assert.equal(next.code, 0, next.stderr);
+    assert.deepEqual(cgroups.filter((dir) => existsSync(dir)), [], 'the next run removed the cgroups');
+    assert.deepEqual(leftoverRecords(), [], 'and the records');
+  });
+
+  test('an ordinary run leaves no cgroup, record or process', async () => {
+    const before = brigCgroups();
+    const result = await runBrig(['run', '--', '/bin/sh', '-c', 'sleep 1000 & exit 0'], { cwd: workspace.dir });
+    assert.equal(result.code, 0, result.stderr);
+    assert.deepEqual(brigCgroups().filter((dir) => !before.includes(dir)), []);
+    assert.deepEqual(jailedSleepers(), []);
+  });
+});
+
+/** `sleep 1000` processes on this host: only jails in these tests start them. */
+function jailedSleepers(): number[] {
+  const found: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8') === 'sleep\u00001000\u0000') found.push(Number(entry));
+    } catch {
+      // Gone already.
+    }
+  }
+  return found;
+}
+
+function brigCgroups(): string[] {
+  const found: string[] = [];
+  const walk = (dir: string, depth: number): void => {
+    if (depth > 4) return;
+    let names: string[];
+    try {
+      names = readdirSync(dir, { withFileTypes: true }).filter((entry) => entry.isDirectory()).map((entry) => entry.name);
+    } catch {
+      return;
+    }
+    for (const name of names) {
+      if (name.startsWith('brig-')) found.push(`${dir}/${name}`);
+      else walk(`${dir}/${name}`, depth + 1);
+    }
+  };
+  for (const hierarchy of ['memory', 'pids', 'cpu', 'unified']) walk(`/sys/fs/cgroup/${hierarchy}`, 0);
+  return found;
+}
+
+function leftoverRecords(): string[] {
+  const dir = process.env.XDG_RUNTIME_DIR ? `${process.env.XDG_RUNTIME_DIR}/brig/jails` : process.getuid?.() === 0 ? '/run/brig/jails' : `/tmp/brig-${process.getuid?.()}/jails`;
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
+}
