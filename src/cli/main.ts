@@ -12,6 +12,11 @@ Docs: README.md, docs/policy.md, docs/jail.md, docs/errors.md`;
 const VERSION = '0.1.0';
 
 async function main(argv: string[]): Promise<number> {
+  // Put back what bin/brig kept aside to spare Node's start-up (see there).
+  if (process.env.BRIG_NODE_EXTRA_CA_CERTS !== undefined) {
+    process.env.NODE_EXTRA_CA_CERTS = process.env.BRIG_NODE_EXTRA_CA_CERTS;
+    delete process.env.BRIG_NODE_EXTRA_CA_CERTS;
+  }
   const [command, ...rest] = argv;
   switch (command) {
     case 'run':

@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** The built CLI, exactly as users run it. */
-export const BRIG = fileURLToPath(new URL('../../dist/brig.js', import.meta.url));
+/** The built CLI, through its launcher, exactly as users run it. */
+export const BRIG = fileURLToPath(new URL('../../bin/brig', import.meta.url));
 
 export interface Result {
   code: number | null;
@@ -21,7 +21,7 @@ export interface RunOptions {
 }
 
 export function startBrig(args: string[], options: RunOptions = {}): ChildProcess {
-  return spawn(process.execPath, [BRIG, ...args], {
+  return spawn(BRIG, args, {
     cwd: options.cwd,
     env: options.env ?? process.env,
     stdio: ['pipe', 'pipe', 'pipe'],

@@ -16,10 +16,10 @@ export interface CgroupPlan {
   version: 'v1' | 'v2';
   /** Directories the jail's processes join, one per hierarchy. */
   dirs: string[];
+  /** Where the calling thread sits now, one per hierarchy (it returns there after the spawn). */
+  homes: string[];
   /** Limits, written in order after the directories exist. */
   writes: Array<[file: string, value: string]>;
-  /** Where the caller's process sits in each hierarchy (to move back to after the spawn). */
-  homes: string[];
   /** A directory with cgroup.kill, when the kernel has one for us. */
   killDir: string | null;
   /** memory.oom_control (v1) or memory.events (v2): where an OOM shows. */
@@ -56,6 +56,7 @@ export function planCgroup(id: string, resources: ResourcesPolicy): CgroupPlan {
     return {
       version: 'v2',
       dirs: [dir],
+      homes: [home],
       writes: [
         [`${dir}/memory.max`, memoryBytes],
         [`${dir}/memory.swap.max`, '0'],
@@ -64,7 +65,6 @@ export function planCgroup(id: string, resources: ResourcesPolicy): CgroupPlan {
         [`${dir}/pids.max`, String(resources.pids)],
         [`${dir}/cpu.max`, `${quota} ${PERIOD_US}`],
       ],
-      homes: [home],
       killDir: dir,
       oomFile: `${dir}/memory.events`,
       enable: [[`${home}/cgroup.subtree_control`, '+memory +pids +cpu']],
@@ -75,18 +75,11 @@ export function planCgroup(id: string, resources: ResourcesPolicy): CgroupPlan {
   const cpu = v1('cpu');
   if (!pids || !cpu) throw unavailable('the pids or cpu controller is not mounted');
   const at = (mount: Mount, controller: string): string => pathIn(mount, own.get(controller) ?? '/');
-  const memoryDir = `${at(memory, 'memory')}/${name}`;
-  const pidsDir = `${at(pids, 'pids')}/${name}`;
-  const cpuDir = `${at(cpu, 'cpu')}/${name}`;
-  const dirs = [memoryDir, pidsDir, cpuDir];
   const homes = [at(memory, 'memory'), at(pids, 'pids'), at(cpu, 'cpu')];
-  let killDir: string | null = null;
-  if (unified) {
-    const home = pathIn(unified, own.get('') ?? '/');
-    killDir = `${home}/${name}`;
-    dirs.push(killDir);
-    homes.push(home);
-  }
+  const [memoryDir, pidsDir, cpuDir] = homes.map((home) => `${home}/${name}`) as [string, string, string];
+  // The cgroup2 side of a hybrid host is left alone: joining it would cost an RCU grace
+  // period (see spawnInside), and the pid namespace already gives a kill-all (launch.ts).
+  const dirs = [memoryDir, pidsDir, cpuDir];
   const writes: Array<[string, string]> = [
     [`${memoryDir}/memory.limit_in_bytes`, memoryBytes],
     // v1 would kill one process and let the rest run on. Instead the kernel pauses the
@@ -98,7 +91,7 @@ export function planCgroup(id: string, resources: ResourcesPolicy): CgroupPlan {
   ];
   // With swap accounting, memory+swap gets the same cap: the jail cannot swap its way past it.
   if (existsSync(`${at(memory, 'memory')}/memory.memsw.limit_in_bytes`)) writes.splice(1, 0, [`${memoryDir}/memory.memsw.limit_in_bytes`, memoryBytes]);
-  return { version: 'v1', dirs, writes, homes, killDir, oomFile: `${memoryDir}/memory.oom_control`, enable: [] };
+  return { version: 'v1', dirs, homes, writes, killDir: null, oomFile: `${memoryDir}/memory.oom_control`, enable: [] };
 }
 
 /** Create the directories and write the limits; undo everything on failure. */
@@ -119,20 +112,25 @@ export function createCgroup(plan: CgroupPlan): void {
 }
 
 /**
- * Run `spawn` with the calling process inside the jail's cgroups, so the
- * child is born in them: nothing it runs ever executes outside its limits.
+ * Run `spawn` with the calling thread inside the jail's cgroups, so the child
+ * is born in them: nothing it runs ever executes outside its limits.
+ *
+ * On v1 the thread moves itself by writing 0 to `tasks`: a thread moving
+ * itself is the one migration the kernel does without its global
+ * threadgroup lock, whose RCU grace period costs about 12 ms per move. On v2
+ * only whole processes move (through cgroup.procs), and they pay it.
  */
 export function spawnInside<T>(plan: CgroupPlan, spawn: () => T): T {
-  const self = String(process.pid);
+  const [file, self] = plan.version === 'v1' ? ['tasks', '0'] : ['cgroup.procs', String(process.pid)];
   try {
-    for (const dir of plan.dirs) writeFileSync(`${dir}/cgroup.procs`, self);
+    for (const dir of plan.dirs) writeFileSync(`${dir}/${file}`, self);
     return spawn();
   } finally {
     for (const home of plan.homes) {
       try {
-        writeFileSync(`${home}/cgroup.procs`, self);
+        writeFileSync(`${home}/${file}`, self);
       } catch {
-        // The caller's cgroup vanished under us; staying in the jail's is harmless until we exit.
+        // Our own cgroup vanished under us; staying in the jail's is harmless until we exit.
       }
     }
   }
@@ -178,13 +176,14 @@ export function killCgroup(plan: Pick<CgroupPlan, 'dirs' | 'killDir'>): void {
 
 /** Kill what is left, wait for the cgroups to empty, remove them. True when all are gone. */
 export async function removeCgroup(plan: Pick<CgroupPlan, 'dirs' | 'killDir'>): Promise<boolean> {
-  for (let attempt = 0; attempt < 200; attempt++) {
+  // Exiting processes leave cgroup.procs a moment after their parent saw them die: retry briefly.
+  for (let attempt = 0; attempt < 2000; attempt++) {
     const busy = plan.dirs.filter((dir) => existsSync(dir));
     if (busy.length === 0) return true;
     if (busy.some((dir) => cgroupPids(dir).length > 0)) killCgroup(plan);
-    else for (const dir of busy) tryRmdir(dir);
+    for (const dir of busy) tryRmdir(dir);
     if (busy.every((dir) => !existsSync(dir))) return true;
-    await new Promise((resolve) => setTimeout(resolve, 10));
+    await new Promise((resolve) => setTimeout(resolve, 1));
   }
   return false;
 }

@@ -59,10 +59,10 @@ export async function runJail(plan: JailPlan): Promise<JailEnd> {
       }),
     );
     if (terminal) terminal.attach();
-    const pipes = child.stdio as unknown as Array<Writable | Readable>;
-    feed(pipes[FD.seccomp] as Writable, plan.seccompProgram);
-    feed(pipes[FD.passwd] as Writable, Buffer.from(plan.identity.passwd));
-    feed(pipes[FD.group] as Writable, Buffer.from(plan.identity.group));
+    const pipes = child.stdio as unknown as Array<Writable & Readable>;
+    feed(pipes[FD.seccomp], plan.seccompProgram);
+    feed(pipes[FD.passwd], Buffer.from(plan.identity.passwd));
+    feed(pipes[FD.group], Buffer.from(plan.identity.group));
     const end = await watch(plan, child);
     await terminal?.drained();
     return end;
@@ -74,14 +74,22 @@ export async function runJail(plan: JailPlan): Promise<JailEnd> {
 }
 
 function watch(plan: JailPlan, child: ChildProcess): Promise<JailEnd> {
+  const pipes = child.stdio as unknown as Array<Writable & Readable>;
   return new Promise((resolve, reject) => {
     let status = '';
     let ended: JailEnd | null = null;
+    let jailPid: number | null = null;
     const endJail = (end: JailEnd): void => {
       ended ??= end;
+      // The jail's first process is pid 1 of its pid namespace: when it dies, the kernel kills the rest.
+      if (jailPid) kill(jailPid);
       killCgroup(plan.cgroup);
     };
-    ((child.stdio as unknown as Readable[])[FD.status] as Readable).on('data', (chunk: Buffer) => (status += chunk.toString()));
+    pipes[FD.status]?.on('data', (chunk: Buffer) => {
+      status += chunk.toString();
+      const started = jailPid === null && /"child-pid"\s*:\s*(\d+)/.exec(status);
+      if (started) jailPid = Number(started[1]);
+    });
     const oomTimer = setInterval(() => outOfMemory(plan.cgroup) && endJail({ reason: 'oom' }), OOM_POLL_MS);
     const runMs = plan.policy.timeouts.runMs;
     const timeout = runMs > 0 ? setTimeout(() => endJail({ reason: 'timeout' }), runMs) : null;
@@ -108,7 +116,16 @@ function watch(plan: JailPlan, child: ChildProcess): Promise<JailEnd> {
   });
 }
 
-function feed(stream: Writable, data: Buffer): void {
+function kill(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // Already gone.
+  }
+}
+
+function feed(stream: Writable | undefined, data: Buffer): void {
+  if (!stream) return;
   // bwrap may die before reading (a setup error): its own message says why, not our EPIPE.
   stream.on('error', () => {});
   stream.end(data);

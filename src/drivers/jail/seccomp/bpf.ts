@@ -104,52 +104,60 @@ export function argLowOffset(index: number): number {
 export const ERRNO = { EPERM: 1, ENOSYS: 38 } as const;
 export type ErrnoName = keyof typeof ERRNO;
 
-export function stmt(code: number, k: number): Insn {
-  return { code, jt: 0, jf: 0, k: k >>> 0 };
-}
-
-export function jump(code: number, k: number, jt: number, jf: number): Insn {
-  return { code, jt, jf, k: k >>> 0 };
-}
-
-/** A = seccomp_data[offset] (32 bits). */
-export function loadWord(offset: number): Insn {
-  return stmt(BPF_LD | BPF_W | BPF_ABS, offset);
-}
-
-export function ret(value: number): Insn {
-  return stmt(BPF_RET | BPF_K, value);
-}
-
-/** Unconditional jump: 32-bit offset, the only way past 255 instructions. */
-export function ja(offset: number): Insn {
-  return stmt(BPF_JMP | BPF_JA, offset);
-}
-
 /**
- * struct sock_filter[] in host byte order, as bwrap's --seccomp fd expects
- * (typed arrays use the host's order; brig's hosts, x86_64 and aarch64, are
- * little-endian). Four typed-array stores per instruction: cheap while the
- * code is still cold, which it is on every `brig run`.
+ * Builds a program in place as struct sock_filter[] in host byte order, the
+ * form bwrap's --seccomp fd expects: u16 code, u8 jt, u8 jf, u32 k, each
+ * written through a typed array of its own width, so every field is in the
+ * host's order. No object per instruction: compiling runs once per `brig run`,
+ * while the code is still cold.
  */
-export function encode(insns: readonly Insn[]): Buffer {
-  const bytes = new ArrayBuffer(insns.length * INSN_BYTES);
-  const u8 = new Uint8Array(bytes);
-  const u16 = new Uint16Array(bytes);
-  const u32 = new Uint32Array(bytes);
-  for (let i = 0; i < insns.length; i++) {
-    const { code, jt, jf, k } = insns[i] as Insn;
-    if (jt > MAX_COND_JUMP || jf > MAX_COND_JUMP) {
-      throw new Error(`seccomp: internal error, jump offset ${Math.max(jt, jf)} does not fit in 8 bits`);
-    }
-    u16[i * 4] = code;
-    u8[i * 8 + 2] = jt;
-    u8[i * 8 + 3] = jf;
-    u32[i * 2 + 1] = k;
+export class Assembler {
+  private readonly bytes = new ArrayBuffer(MAX_INSNS * INSN_BYTES);
+  private readonly u8 = new Uint8Array(this.bytes);
+  private readonly u16 = new Uint16Array(this.bytes);
+  private readonly u32 = new Uint32Array(this.bytes);
+  /** Number of instructions so far; also the index of the next one. */
+  length = 0;
+
+  /** Appends one instruction and returns its index. */
+  emit(code: number, k: number, jt = 0, jf = 0): number {
+    const pc = this.length;
+    if (pc >= MAX_INSNS) throw new Error(`seccomp: internal error, program over ${MAX_INSNS} instructions`);
+    if (jt > MAX_COND_JUMP || jf > MAX_COND_JUMP) throw new Error(`seccomp: internal error, jump offset ${Math.max(jt, jf)} over 8 bits`);
+    this.u16[pc * 4] = code;
+    this.u8[pc * 8 + 2] = jt;
+    this.u8[pc * 8 + 3] = jf;
+    this.u32[pc * 2 + 1] = k;
+    this.length = pc + 1;
+    return pc;
   }
-  return Buffer.from(bytes);
+
+  /** A = the 32-bit word at this offset of struct seccomp_data. */
+  load(offset: number): number {
+    return this.emit(BPF_LD | BPF_W | BPF_ABS, offset);
+  }
+
+  ret(value: number): number {
+    return this.emit(BPF_RET | BPF_K, value);
+  }
+
+  /** Unconditional jump: a 32-bit offset, the only way past 255 instructions. */
+  ja(offset: number): number {
+    return this.emit(BPF_JMP | BPF_JA, offset);
+  }
+
+  /** Sets the offset of the `ja` at pc, once its target is known. */
+  patchJa(pc: number, target: number): void {
+    this.u32[pc * 2 + 1] = target - pc - 1;
+  }
+
+  /** The program so far, copied out. */
+  program(): Buffer {
+    return Buffer.from(this.bytes.slice(0, this.length * INSN_BYTES));
+  }
 }
 
+/** Reads struct sock_filter[] (little-endian, as on every host brig runs on). */
 export function decode(program: Buffer): Insn[] {
   if (program.length % INSN_BYTES !== 0) {
     throw new Error(`seccomp: a program is a whole number of ${INSN_BYTES}-byte instructions, got ${program.length} bytes`);

@@ -19,46 +19,64 @@
  *      number) are denied with ENOSYS: a syscall newer than brig's table is
  *      refused as an older kernel would refuse it, never allowed by accident.
  *
- * BPF conditional jumps reach at most 255 instructions ahead. The search tree
- * is built bottom-up, so each node knows the size of its left subtree; when
- * that is over 255, the node jumps to a `ja` (32-bit offset) trampoline. Leaf
- * jumps to argument blocks are `ja` too. Nothing is iterated to a fixed point.
+ * BPF conditional jumps reach at most 255 instructions ahead. The size of a
+ * search subtree depends only on its number of ranges (treeSize), so a node
+ * knows how far its right half is before emitting anything; when that is over
+ * 255 the node jumps to a `ja` (32-bit offset) trampoline. Leaves jump to the
+ * argument blocks with `ja` too, patched once the blocks are placed. Nothing
+ * is iterated to a fixed point.
  *
  * Log-only mode turns every deny of step 3 into SECCOMP_RET_LOG. Steps 1 and
  * 2 stay as they are: they are not rules one tunes, and letting a foreign ABI
  * through would allow syscalls whose numbers the list does not describe.
+ *
+ * This runs once per `brig run`, while its code is still cold (interpreted,
+ * no inline caches yet): loops are indexed rather than for-of, nothing is
+ * allocated per syscall number or per instruction, and the steps are small
+ * functions. A compile takes well under a millisecond; see docs/seccomp.md.
  */
 
 import { BrigError } from '../../../protocol/index.ts';
 import { ARCHES, isSeccompArch, syscallNumber } from './arch.ts';
+import type { ArchInfo } from './arch.ts';
 import {
-  BPF_JEQ, BPF_JGE, BPF_JMP, BPF_JSET, BPF_K, ERRNO, MAX_COND_JUMP, MAX_INSNS, SECCOMP_DATA,
-  SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO, SECCOMP_RET_KILL_PROCESS, SECCOMP_RET_LOG, X32_SYSCALL_BIT,
-  argLowOffset, encode, ja, jump, loadWord, ret,
+  Assembler, BPF_JEQ, BPF_JGE, BPF_JMP, BPF_JSET, BPF_K, ERRNO, MAX_COND_JUMP, SECCOMP_DATA, SECCOMP_RET_ALLOW,
+  SECCOMP_RET_ERRNO, SECCOMP_RET_KILL_PROCESS, SECCOMP_RET_LOG, X32_SYSCALL_BIT, argLowOffset,
 } from './bpf.ts';
-import type { ErrnoName, Insn } from './bpf.ts';
+import type { ErrnoName } from './bpf.ts';
 import { DENY_RULES } from './rules.ts';
 import type { ArgCheck, DenyRule } from './rules.ts';
 import type { CompiledSeccomp, SeccompArch, SeccompOptions } from './types.ts';
 
 /**
- * What the search tree decides for a range of syscall numbers, as one number
- * so that building the ranges allocates nothing: a value >= 0 is a
- * SECCOMP_RET_* to return, a value < 0 is -1 - nr, "jump to nr's argument block".
+ * What the filter decides for a syscall number, as one number: a value >= 0 is
+ * the SECCOMP_RET_* to return; a value < 0 is -1 - nr, "run the argument
+ * block of syscall nr".
  */
 type Outcome = number;
-const argsOutcome = (nr: number): Outcome => -1 - nr;
 
-/** Ranges of syscall numbers: range i starts at starts[i] and ends where range i + 1 starts. */
+/** How a deny reads in this mode: the filter's return value and the summary's verb, per errno. */
+interface DenyStyle {
+  ret: Record<ErrnoName, number>;
+  verb: Record<ErrnoName, string>;
+}
+
+/** Outcome of every number from 0 to the table's last, and the argument rules of the syscalls that have some. */
+interface Decisions {
+  byNr: Int32Array;
+  conditional: Map<number, DenyRule[]>;
+}
+
+/** Ranges of syscall numbers with one outcome: range i starts at starts[i] and ends where range i + 1 starts. */
 interface Ranges {
   starts: number[];
   outcomes: Outcome[];
 }
 
-/** An instruction, possibly a `ja` whose offset is filled in once the argument blocks are placed. */
-interface Pending {
-  insn: Insn;
-  jaToArgsOf?: number;
+/** Leaf `ja`s to argument blocks, waiting for their offsets: instruction index and target syscall. */
+interface Fixups {
+  at: number[];
+  nr: number[];
 }
 
 export function compileSeccomp(options: SeccompOptions): CompiledSeccomp {
@@ -67,87 +85,41 @@ export function compileSeccomp(options: SeccompOptions): CompiledSeccomp {
   }
   const arch = options.arch;
   const info = ARCHES[arch];
-  const denyRet = (errno: ErrnoName): number => (options.logOnly ? SECCOMP_RET_LOG : SECCOMP_RET_ERRNO | ERRNO[errno]);
-  const verb = (errno: ErrnoName): string => (options.logOnly ? `log (instead of ${errno})` : `deny (${errno})`);
+  const style: DenyStyle = options.logOnly
+    ? { ret: { EPERM: SECCOMP_RET_LOG, ENOSYS: SECCOMP_RET_LOG }, verb: { EPERM: 'log (instead of EPERM)', ENOSYS: 'log (instead of ENOSYS)' } }
+    : { ret: { EPERM: SECCOMP_RET_ERRNO | ERRNO.EPERM, ENOSYS: SECCOMP_RET_ERRNO | ERRNO.ENOSYS }, verb: { EPERM: 'deny (EPERM)', ENOSYS: 'deny (ENOSYS)' } };
 
-  const summary: string[] = [
-    `kill process: syscalls from any ABI but native ${arch} (seccomp_data.arch != ${hex(info.auditArch)})`,
-  ];
+  const summary: string[] = [`kill process: syscalls from any ABI but native ${arch} (seccomp_data.arch != ${hex(info.auditArch)})`];
   if (info.hasX32) summary.push(`deny (ENOSYS): x32 ABI syscalls (nr & ${hex(X32_SYSCALL_BIT)}), as a kernel without x32 answers`);
+  const rules = DENY_RULES.concat(extraRules(arch, options.extraDeny, summary));
+  const decisions = decide(arch, info, rules, style, summary);
+  summary.push(`${style.verb.ENOSYS} numbers the Linux 6.19 ${arch} table does not name (unassigned, or above ${info.last}): unknown to brig, refused as a kernel without them would refuse them`);
 
-  const unknownRet = denyRet('ENOSYS');
-  const rules = [...DENY_RULES, ...extraRules(arch, options.extraDeny, summary)];
-  const unconditional = new Map<number, number>();
-  const conditional = new Map<number, DenyRule[]>();
-  for (const rule of rules) {
-    const nr = syscallNumber(arch, rule.name);
-    if (nr === undefined || unconditional.has(nr)) continue;
-    const errno = rule.errno ?? 'EPERM';
-    if (rule.args) {
-      conditional.set(nr, [...(conditional.get(nr) ?? []), rule]);
-      summary.push(`${verb(errno)} ${rule.name} when ${describe(rule.args)}: ${rule.reason}`);
-    } else {
-      unconditional.set(nr, denyRet(errno));
-      conditional.delete(nr);
-      summary.push(`${verb(errno)} ${rule.name}: ${rule.reason}`);
-    }
-  }
-
-  // Outcome of every number up to the table's last, in plain arrays: cheap while the code is still cold.
-  const numbers = Object.values(info.syscalls);
-  let last = 0;
-  for (const nr of numbers) if (nr > last) last = nr;
-  const byNr = new Array<Outcome>(last + 1).fill(unknownRet);
-  for (const nr of numbers) byNr[nr] = SECCOMP_RET_ALLOW;
-  for (const [nr, denied] of unconditional) byNr[nr] = denied;
-  for (const nr of conditional.keys()) byNr[nr] = argsOutcome(nr);
-  summary.push(`${verb('ENOSYS')} numbers the Linux 6.19 ${arch} table does not name (unassigned, or above ${last}): unknown to brig, refused as a kernel without them would refuse them`);
-
-  const ranges: Ranges = { starts: [0], outcomes: [byNr[0] as Outcome] };
-  for (let nr = 1; nr <= last + 1; nr++) {
-    const outcome = nr <= last ? (byNr[nr] as Outcome) : unknownRet;
-    if (outcome !== ranges.outcomes[ranges.outcomes.length - 1]) {
-      ranges.starts.push(nr);
-      ranges.outcomes.push(outcome);
-    }
-  }
-
-  const code: Pending[] = [
-    { insn: loadWord(SECCOMP_DATA.arch) },
-    { insn: jump(BPF_JMP | BPF_JEQ | BPF_K, info.auditArch, 1, 0) },
-    { insn: ret(SECCOMP_RET_KILL_PROCESS) },
-    { insn: loadWord(SECCOMP_DATA.nr) },
-  ];
+  // Whatever extraDeny names, the program stays far below the kernel's 4096 instructions:
+  // the tree has at most one range per number (some 940 instructions at worst).
+  const asm = new Assembler();
+  asm.load(SECCOMP_DATA.arch);
+  asm.emit(BPF_JMP | BPF_JEQ | BPF_K, info.auditArch, 1, 0);
+  asm.ret(SECCOMP_RET_KILL_PROCESS);
+  asm.load(SECCOMP_DATA.nr);
   if (info.hasX32) {
-    code.push({ insn: jump(BPF_JMP | BPF_JSET | BPF_K, X32_SYSCALL_BIT, 0, 1) }, { insn: ret(SECCOMP_RET_ERRNO | ERRNO.ENOSYS) });
+    asm.emit(BPF_JMP | BPF_JSET | BPF_K, X32_SYSCALL_BIT, 0, 1);
+    asm.ret(SECCOMP_RET_ERRNO | ERRNO.ENOSYS);
   }
-  searchTree(ranges, 0, ranges.starts.length - 1, code);
+  const ranges = rangesOf(decisions.byNr, style.ret.ENOSYS);
+  const fixups: Fixups = { at: [], nr: [] };
+  searchTree(ranges, 0, ranges.starts.length - 1, asm, fixups);
+  const blockAt = argBlocks(decisions.conditional, style, asm);
+  for (let i = 0; i < fixups.at.length; i++) asm.patchJa(fixups.at[i] as number, blockAt.get(fixups.nr[i] as number) as number);
 
-  const blockAt = new Map<number, number>();
-  for (const [nr, checks] of [...conditional].sort(([a], [b]) => a - b)) {
-    blockAt.set(nr, code.length);
-    for (const check of checks) code.push(...argBlock(check.args as ArgCheck, denyRet(check.errno ?? 'EPERM')));
-    code.push({ insn: ret(SECCOMP_RET_ALLOW) });
-  }
-
-  const insns = code.map(({ insn, jaToArgsOf }, pc) => {
-    if (jaToArgsOf === undefined) return insn;
-    return ja((blockAt.get(jaToArgsOf) as number) - pc - 1);
-  });
-  if (insns.length > MAX_INSNS) {
-    throw new BrigError(
-      'BRIG_POLICY_INVALID',
-      `seccomp: the filter needs ${insns.length} instructions, over the kernel's limit of ${MAX_INSNS}`,
-      'deny fewer syscalls in syscalls.extraDeny',
-    );
-  }
-  return { program: encode(insns), summary };
+  return { program: asm.program(), summary };
 }
 
 /** Rules for the policy's extraDeny names; a name no supported architecture knows is a policy error. */
 function extraRules(arch: SeccompArch, names: readonly string[], summary: string[]): DenyRule[] {
   const rules: DenyRule[] = [];
-  for (const name of new Set(names)) {
+  for (let i = 0; i < names.length; i++) {
+    const name = names[i] as string;
     if (syscallNumber(arch, name) !== undefined) {
       rules.push({ name, reason: 'denied by the policy (syscalls.extraDeny)' });
       continue;
@@ -162,54 +134,124 @@ function extraRules(arch: SeccompArch, names: readonly string[], summary: string
 }
 
 /**
- * Binary search over ranges lo..hi with the syscall number in A, appended to
- * `out`. Each internal node is `jge #start` of its right half; the left half
- * follows it, then the right half.
+ * Outcome per syscall number. Named numbers start allowed and unassigned ones
+ * denied with ENOSYS. The first rule that denies a syscall whatever its
+ * arguments wins, and drops any argument rule for it; argument rules for one
+ * syscall add up. Rules for syscalls this architecture lacks are skipped.
  */
-function searchTree(ranges: Ranges, lo: number, hi: number, out: Pending[]): void {
+function decide(arch: SeccompArch, info: ArchInfo, rules: readonly DenyRule[], style: DenyStyle, summary: string[]): Decisions {
+  const byNr = new Int32Array(info.last + 1).fill(SECCOMP_RET_ALLOW);
+  for (let i = 0; i < info.unassigned.length; i++) {
+    const [first, last] = info.unassigned[i] as readonly [number, number];
+    byNr.fill(style.ret.ENOSYS, first, last + 1);
+  }
+  const conditional = new Map<number, DenyRule[]>();
+  for (let i = 0; i < rules.length; i++) {
+    const rule = rules[i] as DenyRule;
+    const nr = syscallNumber(arch, rule.name);
+    if (nr === undefined || (byNr[nr] !== SECCOMP_RET_ALLOW && !conditional.has(nr))) continue;
+    const errno = rule.errno ?? 'EPERM';
+    if (rule.args) {
+      const checks = conditional.get(nr);
+      if (checks) checks.push(rule);
+      else conditional.set(nr, [rule]);
+      byNr[nr] = -1 - nr;
+      summary.push(`${style.verb[errno]} ${rule.name} when ${describe(rule.args)}: ${rule.reason}`);
+    } else {
+      conditional.delete(nr);
+      byNr[nr] = style.ret[errno];
+      summary.push(`${style.verb[errno]} ${rule.name}: ${rule.reason}`);
+    }
+  }
+  return { byNr, conditional };
+}
+
+/** Merges numbers with one outcome into ranges; everything above the table's last number is unknown. */
+function rangesOf(byNr: Int32Array, unknown: Outcome): Ranges {
+  let previous = byNr[0] as Outcome;
+  const ranges: Ranges = { starts: [0], outcomes: [previous] };
+  for (let nr = 1; nr < byNr.length; nr++) {
+    const outcome = byNr[nr] as Outcome;
+    if (outcome === previous) continue;
+    ranges.starts.push(nr);
+    ranges.outcomes.push(outcome);
+    previous = outcome;
+  }
+  if (previous !== unknown) {
+    ranges.starts.push(byNr.length);
+    ranges.outcomes.push(unknown);
+  }
+  return ranges;
+}
+
+/**
+ * Binary search over ranges lo..hi with the syscall number in A. Each internal
+ * node is `jge #start` of its right half; the left half follows it, then the
+ * right half. A node whose left half is over 255 instructions long jumps to a
+ * `ja` trampoline instead (conditional offsets are 8 bits, `ja`'s are 32).
+ */
+function searchTree(ranges: Ranges, lo: number, hi: number, asm: Assembler, fixups: Fixups): void {
   if (lo === hi) {
     const outcome = ranges.outcomes[lo] as Outcome;
-    out.push(outcome >= 0 ? { insn: ret(outcome) } : { insn: ja(0), jaToArgsOf: -1 - outcome });
+    if (outcome >= 0) {
+      asm.ret(outcome);
+    } else {
+      fixups.at.push(asm.ja(0));
+      fixups.nr.push(-1 - outcome);
+    }
     return;
   }
   const mid = (lo + hi + 1) >> 1;
   const start = ranges.starts[mid] as number;
   const leftSize = treeSize(mid - lo);
   if (leftSize <= MAX_COND_JUMP) {
-    out.push({ insn: jump(BPF_JMP | BPF_JGE | BPF_K, start, leftSize, 0) });
+    asm.emit(BPF_JMP | BPF_JGE | BPF_K, start, leftSize, 0);
   } else {
-    // Too far for jt: jump to a trampoline that jumps over the left half.
-    out.push({ insn: jump(BPF_JMP | BPF_JGE | BPF_K, start, 0, 1) }, { insn: ja(leftSize) });
+    asm.emit(BPF_JMP | BPF_JGE | BPF_K, start, 0, 1);
+    asm.ja(leftSize);
   }
-  searchTree(ranges, lo, mid - 1, out);
-  searchTree(ranges, mid, hi, out);
+  searchTree(ranges, lo, mid - 1, asm, fixups);
+  searchTree(ranges, mid, hi, asm, fixups);
 }
 
-/** Instructions searchTree() emits for `count` ranges; it depends on the count alone. */
+/** Instructions searchTree() emits for `count` ranges: it depends on the count alone. */
 function treeSize(count: number): number {
-  if (count === 1) return 1;
+  // Without trampolines a tree of n leaves is 2n - 1 long; the first trampoline needs a
+  // left half of 129 leaves (257 instructions), so a tree of fewer than 258 leaves has none.
+  if (count < 258) return 2 * count - 1;
   const left = treeSize(count >> 1);
   return 1 + (left > MAX_COND_JUMP ? 1 : 0) + left + treeSize(count - (count >> 1));
 }
 
-/** Load the argument's low 32 bits, test it, return `deny` on a match, else fall through to the next block. */
-function argBlock(check: ArgCheck, deny: number): Pending[] {
-  const out: Pending[] = [{ insn: loadWord(argLowOffset(check.arg)) }];
+/** One block per syscall with argument rules: each rule's test, then `ret ALLOW`. Returns where each block starts. */
+function argBlocks(conditional: Map<number, DenyRule[]>, style: DenyStyle, asm: Assembler): Map<number, number> {
+  const blockAt = new Map<number, number>();
+  conditional.forEach((checks, nr) => {
+    blockAt.set(nr, asm.length);
+    for (let i = 0; i < checks.length; i++) {
+      const check = checks[i] as DenyRule;
+      argTest(check.args as ArgCheck, style.ret[check.errno ?? 'EPERM'], asm);
+    }
+    asm.ret(SECCOMP_RET_ALLOW);
+  });
+  return blockAt;
+}
+
+/** Load the argument's low 32 bits, test it, return `deny` on a match, else fall through to the next test. */
+function argTest(check: ArgCheck, deny: number, asm: Assembler): void {
+  asm.load(argLowOffset(check.arg));
   if (check.op === 'hasAnyBit') {
-    out.push({ insn: jump(BPF_JMP | BPF_JSET | BPF_K, check.mask, 0, 1) });
+    asm.emit(BPF_JMP | BPF_JSET | BPF_K, check.mask, 0, 1);
   } else {
-    // n comparisons, then `ret deny` at index n (relative to the first comparison); the next block starts at n + 1.
+    // n comparisons, then `ret deny` at index n (counting from the first comparison); the next test starts at n + 1.
     const n = check.values.length;
-    check.values.forEach((value, i) => {
-      const isLast = i === n - 1;
-      const insn = check.op === 'isOneOf'
-        ? jump(BPF_JMP | BPF_JEQ | BPF_K, value, n - 1 - i, isLast ? 1 : 0) // match: to the deny
-        : jump(BPF_JMP | BPF_JEQ | BPF_K, value, n - i, 0); //                  match: past the deny
-      out.push({ insn });
-    });
+    for (let i = 0; i < n; i++) {
+      const value = check.values[i] as number;
+      if (check.op === 'isOneOf') asm.emit(BPF_JMP | BPF_JEQ | BPF_K, value, n - 1 - i, i === n - 1 ? 1 : 0); // match: to the deny
+      else asm.emit(BPF_JMP | BPF_JEQ | BPF_K, value, n - i, 0); //                                              match: past the deny
+    }
   }
-  out.push({ insn: ret(deny) });
-  return out;
+  asm.ret(deny);
 }
 
 function describe(check: ArgCheck): string {

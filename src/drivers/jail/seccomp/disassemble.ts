@@ -75,7 +75,7 @@ function render(insn: Insn, pc: number, loaded: number | undefined, names: Map<n
       if ((code & 0xf0) === BPF_JA) return { text: `${at}ja   ${pad(pc + 1 + k)}` };
       const operand = loaded === SECCOMP_DATA.nr && src !== 'x' && k !== X32_SYSCALL_BIT ? `#${k}` : src;
       const text = `${at}${op.padEnd(4)} ${operand.padEnd(13)} jt ${pad(pc + 1 + jt)} jf ${pad(pc + 1 + jf)}`;
-      return { text, note: jumpNote(k, loaded, names) };
+      return { text, note: jumpNote(op, k, loaded, names) };
     }
     case BPF_RET:
       return (code & BPF_A) !== 0 ? { text: `${at}ret  a` } : { text: `${at}ret  #${hex(k)}`, note: action(k) };
@@ -86,13 +86,16 @@ function render(insn: Insn, pc: number, loaded: number | undefined, names: Map<n
   }
 }
 
-function jumpNote(k: number, loaded: number | undefined, names: Map<number, string>): string | undefined {
+function jumpNote(op: string, k: number, loaded: number | undefined, names: Map<number, string>): string | undefined {
   if (loaded === SECCOMP_DATA.arch) {
     const arch = (Object.keys(ARCHES) as SeccompArch[]).find((name) => ARCHES[name].auditArch === k);
     return arch ? `AUDIT_ARCH_${arch.toUpperCase()}` : undefined;
   }
-  if (loaded === SECCOMP_DATA.nr) return k === X32_SYSCALL_BIT ? 'x32 ABI bit' : names.get(k);
-  return undefined;
+  if (loaded !== SECCOMP_DATA.nr) return undefined;
+  if (op === 'jset') return k === X32_SYSCALL_BIT ? 'x32 ABI bit' : undefined;
+  const name = names.get(k);
+  const relation = op === 'jeq' ? '==' : op === 'jge' ? '>=' : '>';
+  return `nr ${relation} ${name ?? `${k} (not in the table)`}`;
 }
 
 function field(offset: number): string {

@@ -67,3 +67,8 @@ export const AARCH64_SYSCALLS: Readonly<Record<string, number>> = {
   getxattrat: 464, listxattrat: 465, removexattrat: 466, open_tree_attr: 467, file_getattr: 468,
   file_setattr: 469, listns: 470,
 };
+
+/** Highest number in the table above. */
+export const AARCH64_LAST = 470;
+/** Numbers below AARCH64_LAST the table does not name (inclusive ranges): other architectures' range, and the gap the generic table keeps. */
+export const AARCH64_UNASSIGNED: readonly (readonly [number, number])[] = [[244, 259], [295, 423]];

@@ -74,3 +74,8 @@ export const X86_64_SYSCALLS: Readonly<Record<string, number>> = {
   listxattrat: 465, removexattrat: 466, open_tree_attr: 467, file_getattr: 468, file_setattr: 469,
   listns: 470,
 };
+
+/** Highest number in the table above. */
+export const X86_64_LAST = 470;
+/** Numbers below X86_64_LAST the table does not name (inclusive ranges). */
+export const X86_64_UNASSIGNED: readonly (readonly [number, number])[] = [[337, 423]];
