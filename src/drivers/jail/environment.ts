@@ -25,7 +25,7 @@ export function jailEnvironment(
   env.HOME = identity.home;
   env.USER = identity.user;
   env.LOGNAME = identity.user;
-  env.SHELL = '/bin/sh';
+  env.SHELL = identity.shell;
   if (extra.tmpdir) env.TMPDIR = extra.tmpdir;
   Object.assign(env, policy.set);
   return env;

@@ -1,4 +1,4 @@
-import { readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import type { IdentityPolicy } from '../../policy/index.ts';
 
 /**
@@ -22,6 +22,8 @@ export interface JailIdentity {
   user: string;
   /** The private home inside the jail. */
   home: string;
+  /** The login shell: bash where the host has it. */
+  shell: string;
   /** /etc/passwd and /etc/group as the jail sees them: only the users it needs. */
   passwd: string;
   group: string;
@@ -47,7 +49,8 @@ export function jailIdentity(policy: IdentityPolicy, caller: Caller, workspace: 
   const user = entry?.name ?? (uid === 0 ? 'root' : 'user');
   const home = uid === caller.uid && hostUid === caller.uid ? caller.home : (entry?.home ?? (uid === 0 ? '/root' : `/home/${user}`));
   const groupName = groupEntryName(gid) ?? (gid === 0 ? 'root' : user);
-  const users = [`${user}:x:${uid}:${gid}:${user}:${home}:/bin/sh`];
+  const shell = existsSync('/bin/bash') ? '/bin/bash' : '/bin/sh';
+  const users = [`${user}:x:${uid}:${gid}:${user}:${home}:${shell}`];
   const groups = [`${groupName}:x:${gid}:`];
   if (uid !== 0) users.unshift('root:x:0:0:root:/root:/usr/sbin/nologin');
   if (gid !== 0) groups.unshift('root:x:0:');
@@ -61,6 +64,7 @@ export function jailIdentity(policy: IdentityPolicy, caller: Caller, workspace: 
     gid,
     user,
     home,
+    shell,
     passwd: users.join('\n') + '\n',
     group: groups.join('\n') + '\n',
   };

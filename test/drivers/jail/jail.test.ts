@@ -1,9 +1,10 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chownSync, existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, chmodSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync, writeFileSync, chmodSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { homedir } from 'node:os';
-import { eventually, runBrig, startBrig, tempWorkspace, collect } from '../../helpers/brig.ts';
+import { BRIG, eventually, runBrig, startBrig, tempWorkspace, collect } from '../../helpers/brig.ts';
 
 // Each test observes one property from inside a real jail (nsjail-style table where it fits).
 describe('brig run: the jail as seen from inside', () => {
@@ -243,3 +244,59 @@ function leftoverRecords(): string[] {
     return [];
   }
 }
+
+describe('brig run as an unprivileged user', { skip: process.getuid?.() !== 0 ? 'needs root to create the user and delegate a cgroup' : false }, () => {
+  const UID = 1000;
+  let workspace: { dir: string; remove: () => void };
+  let home: { dir: string; remove: () => void };
+  const delegated: string[] = [];
+
+  before(() => {
+    workspace = tempWorkspace();
+    home = tempWorkspace('brig-home-');
+    chownSync(workspace.dir, UID, UID);
+    chownSync(home.dir, UID, UID);
+  });
+  after(() => {
+    workspace.remove();
+    home.remove();
+    for (const dir of delegated.reverse()) rmdirSync(dir);
+  });
+
+  /** Run brig as UID from a shell that first enters the given cgroups (as systemd does for a delegated scope). */
+  const runAsUser = (cgroupTasks: string[], command: string) =>
+    collect(
+      spawn('/bin/sh', ['-c', 'for f in "$@"; do [ "$f" = -- ] && break; echo $$ > "$f" || exit 99; shift; done; shift; exec setpriv --reuid 1000 --regid 1000 --clear-groups "$@"', 'sh', ...cgroupTasks, '--', BRIG, 'run', '--', '/bin/sh', '-c', command], {
+        cwd: workspace.dir,
+        env: { PATH: process.env.PATH, HOME: home.dir, LANG: 'C.UTF-8' },
+        stdio: ['pipe', 'pipe', 'pipe'],
+      }),
+    );
+
+  test('without a cgroup of its own, brig refuses rather than run without limits', async () => {
+    const result = await runAsUser([], 'true');
+    assert.equal(result.code, 125, result.stderr);
+    assert.match(result.stderr, /BRIG_CGROUP_UNAVAILABLE/);
+  });
+
+  test('in a delegated cgroup: the jail holds, the limits hold, nothing is left', async () => {
+    const tasks: string[] = [];
+    for (const hierarchy of ['memory', 'pids', 'cpu']) {
+      const own = readFileSync('/proc/self/cgroup', 'utf8').match(new RegExp(`^\\d+:[^:]*\\b${hierarchy}\\b[^:]*:(.*)$`, 'm'))?.[1] ?? '/';
+      const dir = `/sys/fs/cgroup/${hierarchy}${own === '/' ? '' : own}/brig-test-user-${process.pid}`;
+      mkdirSync(dir);
+      delegated.push(dir);
+      for (const file of ['', '/tasks', '/cgroup.procs']) chownSync(`${dir}${file}`, UID, UID);
+      tasks.push(`${dir}/tasks`);
+    }
+    const result = await runAsUser(tasks, `id -u; grep CapEff /proc/self/status; cat /etc/shadow 2>&1 | head -c 0; test -r /etc/shadow && cat /etc/shadow; touch made-here && echo wrote; echo x > /proc/sys/kernel/core_pattern 2>/dev/null || echo sysctl-refused`);
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stdout, /^1000$/m);
+    assert.match(result.stdout, /CapEff:\s+0{16}/);
+    assert.doesNotMatch(result.stdout, /root:/);
+    assert.match(result.stdout, /wrote/);
+    assert.match(result.stdout, /sysctl-refused/);
+    assert.equal(statSync(`${workspace.dir}/made-here`).uid, UID);
+    for (const dir of delegated) assert.deepEqual(readdirSync(dir, { withFileTypes: true }).filter((entry) => entry.isDirectory() && entry.name.startsWith('brig-')), [], `${dir} has no jail cgroup left`);
+  });
+});

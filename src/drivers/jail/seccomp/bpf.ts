@@ -1,8 +1,8 @@
 /**
  * Classic BPF as seccomp uses it: the instruction encoding of
  * <linux/filter.h> and <linux/bpf_common.h>, the return values of
- * <linux/seccomp.h> and the layout of struct seccomp_data. Pure data and
- * tiny helpers; nothing here knows about syscalls or policy.
+ * <linux/seccomp.h>, the layout of struct seccomp_data, and a small
+ * assembler. Nothing here knows about syscalls or policy.
  */
 
 /** One struct sock_filter: u16 code, u8 jt, u8 jf, u32 k. */

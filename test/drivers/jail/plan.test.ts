@@ -1,0 +1,100 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { buildPolicy, hide, hostNetwork, readOnly, readWrite, resolvePolicy, setEnv, forwardEnv, memory, type Policy } from '../../../src/policy/index.ts';
+import { planJail, type HostContext, type JailPlan } from '../../../src/drivers/jail/index.ts';
+
+// Policy → plan, without starting anything. The golden files pin the whole bwrap argv on
+// the reference machine (Debian 12, as CI); rerun with UPDATE_GOLDEN=1 after a deliberate change.
+const ROOT = '/tmp/brig-golden';
+const HOME = `${ROOT}/home/alice`;
+// The usual layout: the project inside the home, which the jail must not see.
+const WORKSPACE = `${HOME}/project`;
+const host: HostContext = { uid: 1000, gid: 1000, home: HOME, cwd: WORKSPACE, env: { PATH: '/usr/bin:/bin', TERM: 'xterm', LANG: 'C.UTF-8', AWS_SECRET_ACCESS_KEY: 'leak', HOME } };
+
+function plan(policy: Policy, command = ['bash'], tty = false): JailPlan {
+  return planJail(resolvePolicy(policy, { cwd: WORKSPACE, home: HOME }), command, host, { tty });
+}
+
+function golden(name: string, plan: JailPlan): void {
+  const file = new URL(`../../golden/${name}.json`, import.meta.url);
+  const actual = JSON.stringify({ argv: plan.argv.slice(1), env: plan.env, cwd: plan.cwd, passwd: plan.identity.passwd }, null, 2) + '\n';
+  if (process.env.UPDATE_GOLDEN) writeFileSync(file, actual);
+  assert.equal(actual, readFileSync(file, 'utf8'), `plan differs from test/golden/${name}.json`);
+}
+
+function after_(argv: string[], flag: string, value: string): number {
+  return argv.findIndex((word, index) => word === flag && argv[index + 1] === value);
+}
+
+describe('policy → plan', () => {
+  before(() => {
+    mkdirSync(`${WORKSPACE}/.git`, { recursive: true });
+    mkdirSync(`${ROOT}/shared`, { recursive: true });
+    writeFileSync(`${WORKSPACE}/.env`, 'SECRET=1\n');
+  });
+  after(() => rmSync(ROOT, { recursive: true, force: true }));
+
+  test('the default policy (golden)', () => golden('default-plan', plan(buildPolicy())));
+
+  test('a widened policy (golden)', () =>
+    golden('widened-plan', plan(buildPolicy(readOnly(`${ROOT}/shared`), readWrite(`${WORKSPACE}/.git`), hide(`${WORKSPACE}/.env`), hostNetwork(), forwardEnv('AWS_SECRET_ACCESS_KEY'), setEnv('CI', '1'), memory(512)))));
+
+  test('every namespace, no capabilities, no nested user namespaces, dies with brig', () => {
+    const { argv } = plan(buildPolicy());
+    for (const flag of ['--unshare-user', '--unshare-pid', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup-try', '--unshare-net', '--disable-userns', '--die-with-parent', '--new-session']) {
+      assert.ok(argv.includes(flag), `${flag} is set`);
+    }
+    assert.ok(after_(argv, '--cap-drop', 'ALL') > 0);
+    assert.ok(after_(argv, '--seccomp', '3') > 0);
+    assert.ok(after_(argv, '--json-status-fd', '4') > 0);
+    assert.ok(after_(argv, '--hostname', 'brig') > 0);
+  });
+
+  test('--net host keeps the host network namespace', () => {
+    assert.ok(!plan(buildPolicy(hostNetwork())).argv.includes('--unshare-net'));
+  });
+
+  test('the home is a private tmpfs, mounted before the workspace and before anything under it', () => {
+    const { argv } = plan(buildPolicy(hide(`${WORKSPACE}/.env`)));
+    const home = after_(argv, '--tmpfs', HOME);
+    const workspace = after_(argv, '--bind', WORKSPACE);
+    const hidden = after_(argv, '--ro-bind', '/dev/null');
+    assert.ok(home > 0 && workspace > home, 'home tmpfs, then workspace');
+    assert.ok(argv.lastIndexOf(`${WORKSPACE}/.env`) > workspace, 'the hidden file is masked after the workspace is bound');
+    assert.ok(hidden > 0);
+  });
+
+  test('/proc/sys is read-only and the credential files are masked', () => {
+    const { argv } = plan(buildPolicy());
+    assert.ok(after_(argv, '--ro-bind', '/proc/sys') > after_(argv, '--proc', '/proc'));
+    assert.equal(argv[argv.indexOf('/etc/shadow') - 2], '--ro-bind', '/etc/shadow is covered');
+    assert.equal(argv[argv.indexOf('/etc/shadow') - 1], '/dev/null');
+    assert.ok(after_(argv, '--ro-bind-data', '5') > after_(argv, '--ro-bind', '/etc'), "the jail's passwd replaces the host's");
+  });
+
+  test('the environment is built from nothing', () => {
+    const { env } = plan(buildPolicy());
+    assert.equal(env.AWS_SECRET_ACCESS_KEY, undefined);
+    assert.deepEqual(Object.keys(env).sort(), ['HOME', 'LANG', 'LOGNAME', 'PATH', 'SHELL', 'TERM', 'USER']);
+    assert.equal(plan(buildPolicy(forwardEnv('AWS_SECRET_ACCESS_KEY'))).env.AWS_SECRET_ACCESS_KEY, 'leak', 'forwarded only on request');
+  });
+
+  test('with a terminal, the command gets its own session and controlling tty instead of --new-session', () => {
+    const { argv } = plan(buildPolicy(), ['bash'], true);
+    assert.ok(!argv.includes('--new-session'));
+    assert.deepEqual(argv.slice(-3), ['/usr/bin/setsid', '--ctty', 'bash']);
+  });
+
+  test('limits: rlimits through prlimit, cgroup limits as files', () => {
+    const result = plan(buildPolicy(memory(512)));
+    assert.deepEqual(result.argv.slice(1, 5), ['--nofile=1024:2048', '--nproc=512:1024', '--core=0:0', `--fsize=${16384 * 1024 * 1024}:${16384 * 1024 * 1024}`]);
+    const limit = result.cgroup.writes.find(([file]) => file.endsWith('memory.limit_in_bytes') || file.endsWith('memory.max'));
+    assert.equal(limit?.[1], String(512 * 1024 * 1024));
+  });
+
+  test('a workspace that contains the home is refused', () => {
+    assert.throws(() => planJail(resolvePolicy(buildPolicy(), { cwd: `${ROOT}/home`, home: HOME }), ['bash'], { ...host, cwd: `${ROOT}/home` }, { tty: false }), { code: 'BRIG_POLICY_INVALID' });
+    assert.throws(() => planJail(resolvePolicy(buildPolicy(), { cwd: '/', home: HOME }), ['bash'], { ...host, cwd: '/' }, { tty: false }), { code: 'BRIG_POLICY_INVALID' });
+  });
+});
