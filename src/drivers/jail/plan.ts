@@ -64,7 +64,7 @@ export function planJail(policy: Policy, command: string[], host: HostContext, o
   const seccomp = compileSeccomp({ arch: hostSeccompArch(), extraDeny: policy.syscalls.extraDeny, logOnly: policy.syscalls.logOnly });
   const id = `${process.pid}-${randomBytes(4).toString('hex')}`;
   const bwrapArgs = [
-    '--unshare-user', '--unshare-pid', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup-try',
+    '--unshare-user', '--unshare-pid', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup',
     ...(policy.network.mode === 'none' ? ['--unshare-net'] : []),
     '--uid', String(identity.uid), '--gid', String(identity.gid),
     // A nested user namespace would let the jail map itself root again: refuse them twice (here and in seccomp).

@@ -1,7 +1,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync, writeFileSync, chmodSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, symlinkSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync, writeFileSync, chmodSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { homedir } from 'node:os';
 import { BRIG, eventually, runBrig, startBrig, tempWorkspace, collect } from '../../helpers/brig.ts';
@@ -70,7 +70,7 @@ describe('brig run: the jail as seen from inside', () => {
   });
 
   test('no network: only a private loopback, the host cannot be reached', async () => {
-    const server: Server = createServer((socket) => socket.end('host\n'));
+    const server: Server = createServer((socket) => socket.on('error', () => {}).end('host\n'));
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const port = (server.address() as { port: number }).port;
     try {
@@ -95,6 +95,45 @@ describe('brig run: the jail as seen from inside', () => {
     assert.equal(result.code, 137, result.stderr);
     assert.match(result.stderr, /BRIG_OUT_OF_MEMORY/);
     assert.doesNotMatch(result.stdout, /survived|after/);
+  });
+
+  test('a minimal /dev: no /dev/kvm, no disks', async () => {
+    const result = await run('ls /dev');
+    assert.equal(result.code, 0, result.stderr);
+    const devices = result.stdout.split('\n').filter(Boolean);
+    assert.ok(!devices.includes('kvm'), '/dev/kvm is not there');
+    assert.deepEqual(devices.filter((name) => /^(sd|vd|nvme|loop|mem|kmem|port)/.test(name)), []);
+    assert.ok(devices.includes('null') && devices.includes('urandom'));
+  });
+
+  test('TIOCSTI is refused: nothing can be typed into a terminal', async () => {
+    const result = await run(`perl -e 'my $c = "x"; ioctl(STDIN, 0x5412, $c) or print "refused: $!\\n"'`);
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stdout, /refused: Operation not permitted/);
+  });
+
+  test('rlimits: open files, processes, core dumps, file size', async () => {
+    writeFileSync(`${workspace.dir}/small-files.json`, JSON.stringify({ resources: { maxFileSizeMiB: 64 } }));
+    // dash's ulimit: -n open files, -p processes, -c core blocks, -f file size in 512-byte blocks.
+    const result = await run('ulimit -Sn; ulimit -Hn; ulimit -Sp; ulimit -Hp; ulimit -c; ulimit -f', ['--policy', 'small-files.json']);
+    assert.equal(result.code, 0, result.stderr);
+    assert.deepEqual(result.stdout.trim().split('\n'), ['1024', '2048', '512', '1024', '0', String((64 * 1024 * 1024) / 512)]);
+  });
+
+  test('the CPU quota and the limits are set on the jail\'s own cgroups while it runs', async () => {
+    const child = startBrig(['run', '--cpus', '0.5', '--memory', '300m', '--pids', '77', '--', '/bin/sh', '-c', 'sleep 1000 & wait'], { cwd: workspace.dir });
+    const result = collect(child);
+    try {
+      assert.ok(await eventually(() => jailedSleepers().length > 0), 'the jail started');
+      const dirs = brigCgroups();
+      const read = (suffix: string): string | undefined => dirs.map((dir) => `${dir}/${suffix}`).filter((file) => existsSync(file)).map((file) => readFileSync(file, 'utf8').trim())[0];
+      assert.equal(read('cpu.cfs_quota_us') ?? read('cpu.max')?.split(' ')[0], '50000');
+      assert.equal(read('memory.limit_in_bytes') ?? read('memory.max'), String(300 * 1024 * 1024));
+      assert.equal(read('pids.max'), '77');
+    } finally {
+      child.kill('SIGTERM');
+      await result;
+    }
   });
 
   test('exit codes and signals pass through', async () => {
@@ -143,6 +182,31 @@ describe('brig run: errors have codes, hints and their own exit codes', () => {
       assert.equal(result.stderr.trim().split('\n').length, 2, 'one line of error, one of hint');
     });
   }
+
+  test('--dry-run prints the plan and runs nothing', async () => {
+    const result = await runBrig(['run', '--dry-run', '--', '/bin/sh', '-c', 'touch ran'], { cwd: workspace.dir });
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stdout, /bwrap/);
+    assert.match(result.stdout, /seccomp: \d+ BPF instructions/);
+    assert.match(result.stdout, /limits: memory 2048 MiB, cpus 2, pids 1024/);
+    assert.equal(existsSync(`${workspace.dir}/ran`), false);
+    const json = JSON.parse((await runBrig(['run', '--dry-run', '--json', '--', 'true'], { cwd: workspace.dir })).stdout) as { argv: string[]; limits: { memoryMiB: number } };
+    assert.ok(json.argv.includes('--unshare-net'));
+    assert.equal(json.limits.memoryMiB, 2048);
+  });
+
+  test('bubblewrap missing', async () => {
+    const bin = tempWorkspace('brig-path-');
+    try {
+      symlinkSync(process.execPath, `${bin.dir}/node`);
+      const result = await runBrig(['run', '--', 'true'], { cwd: workspace.dir, env: { PATH: bin.dir, HOME: process.env.HOME } });
+      assert.equal(result.code, 125, result.stderr);
+      assert.match(result.stderr, /\[BRIG_BWRAP_MISSING\]/);
+      assert.match(result.stderr, /hint: .*setup/);
+    } finally {
+      bin.remove();
+    }
+  });
 
   test('a command that is not executable', async () => {
     writeFileSync(`${workspace.dir}/script.sh`, '#!/bin/sh\necho hi\n');

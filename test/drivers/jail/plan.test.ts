@@ -42,7 +42,7 @@ describe('policy → plan', () => {
 
   test('every namespace, no capabilities, no nested user namespaces, dies with brig', () => {
     const { argv } = plan(buildPolicy());
-    for (const flag of ['--unshare-user', '--unshare-pid', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup-try', '--unshare-net', '--disable-userns', '--die-with-parent', '--new-session']) {
+    for (const flag of ['--unshare-user', '--unshare-pid', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup', '--unshare-net', '--disable-userns', '--die-with-parent', '--new-session']) {
       assert.ok(argv.includes(flag), `${flag} is set`);
     }
     assert.ok(after_(argv, '--cap-drop', 'ALL') > 0);
