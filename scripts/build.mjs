@@ -1,18 +1,21 @@
-// One CommonJS bundle for the CLI: Node's start-up dominates `brig run`;
+// One CommonJS bundle per program: Node's start-up dominates `brig run`;
 // resolving dozens of modules, or starting the ESM loader, costs more than
-// reading one file.
+// reading one file. envd is its own bundle: it is the one file mounted
+// read-only into every sandbox, and `brig run` never loads it.
 import { build } from 'esbuild';
 
-await build({
-  entryPoints: ['src/cli/main.ts'],
-  outfile: 'dist/brig.cjs',
+const common = {
   bundle: true,
   platform: 'node',
   format: 'cjs',
   target: 'node20',
-  splitting: false,
   sourcemap: 'linked',
-  // node-pty is native and yaml only loads for YAML files: both stay out of the bundle.
+  // node-pty is native (its .node file loads from node_modules); yaml loads only for YAML files.
   external: ['node-pty', 'yaml'],
   logLevel: 'warning',
-});
+};
+
+await Promise.all([
+  build({ ...common, entryPoints: ['src/cli/main.ts'], outfile: 'dist/brig.cjs' }),
+  build({ ...common, entryPoints: ['src/envd/main.ts'], outfile: 'dist/envd.cjs' }),
+]);

@@ -1,3 +1,24 @@
-/** protocol/: the types shared across rooms. For now, the error registry. */
+/** protocol/: the types shared across rooms — the error registry, the Connect wire form, envd's messages. */
 export { BrigError, ERROR_CODES, EXIT, isBrigError } from './errors.ts';
 export type { ErrorCode } from './errors.ts';
+export { CONNECT_CODES, ConnectError, ENVELOPE_FLAG, EnvelopeReader, encodeEndStream, encodeEnvelope, parseMessage } from './connect.ts';
+export type { ConnectCode, Envelope } from './connect.ts';
+export { ENVD_PORT, ENVD_VERSION, SERVICE } from './envd.ts';
+export type {
+  EndEvent,
+  EntryInfo,
+  FileType,
+  FilesystemEvent,
+  FilesystemEventType,
+  ProcessConfig,
+  ProcessEvent,
+  ProcessInfo,
+  ProcessInput,
+  ProcessSelector,
+  ProcessSignal,
+  ProcessStreamMessage,
+  PtySize,
+  StartRequest,
+  WatchDirMessage,
+  WriteInfo,
+} from './envd.ts';

@@ -1,0 +1,164 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { timingSafeEqual } from 'node:crypto';
+import { chmodSync, rmSync } from 'node:fs';
+import { ConnectError } from '../protocol/index.ts';
+import {
+  sendUnaryError,
+  serveClientStream,
+  serveServerStream,
+  serveUnary,
+  toConnectError,
+  type ClientStreamHandler,
+  type RpcContext,
+  type ServerStreamHandler,
+  type UnaryHandler,
+} from './rpc.ts';
+import { envdIdentity, resolveUser, userFromAuthorization, type User } from './users.ts';
+
+/** A plain-HTTP route (/files, /health); `authorized` says whether X-Access-Token was valid. */
+export type HttpHandler = (request: IncomingMessage, response: ServerResponse, context: HttpContext) => Promise<void>;
+
+export interface HttpContext {
+  url: URL;
+  authorized: boolean;
+  identity: User;
+  accessToken: string | null;
+}
+
+/** What each half of envd (process/, filesystem/) registers its routes with. */
+export interface Router {
+  unary(procedure: string, handler: UnaryHandler): void;
+  serverStream(procedure: string, handler: ServerStreamHandler, keepalive: unknown): void;
+  clientStream(procedure: string, handler: ClientStreamHandler): void;
+  http(method: 'GET' | 'POST', path: string, handler: HttpHandler): void;
+}
+
+type Route =
+  | { kind: 'unary'; handler: UnaryHandler }
+  | { kind: 'serverStream'; handler: ServerStreamHandler; keepalive: unknown }
+  | { kind: 'clientStream'; handler: ClientStreamHandler };
+
+export interface EnvdServerOptions {
+  /** When set, every call must carry it as X-Access-Token (or, for /files, a valid signature). */
+  accessToken: string | null;
+  identity?: User;
+}
+
+export class EnvdServer implements Router {
+  readonly identity: User;
+  readonly accessToken: string | null;
+  private readonly rpcs = new Map<string, Route>();
+  private readonly pages = new Map<string, HttpHandler>();
+  private readonly server: Server;
+  private readonly cleanups: Array<() => void> = [];
+
+  constructor(options: EnvdServerOptions) {
+    this.identity = options.identity ?? envdIdentity();
+    this.accessToken = options.accessToken;
+    this.server = createServer({ requestTimeout: 0, keepAliveTimeout: 65_000 }, (request, response) => {
+      this.handle(request, response).catch((error: unknown) => sendUnaryError(response, toConnectError(error)));
+    });
+    this.server.on('clientError', (_error, socket) => socket.destroy());
+    this.http('GET', '/health', async (_request, response) => {
+      response.writeHead(204).end();
+    });
+  }
+
+  unary(procedure: string, handler: UnaryHandler): void {
+    this.rpcs.set(`/${procedure}`, { kind: 'unary', handler });
+  }
+
+  serverStream(procedure: string, handler: ServerStreamHandler, keepalive: unknown): void {
+    this.rpcs.set(`/${procedure}`, { kind: 'serverStream', handler, keepalive });
+  }
+
+  clientStream(procedure: string, handler: ClientStreamHandler): void {
+    this.rpcs.set(`/${procedure}`, { kind: 'clientStream', handler });
+  }
+
+  http(method: 'GET' | 'POST', path: string, handler: HttpHandler): void {
+    this.pages.set(`${method} ${path}`, handler);
+  }
+
+  /** Run when envd closes (kill processes, stop watchers). */
+  onClose(cleanup: () => void): void {
+    this.cleanups.push(cleanup);
+  }
+
+  /** Listen on `host:port`, `:port`, or a unix socket path (`unix:/path` or `/path`). Returns the address. */
+  listen(address: string): Promise<string> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      const socketPath = address.startsWith('unix:') ? address.slice(5) : address.startsWith('/') ? address : null;
+      if (socketPath) {
+        rmSync(socketPath, { force: true });
+        this.server.listen(socketPath, () => {
+          chmodSync(socketPath, 0o600);
+          resolve(`unix:${socketPath}`);
+        });
+        return;
+      }
+      const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(address);
+      if (!match) return reject(new Error(`cannot listen on '${address}': give host:port or a unix socket path`));
+      const host = match[1] ?? (match[2] || '127.0.0.1');
+      this.server.listen(Number(match[3]), host, () => {
+        const bound = this.server.address();
+        resolve(typeof bound === 'object' && bound ? `${bound.address.includes(':') ? `[${bound.address}]` : bound.address}:${bound.port}` : address);
+      });
+    });
+  }
+
+  close(): Promise<void> {
+    for (const cleanup of this.cleanups.splice(0)) cleanup();
+    return new Promise((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeAllConnections();
+    });
+  }
+
+  private async handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    const url = new URL(request.url ?? '/', 'http://envd');
+    const authorized = this.accessToken === null || tokenMatches(request.headers['x-access-token'], this.accessToken);
+    const page = this.pages.get(`${request.method} ${url.pathname}`);
+    if (page) return page(request, response, { url, authorized, identity: this.identity, accessToken: this.accessToken });
+
+    const route = this.rpcs.get(url.pathname);
+    if (!route) {
+      const known = [...this.pages.keys()].some((key) => key.endsWith(` ${url.pathname}`));
+      throw known
+        ? new ConnectError('unimplemented', `${request.method} is not supported on ${url.pathname}`)
+        : new ConnectError('unimplemented', `no such procedure or path: ${url.pathname}`);
+    }
+    if (request.method !== 'POST') throw new ConnectError('unimplemented', `${url.pathname} takes POST`);
+    if (!authorized) throw new ConnectError('unauthenticated', 'missing or wrong X-Access-Token');
+
+    const abort = new AbortController();
+    response.once('close', () => abort.abort());
+    const context: RpcContext = {
+      request,
+      user: resolveUser(this.identity, userFromAuthorization(request)),
+      signal: abort.signal,
+      timeoutMs: timeoutHeader(request),
+    };
+    switch (route.kind) {
+      case 'unary':
+        return serveUnary(route.handler, context, response);
+      case 'serverStream':
+        return serveServerStream(route.handler, context, response, route.keepalive);
+      case 'clientStream':
+        return serveClientStream(route.handler, context, response);
+    }
+  }
+}
+
+function tokenMatches(given: string | string[] | undefined, expected: string): boolean {
+  if (typeof given !== 'string') return false;
+  const a = Buffer.from(given);
+  const b = Buffer.from(expected);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+function timeoutHeader(request: IncomingMessage): number | null {
+  const value = Number(request.headers['connect-timeout-ms']);
+  return Number.isFinite(value) && value > 0 ? value : null;
+}

@@ -1,0 +1,69 @@
+import { readFileSync } from 'node:fs';
+import { userInfo } from 'node:os';
+import { isAbsolute, resolve } from 'node:path';
+import type { IncomingMessage } from 'node:http';
+import { ConnectError } from '../protocol/index.ts';
+
+/**
+ * Who a call runs as. envd runs as one identity (the sandbox's) and has no
+ * capability to become another, so it serves the users that name it: E2B's
+ * default `user`, the identity's own name, and `root` when it is uid 0.
+ * Asking for anyone else is refused, never quietly served as someone else.
+ */
+export interface User {
+  name: string;
+  uid: number;
+  gid: number;
+  home: string;
+}
+
+/** E2B's default user name: code written for E2B expects it. */
+export const DEFAULT_USER = 'user';
+
+export function envdIdentity(): User {
+  const info = userInfo();
+  return { name: info.username, uid: info.uid, gid: info.gid, home: process.env.HOME || info.homedir || '/' };
+}
+
+export function resolveUser(identity: User, requested: string | null): User {
+  if (requested === null || requested === '' || requested === DEFAULT_USER || requested === identity.name || (requested === 'root' && identity.uid === 0)) {
+    return identity;
+  }
+  throw new ConnectError(
+    'permission_denied',
+    `this sandbox runs as ${identity.name} (uid ${identity.uid}) and cannot act as '${requested}'; call without a user, or as '${DEFAULT_USER}'`,
+  );
+}
+
+/** The user an RPC names in `Authorization: Basic base64("<user>:")`, or null. */
+export function userFromAuthorization(request: IncomingMessage): string | null {
+  const header = request.headers.authorization;
+  if (!header) return null;
+  const match = /^Basic\s+([A-Za-z0-9+/=]+)$/.exec(header.trim());
+  if (!match) throw new ConnectError('invalid_argument', 'Authorization must be Basic base64("<user>:")');
+  const decoded = Buffer.from(match[1] ?? '', 'base64').toString();
+  return decoded.split(':')[0] ?? null;
+}
+
+/** A path as the user means it: absolute as given, relative to their home, `~` expanded. */
+export function userPath(user: User, path: unknown, field = 'path'): string {
+  if (typeof path !== 'string') throw new ConnectError('invalid_argument', `${field} must be a string`);
+  if (path.includes('\0')) throw new ConnectError('invalid_argument', `${field} contains a NUL byte`);
+  if (path === '' || path === '~') return user.home;
+  if (path.startsWith('~/')) return resolve(user.home, path.slice(2));
+  return isAbsolute(path) ? resolve(path) : resolve(user.home, path);
+}
+
+/** Names for uids and gids, from the sandbox's own /etc/passwd and /etc/group. */
+export function idNames(file: '/etc/passwd' | '/etc/group'): Map<number, string> {
+  const names = new Map<number, string>();
+  try {
+    for (const line of readFileSync(file, 'utf8').split('\n')) {
+      const [name, , id] = line.split(':');
+      if (name && id && /^\d+$/.test(id) && !names.has(Number(id))) names.set(Number(id), name);
+    }
+  } catch {
+    // No database: ids are shown as numbers.
+  }
+  return names;
+}
