@@ -1,3 +1,4 @@
+import { createRequire } from 'node:module';
 import { BrigError, EXIT } from '../protocol/index.ts';
 import { runCommand } from './run.ts';
 
@@ -5,11 +6,35 @@ const HELP = `brig — put AI coding agents, and every command they run, in a ja
 
 Usage:
   brig run [flags] [--] <command> [args…]   run one command in a jail (brig run --help)
+  brig envd [--listen ADDRESS]               run envd UNJAILED, for development (brig envd --help)
   brig --version
 
 Docs: README.md, docs/policy.md, docs/jail.md, docs/errors.md`;
 
 const VERSION = '0.1.0';
+
+const ENVD_HELP = `Usage: brig envd [--listen HOST:PORT | --listen unix:/path]
+
+!!! envd started this way is NOT JAILED. !!!
+Anyone who can reach its address can run any command and read or write any
+file as you. It is for developing against the envd protocol (the e2b SDK with
+E2B_DEBUG=true talks to 127.0.0.1:49983). Sandboxes run envd inside their
+jail; \`brig run\` never does this.
+
+  --listen ADDRESS   where to listen (default 127.0.0.1:49983)
+  BRIG_ENVD_ACCESS_TOKEN in the environment makes every call need that token.`;
+
+/** envd is its own bundle (dist/envd.cjs): \`brig run\` never pays for loading it. */
+async function envdCommand(argv: string[]): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(ENVD_HELP + '\n');
+    return 0;
+  }
+  process.stderr.write('brig envd: WARNING: envd runs unjailed here; whoever reaches it acts as you (see brig envd --help)\n');
+  const envd = createRequire(__filename)(`${__dirname}/envd.cjs`) as { main(argv: string[]): Promise<void> };
+  await envd.main(argv);
+  return new Promise<number>(() => {});
+}
 
 async function main(argv: string[]): Promise<number> {
   // Put back what bin/brig kept aside to spare Node's start-up (see there).
@@ -21,6 +46,8 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'run':
       return runCommand(rest);
+    case 'envd':
+      return envdCommand(rest);
     case '--version':
     case '-V':
       process.stdout.write(`brig ${VERSION}\n`);

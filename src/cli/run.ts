@@ -1,4 +1,4 @@
-import { homedir } from 'node:os';
+import { constants, homedir } from 'node:os';
 import { BrigError } from '../protocol/index.ts';
 import {
   DEFAULT_POLICY,
@@ -129,7 +129,7 @@ function exitCodeOf(end: JailEnd, plan: JailPlan): number {
     case 'exit':
       return end.exitCode;
     case 'signal':
-      return 128 + (signalNumbers[end.signal] ?? 0);
+      return 128 + constants.signals[end.signal];
     case 'oom':
       return report(new BrigError('BRIG_OUT_OF_MEMORY', `the jail used all of its ${plan.policy.resources.memoryMiB} MiB of memory and was killed`, 'give it more with --memory (e.g. --memory 4g) or resources.memoryMiB'));
     case 'timeout':
@@ -138,8 +138,6 @@ function exitCodeOf(end: JailEnd, plan: JailPlan): number {
       return report(new BrigError('BRIG_JAIL_SETUP', `bubblewrap could not build the jail (exit ${end.bwrapExitCode}; its message is above)`, 'check the paths and flags it names; `brig run --dry-run …` prints the full plan'));
   }
 }
-
-const signalNumbers: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGTERM: 15 };
 
 function report(error: BrigError): number {
   process.stderr.write(error.format() + '\n');

@@ -21,8 +21,18 @@ export interface User {
 export const DEFAULT_USER = 'user';
 
 export function envdIdentity(): User {
-  const info = userInfo();
-  return { name: info.username, uid: info.uid, gid: info.gid, home: process.env.HOME || info.homedir || '/' };
+  const uid = process.getuid?.() ?? 0;
+  const gid = process.getgid?.() ?? 0;
+  let name = uid === 0 ? 'root' : DEFAULT_USER;
+  let home = '/';
+  try {
+    const info = userInfo();
+    name = info.username;
+    home = info.homedir;
+  } catch {
+    // A root filesystem with no passwd entry for this uid (a bare or foreign root): keep the defaults.
+  }
+  return { name, uid, gid, home: process.env.HOME || home };
 }
 
 export function resolveUser(identity: User, requested: string | null): User {

@@ -1,4 +1,5 @@
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { BrigError } from '../../protocol/index.ts';
 import { removeCgroup } from './cgroup.ts';
 
 /**
@@ -37,7 +38,9 @@ export function writeRecord(record: JailRecord): void {
   const dir = recordsDir();
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const owner = statSync(dir).uid;
-  if (owner !== (process.getuid?.() ?? owner)) throw new Error(`${dir} belongs to uid ${owner}, not to this user`);
+  if (owner !== (process.getuid?.() ?? owner)) {
+    throw new BrigError('BRIG_JAIL_SETUP', `${dir} belongs to uid ${owner}, not to this user: another user could tamper with brig's records`, `remove ${dir}, or set XDG_RUNTIME_DIR to a directory of your own`);
+  }
   const file = `${dir}/${record.id}.json`;
   writeFileSync(`${file}.tmp`, JSON.stringify(record), { mode: 0o600 });
   renameSync(`${file}.tmp`, file);

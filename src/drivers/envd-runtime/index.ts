@@ -1,0 +1,88 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync, realpathSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+
+/**
+ * drivers/envd-runtime: what a sandbox needs to run envd when its root
+ * filesystem is not the host's (a bare jail root, a container image, a
+ * microVM): the node binary, the shared libraries it links (from ldd), the
+ * dynamic loader, envd's bundle and node-pty. All go read-only under one
+ * directory, and envd starts through the loader with that directory as its
+ * library path, so nothing of the sandbox's own /lib is used or needed.
+ */
+
+export interface RuntimeFile {
+  /** Path on the host. */
+  host: string;
+  /** Path inside the sandbox. */
+  sandbox: string;
+}
+
+export interface EnvdRuntime {
+  /** Files and directories to put in the sandbox, read-only. */
+  files: RuntimeFile[];
+  /** The command that starts envd inside the sandbox. */
+  argv(listen: string): string[];
+}
+
+export interface EnvdRuntimeOptions {
+  /** The host's envd bundle (dist/envd.cjs). */
+  envdBundle: string;
+  /** Where the runtime goes inside the sandbox. */
+  root?: string;
+  /** The node binary to use (default: the one running brig). */
+  node?: string;
+}
+
+export function envdRuntime(options: EnvdRuntimeOptions): EnvdRuntime {
+  const root = options.root ?? '/opt/brig';
+  const node = realpathSync(options.node ?? process.execPath);
+  const { libraries, loader } = sharedLibraries(node);
+  const lib = `${root}/lib`;
+  const files: RuntimeFile[] = [
+    { host: node, sandbox: `${root}/bin/node` },
+    { host: loader.path, sandbox: `${lib}/${loader.soname}` },
+    ...libraries.map((library) => ({ host: library.path, sandbox: `${lib}/${library.soname}` })),
+    { host: realpathSync(options.envdBundle), sandbox: `${root}/envd/envd.cjs` },
+  ];
+  const pty = nodePtyDirectory(options.envdBundle);
+  if (pty) files.push({ host: pty, sandbox: `${root}/envd/node_modules/node-pty` });
+  return {
+    files,
+    argv: (listen) => [`${lib}/${loader.soname}`, '--library-path', lib, `${root}/bin/node`, `${root}/envd/envd.cjs`, '--listen', listen],
+  };
+}
+
+interface Library {
+  /** The name the loader looks for (the left side of ldd's `=>`). */
+  soname: string;
+  /** The file it resolves to on the host. */
+  path: string;
+}
+
+/** The libraries ldd resolves for a binary, and its dynamic loader. */
+function sharedLibraries(binary: string): { libraries: Library[]; loader: Library } {
+  const output = execFileSync('ldd', [binary], { encoding: 'utf8' });
+  const libraries: Library[] = [];
+  let loader: Library | null = null;
+  for (const line of output.split('\n')) {
+    const resolved = /^\s*(\S+)\s+=>\s+(\/\S+)/.exec(line);
+    if (resolved?.[1] && resolved[2]) {
+      libraries.push({ soname: resolved[1], path: realpathSync(resolved[2]) });
+      continue;
+    }
+    const direct = /^\s*(\/\S+)\s+\(/.exec(line);
+    if (direct?.[1]) loader = { soname: basename(direct[1]), path: realpathSync(direct[1]) };
+  }
+  if (!loader) throw new Error(`ldd found no dynamic loader for ${binary}`);
+  return { libraries, loader };
+}
+
+/** node-pty as the bundle resolves it: the nearest node_modules up from the bundle. */
+function nodePtyDirectory(bundle: string): string | null {
+  for (let dir = dirname(realpathSync(bundle)); dir !== '/'; dir = dirname(dir)) {
+    const candidate = join(dir, 'node_modules', 'node-pty');
+    if (existsSync(candidate)) return realpathSync(candidate);
+  }
+  return null;
+}
