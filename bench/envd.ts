@@ -1,5 +1,6 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
 import { Sandbox, type SandboxOpts } from 'e2b';
 import { encodeEnvelope, EnvelopeReader, ENVELOPE_FLAG } from '../src/protocol/index.ts';
 import { percentile } from './measure.ts';
@@ -28,6 +29,11 @@ export async function benchEnvd(roundTrips: number): Promise<string> {
       const bytes = await sandbox.files.read('/tmp/brig-bench-100m', { format: 'bytes' });
       if (bytes.length !== file.length) throw new Error(`read ${bytes.length} bytes, wrote ${file.length}`);
     });
+    const rawWrite = await timeOnce(() => rawHttp(envd, 'POST', '/tmp/brig-bench-100m', Buffer.from(file.buffer)).then(() => undefined));
+    const rawRead = await timeOnce(async () => {
+      const bytes = await rawHttp(envd, 'GET', '/tmp/brig-bench-100m');
+      if (bytes !== file.length) throw new Error(`read ${bytes} bytes over raw HTTP`);
+    });
     await sandbox.files.remove('/tmp/brig-bench-100m');
     const mbps = (bytes: number, ms: number): string => ((bytes / 1e6) / (ms / 1000)).toFixed(0);
     const rows = [
@@ -37,6 +43,8 @@ export async function benchEnvd(roundTrips: number): Promise<string> {
       `| peer: the same 1 GiB through a plain pipe | ${mbps(pipe.bytes, pipe.ms)} MB/s | the ceiling |`,
       `| write 100 MiB through the SDK | ${mbps(file.length, write)} MB/s | ≥ 300 MB/s: ${file.length / 1e6 / (write / 1000) >= 300 ? 'met' : 'NOT met'} |`,
       `| read 100 MiB through the SDK | ${mbps(file.length, read)} MB/s | ≥ 300 MB/s: ${file.length / 1e6 / (read / 1000) >= 300 ? 'met' : 'NOT met'} |`,
+      `| peer: write 100 MiB with plain HTTP (Node http, no SDK) | ${mbps(file.length, rawWrite)} MB/s | envd's own capacity |`,
+      `| peer: read 100 MiB with plain HTTP (Node http, no SDK) | ${mbps(file.length, rawRead)} MB/s | envd's own capacity |`,
       `| envd RSS idle | ${idleRss.toFixed(1)} MiB | as small as Node allows (\`node -e 0\`: ${nodeFloorRssMiB().toFixed(1)} MiB) |`,
       `| envd peak RSS while streaming 1 GiB | ${stdout.peakRssMiB.toFixed(1)} MiB | must not grow with the output |`,
     ];
@@ -57,6 +65,20 @@ async function timeOnce(run: () => Promise<void>): Promise<number> {
   const start = process.hrtime.bigint();
   await run();
   return Number(process.hrtime.bigint() - start) / 1e6;
+}
+
+/** POST a body to /files, or GET one and count its bytes, with Node's http module: no SDK, no fetch. */
+function rawHttp(envd: TestEnvd, method: 'GET' | 'POST', path: string, body?: Buffer): Promise<number> {
+  const url = new URL(`${envd.url}/files?path=${encodeURIComponent(path)}`);
+  return new Promise((resolve, reject) => {
+    const request = httpRequest(url, { method, headers: body ? { 'content-type': 'application/octet-stream', 'content-length': body.length } : {} }, (response) => {
+      let bytes = 0;
+      response.on('data', (chunk: Buffer) => (bytes += chunk.length));
+      response.on('end', () => (response.statusCode === 200 ? resolve(bytes) : reject(new Error(`${method} ${path}: ${response.statusCode}`))));
+    });
+    request.on('error', reject);
+    request.end(body);
+  });
 }
 
 function spawnTrue(): Promise<void> {

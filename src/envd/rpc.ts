@@ -30,6 +30,13 @@ export type ClientStreamHandler = (messages: AsyncIterable<Message>, context: Rp
 export interface StreamWriter {
   /** Send one message; resolves when the client can take more (backpressure), or when it is gone. */
   send(message: unknown): Promise<void>;
+  /**
+   * Send an envelope already encoded (encodeEnvelope's bytes): for hot paths that
+   * encode once for many clients. False when the client is congested: await drained().
+   */
+  write(frame: Buffer): boolean;
+  /** Resolves when the client can take more, or is gone. */
+  drained(): Promise<void>;
   /** True once the client has gone away: stop producing. */
   readonly closed: boolean;
 }
@@ -125,9 +132,17 @@ class ResponseStream implements StreamWriter {
   }
 
   send(message: unknown): Promise<void> {
-    if (this.closed) return Promise.resolve();
+    return this.write(encodeEnvelope(message)) ? Promise.resolve() : this.drained();
+  }
+
+  write(frame: Buffer): boolean {
+    if (this.closed) return true;
     this.lastSent = Date.now();
-    if (this.response.write(encodeEnvelope(message))) return Promise.resolve();
+    return this.response.write(frame);
+  }
+
+  drained(): Promise<void> {
+    if (this.closed || !this.response.writableNeedDrain) return Promise.resolve();
     return new Promise((resolve) => {
       const done = (): void => {
         this.response.off('drain', done);

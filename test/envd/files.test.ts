@@ -239,6 +239,11 @@ for (const jailed of [false, true]) {
       assert.equal(identity.headers['content-length'], String(text.length));
       assert.equal(identity.body.toString(), text);
 
+      // fetch() and browsers offer a list by default: envd's callers are local, so it sends the file as it is.
+      const offered = await rawGet(`${envd.url}/files?path=gz/raw.txt`, { 'accept-encoding': 'gzip, deflate, br' });
+      assert.equal(offered.headers['content-encoding'], undefined);
+      assert.equal(offered.body.toString(), text);
+
       const refused = await rawGet(`${envd.url}/files?path=gz/raw.txt`, { 'accept-encoding': 'br, identity;q=0' });
       assert.equal(refused.status, 406);
 

@@ -34,7 +34,8 @@ export async function writeFileAtomically(target: string, source: AsyncIterable<
   await mkdir(directory, { recursive: true });
   const temp = join(directory, TEMP_PREFIX + randomBytes(8).toString('hex'));
   try {
-    await pipeline(source, createWriteStream(temp, { flags: 'wx', mode: 0o666 }));
+    // A 1 MiB buffer lets the stream gather the socket's 64 KiB chunks into one writev.
+    await pipeline(source, createWriteStream(temp, { flags: 'wx', mode: 0o666, highWaterMark: 1024 * 1024 }));
     // The umask applied at creation; a replaced file keeps its rwx bits (never setuid/setgid: new content).
     if (existing) await chmod(temp, existing.mode & 0o777);
     await rename(temp, destination);

@@ -82,8 +82,11 @@ export class RunningProcess {
         this.tailBytes += chunk.length;
         if (this.tailBytes > TAIL_BYTES) return void this.finish(); // a descendant's flood: nothing more after the end
       }
-      source.pause();
-      void this.fanout.publishData(source.kind, chunk).then(() => source.resume());
+      const pending = this.fanout.publishData(source.kind, chunk);
+      if (pending) {
+        source.pause();
+        void pending.then(() => source.resume());
+      }
     });
   }
 
