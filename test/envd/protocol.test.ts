@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { encodeEnvelope, EnvelopeReader, ENVELOPE_FLAG } from '../../src/protocol/index.ts';
 import { startEnvd, type Envd } from '../../src/envd/index.ts';
 import { startTestEnvd, type TestEnvd } from '../helpers/envd.ts';
+import { runBrig, startBrig } from '../helpers/brig.ts';
 
 const json = { 'content-type': 'application/json', 'connect-protocol-version': '1' };
 const stream = { 'content-type': 'application/connect+json', 'connect-protocol-version': '1' };
@@ -141,5 +142,35 @@ describe('envd protocol: a unix socket, as a jail is reached from the host', () 
       req.end();
     });
     assert.equal(status, 204);
+  });
+});
+
+describe('brig envd: envd unjailed, for development', () => {
+  test('its help says loudly that it is not jailed', async () => {
+    const result = await runBrig(['envd', '--help']);
+    assert.equal(result.code, 0);
+    assert.match(result.stdout, /NOT JAILED/);
+  });
+
+  test('it serves, and warns on start', async () => {
+    const child = startBrig(['envd', '--listen', '127.0.0.1:0']);
+    try {
+      let stdout = '';
+      let stderr = '';
+      child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+      const address = await new Promise<string>((resolve) => {
+        child.stdout?.on('data', (chunk: Buffer) => {
+          stdout += chunk.toString();
+          const match = /envd listening on (\S+)/.exec(stdout);
+          if (match?.[1]) resolve(match[1]);
+        });
+      });
+      assert.equal((await fetch(`http://${address}/health`)).status, 204);
+      assert.match(stderr, /WARNING: envd runs unjailed/);
+    } finally {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      await exited;
+    }
   });
 });
