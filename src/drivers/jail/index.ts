@@ -8,3 +8,4 @@ export type { HostContext, JailPlan, JailPlanOptions } from './plan.ts';
 export { runJail } from './launch.ts';
 export type { JailEnd } from './launch.ts';
 export { sweepLeftovers, recordsDir } from './records.ts';
+export { jailDriver } from './sandbox.ts';

@@ -43,26 +43,8 @@ export async function runJail(plan: JailPlan): Promise<JailEnd> {
   try {
     createCgroup(plan.cgroup);
     terminal = plan.tty ? await openTerminal() : null;
-    const stdio: StdioOptions = [
-      ...(terminal ? [terminal.slave, terminal.slave, terminal.slave] : ['inherit', 'inherit', 'inherit'] as const),
-      'pipe', 'pipe', 'pipe', 'pipe',
-    ];
-    const [file, ...args] = plan.argv;
-    const child = spawnInside(plan.cgroup, () =>
-      spawn(file ?? 'prlimit', args, {
-        env: plan.env,
-        cwd: '/',
-        stdio,
-        // Its own process group: the caller's terminal signals reach brig, which ends the whole jail.
-        detached: true,
-        ...(plan.identity.dropPrivileges ? { uid: plan.identity.hostUid, gid: plan.identity.hostGid } : {}),
-      }),
-    );
+    const child = startBwrap(plan, terminal ? [terminal.slave, terminal.slave, terminal.slave] : ['inherit', 'inherit', 'inherit']);
     if (terminal) terminal.attach();
-    const pipes = child.stdio as unknown as Array<Writable & Readable>;
-    feed(pipes[FD.seccomp], plan.seccompProgram);
-    feed(pipes[FD.passwd], Buffer.from(plan.identity.passwd));
-    feed(pipes[FD.group], Buffer.from(plan.identity.group));
     const end = await watch(plan, child);
     await terminal?.drained();
     return end;
@@ -72,6 +54,32 @@ export async function runJail(plan: JailPlan): Promise<JailEnd> {
     removeRecord(plan.id);
   }
 }
+
+/**
+ * Start prlimit → bwrap inside the jail's (already created) cgroups, as the
+ * jail's host user, and hand bwrap the seccomp program and the jail's
+ * passwd/group on their fds. `stdio` is what the jail's command gets as 0-2.
+ */
+export function startBwrap(plan: JailPlan, stdio: [StdioNull, StdioNull, StdioNull]): ChildProcess {
+  const [file, ...args] = plan.argv;
+  const child = spawnInside(plan.cgroup, () =>
+    spawn(file ?? 'prlimit', args, {
+      env: plan.env,
+      cwd: '/',
+      stdio: [...stdio, 'pipe', 'pipe', 'pipe', 'pipe'] as StdioOptions,
+      // Its own process group: the caller's terminal signals reach brig, which ends the whole jail.
+      detached: true,
+      ...(plan.identity.dropPrivileges ? { uid: plan.identity.hostUid, gid: plan.identity.hostGid } : {}),
+    }),
+  );
+  const pipes = child.stdio as unknown as Array<Writable & Readable>;
+  feed(pipes[FD.seccomp], plan.seccompProgram);
+  feed(pipes[FD.passwd], Buffer.from(plan.identity.passwd));
+  feed(pipes[FD.group], Buffer.from(plan.identity.group));
+  return child;
+}
+
+type StdioNull = 'inherit' | 'ignore' | number;
 
 function watch(plan: JailPlan, child: ChildProcess): Promise<JailEnd> {
   const pipes = child.stdio as unknown as Array<Writable & Readable>;

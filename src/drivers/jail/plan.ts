@@ -22,6 +22,13 @@ export interface HostContext extends Caller {
 export interface JailPlanOptions {
   /** Give the command a terminal of its own (a new pseudo-terminal as its controlling tty). */
   tty: boolean;
+  /**
+   * A sandbox: it keeps running when the process that started it dies (a
+   * daemon restarts and reattaches). Without this, the jail dies with its parent.
+   */
+  outlivesParent?: boolean;
+  /** Names the jail's cgroups (`brig-<id>`); default: this process's pid and a random suffix. */
+  id?: string;
 }
 
 /**
@@ -62,7 +69,7 @@ export function planJail(policy: Policy, command: string[], host: HostContext, o
   checkCommand(command[0] ?? '', env.PATH ?? '', cwd, visibleRoots(policy, tools.paths));
 
   const seccomp = compileSeccomp({ arch: hostSeccompArch(), extraDeny: policy.syscalls.extraDeny, logOnly: policy.syscalls.logOnly });
-  const id = `${process.pid}-${randomBytes(4).toString('hex')}`;
+  const id = options.id ?? `${process.pid}-${randomBytes(4).toString('hex')}`;
   const bwrapArgs = [
     '--unshare-user', '--unshare-pid', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup',
     ...(policy.network.mode === 'none' ? ['--unshare-net'] : []),
@@ -71,7 +78,7 @@ export function planJail(policy: Policy, command: string[], host: HostContext, o
     '--disable-userns',
     '--hostname', policy.identity.hostname,
     '--cap-drop', 'ALL',
-    '--die-with-parent',
+    ...(options.outlivesParent ? [] : ['--die-with-parent']),
     // With a terminal of its own the jail starts its own session (setsid below); without one,
     // a new session keeps it from the caller's terminal (no TIOCSTI into it).
     ...(options.tty ? [] : ['--new-session']),

@@ -34,6 +34,17 @@ export function processStart(pid: number | 'self'): string | null {
   }
 }
 
+/** Whether that process still runs (the same one: its start time matches), a zombie counting as gone. */
+export function processAlive(pid: number, start: string): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return fields[19] === start && fields[0] !== 'Z' && fields[0] !== 'X';
+  } catch {
+    return false;
+  }
+}
+
 export function writeRecord(record: JailRecord): void {
   const dir = recordsDir();
   mkdirSync(dir, { recursive: true, mode: 0o700 });

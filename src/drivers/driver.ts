@@ -1,0 +1,56 @@
+import type { Policy } from '../policy/index.ts';
+
+/**
+ * The Driver contract (DESIGN.md): an isolation tier boots a sandbox with
+ * envd running inside as its main process, hands back where envd listens,
+ * reports usage and stops it. Drivers know nothing of HTTP, the store or the
+ * CLI; a handle is plain JSON, so whoever stores it can reattach after a
+ * restart.
+ */
+
+export interface SandboxSpec {
+  /** Names the sandbox on the host: `[a-z0-9-]`, at most 64 characters. */
+  id: string;
+  /** A resolved policy (resolvePolicy): absolute paths, defaults filled in. */
+  policy: Policy;
+  /** A host directory of the sandbox's own: envd's socket and log. Created by boot, removed by stop. */
+  stateDir: string;
+  envd: {
+    /** The host's envd bundle (dist/envd.cjs). */
+    bundle: string;
+    /** What every envd call must carry (X-Access-Token). */
+    accessToken: string;
+  };
+}
+
+export type Endpoint = { socketPath: string };
+
+export interface SandboxHandle {
+  id: string;
+  driver: string;
+  endpoint: Endpoint;
+  /** The sandbox's first process (envd's parent, pid 1 inside), and its start time: pids are reused. */
+  pid: number;
+  pidStart: string;
+  /** Whatever else the driver needs to stop the sandbox, as JSON. */
+  detail: Record<string, unknown>;
+  stateDir: string;
+}
+
+export interface SandboxUsage {
+  /** Memory charged to the sandbox, page cache and tmpfs included. */
+  memoryBytes: number;
+  /** Tasks (processes and threads) alive in it. */
+  pids: number;
+}
+
+export interface Driver {
+  readonly name: string;
+  /** Start the sandbox; resolves once envd answers on the endpoint. */
+  boot(spec: SandboxSpec): Promise<SandboxHandle>;
+  /** Whether the sandbox is still running (also after the booting process restarted). */
+  alive(handle: SandboxHandle): boolean;
+  usage(handle: SandboxHandle): SandboxUsage;
+  /** Kill everything in it and remove what it held on the host. Safe to call twice. */
+  stop(handle: SandboxHandle): Promise<void>;
+}

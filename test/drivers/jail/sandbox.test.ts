@@ -1,0 +1,124 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { createServer, connect, type Server } from 'node:net';
+import { request } from 'node:http';
+import { Sandbox } from 'e2b';
+import { buildPolicy, resolvePolicy, workspace } from '../../../src/policy/index.ts';
+import { jailDriver, type SandboxHandle } from '../../../src/drivers/index.ts';
+import { ENVD, REPO } from '../../helpers/envd.ts';
+import { eventually, tempWorkspace } from '../../helpers/brig.ts';
+
+const TOKEN = 'sandbox-test-token';
+
+/** The e2b SDK speaks TCP; a sandbox listens on a unix socket. This stands in for the daemon's gateway. */
+function tcpToUnix(socketPath: string): Promise<{ url: string; server: Server }> {
+  const server = createServer((client) => {
+    const upstream = connect(socketPath);
+    client.pipe(upstream).pipe(client);
+    client.on('error', () => upstream.destroy());
+    upstream.on('error', () => client.destroy());
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, server })));
+}
+
+function health(socketPath: string): Promise<number> {
+  return new Promise((resolve) => {
+    const req = request({ socketPath, path: '/health' }, (response) => {
+      response.resume();
+      resolve(response.statusCode ?? 0);
+    });
+    req.on('error', () => resolve(0));
+    req.end();
+  });
+}
+
+function spec(id: string, state: string, work: string) {
+  const policy = resolvePolicy(buildPolicy(workspace(work)), { cwd: work, home: process.env.HOME ?? '/root' });
+  return { id, policy, stateDir: state, envd: { bundle: ENVD, accessToken: TOKEN } };
+}
+
+describe('the jail driver: a sandbox with envd inside', () => {
+  let state: { dir: string; remove: () => void };
+  let work: { dir: string; remove: () => void };
+  let handle: SandboxHandle;
+  let gateway: { url: string; server: Server };
+
+  before(async () => {
+    state = tempWorkspace('brig-state-');
+    work = tempWorkspace('brig-work-');
+    handle = await jailDriver.boot(spec('driver-test', state.dir, work.dir));
+    gateway = await tcpToUnix(handle.endpoint.socketPath);
+  });
+
+  after(async () => {
+    gateway.server.close();
+    await jailDriver.stop(handle);
+    state.remove();
+    work.remove();
+  });
+
+  test('boot returns once envd answers on its socket, and the sandbox is alive', async () => {
+    assert.equal(await health(handle.endpoint.socketPath), 204);
+    assert.equal(jailDriver.alive(handle), true);
+    assert.deepEqual(JSON.parse(JSON.stringify(handle)), handle, 'the handle is plain JSON');
+  });
+
+  test('the e2b SDK drives it, inside the jail, with the access token', async () => {
+    const sandbox = new (Sandbox as unknown as new (options: Record<string, unknown>) => Sandbox)({ sandboxId: 'driver-test', envdVersion: '0.6.3', envdAccessToken: TOKEN, sandboxUrl: gateway.url, debug: true, apiKey: 'k' });
+    const result = await sandbox.commands.run(`hostname; grep -E "^(CapEff|NoNewPrivs|Seccomp):" /proc/self/status; echo hi > ${work.dir}/made-in-sandbox`);
+    assert.match(result.stdout, /^brig$/m);
+    assert.match(result.stdout, /CapEff:\s+0{16}/);
+    assert.match(result.stdout, /Seccomp:\s+2/);
+    assert.equal(readFileSync(`${work.dir}/made-in-sandbox`, 'utf8'), 'hi\n');
+    const anonymous = await fetch(`${gateway.url}/process.Process/List`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    assert.equal(anonymous.status, 401, 'without the token envd refuses');
+  });
+
+  test('usage reports the sandbox\'s memory and tasks', () => {
+    const usage = jailDriver.usage(handle);
+    assert.ok(usage.memoryBytes > 1024 * 1024, `memory ${usage.memoryBytes}`);
+    assert.ok(usage.pids >= 2, `pids ${usage.pids}`);
+  });
+});
+
+describe('the jail driver: a sandbox outlives the process that booted it, and stops clean', () => {
+  test('kill -9 the booting process; the sandbox lives on; stop from elsewhere leaves nothing', async () => {
+    const state = tempWorkspace('brig-state-');
+    const work = tempWorkspace('brig-work-');
+    try {
+      const script = `
+        import { jailDriver } from '${REPO}/src/drivers/index.ts';
+        import { buildPolicy, resolvePolicy, workspace } from '${REPO}/src/policy/index.ts';
+        const policy = resolvePolicy(buildPolicy(workspace(${JSON.stringify(work.dir)})), { cwd: ${JSON.stringify(work.dir)}, home: process.env.HOME });
+        const handle = await jailDriver.boot({ id: 'orphan-test', policy, stateDir: ${JSON.stringify(state.dir)}, envd: { bundle: ${JSON.stringify(ENVD)}, accessToken: 't' } });
+        process.stdout.write(JSON.stringify(handle) + '\\n');
+        setInterval(() => {}, 1000);`;
+      const booter = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: REPO, stdio: ['ignore', 'pipe', 'inherit'] });
+      const handle = await new Promise<SandboxHandle>((resolve, reject) => {
+        let out = '';
+        booter.stdout?.on('data', (chunk: Buffer) => {
+          out += chunk.toString();
+          if (out.includes('\n')) resolve(JSON.parse(out) as SandboxHandle);
+        });
+        booter.once('exit', (code) => reject(new Error(`the booting process exited (${code})`)));
+      });
+      const exited = new Promise((resolve) => booter.once('exit', resolve));
+      booter.kill('SIGKILL');
+      await exited;
+      assert.equal(await health(handle.endpoint.socketPath), 204, 'envd still answers after its booter died');
+      assert.equal(jailDriver.alive(handle), true);
+
+      await jailDriver.stop(handle);
+      assert.equal(jailDriver.alive(handle), false);
+      assert.ok(await eventually(() => !existsSync(`/proc/${handle.pid}`)), 'the jail is gone');
+      for (const dir of (handle.detail as { cgroup: { dirs: string[] } }).cgroup.dirs) assert.equal(existsSync(dir), false, `${dir} removed`);
+      assert.deepEqual(readdirSync(state.dir).filter((name) => name === 'run'), [], 'the socket directory is removed');
+      await jailDriver.stop(handle); // twice is fine
+    } finally {
+      state.remove();
+      work.remove();
+    }
+  });
+});
