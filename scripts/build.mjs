@@ -10,8 +10,8 @@ const common = {
   format: 'cjs',
   target: 'node20',
   sourcemap: 'linked',
-  // node-pty is native (its .node file loads from node_modules); yaml loads only for YAML files.
-  external: ['node-pty', 'yaml'],
+  // node-pty and brig-spawn are native (their .node files load from node_modules); yaml loads only for YAML files.
+  external: ['node-pty', 'brig-spawn', 'yaml'],
   logLevel: 'warning',
 };
 

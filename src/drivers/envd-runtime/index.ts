@@ -6,9 +6,10 @@ import { basename, dirname, join } from 'node:path';
  * drivers/envd-runtime: what a sandbox needs to run envd when its root
  * filesystem is not the host's (a bare jail root, a container image, a
  * microVM): the node binary, the shared libraries it links (from ldd), the
- * dynamic loader, envd's bundle and node-pty. All go read-only under one
- * directory, and envd starts through the loader with that directory as its
- * library path, so nothing of the sandbox's own /lib is used or needed.
+ * dynamic loader, envd's bundle and its native modules (node-pty,
+ * brig-spawn). All go read-only under one directory, and envd starts
+ * through the loader with that directory as its library path, so nothing of
+ * the sandbox's own /lib is used or needed.
  */
 
 export interface RuntimeFile {
@@ -45,8 +46,12 @@ export function envdRuntime(options: EnvdRuntimeOptions): EnvdRuntime {
     ...libraries.map((library) => ({ host: library.path, sandbox: `${lib}/${library.soname}` })),
     { host: realpathSync(options.envdBundle), sandbox: `${root}/envd/envd.cjs` },
   ];
-  const pty = nodePtyDirectory(options.envdBundle);
-  if (pty) files.push({ host: pty, sandbox: `${root}/envd/node_modules/node-pty` });
+  // envd's native modules, found as its bundle's require() finds them.
+  for (const name of ['node-pty', 'brig-spawn']) {
+    const dir = nodeModule(options.envdBundle, name);
+    if (!dir) throw new Error(`${name} is not installed beside ${options.envdBundle}: run npm ci`);
+    files.push({ host: dir, sandbox: `${root}/envd/node_modules/${name}` });
+  }
   return {
     files,
     argv: (listen) => [`${lib}/${loader.soname}`, '--library-path', lib, `${root}/bin/node`, `${root}/envd/envd.cjs`, '--listen', listen],
@@ -78,10 +83,10 @@ function sharedLibraries(binary: string): { libraries: Library[]; loader: Librar
   return { libraries, loader };
 }
 
-/** node-pty as the bundle resolves it: the nearest node_modules up from the bundle. */
-function nodePtyDirectory(bundle: string): string | null {
+/** A package as the bundle resolves it: in the nearest node_modules up from the bundle. */
+function nodeModule(bundle: string, name: string): string | null {
   for (let dir = dirname(realpathSync(bundle)); dir !== '/'; dir = dirname(dir)) {
-    const candidate = join(dir, 'node_modules', 'node-pty');
+    const candidate = join(dir, 'node_modules', name);
     if (existsSync(candidate)) return realpathSync(candidate);
   }
   return null;
