@@ -1,10 +1,10 @@
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { CommandExitError, InvalidArgumentError, type CommandHandle, type Sandbox } from 'e2b';
 import { encodeEnvelope, EnvelopeReader, ENVELOPE_FLAG } from '../../src/protocol/index.ts';
 import { eventually } from '../helpers/brig.ts';
-import { ENVD, sandboxFor, startTestEnvd, type TestEnvd } from '../helpers/envd.ts';
+import { ENVD, useEnvd, type TestEnvd } from '../helpers/envd.ts';
 
 /** process.Process through the real e2b SDK, and its hostile cases through plain Connect calls. */
 
@@ -137,11 +137,7 @@ for (const jailed of [false, true]) {
   describe(`commands through the e2b SDK, envd ${where}`, () => {
     let envd: TestEnvd;
     let sandbox: Sandbox;
-    before(async () => {
-      envd = await startTestEnvd({ jailed });
-      sandbox = await sandboxFor(envd);
-    });
-    after(() => envd.close());
+    useEnvd(jailed, (started) => ({ envd, sandbox } = started));
 
     test('run in the foreground gives stdout, stderr and the exit code', async () => {
       const result = await sandbox.commands.run('echo out; echo err >&2; echo more');
@@ -297,11 +293,7 @@ for (const jailed of [false, true]) {
   describe(`process.Process over plain Connect: hostile processes and bad input, envd ${where}`, () => {
     let envd: TestEnvd;
     let sandbox: Sandbox;
-    before(async () => {
-      envd = await startTestEnvd({ jailed });
-      sandbox = await sandboxFor(envd);
-    });
-    after(() => envd.close());
+    useEnvd(jailed, (started) => ({ envd, sandbox } = started));
 
     test('events: start first, then data, then end with a Go-like status', async () => {
       const stream = await ProcessStream.open(envd, 'Start', startMessage('echo hi; exit 4'));

@@ -6,7 +6,7 @@ import { userInfo } from 'node:os';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { FileNotFoundError, NotEnoughSpaceError, Sandbox } from 'e2b';
 import { eventually } from '../helpers/brig.ts';
-import { sandboxFor, startTestEnvd, type TestEnvd } from '../helpers/envd.ts';
+import { sandboxFor, startTestEnvd, useEnvd, type TestEnvd } from '../helpers/envd.ts';
 
 /**
  * Files through the real e2b SDK, against envd unjailed and inside a brig
@@ -74,11 +74,7 @@ for (const jailed of [false, true]) {
   describe(`files through the e2b SDK, envd ${where}`, () => {
     let envd: TestEnvd;
     let sandbox: Sandbox;
-    before(async () => {
-      envd = await startTestEnvd({ jailed });
-      sandbox = await sandboxFor(envd);
-    });
-    after(() => envd.close());
+    useEnvd(jailed, (started) => ({ envd, sandbox } = started));
 
     test('write one file, then read it as text, bytes, blob and stream', async () => {
       const info = await sandbox.files.write('one/all-bytes.bin', new Uint8Array(ALL_BYTES).buffer);
@@ -432,11 +428,7 @@ for (const jailed of [false, true]) {
 describe('envd memory while streaming large files (unjailed, so its RSS can be read)', () => {
   let envd: TestEnvd;
   let sandbox: Sandbox;
-  before(async () => {
-    envd = await startTestEnvd({ jailed: false });
-    sandbox = await sandboxFor(envd);
-  });
-  after(() => envd.close());
+  useEnvd(false, (started) => ({ envd, sandbox } = started));
 
   const LARGE_MIB = 200;
   // Chunks in flight, garbage not yet collected and the allocator's slack (about 45 MiB

@@ -1,8 +1,8 @@
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CommandExitError, type CommandHandle, type Sandbox } from 'e2b';
 import { eventually } from '../helpers/brig.ts';
-import { sandboxFor, startTestEnvd, type TestEnvd } from '../helpers/envd.ts';
+import { useEnvd } from '../helpers/envd.ts';
 
 /** Terminals through the real e2b SDK's `pty`: a real pseudo-terminal inside the sandbox. */
 
@@ -23,13 +23,8 @@ async function openTerminal(sandbox: Sandbox, size = { cols: 80, rows: 24 }): Pr
 
 for (const jailed of [false, true]) {
   describe(`pty through the e2b SDK, envd ${jailed ? 'inside a jail' : 'unjailed'}`, () => {
-    let envd: TestEnvd;
     let sandbox: Sandbox;
-    before(async () => {
-      envd = await startTestEnvd({ jailed });
-      sandbox = await sandboxFor(envd);
-    });
-    after(() => envd.close());
+    useEnvd(jailed, (started) => ({ sandbox } = started));
 
     test('create gives a terminal of the asked size, with the SDK\'s TERM, and keystrokes reach the shell', async () => {
       const terminal = await openTerminal(sandbox, { cols: 91, rows: 27 });

@@ -1,10 +1,10 @@
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmodSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { FileNotFoundError, FilesystemEventType, type FilesystemEvent, type Sandbox, type WatchHandle } from 'e2b';
 import { EventQueue, MAX_QUEUED_EVENTS } from '../../src/envd/filesystem/watch-rpc.ts';
 import { eventually } from '../helpers/brig.ts';
-import { sandboxFor, startTestEnvd, type TestEnvd } from '../helpers/envd.ts';
+import { useEnvd, type TestEnvd } from '../helpers/envd.ts';
 
 /**
  * Watching directories through the real e2b SDK (WatchDir, a server stream)
@@ -45,11 +45,7 @@ for (const jailed of [false, true]) {
   describe(`watching directories, envd ${jailed ? 'inside a jail' : 'unjailed'}`, () => {
     let envd: TestEnvd;
     let sandbox: Sandbox;
-    before(async () => {
-      envd = await startTestEnvd({ jailed });
-      sandbox = await sandboxFor(envd);
-    });
-    after(() => envd.close());
+    useEnvd(jailed, (started) => ({ envd, sandbox } = started));
 
     test('create, write and remove are seen; a rewrite (which lands by rename) is a WRITE', async () => {
       await sandbox.files.makeDir('flat');

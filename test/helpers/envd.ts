@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { after, before } from 'node:test';
 import { Sandbox, type SandboxOpts } from 'e2b';
 import { BRIG, tempWorkspace } from './brig.ts';
 
@@ -58,4 +59,17 @@ export async function startTestEnvd(options: { jailed: boolean; accessToken?: st
 /** The real e2b SDK, pointed at a test envd (debug mode: no control plane). */
 export function sandboxFor(envd: TestEnvd, extra: Record<string, unknown> = {}): Promise<Sandbox> {
   return Sandbox.create({ debug: true, sandboxUrl: envd.url, apiKey: 'test', ...extra } as SandboxOpts);
+}
+
+/**
+ * One envd and an SDK sandbox on it for a describe block, started in before()
+ * and closed in after() (E2B's sandboxTest fixture). `take` receives them.
+ */
+export function useEnvd(jailed: boolean, take: (started: { envd: TestEnvd; sandbox: Sandbox }) => void): void {
+  let envd: TestEnvd | undefined;
+  before(async () => {
+    envd = await startTestEnvd({ jailed });
+    take({ envd, sandbox: await sandboxFor(envd) });
+  });
+  after(() => envd?.close());
 }
