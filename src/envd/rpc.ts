@@ -79,8 +79,8 @@ export async function serveUnary(handler: UnaryHandler, context: RpcContext, res
  */
 export async function serveServerStream(handler: ServerStreamHandler, context: RpcContext, response: ServerResponse, keepalive: unknown): Promise<void> {
   const message = await readSingleEnvelope(context.request);
+  // Headers go out with the first message: every stream sends one at once (start, or the watch's start).
   response.writeHead(200, { 'content-type': 'application/connect+json' });
-  response.flushHeaders();
   const writer = new ResponseStream(response, keepalive, keepaliveMs(context.request));
   let failure: ConnectError | undefined;
   try {
