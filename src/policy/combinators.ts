@@ -86,6 +86,16 @@ export function runAs(uid: number | null, gid: number | null): PolicyChange {
   return replace(call('runAs', [uid, gid]), { identity: { uid, gid } });
 }
 
+/** Where the workspace appears inside the jail; null for its own host path. */
+export function workspaceAt(target: string | null): PolicyChange {
+  return replace(call('workspaceAt', [target]), { filesystem: { workspaceTarget: target } });
+}
+
+/** The user's name and home inside the jail; null keeps the host's name, the caller's home path. */
+export function user(name: string | null, home: string | null): PolicyChange {
+  return replace(call('user', [name, home]), { identity: { user: name, home } });
+}
+
 export function hostname(name: string): PolicyChange {
   return replace(call('hostname', [name]), { identity: { hostname: name } });
 }

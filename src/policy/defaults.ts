@@ -11,6 +11,7 @@ export const DEFAULT_POLICY: Policy = deepFreeze({
   description: 'The project directory read-write, system directories read-only, a private home and /tmp, no network.',
   filesystem: {
     workspace: '.',
+    workspaceTarget: null,
     // Programs and libraries; /etc for resolver, locale, certificates (its secrets are always masked).
     system: ['/usr', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32', '/etc'],
     readOnly: [],
@@ -26,7 +27,7 @@ export const DEFAULT_POLICY: Policy = deepFreeze({
     set: {},
   },
   network: { mode: 'none' },
-  identity: { uid: null, gid: null, hostname: 'brig' },
+  identity: { uid: null, gid: null, hostname: 'brig', user: null, home: null },
   resources: {
     memoryMiB: 2048,
     cpus: 2,

@@ -36,7 +36,9 @@ export {
   tmpfs,
   tmpfsSize,
   tools,
+  user,
   workspace,
+  workspaceAt,
 } from './combinators.ts';
 export { parseDurationMs, parseSizeMiB } from './units.ts';
 

@@ -37,6 +37,8 @@ export function resolvePolicy(policy: Policy, context: ResolveContext): Policy {
   const resolvedFilesystem: FilesystemPolicy = {
     ...filesystem,
     workspace: filesystem.workspace === null ? null : at(filesystem.workspace),
+    // Paths inside the jail: only normalised, never taken relative to anything on the host.
+    workspaceTarget: filesystem.workspaceTarget === null ? null : posix.resolve(filesystem.workspaceTarget),
   };
   for (const list of PATH_LISTS) resolvedFilesystem[list] = unique(filesystem[list].map(at));
   refuseContradictions(policy.name, resolvedFilesystem);
@@ -47,6 +49,7 @@ export function resolvePolicy(policy: Policy, context: ResolveContext): Policy {
       tools: unique(policy.tools.map((tool) => (tool.startsWith('/') ? posix.resolve(tool) : tool))),
       environment: { ...policy.environment, forward: unique(policy.environment.forward) },
       syscalls: { ...policy.syscalls, extraDeny: unique(policy.syscalls.extraDeny) },
+      identity: { ...policy.identity, home: policy.identity.home === null ? null : posix.resolve(policy.identity.home) },
     },
     `policy "${policy.name}"`,
   );

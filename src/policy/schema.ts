@@ -130,6 +130,14 @@ export const POLICY_SCHEMA: RootSchema = deepFreeze({
           'The project directory, bound read-write at its own path and the working directory of the command. "." is the directory brig started in (in a file: the file\'s directory); null means no workspace, the command starts in the private home.',
         default: D.filesystem.workspace,
       },
+      workspaceTarget: {
+        type: ['string', 'null'],
+        pattern: '^/[^\\u0000]*$',
+        errorMessage: 'must be an absolute path inside the jail, or null',
+        description:
+          'Where the workspace appears inside the jail; null means at its own host path. A sandbox for code written for E2B puts it at /home/user, with identity.home the same.',
+        default: D.filesystem.workspaceTarget,
+      },
       system: ref('paths', 'System directories bound read-only at their own paths when they exist on the host: the programs and libraries commands need. Secrets under /etc are masked whatever this says (docs/jail.md).', D.filesystem.system),
       readOnly: ref('paths', 'Further host paths bound read-only at their own paths, for what the command must read but never change (a shared cache, a toolchain). Each must exist.', D.filesystem.readOnly),
       readWrite: ref('paths', 'Further host paths bound read-write at their own paths. Each one widens what a command can damage, so keep the list short. Each must exist.', D.filesystem.readWrite),
@@ -205,6 +213,20 @@ export const POLICY_SCHEMA: RootSchema = deepFreeze({
         errorMessage: 'must be a hostname (letters, digits, - and dots, at most 64)',
         description: 'Hostname inside the jail, so the host\'s name does not leak into prompts, logs and tools.',
         default: D.identity.hostname,
+      },
+      user: {
+        type: ['string', 'null'],
+        pattern: '^[a-z_][a-z0-9_-]{0,31}$',
+        errorMessage: 'must be a user name (lower-case letters, digits, _ and -, at most 32), or null',
+        description: 'User name inside the jail (its /etc/passwd, $USER); null keeps the host\'s name for the uid. E2B code expects "user".',
+        default: D.identity.user,
+      },
+      home: {
+        type: ['string', 'null'],
+        pattern: '^/[^\\u0000]*$',
+        errorMessage: 'must be an absolute path inside the jail, or null',
+        description: 'The home directory inside the jail ($HOME); null keeps the caller\'s home path. It is a private tmpfs, unless it is where the workspace appears (filesystem.workspaceTarget): then the workspace is the home.',
+        default: D.identity.home,
       },
     }),
     resources: section('Limits that keep a runaway or hostile command from starving the host. Always on.', {

@@ -29,6 +29,11 @@ export interface FilesystemPolicy {
    * command starts in the private home).
    */
   workspace: string | null;
+  /**
+   * Where the workspace appears inside the jail; null: at its own host path.
+   * E2B-style sandboxes put it at /home/user, the user's home.
+   */
+  workspaceTarget: string | null;
   /** System directories bound read-only at their own paths when they exist on the host. */
   system: string[];
   /** Further host paths bound read-only at their own paths; each must exist. */
@@ -64,6 +69,13 @@ export interface IdentityPolicy {
   gid: number | null;
   /** Hostname inside the jail. */
   hostname: string;
+  /** User name inside the jail; null: the host's name for the uid. */
+  user: string | null;
+  /**
+   * The home directory inside the jail; null: the caller's home path. A private
+   * tmpfs, unless it is the workspace's place inside: then the workspace is the home.
+   */
+  home: string | null;
 }
 
 export interface SoftHard {

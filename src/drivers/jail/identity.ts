@@ -46,8 +46,8 @@ export function jailIdentity(policy: IdentityPolicy, caller: Caller, workspace: 
   const uid = policy.uid ?? hostUid;
   const gid = policy.gid ?? hostGid;
   const entry = passwdEntry(uid);
-  const user = entry?.name ?? (uid === 0 ? 'root' : 'user');
-  const home = uid === caller.uid && hostUid === caller.uid ? caller.home : (entry?.home ?? (uid === 0 ? '/root' : `/home/${user}`));
+  const user = policy.user ?? entry?.name ?? (uid === 0 ? 'root' : 'user');
+  const home = policy.home ?? (uid === caller.uid && hostUid === caller.uid ? caller.home : (entry?.home ?? (uid === 0 ? '/root' : `/home/${user}`)));
   const groupName = groupEntryName(gid) ?? (gid === 0 ? 'root' : user);
   const shell = existsSync('/bin/bash') ? '/bin/bash' : '/bin/sh';
   const users = [`${user}:x:${uid}:${gid}:${user}:${home}:${shell}`];

@@ -23,7 +23,7 @@ const ETC_SECRETS = [
 
 export interface MountInputs {
   filesystem: FilesystemPolicy;
-  /** The jail's private home (a tmpfs). */
+  /** The jail's home: a private tmpfs, unless it lies in the workspace. */
   home: string;
   /** Extra private tmp dir the caller's environment names ($TMPDIR), if it exists. */
   tmpdir: string | null;
@@ -63,16 +63,19 @@ export function mountArgs(input: MountInputs): string[] {
   const secrets = input.hostRoot ? [...ETC_SECRETS, ...unreadableEntries('/etc')] : ETC_SECRETS;
   for (const path of new Set(secrets)) steps.push({ path, rank: RANK.mask, args: maskArgs(path) });
   const size = String(filesystem.tmpfsSizeMiB * 1024 * 1024);
-  steps.push({ path: input.home, rank: RANK.tmpfs, args: ['--size', size, '--perms', '0700', '--tmpfs', input.home] });
+  const workspaceInside = filesystem.workspace === null ? null : (filesystem.workspaceTarget ?? filesystem.workspace);
+  // A home inside the workspace's place is the workspace's (an E2B sandbox's /home/user): no tmpfs over it.
+  if (workspaceInside === null || !within(input.home, workspaceInside)) {
+    steps.push({ path: input.home, rank: RANK.tmpfs, args: ['--size', size, '--perms', '0700', '--tmpfs', input.home] });
+  }
   // Shared scratch space keeps its usual sticky, world-writable mode.
   for (const path of new Set([...filesystem.tmpfs, ...(input.tmpdir ? [input.tmpdir] : [])])) {
     if (path !== input.home) steps.push({ path, rank: RANK.tmpfs, args: ['--size', size, '--perms', '1777', '--tmpfs', path] });
   }
   for (const path of [...filesystem.readOnly, ...input.toolPaths]) steps.push({ path, rank: RANK.bind, args: ['--ro-bind', mustExist(path, 'filesystem.readOnly'), path] });
   for (const path of filesystem.readWrite) steps.push({ path, rank: RANK.bind, args: ['--bind', mustExist(path, 'filesystem.readWrite'), path] });
-  if (filesystem.workspace !== null) {
-    const path = filesystem.workspace;
-    steps.push({ path, rank: RANK.bind, args: ['--bind', mustExist(path, 'filesystem.workspace'), path] });
+  if (filesystem.workspace !== null && workspaceInside !== null) {
+    steps.push({ path: workspaceInside, rank: RANK.bind, args: ['--bind', mustExist(filesystem.workspace, 'filesystem.workspace'), workspaceInside] });
   }
   for (const path of filesystem.hidden) steps.push({ path, rank: RANK.mask, args: maskArgs(path) });
   if (input.network === 'host') steps.push(...resolverSteps());
@@ -133,6 +136,10 @@ function unreadableEntries(dir: string): string[] {
   };
   walk(dir);
   return found;
+}
+
+function within(path: string, dir: string): boolean {
+  return path === dir || path.startsWith(dir.endsWith('/') ? dir : `${dir}/`);
 }
 
 function depth(path: string): number {

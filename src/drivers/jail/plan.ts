@@ -65,8 +65,9 @@ export function planJail(policy: Policy, command: string[], host: HostContext, o
   const tools = resolveTools(policy.tools, host.env.PATH);
   const tmpdir = privateTmpdir(host.env.TMPDIR, policy);
   const env = jailEnvironment(policy.environment, host.env, identity, { tmpdir, toolDirs: tools.dirs });
-  const cwd = workspace ?? identity.home;
-  checkCommand(command[0] ?? '', env.PATH ?? '', cwd, visibleRoots(policy, tools.paths));
+  const workspaceInside = workspace === null ? null : (filesystem.workspaceTarget ?? workspace);
+  const cwd = workspaceInside ?? identity.home;
+  checkCommand(command[0] ?? '', env.PATH ?? '', cwd, visibleRoots(policy, tools.paths), (path) => hostPathOf(path, workspace, workspaceInside));
 
   const seccomp = compileSeccomp({ arch: hostSeccompArch(), extraDeny: policy.syscalls.extraDeny, logOnly: policy.syscalls.logOnly });
   const id = options.id ?? `${process.pid}-${randomBytes(4).toString('hex')}`;
@@ -170,6 +171,13 @@ function resolveTools(names: string[], hostPath: string | undefined): Tools {
   return { paths: [...paths], dirs: [...dirs] };
 }
 
+/** A path inside the jail as a path on the host: the workspace may appear elsewhere inside. */
+function hostPathOf(path: string, workspace: string | null, workspaceInside: string | null): string {
+  if (workspace === null || workspaceInside === null || workspace === workspaceInside) return path;
+  if (path === workspaceInside) return workspace;
+  return path.startsWith(`${workspaceInside}/`) ? workspace + path.slice(workspaceInside.length) : path;
+}
+
 /** Host directories the jail sees at the same path. */
 function visibleRoots(policy: Policy, toolPaths: string[]): string[] {
   const { filesystem } = policy;
@@ -180,9 +188,9 @@ function visibleRoots(policy: Policy, toolPaths: string[]): string[] {
  * Say "not found" before building a jail, as a shell would, rather than after
  * bubblewrap fails. Only directories the jail sees count.
  */
-function checkCommand(name: string, path: string, cwd: string, roots: string[]): void {
+function checkCommand(name: string, path: string, cwd: string, roots: string[], toHost: (path: string) => string): void {
   const visible = (file: string): boolean => roots.some((root) => file === root || file.startsWith(root.endsWith('/') ? root : `${root}/`));
-  const candidates = name.includes('/') ? [isAbsolute(name) ? name : join(cwd, name)] : path.split(':').filter(isAbsolute).map((dir) => join(dir, name));
+  const candidates = (name.includes('/') ? [isAbsolute(name) ? name : join(cwd, name)] : path.split(':').filter(isAbsolute).map((dir) => join(dir, name))).map(toHost);
   let exists: string | null = null;
   for (const file of candidates) {
     if (!visible(file) || !isFile(file)) continue;

@@ -142,6 +142,14 @@ describe('brig run: the jail as seen from inside', () => {
     assert.equal((await run('kill -KILL $$')).code, 137);
   });
 
+  test('an E2B layout: the workspace at /home/user, the user named user', async () => {
+    writeFileSync(`${workspace.dir}/e2b.json`, JSON.stringify({ filesystem: { workspaceTarget: '/home/user' }, identity: { uid: 1000, gid: 1000, user: 'user', home: '/home/user' } }));
+    const result = await run('pwd; echo "$HOME $USER"; id -un; echo hi > from-user; ls /home', ['--policy', 'e2b.json']);
+    assert.equal(result.code, 0, result.stderr);
+    assert.deepEqual(result.stdout.trim().split('\n'), ['/home/user', '/home/user user', 'user', 'user']);
+    assert.equal(readFileSync(`${workspace.dir}/from-user`, 'utf8'), 'hi\n', 'written through to the host workspace');
+  });
+
   test('the jail runs as the workspace owner when brig is root', { skip: process.getuid?.() !== 0 ? 'needs root' : false }, async () => {
     const owned = tempWorkspace('brig-owned-');
     try {

@@ -1,7 +1,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { buildPolicy, hide, hostNetwork, readOnly, readWrite, resolvePolicy, setEnv, forwardEnv, memory, type Policy } from '../../../src/policy/index.ts';
+import { buildPolicy, hide, hostNetwork, readOnly, readWrite, resolvePolicy, setEnv, forwardEnv, memory, runAs, user, workspace, workspaceAt, type Policy } from '../../../src/policy/index.ts';
 import { planJail, type HostContext, type JailPlan } from '../../../src/drivers/jail/index.ts';
 
 // Policy → plan, without starting anything. The golden files pin the whole bwrap argv on
@@ -96,5 +96,31 @@ describe('policy → plan', () => {
   test('a workspace that contains the home is refused', () => {
     assert.throws(() => planJail(resolvePolicy(buildPolicy(), { cwd: `${ROOT}/home`, home: HOME }), ['bash'], { ...host, cwd: `${ROOT}/home` }, { tty: false }), { code: 'BRIG_POLICY_INVALID' });
     assert.throws(() => planJail(resolvePolicy(buildPolicy(), { cwd: '/', home: HOME }), ['bash'], { ...host, cwd: '/' }, { tty: false }), { code: 'BRIG_POLICY_INVALID' });
+  });
+});
+
+describe('policy → plan: the workspace elsewhere inside, as an E2B sandbox lays it out', () => {
+  const HOST_WS = '/tmp/brig-golden-e2b/ws';
+  before(() => mkdirSync(HOST_WS, { recursive: true }));
+  after(() => rmSync('/tmp/brig-golden-e2b', { recursive: true, force: true }));
+
+  test('the workspace is bound at /home/user, which is the home: no tmpfs over it, the command starts there', () => {
+    const policy = resolvePolicy(buildPolicy(workspace(HOST_WS), workspaceAt('/home/user'), user('user', '/home/user'), runAs(1000, 1000)), { cwd: HOST_WS, home: HOME });
+    const result = planJail(policy, ['bash'], host, { tty: false });
+    assert.ok(after_(result.argv, '--bind', HOST_WS) > 0);
+    assert.equal(result.argv[after_(result.argv, '--bind', HOST_WS) + 2], '/home/user');
+    assert.equal(after_(result.argv, '--tmpfs', '/home/user'), -1, 'the home is the workspace, not a tmpfs');
+    assert.equal(result.argv[result.argv.indexOf('--chdir') + 1], '/home/user');
+    assert.equal(result.cwd, '/home/user');
+    assert.equal(result.env.HOME, '/home/user');
+    assert.equal(result.env.USER, 'user');
+    assert.match(result.identity.passwd, /^user:x:1000:1000:user:\/home\/user:/m);
+  });
+
+  test('a relative command is looked for in the host workspace', () => {
+    writeFileSync(`${HOST_WS}/run.sh`, '#!/bin/sh\n');
+    const policy = resolvePolicy(buildPolicy(workspace(HOST_WS), workspaceAt('/home/user'), user('user', '/home/user')), { cwd: HOST_WS, home: HOME });
+    assert.throws(() => planJail(policy, ['./run.sh'], host, { tty: false }), { code: 'BRIG_COMMAND_NOT_EXECUTABLE' }, 'found (in the host workspace), just not executable');
+    assert.throws(() => planJail(policy, ['./missing.sh'], host, { tty: false }), { code: 'BRIG_COMMAND_NOT_FOUND' });
   });
 });
