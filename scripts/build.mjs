@@ -1,7 +1,8 @@
 // One CommonJS bundle per program: Node's start-up dominates `brig run`;
 // resolving dozens of modules, or starting the ESM loader, costs more than
 // reading one file. envd is its own bundle: it is the one file mounted
-// read-only into every sandbox, and `brig run` never loads it.
+// read-only into every sandbox; the daemon is its own too: `brig run` loads
+// neither. Native and heavy packages stay in node_modules (external).
 import { build } from 'esbuild';
 
 const common = {
@@ -11,11 +12,12 @@ const common = {
   target: 'node20',
   sourcemap: 'linked',
   // node-pty and brig-spawn are native (their .node files load from node_modules); yaml loads only for YAML files.
-  external: ['node-pty', 'brig-spawn', 'yaml'],
+  external: ['node-pty', 'brig-spawn', 'yaml', 'better-sqlite3', 'fastify', '@fastify/swagger', '@fastify/swagger-ui'],
   logLevel: 'warning',
 };
 
 await Promise.all([
   build({ ...common, entryPoints: ['src/cli/main.ts'], outfile: 'dist/brig.cjs' }),
   build({ ...common, entryPoints: ['src/envd/main.ts'], outfile: 'dist/envd.cjs' }),
+  build({ ...common, entryPoints: ['src/daemon/main.ts'], outfile: 'dist/daemon.cjs' }),
 ]);

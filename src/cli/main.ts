@@ -6,6 +6,7 @@ const HELP = `brig — put AI coding agents, and every command they run, in a ja
 
 Usage:
   brig run [flags] [--] <command> [args…]   run one command in a jail (brig run --help)
+  brig serve [--host H] [--port P] [--state DIR]   the daemon: sandboxes behind E2B's API (brig serve --help)
   brig envd [--listen ADDRESS]               run envd UNJAILED, for development (brig envd --help)
   brig --version
 
@@ -23,6 +24,28 @@ jail; \`brig run\` never does this.
 
   --listen ADDRESS   where to listen (default 127.0.0.1:49983)
   BRIG_ENVD_ACCESS_TOKEN in the environment makes every call need that token.`;
+
+const SERVE_HELP = `Usage: brig serve [--host HOST] [--port PORT] [--state DIR]
+
+The daemon: creates, tracks and destroys sandboxes (a jail with envd inside
+each) behind E2B's control plane and an envd gateway, so the e2b SDK works
+against it with E2B_API_URL and E2B_SANDBOX_URL set to its address.
+
+  --host HOST   where to listen (default 127.0.0.1)
+  --port PORT   (default 3000)
+  --state DIR   sandboxes, the SQLite store and the API key
+                (default /var/lib/brig as root, ~/.local/state/brig otherwise)
+  BRIG_API_KEY  sets the API key; otherwise one is made at first start (0600).`;
+
+async function serveCommand(argv: string[]): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(SERVE_HELP + '\n');
+    return 0;
+  }
+  const daemon = createRequire(__filename)(`${__dirname}/daemon.cjs`) as { main(argv: string[]): Promise<void> };
+  await daemon.main(argv);
+  return new Promise<number>(() => {});
+}
 
 /** envd is its own bundle (dist/envd.cjs): \`brig run\` never pays for loading it. */
 async function envdCommand(argv: string[]): Promise<number> {
@@ -48,6 +71,8 @@ async function main(argv: string[]): Promise<number> {
       return runCommand(rest);
     case 'envd':
       return envdCommand(rest);
+    case 'serve':
+      return serveCommand(rest);
     case '--version':
     case '-V':
       process.stdout.write(`brig ${VERSION}\n`);

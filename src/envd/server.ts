@@ -1,7 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { timingSafeEqual } from 'node:crypto';
 import { chmodSync, rmSync } from 'node:fs';
-import { ConnectError } from '../protocol/index.ts';
+import { ConnectError, sameSecret } from '../protocol/index.ts';
 import {
   sendUnaryError,
   serveClientStream,
@@ -152,10 +151,7 @@ export class EnvdServer implements Router {
 }
 
 function tokenMatches(given: string | string[] | undefined, expected: string): boolean {
-  if (typeof given !== 'string') return false;
-  const a = Buffer.from(given);
-  const b = Buffer.from(expected);
-  return a.length === b.length && timingSafeEqual(a, b);
+  return typeof given === 'string' && sameSecret(given, expected);
 }
 
 function timeoutHeader(request: IncomingMessage): number | null {

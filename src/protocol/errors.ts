@@ -20,25 +20,34 @@ export const EXIT = {
 } as const;
 
 interface ErrorSpec {
-  /** Exit code `brig run` uses when this error ends it. */
+  /** Exit code the CLI uses when this error ends it. */
   exit: number;
+  /** HTTP status the daemon answers with it. */
+  http: number;
   /** When it happens, for docs/errors.md. */
   when: string;
 }
 
 export const ERROR_CODES = {
-  BRIG_USAGE: { exit: EXIT.brigError, when: 'The command line has an unknown flag, a missing value or a value of the wrong form.' },
-  BRIG_POLICY_INVALID: { exit: EXIT.brigError, when: 'A policy (from a file, flags or code) has a field that is unknown, of the wrong type or out of range.' },
-  BRIG_POLICY_FILE: { exit: EXIT.brigError, when: 'A policy file cannot be read or parsed as JSON or YAML.' },
-  BRIG_PATH_MISSING: { exit: EXIT.brigError, when: 'A path the policy binds into the jail does not exist on the host.' },
-  BRIG_BWRAP_MISSING: { exit: EXIT.brigError, when: 'bubblewrap (bwrap) is not installed or not on PATH.' },
-  BRIG_USERNS_UNAVAILABLE: { exit: EXIT.brigError, when: 'The kernel refuses to create a user namespace for this user.' },
-  BRIG_CGROUP_UNAVAILABLE: { exit: EXIT.brigError, when: 'No cgroup brig may write is available, so the resource limits cannot be enforced.' },
-  BRIG_JAIL_SETUP: { exit: EXIT.brigError, when: 'bubblewrap failed while building the jail (a mount, a namespace, the seccomp filter).' },
-  BRIG_COMMAND_NOT_FOUND: { exit: EXIT.notFound, when: 'The command does not exist in the jail\'s view of the filesystem.' },
-  BRIG_COMMAND_NOT_EXECUTABLE: { exit: EXIT.notExecutable, when: 'The command exists in the jail but is not executable.' },
-  BRIG_OUT_OF_MEMORY: { exit: EXIT.outOfMemory, when: 'The jail used all the memory its policy allows and was killed whole.' },
-  BRIG_TIMEOUT: { exit: EXIT.timeout, when: 'The command ran longer than the policy\'s timeout and the jail was killed.' },
+  BRIG_USAGE: { exit: EXIT.brigError, http: 400, when: 'The command line has an unknown flag, a missing value or a value of the wrong form.' },
+  BRIG_POLICY_INVALID: { exit: EXIT.brigError, http: 400, when: 'A policy (from a file, flags or code) has a field that is unknown, of the wrong type or out of range.' },
+  BRIG_POLICY_FILE: { exit: EXIT.brigError, http: 400, when: 'A policy file cannot be read or parsed as JSON or YAML.' },
+  BRIG_PATH_MISSING: { exit: EXIT.brigError, http: 400, when: 'A path the policy binds into the jail does not exist on the host.' },
+  BRIG_BWRAP_MISSING: { exit: EXIT.brigError, http: 500, when: 'bubblewrap (bwrap) is not installed or not on PATH.' },
+  BRIG_USERNS_UNAVAILABLE: { exit: EXIT.brigError, http: 500, when: 'The kernel refuses to create a user namespace for this user.' },
+  BRIG_CGROUP_UNAVAILABLE: { exit: EXIT.brigError, http: 500, when: 'No cgroup brig may write is available, so the resource limits cannot be enforced.' },
+  BRIG_JAIL_SETUP: { exit: EXIT.brigError, http: 500, when: 'bubblewrap failed while building the jail (a mount, a namespace, the seccomp filter).' },
+  BRIG_COMMAND_NOT_FOUND: { exit: EXIT.notFound, http: 400, when: 'The command does not exist in the jail\'s view of the filesystem.' },
+  BRIG_COMMAND_NOT_EXECUTABLE: { exit: EXIT.notExecutable, http: 400, when: 'The command exists in the jail but is not executable.' },
+  BRIG_OUT_OF_MEMORY: { exit: EXIT.outOfMemory, http: 500, when: 'The jail used all the memory its policy allows and was killed whole.' },
+  BRIG_TIMEOUT: { exit: EXIT.timeout, http: 500, when: 'The command ran longer than the policy\'s timeout and the jail was killed.' },
+  BRIG_SANDBOX_NOT_FOUND: { exit: EXIT.brigError, http: 404, when: 'No sandbox has that id or name (it may have timed out or been killed).' },
+  BRIG_NAME_TAKEN: { exit: EXIT.brigError, http: 409, when: 'Another running sandbox already has that name.' },
+  BRIG_UNAUTHORIZED: { exit: EXIT.brigError, http: 401, when: 'The daemon\'s API key is missing or wrong.' },
+  BRIG_BAD_REQUEST: { exit: EXIT.brigError, http: 400, when: 'A request to the daemon is malformed: not JSON, a field of the wrong type, a body too large.' },
+  BRIG_NOT_FOUND: { exit: EXIT.brigError, http: 404, when: 'The daemon has no route for that method and path.' },
+  BRIG_INTERNAL: { exit: EXIT.brigError, http: 500, when: 'brig failed in a way it did not expect: a bug.' },
+  BRIG_DAEMON_UNAVAILABLE: { exit: EXIT.brigError, http: 503, when: 'No brig daemon answers at the address the CLI uses.' },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -57,6 +66,10 @@ export class BrigError extends Error {
 
   get exitCode(): number {
     return ERROR_CODES[this.code].exit;
+  }
+
+  get httpStatus(): number {
+    return ERROR_CODES[this.code].http;
   }
 
   /** One line for a terminal: what is wrong, then how to fix it. */

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { connect, createServer, type Server } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { after, before } from 'node:test';
 import { Sandbox, type SandboxOpts } from 'e2b';
@@ -73,3 +74,15 @@ export function useEnvd(jailed: boolean, take: (started: { envd: TestEnvd; sandb
   });
   after(() => envd?.close());
 }
+
+/** The e2b SDK speaks TCP; a sandbox listens on a unix socket. This stands in for the daemon's gateway. */
+export function tcpToUnix(socketPath: string): Promise<{ url: string; server: Server }> {
+  const server = createServer((client) => {
+    const upstream = connect(socketPath);
+    client.pipe(upstream).pipe(client);
+    client.on('error', () => upstream.destroy());
+    upstream.on('error', () => client.destroy());
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, server })));
+}
+

@@ -5,7 +5,7 @@ import { BrigError, ERROR_CODES } from '../../src/protocol/index.ts';
 
 const doc = readFileSync(new URL('../../docs/errors.md', import.meta.url), 'utf8');
 const rows = new Map(
-  [...doc.matchAll(/^\| `(BRIG_[A-Z_]+)` \| (\d+) \| (.+?) \| (.+?) \|$/gm)].map((match) => [match[1] ?? '', { exit: Number(match[2]), when: match[3] ?? '', solve: match[4] ?? '' }]),
+  [...doc.matchAll(/^\| `(BRIG_[A-Z_]+)` \| (\d+) \| (\d+) \| (.+?) \| (.+?) \|$/gm)].map((match) => [match[1] ?? '', { exit: Number(match[2]), http: Number(match[3]), when: match[4] ?? '', solve: match[5] ?? '' }]),
 );
 
 test('every registered code has a row in docs/errors.md with the same exit code and text', () => {
@@ -13,6 +13,7 @@ test('every registered code has a row in docs/errors.md with the same exit code 
     const row = rows.get(code);
     assert.ok(row, `docs/errors.md has no row for ${code}`);
     assert.equal(row.exit, spec.exit, `${code}: exit code differs`);
+    assert.equal(row.http, spec.http, `${code}: HTTP status differs`);
     assert.equal(row.when, spec.when, `${code}: "when" differs`);
     assert.ok(row.solve.length > 10, `${code}: says how to solve it`);
   }

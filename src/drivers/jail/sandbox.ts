@@ -1,4 +1,4 @@
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { chownSync, closeSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
 import { dirname } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -38,6 +38,8 @@ export const jailDriver: Driver = {
     const policy = compose(readOnly(installDir), readWrite(runDir), setEnv('BRIG_ENVD_ACCESS_TOKEN', spec.envd.accessToken))(spec.policy);
     const host = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, home: process.env.HOME ?? '/', cwd: spec.stateDir, env: process.env };
     const plan = planJail(policy, [process.execPath, spec.envd.bundle, '--listen', `unix:${socketPath}`], host, { tty: false, outlivesParent: true, id: spec.id });
+    // envd, as the jail's host user, creates its socket here.
+    if (plan.identity.dropPrivileges) chownSync(runDir, plan.identity.hostUid, plan.identity.hostGid);
 
     createCgroup(plan.cgroup);
     const log = openSync(`${spec.stateDir}/envd.log`, 'a', 0o600);

@@ -1,34 +1,13 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
+import { fileSignature, sameSecret, type FileOperation } from '../../protocol/index.ts';
 import type { HttpContext } from '../server.ts';
 import { HttpError } from './http-error.ts';
 
 /**
- * E2B's signed /files URLs: when envd has an access token, a URL carrying
- * `signature = "v1_" + base64(sha256("<path>:<read|write>:<user>:<token>[:<expiration>]"))`
- * (no `=` padding) stands in for X-Access-Token, so a browser or curl can
- * fetch one file without holding the token. `<path>` and `<user>` are the
- * query's `path` and `username` exactly as sent (empty when absent: the
- * SDK signs "" for the default user), `<expiration>` its
- * `signature_expiration` in unix seconds.
+ * E2B's signed /files URLs (computed in src/protocol/signature.ts): when envd
+ * has an access token, a valid signature stands in for X-Access-Token, so a
+ * browser or curl can fetch one file without holding the token.
  */
-
-export type FileOperation = 'read' | 'write';
-
-export interface SignatureInput {
-  path: string;
-  operation: FileOperation;
-  user: string;
-  token: string;
-  /** Unix seconds, or null for a URL that does not expire. */
-  expiration: number | null;
-}
-
-export function fileSignature(input: SignatureInput): string {
-  const fields = [input.path, input.operation, input.user, input.token];
-  if (input.expiration !== null) fields.push(String(input.expiration));
-  return 'v1_' + createHash('sha256').update(fields.join(':')).digest('base64').replace(/=+$/, '');
-}
 
 /** Throws 401 unless the request holds the access token, or a valid, unexpired signature for this operation. */
 export function checkFileAccess(request: IncomingMessage, context: HttpContext, operation: FileOperation): void {
@@ -44,10 +23,4 @@ export function checkFileAccess(request: IncomingMessage, context: HttpContext, 
   const expected = fileSignature({ path: query.get('path') ?? '', operation, user: query.get('username') ?? '', token: context.accessToken, expiration });
   if (!sameSecret(signature, expected)) throw new HttpError(401, `invalid signature for ${operation}: it was made for another path, user, operation or expiration`);
   if (expiration !== null && expiration < Math.floor(Date.now() / 1000)) throw new HttpError(401, 'the signature has expired');
-}
-
-/** Constant-time, whatever the lengths: both sides are hashed to 32 bytes first. */
-function sameSecret(given: string, expected: string): boolean {
-  const digest = (value: string): Buffer => createHash('sha256').update(value).digest();
-  return timingSafeEqual(digest(given), digest(expected));
 }

@@ -2,26 +2,15 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { createServer, connect, type Server } from 'node:net';
+import type { Server } from 'node:net';
 import { request } from 'node:http';
 import { Sandbox } from 'e2b';
 import { buildPolicy, resolvePolicy, workspace } from '../../../src/policy/index.ts';
 import { jailDriver, type SandboxHandle } from '../../../src/drivers/index.ts';
-import { ENVD, REPO } from '../../helpers/envd.ts';
+import { ENVD, REPO, tcpToUnix } from '../../helpers/envd.ts';
 import { eventually, tempWorkspace } from '../../helpers/brig.ts';
 
 const TOKEN = 'sandbox-test-token';
-
-/** The e2b SDK speaks TCP; a sandbox listens on a unix socket. This stands in for the daemon's gateway. */
-function tcpToUnix(socketPath: string): Promise<{ url: string; server: Server }> {
-  const server = createServer((client) => {
-    const upstream = connect(socketPath);
-    client.pipe(upstream).pipe(client);
-    client.on('error', () => upstream.destroy());
-    upstream.on('error', () => client.destroy());
-  });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, server })));
-}
 
 function health(socketPath: string): Promise<number> {
   return new Promise((resolve) => {

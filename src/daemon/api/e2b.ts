@@ -1,0 +1,223 @@
+import type { FastifyInstance } from 'fastify';
+import { BrigError, ENVD_VERSION } from '../../protocol/index.ts';
+import { validatePolicyInput } from '../../policy/index.ts';
+import type { CreateSandboxRequest, SandboxManager, SandboxRecord, SandboxState } from '../sandboxes/index.ts';
+import { BAD_REQUEST_HINT } from './errors.ts';
+import { CONNECT_BODY, errors, ID_PARAMS, LIST_QUERY, LISTED_SANDBOX, NEW_SANDBOX, SANDBOX, SANDBOX_DETAIL, TIMEOUT_BODY, V1_LIST_QUERY } from './e2b-schemas.ts';
+
+/**
+ * E2B's control plane, so the e2b SDK (apiUrl at the daemon) works unchanged:
+ * create, list, get, kill, set timeout, connect. Each route turns its request
+ * into a typed call on the SandboxManager and its record into E2B's JSON.
+ */
+
+/** E2B deprecated clientID but the SDK's types still require it. */
+const CLIENT_ID = 'brig';
+const DEFAULT_CONNECT_SECONDS = 300;
+const PAGE_LIMIT = 100;
+
+interface IdParams {
+  sandboxID: string;
+}
+
+interface NewSandboxBody {
+  templateID?: string;
+  timeout?: number;
+  metadata?: Record<string, string>;
+  envVars?: Record<string, string>;
+  allow_internet_access?: boolean;
+  autoPause?: boolean;
+  autoResume?: { enabled?: boolean };
+  mcp?: unknown;
+  network?: Record<string, unknown>;
+  iam?: { tokens?: Record<string, unknown> };
+  volumeMounts?: unknown[];
+  name?: string;
+  policy?: Record<string, unknown>;
+  keepWorkspace?: boolean;
+}
+
+interface ListQueryString {
+  metadata?: string;
+  state?: string[];
+  limit?: number;
+  nextToken?: string;
+  order?: 'asc' | 'desc';
+  startedAfter?: string;
+  template?: string;
+}
+
+export function registerE2bRoutes(app: FastifyInstance, manager: SandboxManager): void {
+  const e2b = { e2b: true };
+  const tags = ['E2B control plane'];
+
+  for (const url of ['/sandboxes', '/v2/sandboxes']) {
+    app.post<{ Body: NewSandboxBody }>(url, {
+      config: e2b,
+      schema: { tags, summary: 'Create a sandbox', body: NEW_SANDBOX, response: { 201: SANDBOX, ...errors(400, 409) } },
+      handler: async (request, reply) => {
+        const record = await manager.create(createCommand(request.body));
+        return reply.code(201).send(created(record));
+      },
+    });
+  }
+
+  app.get<{ Querystring: ListQueryString }>('/v2/sandboxes', {
+    config: e2b,
+    schema: { tags, summary: 'List sandboxes, a page at a time (next page: the X-Next-Token header)', querystring: LIST_QUERY, response: { 200: { type: 'array', items: LISTED_SANDBOX }, ...errors(400) } },
+    handler: async (request, reply) => {
+      const query = request.query;
+      if (query.order === 'desc') throw new BrigError('BRIG_BAD_REQUEST', 'order=desc: brig lists sandboxes oldest first only', 'Leave order out, or pass order=asc.');
+      const states = brigStates(query.state);
+      if (states.length === 0) return [];
+      const page = manager.list({ metadata: metadataFilter(query.metadata), states, limit: query.limit ?? PAGE_LIMIT, after: query.nextToken });
+      if (page.next !== null) reply.header('X-Next-Token', page.next);
+      const startedAfter = query.startedAfter === undefined ? null : Date.parse(query.startedAfter);
+      return page.items
+        .filter((record) => (query.template === undefined || record.templateId === query.template) && (startedAfter === null || Date.parse(record.startedAt) >= startedAfter))
+        .map(listed);
+    },
+  });
+
+  app.get<{ Querystring: { metadata?: string } }>('/sandboxes', {
+    config: e2b,
+    schema: { tags, summary: 'List every running sandbox (E2B\'s deprecated v1 list)', querystring: V1_LIST_QUERY, response: { 200: { type: 'array', items: LISTED_SANDBOX }, ...errors(400) } },
+    handler: async (request) => {
+      const metadata = metadataFilter(request.query.metadata);
+      const records: SandboxRecord[] = [];
+      let after: string | undefined;
+      do {
+        const page = manager.list({ metadata, states: LIVE, limit: PAGE_LIMIT, after });
+        records.push(...page.items);
+        after = page.next ?? undefined;
+      } while (after !== undefined);
+      return records.map(listed);
+    },
+  });
+
+  app.get<{ Params: IdParams }>('/sandboxes/:sandboxID', {
+    config: e2b,
+    schema: { tags, summary: 'A sandbox\'s detail', params: ID_PARAMS, response: { 200: SANDBOX_DETAIL, ...errors(404) } },
+    handler: async (request) => detail(manager.get(request.params.sandboxID)),
+  });
+
+  app.delete<{ Params: IdParams }>('/sandboxes/:sandboxID', {
+    config: e2b,
+    schema: { tags, summary: 'Kill a sandbox', params: ID_PARAMS, response: { 204: { type: 'null', description: 'Killed' }, ...errors(404) } },
+    handler: async (request, reply) => {
+      await manager.kill(request.params.sandboxID);
+      return reply.code(204).send();
+    },
+  });
+
+  app.post<{ Params: IdParams; Body: { timeout: number } }>('/sandboxes/:sandboxID/timeout', {
+    config: e2b,
+    schema: { tags, summary: 'Set when the sandbox is killed, in seconds from now', params: ID_PARAMS, body: TIMEOUT_BODY, response: { 204: { type: 'null', description: 'Set' }, ...errors(400, 404) } },
+    handler: async (request, reply) => {
+      manager.setTimeout(request.params.sandboxID, request.body.timeout * 1000);
+      return reply.code(204).send();
+    },
+  });
+
+  for (const url of ['/sandboxes/:sandboxID/connect', '/v2/sandboxes/:sandboxID/connect']) {
+    app.post<{ Params: IdParams; Body: { timeout?: number } | undefined }>(url, {
+      config: e2b,
+      schema: { tags, summary: 'Connect to a running sandbox: its access token, and its timeout extended', params: ID_PARAMS, body: CONNECT_BODY, response: { 200: SANDBOX, ...errors(400, 404) } },
+      // Every field is optional, so is the body itself.
+      preValidation: async (request) => {
+        request.body ??= {};
+      },
+      handler: async (request) => {
+        const timeoutMs = (request.body?.timeout ?? DEFAULT_CONNECT_SECONDS) * 1000;
+        let record = manager.get(request.params.sandboxID);
+        // As E2B: connecting never shortens a sandbox's life.
+        if (Date.now() + timeoutMs > Date.parse(record.endAt)) record = manager.setTimeout(record.id, timeoutMs);
+        return created(record);
+      },
+    });
+  }
+}
+
+/** The request as the manager takes it. Fields brig cannot honour are refused: ignoring them would surprise later (a sandbox killed instead of paused, a mount missing). */
+function createCommand(body: NewSandboxBody): CreateSandboxRequest {
+  const refuse = (field: string, why: string): never => {
+    throw new BrigError('BRIG_BAD_REQUEST', `body.${field}: ${why}`, BAD_REQUEST_HINT);
+  };
+  if (body.autoPause === true) refuse('autoPause', 'brig cannot pause a sandbox (its timeout kills it)');
+  if (body.autoResume?.enabled === true) refuse('autoResume', 'brig cannot pause, so nothing resumes');
+  if (body.mcp !== undefined && body.mcp !== null) refuse('mcp', 'brig has no MCP gateway template');
+  if (body.network !== undefined && Object.keys(body.network).length > 0) refuse('network', 'brig\'s network is none or host: use allow_internet_access, or a brig policy\'s network');
+  if (body.iam?.tokens !== undefined && Object.keys(body.iam.tokens).length > 0) refuse('iam', 'brig issues no workload identity tokens');
+  if (body.volumeMounts !== undefined && body.volumeMounts.length > 0) refuse('volumeMounts', 'brig has no volumes: use a brig policy\'s filesystem');
+  return {
+    templateId: body.templateID,
+    timeoutMs: body.timeout === undefined ? undefined : body.timeout * 1000,
+    metadata: body.metadata,
+    envVars: body.envVars,
+    name: body.name,
+    policy: body.policy === undefined ? undefined : validatePolicyInput(body.policy, 'policy'),
+    keepWorkspace: body.keepWorkspace,
+    allowInternetAccess: body.allow_internet_access,
+  };
+}
+
+/** E2B's states: brig's creating and running are E2B's running; brig never pauses; stopped sandboxes are gone. */
+const LIVE: SandboxState[] = ['creating', 'running'];
+
+function brigStates(requested: string[] | undefined): SandboxState[] {
+  if (requested === undefined) return LIVE;
+  const names = requested.flatMap((item) => item.split(',')).map((name) => name.trim()).filter(Boolean);
+  for (const name of names) {
+    if (name !== 'running' && name !== 'paused') throw new BrigError('BRIG_BAD_REQUEST', `querystring.state: ${JSON.stringify(name)} is not running or paused`, BAD_REQUEST_HINT);
+  }
+  return names.includes('running') || names.length === 0 ? LIVE : [];
+}
+
+/** The SDK's metadata filter: "k=v&k2=v2" with each key and value URL-encoded once more. */
+function metadataFilter(text: string | undefined): Record<string, string> | undefined {
+  if (text === undefined || text === '') return undefined;
+  const filter: Record<string, string> = {};
+  try {
+    for (const [key, value] of new URLSearchParams(text)) filter[decodeURIComponent(key)] = decodeURIComponent(value);
+  } catch {
+    throw new BrigError('BRIG_BAD_REQUEST', 'querystring.metadata: a key or value is not valid URL encoding', 'Encode it as "k=v&k2=v2" with each key and value URL-encoded (encodeURIComponent).');
+  }
+  return filter;
+}
+
+function created(record: SandboxRecord) {
+  return {
+    sandboxID: record.id,
+    templateID: record.templateId,
+    alias: record.templateId,
+    clientID: CLIENT_ID,
+    envdVersion: ENVD_VERSION,
+    envdAccessToken: record.envdAccessToken,
+    trafficAccessToken: null,
+    domain: null,
+    name: record.name,
+  };
+}
+
+function listed(record: SandboxRecord) {
+  return {
+    sandboxID: record.id,
+    templateID: record.templateId,
+    alias: record.templateId,
+    clientID: CLIENT_ID,
+    startedAt: record.startedAt,
+    endAt: record.endAt,
+    state: 'running' as const,
+    // E2B counts whole CPUs; a policy may give a fraction of one.
+    cpuCount: Math.max(1, Math.ceil(record.policy.resources.cpus)),
+    memoryMB: record.policy.resources.memoryMiB,
+    diskSizeMB: 0,
+    envdVersion: ENVD_VERSION,
+    metadata: record.metadata,
+    name: record.name,
+  };
+}
+
+function detail(record: SandboxRecord) {
+  return { ...listed(record), envdAccessToken: record.envdAccessToken, domain: null, allowInternetAccess: record.policy.network.mode === 'host' };
+}

@@ -1,0 +1,183 @@
+import { Agent, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
+import { pipeline } from 'node:stream';
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
+import { ENVD_PORT, isBrigError } from '../../protocol/index.ts';
+import type { SandboxManager } from '../sandboxes/index.ts';
+import { sameSecret } from '../../protocol/index.ts';
+import { errorPayload } from './errors.ts';
+import { expired, signedFileRequest, signedWith, type SignedFileRequest } from './signature.ts';
+
+/**
+ * The envd gateway: one origin for every sandbox's envd, as E2B's SDK expects
+ * with `sandboxUrl` set. A request reaches a sandbox's envd (its unix socket)
+ * when it names the sandbox:
+ *   - by the `E2b-Sandbox-Id` header, whatever its path (the SDK's RPCs and /files);
+ *   - by the path `/sandboxes/{id}/envd/...`, for clients that cannot set headers;
+ *   - by a signed `/files` URL and nothing else: the SDK builds those on
+ *     sandboxUrl without any id, so the sandbox is the one whose token made the signature.
+ *
+ * It runs as the first onRequest hook and hijacks the reply, so a forwarded
+ * request never meets the API key check, fastify's body parser or its body
+ * limit: bodies stream through in both directions with backpressure.
+ *
+ * A request is forwarded only to the sandbox it names, and only when it holds
+ * that sandbox's access token (or a valid signed URL for it): one sandbox's
+ * token never drives another, and envd checks the token again behind us.
+ */
+
+/** Where a request goes: the sandbox (null: find it by signature) and the path envd sees. */
+interface EnvdRoute {
+  sandbox: string | null;
+  path: string;
+}
+
+const PATH_FORM = /^\/sandboxes\/([^/?]+)\/envd(\/[^?]*)?(\?.*)?$/;
+
+/** Not forwarded: they describe one connection, not the request (RFC 9110 §7.6.1). */
+const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'expect'];
+
+const NOT_RUNNING_HINT = 'List the running sandboxes with GET /v2/sandboxes; a sandbox ends when its timeout passes.';
+const TOKEN_HINT = 'Send the envdAccessToken that creating (or connecting to) this sandbox returned as X-Access-Token, or use a signed URL (sandbox.downloadUrl / uploadUrl).';
+
+export function registerGateway(app: FastifyInstance, manager: SandboxManager): void {
+  // Our own pool, so closing the API closes every connection to envd it opened.
+  const agent = new Agent({ keepAlive: true });
+  const open = new Set<ServerResponse>();
+
+  app.addHook('onRequest', async (request, reply) => {
+    const route = envdRoute(request.raw);
+    if (route === null) return;
+    reply.hijack();
+    open.add(reply.raw);
+    reply.raw.once('close', () => open.delete(reply.raw));
+    serve(manager, agent, request.raw, reply.raw, route, request.log);
+  });
+
+  // Streams can last as long as a command runs: closing the daemon cuts them
+  // rather than waiting (sandboxes keep running; clients reconnect).
+  app.addHook('preClose', async () => {
+    for (const response of open) response.destroy();
+    agent.destroy();
+  });
+}
+
+/** Whether the request is for envd, and where it goes; null leaves it to the control plane. */
+function envdRoute(raw: IncomingMessage): EnvdRoute | null {
+  const url = raw.url ?? '/';
+  const named = raw.headers['e2b-sandbox-id'];
+  if (typeof named === 'string') return { sandbox: named, path: url };
+  const match = PATH_FORM.exec(url);
+  if (match) return { sandbox: safeDecode(match[1] ?? ''), path: (match[2] || '/') + (match[3] ?? '') };
+  const parsed = URL.canParse(url, 'http://gateway') ? new URL(url, 'http://gateway') : null;
+  if (parsed && signedFileRequest(raw.method, parsed) !== null) return { sandbox: null, path: url };
+  return null;
+}
+
+function serve(manager: SandboxManager, agent: Agent, client: IncomingMessage, response: ServerResponse, route: EnvdRoute, log: FastifyBaseLogger): void {
+  const port = client.headers['e2b-sandbox-port'];
+  if (port !== undefined && port !== String(ENVD_PORT)) {
+    return refuse(client, response, 400, 'BRIG_BAD_REQUEST', `E2b-Sandbox-Port ${port}: brig forwards only envd's port ${ENVD_PORT}`, 'Ports of a sandbox\'s own services are not reachable through the daemon.');
+  }
+  const url = URL.canParse(route.path, 'http://envd') ? new URL(route.path, 'http://envd') : null;
+  const signed = url && signedFileRequest(client.method, url);
+  let sandbox = route.sandbox;
+  let endpoint: { socketPath: string; accessToken: string };
+  try {
+    sandbox ??= signed ? sandboxBySignature(manager, signed) : null;
+    if (sandbox === null) return refuse(client, response, 401, 'BRIG_UNAUTHORIZED', 'this signed URL belongs to no running sandbox', 'Ask the sandbox for a new one (sandbox.downloadUrl / uploadUrl); it may have ended.');
+    endpoint = manager.endpoint(sandbox);
+  } catch (error) {
+    // 502, as E2B's edge answers for a sandbox that is not running: the SDK's
+    // isRunning() is false on it and its RPCs throw SandboxNotFoundError.
+    if (isBrigError(error) && error.httpStatus === 404) return refuse(client, response, 502, error.code, error.message, NOT_RUNNING_HINT);
+    log.error({ err: error }, 'gateway: looking up the sandbox failed');
+    return refuse(client, response, 500, 'BRIG_INTERNAL', `brig failed to look up sandbox ${JSON.stringify(sandbox)}`, 'This is a bug in brig: the daemon log has the stack.');
+  }
+  const refusal = accessRefusal(client, endpoint.accessToken, signed);
+  if (refusal !== null) return refuse(client, response, 401, 'BRIG_UNAUTHORIZED', `sandbox ${sandbox}: ${refusal}`, TOKEN_HINT);
+  forward(agent, client, response, endpoint.socketPath, route.path);
+}
+
+/** Null when the request may reach this sandbox's envd; otherwise why not. */
+function accessRefusal(client: IncomingMessage, accessToken: string, signed: SignedFileRequest | null): string | null {
+  // Deny by default: a sandbox without a token would be open to anyone who can reach the daemon.
+  if (accessToken.length === 0) return 'it has no access token, and the gateway forwards only to secured sandboxes';
+  const token = client.headers['x-access-token'];
+  // As envd: a token that is sent must be the right one; a signature does not excuse a wrong token.
+  if (token !== undefined) return typeof token === 'string' && sameSecret(token, accessToken) ? null : 'X-Access-Token is not this sandbox\'s access token';
+  if (signed === null) return 'no X-Access-Token and no signed URL';
+  if (!signedWith(signed, accessToken)) return `invalid signature for ${signed.operation}: it was made for another sandbox, path, user, operation or expiration`;
+  return expired(signed) ? 'the signed URL has expired' : null;
+}
+
+/** The running sandbox whose access token made this signature, if any. */
+function sandboxBySignature(manager: SandboxManager, signed: SignedFileRequest): string | null {
+  let after: string | undefined;
+  do {
+    const page = manager.list({ states: ['running'], limit: 100, after });
+    const found = page.items.find((record) => signedWith(signed, record.envdAccessToken));
+    if (found) return found.id;
+    after = page.next ?? undefined;
+  } while (after !== undefined);
+  return null;
+}
+
+/**
+ * Pipes the request to envd and envd's answer back, never holding more than
+ * the streams' buffers: pipe() pauses the reading side while the writing side
+ * is full. When either end goes away, the other is destroyed, so a client
+ * leaving cuts the stream to envd, and envd failing mid-stream reaches the
+ * client as a cut connection, never as a clean (truncated) end.
+ */
+function forward(agent: Agent, client: IncomingMessage, response: ServerResponse, socketPath: string, path: string): void {
+  const upstream = httpRequest({ agent, socketPath, method: client.method, path, headers: requestHeaders(client.headers) });
+  upstream.once('response', (answer) => {
+    response.writeHead(answer.statusCode ?? 502, withoutHopByHop(answer.headers));
+    // Stream headers now: a client waits for them before reading a stream's first message.
+    response.flushHeaders();
+    pipeline(answer, response, () => {});
+  });
+  // `on`, not `once`: a second 'error' with no listener would take the whole daemon down.
+  upstream.on('error', (error: NodeJS.ErrnoException) => {
+    client.unpipe(upstream);
+    if (response.headersSent || response.destroyed) return void response.destroy();
+    refuse(client, response, 502, 'BRIG_SANDBOX_NOT_FOUND', `the sandbox's envd does not answer (${error.code ?? error.message})`, NOT_RUNNING_HINT);
+  });
+  client.on('error', () => upstream.destroy());
+  response.once('close', () => {
+    if (!response.writableFinished) upstream.destroy();
+  });
+  client.pipe(upstream);
+}
+
+function requestHeaders(incoming: IncomingHttpHeaders): OutgoingHttpHeaders {
+  const headers = withoutHopByHop(incoming);
+  // The daemon's API key never enters a sandbox; envd reads Authorization only as Basic "<user>:".
+  delete headers['x-api-key'];
+  if (typeof headers.authorization === 'string' && !/^Basic\s/i.test(headers.authorization)) delete headers.authorization;
+  // A body of unknown length stays chunked on the way to envd (Node frames it for us).
+  if (incoming['transfer-encoding'] !== undefined && incoming['content-length'] === undefined) headers['transfer-encoding'] = 'chunked';
+  return headers;
+}
+
+function withoutHopByHop(incoming: IncomingHttpHeaders): OutgoingHttpHeaders {
+  const headers: OutgoingHttpHeaders = { ...incoming };
+  const named = String(incoming.connection ?? '').split(',').map((name) => name.trim().toLowerCase());
+  for (const name of [...HOP_BY_HOP, ...named]) delete headers[name];
+  return headers;
+}
+
+/** An error from the gateway itself; a body we did not read (an upload refused) ends the connection rather than being read in vain. */
+function refuse(client: IncomingMessage, response: ServerResponse, status: number, code: string, message: string, hint: string): void {
+  const headers: OutgoingHttpHeaders = { 'content-type': 'application/json; charset=utf-8' };
+  if (!client.complete) headers.connection = 'close';
+  response.writeHead(status, headers).end(errorPayload(code, message, hint));
+}
+
+function safeDecode(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
+}

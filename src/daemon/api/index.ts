@@ -1,0 +1,54 @@
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { SandboxManager } from '../sandboxes/index.ts';
+import { apiKeyCheck } from './auth.ts';
+import { registerE2bRoutes } from './e2b.ts';
+import { frameworkErrors, installErrorHandling } from './errors.ts';
+import { registerGateway } from './gateway.ts';
+import { registerOpenApi } from './openapi.ts';
+import { registerV1Routes } from './v1.ts';
+
+/**
+ * api/: the daemon's HTTP front door. E2B's control plane and brig's /v1
+ * routes (API key), the envd gateway (each sandbox's access token), and the
+ * OpenAPI document (public). Routes parse requests into calls on the
+ * SandboxManager, which never sees HTTP.
+ */
+
+export interface ApiOptions {
+  /** Every control-plane call must carry it (X-API-KEY or Authorization: Bearer). */
+  apiKey: string;
+  /** Largest control-plane body accepted (default 1 MiB); envd traffic streams through unlimited. */
+  bodyLimitBytes?: number;
+  /** Shown in the OpenAPI document. */
+  version?: string;
+}
+
+export function buildApi(manager: SandboxManager, options: ApiOptions): FastifyInstance {
+  const checkApiKey = apiKeyCheck(options.apiKey);
+  const app = Fastify({
+    bodyLimit: options.bodyLimitBytes ?? 1024 * 1024,
+    // Streams through the gateway last as long as a command runs: no server-side deadline.
+    requestTimeout: 0,
+    // A field we do not know is refused where a schema says so (additionalProperties: false), never silently dropped.
+    ajv: { customOptions: { removeAdditional: false } },
+    frameworkErrors,
+  });
+  // First: envd traffic is taken before any other hook, route or body parser sees it.
+  registerGateway(app, manager);
+  installErrorHandling(app);
+  // An empty body with a JSON Content-Type reads as no body: the schema then says what was required.
+  const parseJson = app.getDefaultJsonParser('error', 'ignore');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    const text = body.toString();
+    if (text === '') return done(null, undefined);
+    parseJson(request, text, done);
+  });
+  registerOpenApi(app, options.version ?? '0.1.0');
+  void app.register(async (controlPlane) => {
+    controlPlane.addHook('onRequest', checkApiKey);
+    registerE2bRoutes(controlPlane, manager);
+    registerV1Routes(controlPlane, manager);
+  });
+  return app;
+}

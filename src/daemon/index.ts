@@ -1,0 +1,71 @@
+/**
+ * daemon/: `brig serve`. Sandboxes (a jail with envd inside each) behind
+ * E2B's control plane and an envd gateway, recorded in SQLite so a restarted
+ * daemon reattaches them. Rooms: api/ (HTTP), sandboxes/ (lifecycle, no
+ * HTTP), store/ (persistence).
+ */
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { homedir } from 'node:os';
+import { jailDriver } from '../drivers/index.ts';
+import { buildApi } from './api/index.ts';
+import { createSandboxManager } from './sandboxes/index.ts';
+import { openSqliteStore } from './store/index.ts';
+
+export interface DaemonOptions {
+  /** Default 127.0.0.1: the daemon is local unless asked otherwise. */
+  host?: string;
+  /** Default 3000 (E2B_DEBUG's control-plane port); 0 picks a free one. */
+  port?: number;
+  /** Default /var/lib/brig for root, $XDG_STATE_HOME/brig or ~/.local/state/brig otherwise. */
+  stateDir?: string;
+  /** Default: BRIG_API_KEY, else the key file in stateDir, else a new one written there (0600). */
+  apiKey?: string;
+  /** The envd bundle sandboxes run (default: envd.cjs beside this bundle). */
+  envdBundle: string;
+}
+
+export interface Daemon {
+  url: string;
+  apiKey: string;
+  /** True when this start generated the API key (show it once). */
+  apiKeyCreated: boolean;
+  stateDir: string;
+  /** Stops serving; sandboxes keep running and are reattached by the next daemon. */
+  close(): Promise<void>;
+}
+
+export function defaultStateDir(): string {
+  if (process.getuid?.() === 0) return '/var/lib/brig';
+  return `${process.env.XDG_STATE_HOME || `${process.env.HOME || homedir()}/.local/state`}/brig`;
+}
+
+export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
+  const stateDir = options.stateDir ?? defaultStateDir();
+  mkdirSync(stateDir, { recursive: true, mode: 0o711 });
+  const { apiKey, created } = apiKeyFor(stateDir, options.apiKey ?? process.env.BRIG_API_KEY);
+  const store = openSqliteStore(`${stateDir}/brig.db`);
+  const manager = await createSandboxManager({ stateDir, store, driver: jailDriver, envdBundle: options.envdBundle });
+  const app = buildApi(manager, { apiKey });
+  const url = await app.listen({ host: options.host ?? '127.0.0.1', port: options.port ?? 3000 });
+  return {
+    url,
+    apiKey,
+    apiKeyCreated: created,
+    stateDir,
+    async close() {
+      await app.close();
+      await manager.close();
+    },
+  };
+}
+
+/** The key every control-plane call needs: given, or kept in the state directory (0600), or made now. */
+function apiKeyFor(stateDir: string, given: string | undefined): { apiKey: string; created: boolean } {
+  if (given) return { apiKey: given, created: false };
+  const file = `${stateDir}/api-key`;
+  if (existsSync(file)) return { apiKey: readFileSync(file, 'utf8').trim(), created: false };
+  const apiKey = `brig_${randomBytes(24).toString('base64url')}`;
+  writeFileSync(file, apiKey + '\n', { mode: 0o600, flag: 'wx' });
+  return { apiKey, created: true };
+}

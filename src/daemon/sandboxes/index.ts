@@ -1,0 +1,4 @@
+/** daemon/sandboxes: the sandboxes' lifecycle (no HTTP), and the types the store and the API share. */
+export { createSandboxManager } from './manager.ts';
+export type { ManagerOptions } from './manager.ts';
+export type { CreateSandboxRequest, ListQuery, Page, SandboxManager, SandboxRecord, SandboxState, SandboxStats, Store } from './types.ts';

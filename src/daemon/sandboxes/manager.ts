@@ -1,0 +1,229 @@
+import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { randomBytes, createHash } from 'node:crypto';
+import { homedir } from 'node:os';
+import { BrigError } from '../../protocol/index.ts';
+import { applyPolicyInput, buildPolicy, network, resolvePolicy, runAs, user, workspace, workspaceAt, type Policy } from '../../policy/index.ts';
+import type { Driver, SandboxHandle } from '../../drivers/index.ts';
+import type { CreateSandboxRequest, ListQuery, Page, SandboxManager, SandboxRecord, SandboxStats, Store } from './types.ts';
+
+/**
+ * The sandboxes' lifecycle, HTTP-free: create (written down before it boots),
+ * timeouts, kill, and reconciliation after a restart: a record whose sandbox
+ * still runs is reattached, one whose sandbox is gone is cleaned up, so
+ * nothing leaks (processes, cgroups, sockets, directories).
+ */
+
+export interface ManagerOptions {
+  /** Where sandboxes live: <stateDir>/sandboxes/<id>/{workspace,state}. */
+  stateDir: string;
+  store: Store;
+  driver: Driver;
+  /** The envd bundle every sandbox runs (dist/envd.cjs). */
+  envdBundle: string;
+  /** E2B's default: 300 s. */
+  defaultTimeoutMs?: number;
+}
+
+const E2B_HOME = '/home/user';
+/** The uid code written for E2B expects inside. */
+const SANDBOX_UID = 1000;
+/** When the daemon runs as root, each sandbox's files belong to a host uid of its own from this range. */
+const HOST_UID_BASE = 200_000;
+const HOST_UID_SPAN = 100_000;
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+export async function createSandboxManager(options: ManagerOptions): Promise<SandboxManager> {
+  const { store, driver } = options;
+  const defaultTimeoutMs = options.defaultTimeoutMs ?? 300_000;
+  const timers = new Map<string, NodeJS.Timeout>();
+  // Traversable, not listable: a sandbox's jail runs as a host uid of its own and must reach its directory.
+  mkdirSync(`${options.stateDir}/sandboxes`, { recursive: true, mode: 0o711 });
+  if (process.getuid?.() === 0) chmodSync(options.stateDir, 0o711);
+
+  const dirs = (id: string) => ({ root: `${options.stateDir}/sandboxes/${id}`, workspace: `${options.stateDir}/sandboxes/${id}/workspace`, state: `${options.stateDir}/sandboxes/${id}/state` });
+
+  const find = (idOrName: string): SandboxRecord => {
+    const record = store.get(idOrName) ?? store.findByName(idOrName);
+    if (!record || record.state === 'stopped') {
+      throw new BrigError('BRIG_SANDBOX_NOT_FOUND', `no sandbox '${idOrName}'`, 'list them with `brig ls` (or GET /v2/sandboxes); a sandbox ends when its timeout passes');
+    }
+    return record;
+  };
+
+  const schedule = (record: SandboxRecord): void => {
+    clearTimeout(timers.get(record.id));
+    const left = Date.parse(record.endAt) - Date.now();
+    // A timer cannot wait longer than about 24.8 days: wake up then and look again.
+    const timer = setTimeout(() => (left > MAX_TIMER_MS ? schedule(store.get(record.id) ?? record) : void kill(record.id).catch(() => {})), Math.max(0, Math.min(left, MAX_TIMER_MS)));
+    timer.unref();
+    timers.set(record.id, timer);
+  };
+
+  /** Stop the sandbox and forget it (its workspace stays when it was created to keep it). */
+  const teardown = async (record: SandboxRecord, removeWorkspace: boolean): Promise<void> => {
+    clearTimeout(timers.get(record.id));
+    timers.delete(record.id);
+    if (record.handle) await driver.stop(record.handle);
+    const { root, state } = dirs(record.id);
+    if (removeWorkspace) {
+      rmSync(root, { recursive: true, force: true });
+      store.remove(record.id);
+    } else {
+      rmSync(state, { recursive: true, force: true });
+      store.update(record.id, { state: 'stopped', handle: null });
+    }
+  };
+
+  const kill = async (idOrName: string, removeWorkspace?: boolean): Promise<void> => {
+    const record = find(idOrName);
+    await teardown(record, removeWorkspace ?? !record.keepWorkspace);
+  };
+
+  // Reconcile what an earlier daemon left: reattach what runs, clean up what does not.
+  for (const record of store.all()) {
+    if (record.state === 'stopped') continue;
+    if (record.state === 'running' && record.handle && driver.alive(record.handle)) {
+      schedule(record);
+      continue;
+    }
+    await teardown(record, !record.keepWorkspace).catch(() => {});
+  }
+
+  return {
+    async create(request: CreateSandboxRequest): Promise<SandboxRecord> {
+      const templateId = request.templateId ?? 'base';
+      if (templateId !== 'base') {
+        throw new BrigError('BRIG_BAD_REQUEST', `unknown template '${templateId}'`, "brig has one template, 'base' (the default policy); pass a brig `policy` to change it");
+      }
+      if (request.name && store.findByName(request.name)) throw new BrigError('BRIG_NAME_TAKEN', `a sandbox named '${request.name}' already runs`, 'pick another name, or remove that sandbox first');
+      const timeoutMs = request.timeoutMs ?? defaultTimeoutMs;
+      const id = newId();
+      const paths = dirs(id);
+      const policy = sandboxPolicy(paths.workspace, request);
+      const now = Date.now();
+      const record: SandboxRecord = {
+        id,
+        name: request.name ?? null,
+        templateId,
+        metadata: request.metadata ?? {},
+        envVars: request.envVars ?? {},
+        policy,
+        state: 'creating',
+        startedAt: new Date(now).toISOString(),
+        endAt: new Date(now + timeoutMs).toISOString(),
+        keepWorkspace: request.keepWorkspace ?? false,
+        envdAccessToken: randomBytes(24).toString('base64url'),
+        workspace: paths.workspace,
+        handle: null,
+      };
+      // Written down before anything exists on the host: a crash from here on is reconciled.
+      store.insert(record);
+      let handle: SandboxHandle;
+      try {
+        mkdirSync(paths.root, { mode: 0o711 });
+        mkdirSync(paths.workspace, { mode: 0o755 });
+        mkdirSync(paths.state, { mode: 0o711 });
+        // As root, the sandbox's files belong to a host uid of its own: never root's, never another sandbox's.
+        if (process.getuid?.() === 0) chownSync(paths.workspace, hostUidOf(id), hostUidOf(id));
+        handle = await driver.boot({ id, policy, stateDir: paths.state, envd: { bundle: options.envdBundle, accessToken: record.envdAccessToken } });
+      } catch (error) {
+        rmSync(paths.root, { recursive: true, force: true });
+        store.remove(id);
+        throw error;
+      }
+      store.update(id, { state: 'running', handle });
+      const running = { ...record, state: 'running' as const, handle };
+      schedule(running);
+      return running;
+    },
+
+    get: find,
+
+    list(query: ListQuery): Page<SandboxRecord> {
+      return store.list(query);
+    },
+
+    async kill(idOrName: string, killOptions?: { removeWorkspace?: boolean }): Promise<void> {
+      await kill(idOrName, killOptions?.removeWorkspace);
+    },
+
+    setTimeout(idOrName: string, timeoutMs: number): SandboxRecord {
+      const record = find(idOrName);
+      const endAt = new Date(Date.now() + timeoutMs).toISOString();
+      store.update(record.id, { endAt });
+      const updated = { ...record, endAt };
+      schedule(updated);
+      return updated;
+    },
+
+    endpoint(idOrName: string): { socketPath: string; accessToken: string } {
+      const record = find(idOrName);
+      if (!record.handle) throw new BrigError('BRIG_SANDBOX_NOT_FOUND', `sandbox '${idOrName}' is still starting`, 'wait for its create call to return');
+      return { socketPath: record.handle.endpoint.socketPath, accessToken: record.envdAccessToken };
+    },
+
+    stats(idOrName: string): SandboxStats {
+      const record = find(idOrName);
+      const usage = record.handle ? driver.usage(record.handle) : { memoryBytes: 0, pids: 0 };
+      return { ...usage, diskBytes: diskUsage(record.workspace) };
+    },
+
+    logs(idOrName: string): string {
+      const record = find(idOrName);
+      const file = `${dirs(record.id).state}/envd.log`;
+      return existsSync(file) ? readFileSync(file, 'utf8') : '';
+    },
+
+    async close(): Promise<void> {
+      for (const timer of timers.values()) clearTimeout(timer);
+      timers.clear();
+      store.close();
+    },
+  };
+}
+
+/** E2B's layout on brig's default policy: user `user`, the workspace as /home/user, then the caller's policy on top. */
+function sandboxPolicy(hostWorkspace: string, request: CreateSandboxRequest): Policy {
+  let policy = buildPolicy(
+    workspace(hostWorkspace),
+    workspaceAt(E2B_HOME),
+    user('user', E2B_HOME),
+    runAs(SANDBOX_UID, SANDBOX_UID),
+    ...(request.allowInternetAccess === true ? [network('host')] : []),
+  );
+  if (Object.keys(request.envVars ?? {}).length > 0) policy = applyPolicyInput(policy, { environment: { set: { ...policy.environment.set, ...request.envVars } } }, 'envVars');
+  if (request.policy) policy = applyPolicyInput(policy, request.policy, 'policy');
+  return resolvePolicy(policy, { cwd: hostWorkspace, home: process.env.HOME || homedir() });
+}
+
+/** E2B's ids are lower-case letters and digits. */
+function newId(): string {
+  return `i${randomBytes(10).toString('hex')}`;
+}
+
+function hostUidOf(id: string): number {
+  return HOST_UID_BASE + (createHash('sha256').update(id).digest().readUInt32BE(0) % HOST_UID_SPAN);
+}
+
+function diskUsage(path: string): number {
+  let total = 0;
+  const walk = (dir: string): void => {
+    let names: string[];
+    try {
+      names = readdirSync(dir);
+    } catch {
+      return;
+    }
+    for (const name of names) {
+      try {
+        const stats = lstatSync(`${dir}/${name}`);
+        total += stats.blocks * 512;
+        if (stats.isDirectory()) walk(`${dir}/${name}`);
+      } catch {
+        // Gone while counting.
+      }
+    }
+  };
+  walk(path);
+  return total;
+}

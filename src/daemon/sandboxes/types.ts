@@ -1,0 +1,113 @@
+import type { Policy, PolicyInput } from '../../policy/index.ts';
+import type { SandboxHandle, SandboxUsage } from '../../drivers/index.ts';
+
+/**
+ * The daemon's sandboxes: what is stored about each (a record), and what
+ * the API and the CLI may ask of them (the manager). The manager never sees
+ * HTTP; the API never sees a driver.
+ */
+
+export type SandboxState = 'creating' | 'running' | 'stopped';
+
+export interface SandboxRecord {
+  /** E2B-style id: lower-case letters and digits. */
+  id: string;
+  /** A name the CLI can use instead of the id; unique among sandboxes not stopped. */
+  name: string | null;
+  /** E2B's templateID; brig maps it to a policy profile ("base" is the default policy). */
+  templateId: string;
+  metadata: Record<string, string>;
+  /** Variables set in every command's environment (E2B's envVars). */
+  envVars: Record<string, string>;
+  /** The resolved policy the sandbox runs under. */
+  policy: Policy;
+  state: SandboxState;
+  /** RFC 3339. */
+  startedAt: string;
+  /** RFC 3339: when the sandbox's timeout kills it; setTimeout and connect move it. */
+  endAt: string;
+  /** Keep the workspace directory when the sandbox is killed. */
+  keepWorkspace: boolean;
+  /** What envd inside demands (X-Access-Token); handed to the creator only. */
+  envdAccessToken: string;
+  /** The host directory mounted at /home/user. */
+  workspace: string;
+  /** The driver's handle, once booted: JSON, so a restarted daemon can reattach. */
+  handle: SandboxHandle | null;
+}
+
+export interface ListQuery {
+  /** Only sandboxes whose metadata has all of these key/value pairs. */
+  metadata?: Record<string, string>;
+  /** Only these states; absent or empty: every state. */
+  states?: SandboxState[];
+  limit: number;
+  /** The cursor a previous page returned. */
+  after?: string;
+}
+
+export interface Page<T> {
+  items: T[];
+  /** Pass as `after` for the next page; null on the last. */
+  next: string | null;
+}
+
+/**
+ * Where sandboxes are written down, before any side effect (DESIGN: nothing
+ * lost). SQLite by default. insert and update throw BRIG_NAME_TAKEN when a
+ * name clashes with a sandbox that is not stopped; update throws
+ * BRIG_SANDBOX_NOT_FOUND for an unknown id. Records are ordered by the
+ * instant of startedAt (written with toISOString()).
+ */
+export interface Store {
+  insert(record: SandboxRecord): void;
+  /** Replace the fields given; the id stays. */
+  update(id: string, patch: Partial<Omit<SandboxRecord, 'id'>>): void;
+  get(id: string): SandboxRecord | null;
+  /** The sandbox with that name that is not stopped. */
+  findByName(name: string): SandboxRecord | null;
+  /** Oldest first (by startedAt, then id), paged by cursor. */
+  list(query: ListQuery): Page<SandboxRecord>;
+  /** Every record, for reconciliation after a restart. */
+  all(): SandboxRecord[];
+  remove(id: string): void;
+  close(): void;
+}
+
+export interface CreateSandboxRequest {
+  templateId?: string;
+  /** Default 300 000 (E2B's 300 s). */
+  timeoutMs?: number;
+  metadata?: Record<string, string>;
+  envVars?: Record<string, string>;
+  name?: string;
+  /** A brig policy on top of the template's (brig's extension to E2B's fields). */
+  policy?: PolicyInput;
+  keepWorkspace?: boolean;
+  /** E2B's allow_internet_access: true asks for the host network. */
+  allowInternetAccess?: boolean;
+}
+
+export interface SandboxStats extends SandboxUsage {
+  /** Bytes used by the workspace directory. */
+  diskBytes: number;
+}
+
+export interface SandboxManager {
+  /** Boots a sandbox with envd inside; resolves when envd answers. */
+  create(request: CreateSandboxRequest): Promise<SandboxRecord>;
+  /** By id or name; throws BRIG_SANDBOX_NOT_FOUND. */
+  get(idOrName: string): SandboxRecord;
+  list(query: ListQuery): Page<SandboxRecord>;
+  /** Kill it and remove what it held (the workspace too, unless kept or `keepWorkspace`). */
+  kill(idOrName: string, options?: { removeWorkspace?: boolean }): Promise<void>;
+  /** The sandbox now ends `timeoutMs` from now. */
+  setTimeout(idOrName: string, timeoutMs: number): SandboxRecord;
+  /** Where its envd listens and the token it demands: for the gateway. */
+  endpoint(idOrName: string): { socketPath: string; accessToken: string };
+  stats(idOrName: string): SandboxStats;
+  /** envd's log inside the sandbox's state directory. */
+  logs(idOrName: string): string;
+  /** Stop timers and close the store; sandboxes keep running, to be reattached by the next daemon. */
+  close(): Promise<void>;
+}

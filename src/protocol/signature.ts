@@ -1,0 +1,33 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+
+/**
+ * E2B's signed /files URLs, one computation for envd (which checks them),
+ * the daemon's gateway (which tells from one which sandbox it is for) and
+ * any SDK: signature = "v1_" + base64(sha256("<path>:<read|write>:<user>:<token>[:<expiration>]"))
+ * without `=` padding. `<path>` and `<user>` are the query's `path` and
+ * `username` exactly as sent ("" when absent: the SDK signs "" for the
+ * default user), `<expiration>` its `signature_expiration` in unix seconds.
+ */
+
+export type FileOperation = 'read' | 'write';
+
+export interface SignatureInput {
+  path: string;
+  operation: FileOperation;
+  user: string;
+  token: string;
+  /** Unix seconds, or null for a URL that does not expire. */
+  expiration: number | null;
+}
+
+export function fileSignature(input: SignatureInput): string {
+  const fields = [input.path, input.operation, input.user, input.token];
+  if (input.expiration !== null) fields.push(String(input.expiration));
+  return 'v1_' + createHash('sha256').update(fields.join(':')).digest('base64').replace(/=+$/, '');
+}
+
+/** Constant time whatever the lengths: both sides are hashed to 32 bytes first. */
+export function sameSecret(given: string, expected: string): boolean {
+  const digest = (value: string): Buffer => createHash('sha256').update(value).digest();
+  return timingSafeEqual(digest(given), digest(expected));
+}

@@ -1,0 +1,128 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, statSync } from 'node:fs';
+import { Sandbox } from 'e2b';
+import { jailDriver } from '../../src/drivers/index.ts';
+import { createSandboxManager } from '../../src/daemon/sandboxes/manager.ts';
+import { openSqliteStore } from '../../src/daemon/store/index.ts';
+import type { SandboxManager, SandboxRecord } from '../../src/daemon/sandboxes/types.ts';
+import { ENVD, tcpToUnix } from '../helpers/envd.ts';
+import { eventually, tempWorkspace } from '../helpers/brig.ts';
+
+// The manager with the real store and the real jail driver: sandboxes are real jails with envd inside.
+function managerOn(stateDir: string): Promise<SandboxManager> {
+  return createSandboxManager({ stateDir, store: openSqliteStore(`${stateDir}/brig.db`), driver: jailDriver, envdBundle: ENVD });
+}
+
+async function sdkFor(manager: SandboxManager, record: SandboxRecord) {
+  const gateway = await tcpToUnix(manager.endpoint(record.id).socketPath);
+  const Constructor = Sandbox as unknown as new (options: Record<string, unknown>) => Sandbox;
+  const sandbox = new Constructor({ sandboxId: record.id, envdVersion: '0.6.3', envdAccessToken: record.envdAccessToken, sandboxUrl: gateway.url, debug: true, apiKey: 'k' });
+  return { sandbox, close: () => gateway.server.close() };
+}
+
+function leftCgroups(record: SandboxRecord): string[] {
+  return ((record.handle?.detail as { cgroup?: { dirs: string[] } } | undefined)?.cgroup?.dirs ?? []).filter((dir) => existsSync(dir));
+}
+
+describe('sandbox manager: lifecycle with real jails', () => {
+  let state: { dir: string; remove: () => void };
+  let manager: SandboxManager;
+
+  before(async () => {
+    state = tempWorkspace('brig-daemon-');
+    manager = await managerOn(state.dir);
+  });
+  after(async () => {
+    for (const record of manager.list({ limit: 100 }).items) if (record.state !== 'stopped') await manager.kill(record.id).catch(() => {});
+    await manager.close();
+    state.remove();
+  });
+
+  test('create boots a sandbox laid out as E2B code expects, as a host uid of its own', async () => {
+    const record = await manager.create({ metadata: { team: 'a' }, envVars: { GREETING: 'hello' } });
+    assert.equal(record.state, 'running');
+    assert.match(record.id, /^[a-z0-9]+$/);
+    const { sandbox, close } = await sdkFor(manager, record);
+    try {
+      const result = await sandbox.commands.run('pwd; id -un; echo "$HOME $GREETING"; echo data > made.txt');
+      assert.deepEqual(result.stdout.trim().split('\n'), ['/home/user', 'user', '/home/user hello']);
+      const made = statSync(`${record.workspace}/made.txt`);
+      if (process.getuid?.() === 0) assert.ok(made.uid >= 200_000, `files belong to the sandbox's own host uid, not ${made.uid}`);
+      assert.equal(await sandbox.files.read('/home/user/made.txt'), 'data\n');
+    } finally {
+      close();
+    }
+    const stats = manager.stats(record.id);
+    assert.ok(stats.memoryBytes > 0 && stats.pids > 0 && stats.diskBytes > 0);
+    await manager.kill(record.id);
+    assert.equal(existsSync(record.workspace), false, 'the workspace goes with it');
+    assert.deepEqual(leftCgroups(record), []);
+    assert.throws(() => manager.get(record.id), { code: 'BRIG_SANDBOX_NOT_FOUND' });
+  });
+
+  test('names are unique among running sandboxes, and work in place of ids', async () => {
+    const record = await manager.create({ name: 'alpha' });
+    assert.equal(manager.get('alpha').id, record.id);
+    await assert.rejects(manager.create({ name: 'alpha' }), { code: 'BRIG_NAME_TAKEN' });
+    await manager.kill('alpha');
+  });
+
+  test('the timeout kills the sandbox; setTimeout moves it', async () => {
+    const record = await manager.create({ timeoutMs: 200 });
+    manager.setTimeout(record.id, 60_000);
+    assert.ok(Date.parse(manager.get(record.id).endAt) - Date.now() > 30_000);
+    manager.setTimeout(record.id, 50);
+    assert.ok(await eventually(() => manager.list({ limit: 100 }).items.every((item) => item.id !== record.id)), 'gone after its timeout');
+    assert.ok(await eventually(() => leftCgroups(record).length === 0 && !existsSync(record.workspace)));
+  });
+
+  test('keepWorkspace keeps the files after the kill', async () => {
+    const record = await manager.create({ keepWorkspace: true });
+    await manager.kill(record.id);
+    assert.equal(existsSync(record.workspace), true);
+    assert.throws(() => manager.get(record.id), { code: 'BRIG_SANDBOX_NOT_FOUND' });
+  });
+
+  test('bad requests are refused with codes', async () => {
+    await assert.rejects(manager.create({ templateId: 'gpu-xl' }), { code: 'BRIG_BAD_REQUEST' });
+    await assert.rejects(manager.create({ policy: { resources: { memoryMiB: 1 } } }), { code: 'BRIG_POLICY_INVALID' });
+    assert.throws(() => manager.get('nope'), { code: 'BRIG_SANDBOX_NOT_FOUND' });
+  });
+});
+
+describe('sandbox manager: a restarted daemon reattaches what runs and cleans up what does not', () => {
+  test('reattach after close; clean up a sandbox that died meanwhile', async () => {
+    const state = tempWorkspace('brig-daemon-');
+    try {
+      const first = await managerOn(state.dir);
+      const alive = await first.create({ name: 'survivor' });
+      const dead = await first.create({ name: 'casualty' });
+      await first.close(); // the daemon goes away; its sandboxes do not
+      assert.ok(alive.handle && jailDriver.alive(alive.handle));
+      // The casualty's jail dies while no daemon watches.
+      if (dead.handle) process.kill(dead.handle.pid, 'SIGKILL');
+      assert.ok(await eventually(() => !(dead.handle && jailDriver.alive(dead.handle))));
+
+      const second = await managerOn(state.dir);
+      try {
+        assert.equal(second.get('survivor').id, alive.id, 'reattached');
+        const { sandbox, close } = await sdkFor(second, second.get('survivor'));
+        try {
+          assert.equal((await sandbox.commands.run('echo still here')).stdout, 'still here\n');
+        } finally {
+          close();
+        }
+        assert.throws(() => second.get('casualty'), { code: 'BRIG_SANDBOX_NOT_FOUND' });
+        assert.equal(existsSync(dead.workspace), false, "the dead sandbox's workspace is cleaned up");
+        assert.deepEqual(leftCgroups(dead), [], 'and its cgroups');
+        await second.kill('survivor');
+        assert.deepEqual(leftCgroups(alive), []);
+      } finally {
+        await second.close();
+      }
+    } finally {
+      state.remove();
+    }
+  });
+});
