@@ -98,6 +98,22 @@ class StandInManager implements SandboxManager {
     this.get(idOrName).state = 'stopped';
   }
 
+  listAll(): SandboxRecord[] {
+    return [...this.records.values()];
+  }
+
+  async remove(idOrName: string): Promise<void> {
+    const record = [...this.records.values()].find((candidate) => candidate.id === idOrName || candidate.name === idOrName);
+    if (!record) throw new BrigError('BRIG_SANDBOX_NOT_FOUND', `no sandbox '${idOrName}'`, 'list them');
+    this.records.delete(record.id);
+  }
+
+  async prune(): Promise<string[]> {
+    const stopped = [...this.records.values()].filter((record) => record.state === 'stopped').map((record) => record.id);
+    for (const id of stopped) this.records.delete(id);
+    return stopped;
+  }
+
   setTimeout(idOrName: string, timeoutMs: number): SandboxRecord {
     const record = this.get(idOrName);
     record.endAt = new Date(Date.now() + timeoutMs).toISOString();

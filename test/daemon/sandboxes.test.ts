@@ -84,6 +84,23 @@ describe('sandbox manager: lifecycle with real jails', () => {
     assert.throws(() => manager.get(record.id), { code: 'BRIG_SANDBOX_NOT_FOUND' });
   });
 
+  test('stop keeps the workspace, remove deletes it on request, prune clears old stopped ones', async () => {
+    const kept = await manager.create({ name: 'kept' });
+    await manager.kill('kept', { removeWorkspace: false });
+    assert.equal(manager.listAll().find((record) => record.id === kept.id)?.state, 'stopped');
+    assert.equal(existsSync(kept.workspace), true);
+    await manager.remove('kept', { data: true });
+    assert.equal(existsSync(kept.workspace), false);
+    assert.equal(manager.listAll().some((record) => record.id === kept.id), false);
+
+    const old = await manager.create({});
+    await manager.kill(old.id, { removeWorkspace: false });
+    assert.deepEqual(await manager.prune(60_000), [], 'not old enough');
+    assert.ok((await manager.prune(0)).includes(old.id));
+    assert.equal(existsSync(old.workspace), false);
+    await assert.rejects(manager.remove('never-was', { data: false }), { code: 'BRIG_SANDBOX_NOT_FOUND' });
+  });
+
   test('bad requests are refused with codes', async () => {
     await assert.rejects(manager.create({ templateId: 'gpu-xl' }), { code: 'BRIG_BAD_REQUEST' });
     await assert.rejects(manager.create({ policy: { resources: { memoryMiB: 1 } } }), { code: 'BRIG_POLICY_INVALID' });

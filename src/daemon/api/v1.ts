@@ -14,6 +14,70 @@ interface IdParams {
 export function registerV1Routes(app: FastifyInstance, manager: SandboxManager): void {
   const tags = ['brig'];
 
+  app.get<{ Querystring: { all?: boolean } }>('/v1/sandboxes', {
+    schema: {
+      tags,
+      summary: 'Every sandbox with brig\'s fields (name, workspace); stopped ones with all=true',
+      querystring: { type: 'object', properties: { all: { type: 'boolean', default: false } }, additionalProperties: false },
+      response: {
+        200: {
+          type: 'array',
+          items: {
+            type: 'object',
+            properties: {
+              id: { type: 'string' },
+              name: { type: ['string', 'null'] },
+              state: { type: 'string', enum: ['creating', 'running', 'stopped'] },
+              templateId: { type: 'string' },
+              metadata: { type: 'object', additionalProperties: { type: 'string' } },
+              startedAt: { type: 'string' },
+              endAt: { type: 'string' },
+              workspace: { type: 'string', description: 'The host directory mounted at /home/user' },
+            },
+            required: ['id', 'name', 'state', 'templateId', 'metadata', 'startedAt', 'endAt', 'workspace'],
+          },
+        },
+      },
+    },
+    handler: async (request) =>
+      manager
+        .listAll()
+        .filter((record) => request.query.all === true || record.state !== 'stopped')
+        .map(({ id, name, state, templateId, metadata, startedAt, endAt, workspace }) => ({ id, name, state, templateId, metadata, startedAt, endAt, workspace })),
+  });
+
+  app.post<{ Params: IdParams }>('/v1/sandboxes/:sandboxID/stop', {
+    schema: { tags, summary: 'Kill the sandbox and keep its workspace', params: ID_PARAMS, response: { 204: { type: 'null', description: 'Stopped' }, ...errors(404) } },
+    handler: async (request, reply) => {
+      await manager.kill(request.params.sandboxID, { removeWorkspace: false });
+      return reply.code(204).send();
+    },
+  });
+
+  app.delete<{ Params: IdParams; Querystring: { data?: boolean } }>('/v1/sandboxes/:sandboxID', {
+    schema: {
+      tags,
+      summary: 'Remove a sandbox, running or stopped; data=true also deletes its workspace',
+      params: ID_PARAMS,
+      querystring: { type: 'object', properties: { data: { type: 'boolean', default: false } }, additionalProperties: false },
+      response: { 204: { type: 'null', description: 'Removed' }, ...errors(404) },
+    },
+    handler: async (request, reply) => {
+      await manager.remove(request.params.sandboxID, { data: request.query.data === true });
+      return reply.code(204).send();
+    },
+  });
+
+  app.post<{ Body: { olderThanMs?: number } }>('/v1/prune', {
+    schema: {
+      tags,
+      summary: 'Remove stopped sandboxes (and their workspaces) started longer ago than olderThanMs',
+      body: { type: 'object', properties: { olderThanMs: { type: 'integer', minimum: 0, default: 0 } }, additionalProperties: false },
+      response: { 200: { type: 'object', properties: { removed: { type: 'array', items: { type: 'string' } } }, required: ['removed'] } },
+    },
+    handler: async (request) => ({ removed: await manager.prune(request.body?.olderThanMs ?? 0) }),
+  });
+
   app.get<{ Params: IdParams }>('/v1/sandboxes/:sandboxID/policy', {
     schema: {
       tags,

@@ -74,6 +74,19 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
     }
   };
 
+  /** Any sandbox the store knows, stopped ones included. */
+  const findAny = (idOrName: string): SandboxRecord => {
+    const record = store.get(idOrName) ?? store.findByName(idOrName) ?? store.all().find((item) => item.name === idOrName);
+    if (!record) throw new BrigError('BRIG_SANDBOX_NOT_FOUND', `no sandbox '${idOrName}'`, 'list them with `brig ls --all`');
+    return record;
+  };
+
+  const remove = async (record: SandboxRecord, data: boolean): Promise<void> => {
+    if (record.state !== 'stopped') await teardown(record, data);
+    if (data) rmSync(dirs(record.id).root, { recursive: true, force: true });
+    store.remove(record.id);
+  };
+
   const kill = async (idOrName: string, removeWorkspace?: boolean): Promise<void> => {
     const record = find(idOrName);
     await teardown(record, removeWorkspace ?? !record.keepWorkspace);
@@ -145,6 +158,21 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
 
     async kill(idOrName: string, killOptions?: { removeWorkspace?: boolean }): Promise<void> {
       await kill(idOrName, killOptions?.removeWorkspace);
+    },
+
+    listAll(): SandboxRecord[] {
+      return store.all();
+    },
+
+    async remove(idOrName: string, removeOptions: { data: boolean }): Promise<void> {
+      await remove(findAny(idOrName), removeOptions.data);
+    },
+
+    async prune(olderThanMs: number): Promise<string[]> {
+      const cutoff = Date.now() - olderThanMs;
+      const old = store.all().filter((record) => record.state === 'stopped' && Date.parse(record.startedAt) <= cutoff);
+      for (const record of old) await remove(record, true);
+      return old.map((record) => record.id);
     },
 
     setTimeout(idOrName: string, timeoutMs: number): SandboxRecord {

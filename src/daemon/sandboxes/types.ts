@@ -101,6 +101,12 @@ export interface SandboxManager {
   list(query: ListQuery): Page<SandboxRecord>;
   /** Kill it and remove what it held (the workspace too, unless kept or `keepWorkspace`). */
   kill(idOrName: string, options?: { removeWorkspace?: boolean }): Promise<void>;
+  /** Every sandbox, stopped ones (kept workspaces) included, oldest first. */
+  listAll(): SandboxRecord[];
+  /** Remove a sandbox, running or stopped: kill it if it runs; `data` also deletes its workspace. */
+  remove(idOrName: string, options: { data: boolean }): Promise<void>;
+  /** Remove stopped sandboxes started more than `olderThanMs` ago, their workspaces included. Returns their ids. */
+  prune(olderThanMs: number): Promise<string[]>;
   /** The sandbox now ends `timeoutMs` from now. */
   setTimeout(idOrName: string, timeoutMs: number): SandboxRecord;
   /** Where its envd listens and the token it demands: for the gateway. */
