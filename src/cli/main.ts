@@ -1,12 +1,13 @@
 import { createRequire } from 'node:module';
-import { BrigError, EXIT } from '../protocol/index.ts';
+import { BrigError, EXIT, isBrigError } from '../protocol/index.ts';
 import { runCommand } from './run.ts';
+import { parseArgs } from './args.ts';
 
 const HELP = `brig — put AI coding agents, and every command they run, in a jail.
 
 Usage:
   brig run [flags] [--] <command> [args…]   run one command in a jail (brig run --help)
-  brig serve [--host H] [--port P] [--state DIR]   the daemon: sandboxes behind E2B's API (brig serve --help)
+  brig serve [--host H] [--port P] [--state DIR] [--pool N]   the daemon: sandboxes behind E2B's API
   brig envd [--listen ADDRESS]               run envd UNJAILED, for development (brig envd --help)
   brig --version
 
@@ -35,15 +36,24 @@ against it with E2B_API_URL and E2B_SANDBOX_URL set to its address.
   --port PORT   (default 3000)
   --state DIR   sandboxes, the SQLite store and the API key
                 (default /var/lib/brig as root, ~/.local/state/brig otherwise)
+  --pool N      sandboxes kept booted so a create returns at once (default 2)
   BRIG_API_KEY  sets the API key; otherwise one is made at first start (0600).`;
 
 async function serveCommand(argv: string[]): Promise<number> {
-  if (argv.includes('--help') || argv.includes('-h')) {
+  const { flags, rest } = parseArgs(argv, { host: { value: true }, port: { value: true }, state: { value: true }, pool: { value: true }, help: { value: false, short: 'h' } }, 'brig serve');
+  if (flags.has('help')) {
     process.stdout.write(SERVE_HELP + '\n');
     return 0;
   }
-  const daemon = createRequire(__filename)(`${__dirname}/daemon.cjs`) as { main(argv: string[]): Promise<void> };
-  await daemon.main(argv);
+  if (rest.length > 0) throw new BrigError('BRIG_USAGE', `brig serve takes no arguments, got '${rest[0]}'`, 'see `brig serve --help`');
+  const whole = (name: string, max: number): number | undefined => {
+    const text = flags.get(name)?.[0];
+    if (text === undefined) return undefined;
+    if (!/^\d+$/.test(text) || Number(text) > max) throw new BrigError('BRIG_USAGE', `--${name} ${text}: expected a whole number up to ${max}`, 'see `brig serve --help`');
+    return Number(text);
+  };
+  const daemon = createRequire(__filename)(`${__dirname}/daemon.cjs`) as { main(options: Record<string, unknown>): Promise<void> };
+  await daemon.main({ host: flags.get('host')?.[0], port: whole('port', 65535), stateDir: flags.get('state')?.[0], poolSize: whole('pool', 1000) });
   return new Promise<number>(() => {});
 }
 
@@ -91,7 +101,7 @@ async function main(argv: string[]): Promise<number> {
 main(process.argv.slice(2)).then(
   (code) => exit(code),
   (error: unknown) => {
-    if (error instanceof BrigError) {
+    if (isBrigError(error)) {
       process.stderr.write(error.format() + '\n');
       exit(error.exitCode);
     } else {

@@ -7,6 +7,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { homedir } from 'node:os';
+import { BrigError } from '../protocol/index.ts';
 import { jailDriver } from '../drivers/index.ts';
 import { buildApi } from './api/index.ts';
 import { createSandboxManager } from './sandboxes/index.ts';
@@ -23,6 +24,8 @@ export interface DaemonOptions {
   apiKey?: string;
   /** The envd bundle sandboxes run (default: envd.cjs beside this bundle). */
   envdBundle: string;
+  /** Sandboxes kept booted so a create returns at once. Default 2. */
+  poolSize?: number;
 }
 
 export interface Daemon {
@@ -45,9 +48,17 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   mkdirSync(stateDir, { recursive: true, mode: 0o711 });
   const { apiKey, created } = apiKeyFor(stateDir, options.apiKey ?? process.env.BRIG_API_KEY);
   const store = openSqliteStore(`${stateDir}/brig.db`);
-  const manager = await createSandboxManager({ stateDir, store, driver: jailDriver, envdBundle: options.envdBundle });
+  const manager = await createSandboxManager({ stateDir, store, driver: jailDriver, envdBundle: options.envdBundle, poolSize: options.poolSize ?? 2 });
   const app = buildApi(manager, { apiKey });
-  const url = await app.listen({ host: options.host ?? '127.0.0.1', port: options.port ?? 3000 });
+  const host = options.host ?? '127.0.0.1';
+  const port = options.port ?? 3000;
+  let url: string;
+  try {
+    url = await app.listen({ host, port });
+  } catch (error) {
+    await manager.close();
+    throw new BrigError('BRIG_USAGE', `cannot listen on ${host}:${port}: ${(error as Error).message}`, 'pick another --port or --host, or stop what already listens there');
+  }
   return {
     url,
     apiKey,

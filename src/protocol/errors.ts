@@ -78,6 +78,12 @@ export class BrigError extends Error {
   }
 }
 
+/**
+ * Also true for a BrigError from another bundle (dist/daemon.cjs, the CLI
+ * client's), whose class is a copy: instanceof cannot see across them.
+ */
 export function isBrigError(error: unknown): error is BrigError {
-  return error instanceof BrigError;
+  if (error instanceof BrigError) return true;
+  const candidate = error as Partial<BrigError> | null;
+  return candidate?.name === 'BrigError' && typeof candidate.code === 'string' && candidate.code in ERROR_CODES && typeof candidate.format === 'function';
 }

@@ -98,6 +98,10 @@ class StandInManager implements SandboxManager {
     this.get(idOrName).state = 'stopped';
   }
 
+  pool() {
+    return { ready: 0, booting: 0, size: 0 };
+  }
+
   listAll(): SandboxRecord[] {
     return [...this.records.values()];
   }

@@ -15,7 +15,7 @@ interface RunningDaemon {
 
 /** `brig serve` as users start it, on a free port, with its own state directory. */
 async function serve(stateDir: string): Promise<RunningDaemon> {
-  const child = spawn(BRIG, ['serve', '--port', '0', '--state', stateDir], { env: { ...process.env, BRIG_API_KEY: API_KEY }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(BRIG, ['serve', '--port', '0', '--state', stateDir, '--pool', '0'], { env: { ...process.env, BRIG_API_KEY: API_KEY }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const url = await new Promise<string>((resolve, reject) => {

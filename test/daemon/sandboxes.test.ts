@@ -1,6 +1,6 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { Sandbox } from 'e2b';
 import { jailDriver } from '../../src/drivers/index.ts';
 import { createSandboxManager } from '../../src/daemon/sandboxes/manager.ts';
@@ -10,8 +10,12 @@ import { ENVD, tcpToUnix } from '../helpers/envd.ts';
 import { eventually, tempWorkspace } from '../helpers/brig.ts';
 
 // The manager with the real store and the real jail driver: sandboxes are real jails with envd inside.
-function managerOn(stateDir: string): Promise<SandboxManager> {
-  return createSandboxManager({ stateDir, store: openSqliteStore(`${stateDir}/brig.db`), driver: jailDriver, envdBundle: ENVD });
+function managerOn(stateDir: string, poolSize = 0): Promise<SandboxManager> {
+  return createSandboxManager({ stateDir, store: openSqliteStore(`${stateDir}/brig.db`), driver: jailDriver, envdBundle: ENVD, poolSize });
+}
+
+function sandboxDirs(stateDir: string): string[] {
+  return readdirSync(`${stateDir}/sandboxes`);
 }
 
 async function sdkFor(manager: SandboxManager, record: SandboxRecord) {
@@ -138,6 +142,52 @@ describe('sandbox manager: a restarted daemon reattaches what runs and cleans up
       } finally {
         await second.close();
       }
+    } finally {
+      state.remove();
+    }
+  });
+});
+
+describe('sandbox manager: the warm pool', () => {
+  test('creates take pooled sandboxes, never one twice; the pool refills; a restart takes it back; a smaller pool stops the rest', async () => {
+    const state = tempWorkspace('brig-daemon-');
+    try {
+      const first = await managerOn(state.dir, 2);
+      assert.ok(await eventually(() => first.pool().ready === 2), 'two pooled sandboxes boot in the background');
+      assert.equal(sandboxDirs(state.dir).length, 2);
+      const pooled = sandboxDirs(state.dir);
+      assert.deepEqual(first.listAll(), [], 'pooled sandboxes are not listed');
+      assert.throws(() => first.get(pooled[0] ?? ''), { code: 'BRIG_SANDBOX_NOT_FOUND' }, 'nor found by id');
+
+      const taken = await Promise.all([first.create({ name: 'w1', metadata: { pool: 'yes' } }), first.create({ name: 'w2' }), first.create({ name: 'w3' })]);
+      assert.equal(new Set(taken.map((record) => record.id)).size, 3, 'three distinct sandboxes');
+      assert.equal(taken.filter((record) => pooled.includes(record.id)).length, 2, 'two came from the pool, one booted cold');
+      assert.equal(first.get('w1').metadata.pool, 'yes');
+      const { sandbox, close } = await sdkFor(first, first.get(taken[0]?.id ?? ''));
+      try {
+        assert.equal((await sandbox.commands.run('id -un; pwd')).stdout, 'user\n/home/user\n');
+      } finally {
+        close();
+      }
+      await assert.rejects(first.create({ envVars: { A: '1' }, name: 'custom' }).then(async (record) => {
+        assert.equal(pooled.includes(record.id), false, 'a create with envVars boots its own');
+        await first.kill(record.id);
+        throw new Error('done');
+      }), /done/);
+      for (const record of taken) await first.kill(record.id);
+      assert.ok(await eventually(() => first.pool().ready === 2 && sandboxDirs(state.dir).length === 2), 'the pool refilled');
+      await first.close();
+
+      const before = sandboxDirs(state.dir);
+      const second = await managerOn(state.dir, 2);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.deepEqual(sandboxDirs(state.dir).sort(), before.sort(), 'the restarted daemon took the pool back, booting nothing');
+      assert.deepEqual(second.pool(), { ready: 2, booting: 0, size: 2 });
+      await second.close();
+
+      const third = await managerOn(state.dir, 0);
+      assert.deepEqual(sandboxDirs(state.dir), [], 'a daemon without a pool stops the pooled sandboxes');
+      await third.close();
     } finally {
       state.remove();
     }

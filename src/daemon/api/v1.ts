@@ -46,6 +46,15 @@ export function registerV1Routes(app: FastifyInstance, manager: SandboxManager):
         .map(({ id, name, state, templateId, metadata, startedAt, endAt, workspace }) => ({ id, name, state, templateId, metadata, startedAt, endAt, workspace })),
   });
 
+  app.get('/v1/pool', {
+    schema: {
+      tags,
+      summary: 'The warm pool: sandboxes booted and waiting, booting, and wanted',
+      response: { 200: { type: 'object', properties: { ready: { type: 'integer' }, booting: { type: 'integer' }, size: { type: 'integer' } }, required: ['ready', 'booting', 'size'] } },
+    },
+    handler: async () => manager.pool(),
+  });
+
   app.post<{ Params: IdParams }>('/v1/sandboxes/:sandboxID/stop', {
     schema: { tags, summary: 'Kill the sandbox and keep its workspace', params: ID_PARAMS, response: { 204: { type: 'null', description: 'Stopped' }, ...errors(404) } },
     handler: async (request, reply) => {

@@ -22,6 +22,8 @@ export interface ManagerOptions {
   envdBundle: string;
   /** E2B's default: 300 s. */
   defaultTimeoutMs?: number;
+  /** Sandboxes of the default policy kept booted, so a create that fits takes one at once. Default 0. */
+  poolSize?: number;
 }
 
 const E2B_HOME = '/home/user';
@@ -44,7 +46,7 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
 
   const find = (idOrName: string): SandboxRecord => {
     const record = store.get(idOrName) ?? store.findByName(idOrName);
-    if (!record || record.state === 'stopped') {
+    if (!record || record.state === 'stopped' || record.state === 'pooled') {
       throw new BrigError('BRIG_SANDBOX_NOT_FOUND', `no sandbox '${idOrName}'`, 'list them with `brig ls` (or GET /v2/sandboxes); a sandbox ends when its timeout passes');
     }
     return record;
@@ -77,7 +79,7 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
   /** Any sandbox the store knows, stopped ones included. */
   const findAny = (idOrName: string): SandboxRecord => {
     const record = store.get(idOrName) ?? store.findByName(idOrName) ?? store.all().find((item) => item.name === idOrName);
-    if (!record) throw new BrigError('BRIG_SANDBOX_NOT_FOUND', `no sandbox '${idOrName}'`, 'list them with `brig ls --all`');
+    if (!record || record.state === 'pooled') throw new BrigError('BRIG_SANDBOX_NOT_FOUND', `no sandbox '${idOrName}'`, 'list them with `brig ls --all`');
     return record;
   };
 
@@ -92,15 +94,83 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
     await teardown(record, removeWorkspace ?? !record.keepWorkspace);
   };
 
+  /**
+   * Write the record, then make its directories and boot it. The record
+   * comes first: a crash from here on is reconciled at the next start.
+   */
+  const boot = async (record: SandboxRecord): Promise<SandboxRecord> => {
+    store.insert(record);
+    const paths = dirs(record.id);
+    let handle: SandboxHandle;
+    try {
+      mkdirSync(paths.root, { mode: 0o711 });
+      mkdirSync(paths.workspace, { mode: 0o755 });
+      mkdirSync(paths.state, { mode: 0o711 });
+      // As root, the sandbox's files belong to a host uid of its own: never root's, never another sandbox's.
+      if (process.getuid?.() === 0) chownSync(paths.workspace, hostUidOf(record.id), hostUidOf(record.id));
+      handle = await driver.boot({ id: record.id, policy: record.policy, stateDir: paths.state, envd: { bundle: options.envdBundle, accessToken: record.envdAccessToken } });
+    } catch (error) {
+      rmSync(paths.root, { recursive: true, force: true });
+      store.remove(record.id);
+      throw error;
+    }
+    const state = record.state === 'pooled' ? 'pooled' : 'running';
+    store.update(record.id, { state, handle });
+    return { ...record, state, handle };
+  };
+
+  const newRecord = (request: CreateSandboxRequest, state: 'pooled' | 'creating'): SandboxRecord => {
+    const id = newId();
+    const now = Date.now();
+    const workspacePath = dirs(id).workspace;
+    return {
+      id,
+      name: request.name ?? null,
+      templateId: request.templateId ?? 'base',
+      metadata: request.metadata ?? {},
+      envVars: request.envVars ?? {},
+      policy: sandboxPolicy(workspacePath, request),
+      state,
+      startedAt: new Date(now).toISOString(),
+      endAt: new Date(now + (request.timeoutMs ?? defaultTimeoutMs)).toISOString(),
+      keepWorkspace: request.keepWorkspace ?? false,
+      envdAccessToken: randomBytes(24).toString('base64url'),
+      workspace: workspacePath,
+      handle: null,
+    };
+  };
+
+  // The warm pool: ids of booted sandboxes of the default policy, taken with shift() (synchronous: never handed out twice).
+  const poolSize = options.poolSize ?? 0;
+  const pool: string[] = [];
+  const filling = new Set<Promise<void>>();
+  let closed = false;
+  const fill = (): void => {
+    while (!closed && pool.length + filling.size < poolSize) {
+      const booting: Promise<void> = boot(newRecord({}, 'pooled'))
+        .then((record) => {
+          pool.push(record.id);
+        })
+        .catch(() => {
+          // A pool that cannot boot stays short; a create then boots cold and reports the error itself.
+        })
+        .finally(() => filling.delete(booting));
+      filling.add(booting);
+    }
+  };
+  /** A create the pool can serve: nothing a pooled sandbox was not booted with. */
+  const poolable = (request: CreateSandboxRequest): boolean =>
+    (request.templateId ?? 'base') === 'base' && !request.policy && Object.keys(request.envVars ?? {}).length === 0 && request.allowInternetAccess !== true;
+
   // Reconcile what an earlier daemon left: reattach what runs, clean up what does not.
   for (const record of store.all()) {
     if (record.state === 'stopped') continue;
-    if (record.state === 'running' && record.handle && driver.alive(record.handle)) {
-      schedule(record);
-      continue;
-    }
-    await teardown(record, !record.keepWorkspace).catch(() => {});
+    const alive = record.handle !== null && driver.alive(record.handle);
+    if (alive && record.state === 'running') schedule(record);
+    else if (alive && record.state === 'pooled' && pool.length < poolSize) pool.push(record.id);
+    else await teardown(record, !record.keepWorkspace).catch(() => {});
   }
+  fill();
 
   return {
     async create(request: CreateSandboxRequest): Promise<SandboxRecord> {
@@ -109,45 +179,27 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
         throw new BrigError('BRIG_BAD_REQUEST', `unknown template '${templateId}'`, "brig has one template, 'base' (the default policy); pass a brig `policy` to change it");
       }
       if (request.name && store.findByName(request.name)) throw new BrigError('BRIG_NAME_TAKEN', `a sandbox named '${request.name}' already runs`, 'pick another name, or remove that sandbox first');
-      const timeoutMs = request.timeoutMs ?? defaultTimeoutMs;
-      const id = newId();
-      const paths = dirs(id);
-      const policy = sandboxPolicy(paths.workspace, request);
-      const now = Date.now();
-      const record: SandboxRecord = {
-        id,
-        name: request.name ?? null,
-        templateId,
-        metadata: request.metadata ?? {},
-        envVars: request.envVars ?? {},
-        policy,
-        state: 'creating',
-        startedAt: new Date(now).toISOString(),
-        endAt: new Date(now + timeoutMs).toISOString(),
-        keepWorkspace: request.keepWorkspace ?? false,
-        envdAccessToken: randomBytes(24).toString('base64url'),
-        workspace: paths.workspace,
-        handle: null,
-      };
-      // Written down before anything exists on the host: a crash from here on is reconciled.
-      store.insert(record);
-      let handle: SandboxHandle;
-      try {
-        mkdirSync(paths.root, { mode: 0o711 });
-        mkdirSync(paths.workspace, { mode: 0o755 });
-        mkdirSync(paths.state, { mode: 0o711 });
-        // As root, the sandbox's files belong to a host uid of its own: never root's, never another sandbox's.
-        if (process.getuid?.() === 0) chownSync(paths.workspace, hostUidOf(id), hostUidOf(id));
-        handle = await driver.boot({ id, policy, stateDir: paths.state, envd: { bundle: options.envdBundle, accessToken: record.envdAccessToken } });
-      } catch (error) {
-        rmSync(paths.root, { recursive: true, force: true });
-        store.remove(id);
-        throw error;
+      const pooledId = poolable(request) ? pool.shift() : undefined;
+      let record: SandboxRecord;
+      if (pooledId !== undefined) {
+        const now = Date.now();
+        const patch = {
+          name: request.name ?? null,
+          metadata: request.metadata ?? {},
+          keepWorkspace: request.keepWorkspace ?? false,
+          state: 'running' as const,
+          startedAt: new Date(now).toISOString(),
+          endAt: new Date(now + (request.timeoutMs ?? defaultTimeoutMs)).toISOString(),
+        };
+        store.update(pooledId, patch);
+        record = store.get(pooledId) ?? { ...newRecord(request, 'creating'), ...patch };
+      } else {
+        record = await boot(newRecord(request, 'creating'));
       }
-      store.update(id, { state: 'running', handle });
-      const running = { ...record, state: 'running' as const, handle };
-      schedule(running);
-      return running;
+      // Refill after this answer is on its way: booting's synchronous part (the plan, the spawn) would delay it.
+      setImmediate(fill);
+      schedule(record);
+      return record;
     },
 
     get: find,
@@ -160,8 +212,12 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
       await kill(idOrName, killOptions?.removeWorkspace);
     },
 
+    pool() {
+      return { ready: pool.length, booting: filling.size, size: poolSize };
+    },
+
     listAll(): SandboxRecord[] {
-      return store.all();
+      return store.all().filter((record) => record.state !== 'pooled');
     },
 
     async remove(idOrName: string, removeOptions: { data: boolean }): Promise<void> {
@@ -203,6 +259,10 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
     },
 
     async close(): Promise<void> {
+      // Pooled sandboxes keep running too: the next daemon takes them back into its pool.
+      // Boots in flight finish first, so none is left half-recorded.
+      closed = true;
+      await Promise.allSettled([...filling]);
       for (const timer of timers.values()) clearTimeout(timer);
       timers.clear();
       store.close();

@@ -7,7 +7,8 @@ import type { SandboxHandle, SandboxUsage } from '../../drivers/index.ts';
  * HTTP; the API never sees a driver.
  */
 
-export type SandboxState = 'creating' | 'running' | 'stopped';
+/** pooled: booted in the warm pool, not yet handed out (never listed, never found by id). */
+export type SandboxState = 'pooled' | 'creating' | 'running' | 'stopped';
 
 export interface SandboxRecord {
   /** E2B-style id: lower-case letters and digits. */
@@ -107,6 +108,8 @@ export interface SandboxManager {
   remove(idOrName: string, options: { data: boolean }): Promise<void>;
   /** Remove stopped sandboxes started more than `olderThanMs` ago, their workspaces included. Returns their ids. */
   prune(olderThanMs: number): Promise<string[]>;
+  /** The warm pool: how many sandboxes are booted and waiting, booting, and wanted. */
+  pool(): { ready: number; booting: number; size: number };
   /** The sandbox now ends `timeoutMs` from now. */
   setTimeout(idOrName: string, timeoutMs: number): SandboxRecord;
   /** Where its envd listens and the token it demands: for the gateway. */

@@ -23,7 +23,7 @@ const MIGRATIONS: ReadonlyArray<(db: Database.Database) => void> = [
       metadata          TEXT NOT NULL,  -- JSON object of strings
       env_vars          TEXT NOT NULL,  -- JSON object of strings
       policy            TEXT NOT NULL,  -- JSON Policy
-      state             TEXT NOT NULL CHECK (state IN ('creating', 'running', 'stopped')),
+      state             TEXT NOT NULL CHECK (state IN ('pooled', 'creating', 'running', 'stopped')),
       started_at        TEXT NOT NULL,  -- RFC 3339, exactly as given
       started_ms        INTEGER NOT NULL, -- the same instant: RFC 3339 text with offsets does not sort
       end_at            TEXT NOT NULL,

@@ -1,0 +1,159 @@
+import type { IncomingMessage } from 'node:http';
+import { constants } from 'node:os';
+import type { Readable } from 'node:stream';
+import { BrigError, ENVELOPE_FLAG, EnvelopeReader, encodeEnvelope, type EntryInfo, type ProcessEvent, type ProcessStreamMessage, type StartRequest } from '../../protocol/index.ts';
+import { brigErrorFrom, readText, segment, type Daemon } from './connection.ts';
+
+/**
+ * One sandbox's envd, reached through the daemon's gateway (E2b-Sandbox-Id
+ * and the sandbox's access token) with Connect's JSON form, written by hand
+ * on src/protocol's codec. Not the e2b SDK: its commands always run
+ * `bash -l -c STRING`, where `brig exec` must pass argv as given, and its
+ * connect() extends the sandbox's timeout, which `brig exec` must not.
+ */
+
+/** A failure envd reported, with its Connect code, for callers that expect some (a missing file, an exited process). */
+export class EnvdFailure extends Error {
+  constructor(
+    readonly connectCode: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'EnvdFailure';
+  }
+
+  /** What brig reports when the caller has nothing more specific to say. */
+  toBrigError(doing: string): BrigError {
+    if (this.connectCode === 'unauthenticated' || this.connectCode === 'permission_denied') {
+      return new BrigError('BRIG_UNAUTHORIZED', `${doing}: ${this.message}`, 'the sandbox refused its own access token: it may have been replaced; try again');
+    }
+    if (['invalid_argument', 'not_found', 'already_exists', 'failed_precondition', 'out_of_range'].includes(this.connectCode)) {
+      return new BrigError('BRIG_USAGE', `${doing}: ${this.message}`, 'check the command and paths: they are as the sandbox sees them (relative ones from /home/user)');
+    }
+    return new BrigError('BRIG_INTERNAL', `${doing}: ${this.message} (${this.connectCode})`, 'the sandbox\'s log (`brig logs NAME`) may say more');
+  }
+}
+
+/** HTTP statuses of envd's /files, as Connect codes, so callers test one kind of code. */
+const FILE_STATUS: Record<number, string> = { 400: 'invalid_argument', 401: 'unauthenticated', 403: 'permission_denied', 404: 'not_found', 507: 'resource_exhausted' };
+
+export interface Envd {
+  /** The sandbox's id (the name given was resolved by the daemon). */
+  readonly id: string;
+  unary<T>(method: string, message: unknown): Promise<T>;
+  /** Process.Start: the process's events as they come, with backpressure; ends after `end`. */
+  start(request: StartRequest): AsyncGenerator<ProcessEvent>;
+  /** GET /files: the response, its body the file's bytes. */
+  download(path: string): Promise<IncomingMessage>;
+  /** POST /files: the bytes to `path` (parents made; an existing file keeps its mode). */
+  upload(path: string, body: Readable): Promise<void>;
+  stat(path: string): Promise<EntryInfo | null>;
+}
+
+export async function openEnvd(daemon: Daemon, idOrName: string): Promise<Envd> {
+  // GET, not E2B's connect: connecting would extend the sandbox's timeout.
+  const detail = await daemon.call<{ sandboxID: string; envdAccessToken: string }>('GET', `/sandboxes/${segment(idOrName)}`);
+  const id = detail.sandboxID;
+  const headers = { 'e2b-sandbox-id': id, 'x-access-token': detail.envdAccessToken };
+
+  const failure = async (response: IncomingMessage): Promise<Error> => {
+    const text = await readText(response, 64 * 1024).catch(() => '');
+    const status = response.statusCode ?? 0;
+    let body: { code?: unknown; message?: unknown } = {};
+    try {
+      body = JSON.parse(text) as typeof body;
+    } catch {
+      // Described by the status.
+    }
+    // The gateway's own refusals carry brig's codes (the sandbox stopped meanwhile: BRIG_SANDBOX_NOT_FOUND).
+    if (typeof body.code === 'string' && body.code.startsWith('BRIG_')) return brigErrorFrom(status, text);
+    const code = typeof body.code === 'string' ? body.code : (FILE_STATUS[status] ?? 'unknown');
+    return new EnvdFailure(code, typeof body.message === 'string' ? body.message : `HTTP ${status}`);
+  };
+
+  const unary = async <T>(method: string, message: unknown): Promise<T> => {
+    const response = await daemon.send({ method: 'POST', path: `/${method}`, headers: { ...headers, 'content-type': 'application/json' }, body: JSON.stringify(message) });
+    if (response.statusCode !== 200) throw await failure(response);
+    return JSON.parse(await readText(response, 64 * 1024 * 1024)) as T;
+  };
+
+  return {
+    id,
+    unary,
+
+    async *start(request: StartRequest): AsyncGenerator<ProcessEvent> {
+      const response = await daemon.send({
+        method: 'POST',
+        path: '/process.Process/Start',
+        headers: { ...headers, 'content-type': 'application/connect+json', 'connect-protocol-version': '1' },
+        body: encodeEnvelope(request),
+      });
+      if (response.statusCode !== 200) throw await failure(response);
+      // Output comes in chunks of at most 64 KiB, base64 in JSON: 1 MiB per message is ample.
+      const reader = new EnvelopeReader(1024 * 1024);
+      for await (const chunk of response) {
+        for (const envelope of reader.push(chunk as Buffer)) {
+          const message = JSON.parse(envelope.data.toString() || '{}') as Partial<ProcessStreamMessage> & { error?: { code?: string; message?: string } };
+          if (envelope.flags & ENVELOPE_FLAG.endStream) {
+            if (message.error) throw new EnvdFailure(message.error.code ?? 'unknown', message.error.message ?? 'the stream ended with an error');
+            return;
+          }
+          if (message.event) yield message.event;
+        }
+      }
+      throw new BrigError('BRIG_SANDBOX_NOT_FOUND', `sandbox ${id} stopped answering before the command ended`, 'it may have been stopped, removed or timed out: see `brig ls --all`');
+    },
+
+    async download(path: string): Promise<IncomingMessage> {
+      const response = await daemon.send({ method: 'GET', path: `/files?${new URLSearchParams({ path })}`, headers });
+      if (response.statusCode !== 200) throw await failure(response);
+      return response;
+    },
+
+    async upload(path: string, body: Readable): Promise<void> {
+      const response = await daemon.send({ method: 'POST', path: `/files?${new URLSearchParams({ path })}`, headers: { ...headers, 'content-type': 'application/octet-stream' }, body });
+      if (response.statusCode !== 200) throw await failure(response);
+      response.resume();
+    },
+
+    async stat(path: string): Promise<EntryInfo | null> {
+      try {
+        return (await unary<{ entry: EntryInfo }>('filesystem.Filesystem/Stat', { path })).entry;
+      } catch (error) {
+        if (error instanceof EnvdFailure && error.connectCode === 'not_found') return null;
+        throw error;
+      }
+    },
+  };
+}
+
+/** Go's words after "signal: " (envd reports exit status as Go's ProcessState does), for exit code 128+N. */
+const GO_SIGNAL_WORDS: Record<string, NodeJS.Signals> = {
+  hangup: 'SIGHUP',
+  interrupt: 'SIGINT',
+  quit: 'SIGQUIT',
+  'illegal instruction': 'SIGILL',
+  'trace/breakpoint trap': 'SIGTRAP',
+  aborted: 'SIGABRT',
+  'bus error': 'SIGBUS',
+  'floating point exception': 'SIGFPE',
+  killed: 'SIGKILL',
+  'user defined signal 1': 'SIGUSR1',
+  'segmentation fault': 'SIGSEGV',
+  'user defined signal 2': 'SIGUSR2',
+  'broken pipe': 'SIGPIPE',
+  'alarm clock': 'SIGALRM',
+  terminated: 'SIGTERM',
+  'CPU time limit exceeded': 'SIGXCPU',
+  'file size limit exceeded': 'SIGXFSZ',
+};
+
+/** The shell's convention: the exit code, or 128+N when signal N ended the process. */
+export function exitCodeOf(end: { exitCode?: number; exited?: boolean; status?: string }): number {
+  if (end.exited !== false) return end.exitCode ?? 0;
+  const word = /^signal: (.*)$/.exec(end.status ?? '')?.[1] ?? '';
+  const name = GO_SIGNAL_WORDS[word] ?? (word.startsWith('SIG') ? (word as NodeJS.Signals) : undefined);
+  const number = name === undefined ? undefined : constants.signals[name];
+  // An unknown word: still a signal death, reported as SIGKILL's 137 rather than success.
+  return 128 + (number ?? 9);
+}

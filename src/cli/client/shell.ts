@@ -1,0 +1,107 @@
+import { BrigError, type EndEvent, type ProcessEvent } from '../../protocol/index.ts';
+import { parseArgs } from '../args.ts';
+import type { Daemon } from './connection.ts';
+import { EnvdFailure, exitCodeOf, openEnvd, type Envd } from './envd.ts';
+import { startFailure } from './exec.ts';
+import { write } from './output.ts';
+
+export const SHELL_HELP = `Usage: brig shell NAME [-- <command> [args…]]
+
+A terminal in a running sandbox: an interactive login bash (sh when there is
+no bash), or the command given, on a pseudo-terminal of its own. Keys go to it
+as typed (Ctrl-C and Ctrl-D included), a resize of your window reaches it, and
+brig exits with its exit code when it exits. Needs a terminal: for scripts,
+use brig exec.`;
+
+const FLAGS = { help: { value: false, short: 'h' } };
+
+/** Tried in order when no command is given: bash where the sandbox has it. */
+const SHELLS = [
+  ['/bin/bash', '-i', '-l'],
+  ['/bin/sh', '-i', '-l'],
+];
+
+export async function shell(daemon: Daemon, argv: string[]): Promise<number> {
+  const { rest } = parseArgs(argv, FLAGS, 'brig shell');
+  const [name, ...after] = rest;
+  const command = after[0] === '--' ? after.slice(1) : after;
+  if (name === undefined) throw new BrigError('BRIG_USAGE', 'brig shell needs a sandbox', 'for example `brig shell box`');
+  if (!process.stdin.isTTY || !process.stdout.isTTY) {
+    throw new BrigError('BRIG_USAGE', 'brig shell needs a terminal on stdin and stdout', 'run it from a terminal; for scripts use `brig exec NAME -- CMD`');
+  }
+  const envd = await openEnvd(daemon, name);
+  const envs: Record<string, string> = { TERM: process.env.TERM || 'xterm-256color' };
+  if (process.env.COLORTERM) envs.COLORTERM = process.env.COLORTERM;
+  const candidates = command.length > 0 ? [command] : SHELLS;
+  for (const [index, [cmd = '', ...args]] of candidates.entries()) {
+    const events = envd.start({ process: { cmd, args, envs }, pty: { size: terminalSize() } });
+    let first: IteratorResult<ProcessEvent>;
+    try {
+      first = await events.next();
+    } catch (error) {
+      if (!(error instanceof EnvdFailure)) throw error;
+      const failure = startFailure(error, cmd);
+      if (failure.code === 'BRIG_COMMAND_NOT_FOUND' && index < candidates.length - 1) continue;
+      throw failure;
+    }
+    if (first.done || !('start' in first.value)) throw new BrigError('BRIG_INTERNAL', 'the terminal\'s stream did not begin with its process id', 'this is a bug in brig; please report it');
+    return attach(envd, first.value.start.pid, events);
+  }
+  throw new BrigError('BRIG_COMMAND_NOT_FOUND', 'the sandbox has no shell', 'give a command: `brig shell NAME -- PROGRAM`');
+}
+
+function terminalSize(): { cols: number; rows: number } {
+  return { cols: process.stdout.columns || 80, rows: process.stdout.rows || 24 };
+}
+
+/** The terminal in raw mode, wired to the process until it ends; the terminal is put back whatever happens. */
+async function attach(envd: Envd, pid: number, events: AsyncGenerator<ProcessEvent>): Promise<number> {
+  const send = inputSender(envd, pid);
+  const onResize = (): void => void envd.unary('process.Process/Update', { process: { pid }, pty: { size: terminalSize() } }).catch(() => {});
+  // Raw mode makes Ctrl-C a key, not a signal: a signal here comes from elsewhere (a closed terminal, kill): end the session.
+  const onSignal = (): void => void envd.unary('process.Process/SendSignal', { process: { pid }, signal: 'SIGNAL_SIGKILL' }).catch(() => {});
+  const signals: NodeJS.Signals[] = ['SIGHUP', 'SIGTERM', 'SIGINT'];
+  process.stdin.setRawMode(true);
+  process.stdin.on('data', send);
+  process.stdin.resume();
+  process.stdout.on('resize', onResize);
+  for (const signal of signals) process.on(signal, onSignal);
+  let end: EndEvent | null = null;
+  try {
+    for await (const event of events) {
+      if ('data' in event && 'pty' in event.data) await write(process.stdout, Buffer.from(event.data.pty, 'base64'));
+      else if ('end' in event) end = event.end;
+    }
+  } finally {
+    process.stdin.setRawMode(false);
+    process.stdin.off('data', send);
+    process.stdin.pause();
+    process.stdout.off('resize', onResize);
+    for (const signal of signals) process.off(signal, onSignal);
+  }
+  if (end === null) throw new BrigError('BRIG_INTERNAL', 'the terminal\'s stream ended without its exit status', 'this is a bug in brig; please report it');
+  return exitCodeOf(end);
+}
+
+/**
+ * Keystrokes in order, one call at a time: what is typed while a call is in
+ * flight is gathered into the next, so a paste is a few calls, not thousands.
+ */
+function inputSender(envd: Envd, pid: number): (chunk: Buffer) => void {
+  let pending: Buffer[] = [];
+  let sending = false;
+  const flush = async (): Promise<void> => {
+    sending = true;
+    while (pending.length > 0) {
+      const data = Buffer.concat(pending);
+      pending = [];
+      // A process that has exited takes no input; its end event is on its way.
+      await envd.unary('process.Process/SendInput', { process: { pid }, input: { pty: data.toString('base64') } }).catch(() => {});
+    }
+    sending = false;
+  };
+  return (chunk) => {
+    pending.push(chunk);
+    if (!sending) void flush();
+  };
+}
