@@ -20,4 +20,5 @@ await Promise.all([
   build({ ...common, entryPoints: ['src/cli/main.ts'], outfile: 'dist/brig.cjs' }),
   build({ ...common, entryPoints: ['src/envd/main.ts'], outfile: 'dist/envd.cjs' }),
   build({ ...common, entryPoints: ['src/daemon/main.ts'], outfile: 'dist/daemon.cjs' }),
+  build({ ...common, entryPoints: ['src/cli/client/main.ts'], outfile: 'dist/client.cjs' }),
 ]);

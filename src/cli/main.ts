@@ -11,6 +11,20 @@ Usage:
   brig envd [--listen ADDRESS]               run envd UNJAILED, for development (brig envd --help)
   brig --version
 
+Sandboxes in a running daemon (brig COMMAND --help for each):
+  brig create [--name N] [--policy FILE] [--memory SIZE] [--cpus N] [--timeout D] [--keep]
+  brig ls [--all]                            list them (stopped ones too with --all)
+  brig exec [-i] NAME -- <command> [args…]  run a command in one, its exit code passed through
+  brig shell NAME                            a terminal in one
+  brig logs [-f] NAME                        envd's log from inside one
+  brig cp SRC DST                            copy files in or out (NAME:PATH is the sandbox side)
+  brig stop NAME…                            kill, keep the workspace
+  brig rm [--data] NAME…                     remove (--data: the workspace too)
+  brig prune [--older-than 7d]               remove stopped ones and their workspaces
+  brig stats [NAME]                          memory, tasks, disk (and CPU when reported)
+  brig info NAME                             everything about one, its policy included
+  --json on each (but shell) prints JSON for scripts.
+
 Docs: README.md, docs/policy.md, docs/jail.md, docs/errors.md`;
 
 const VERSION = '0.1.0';
@@ -57,6 +71,14 @@ async function serveCommand(argv: string[]): Promise<number> {
   return new Promise<number>(() => {});
 }
 
+/** The sandbox commands over a daemon: their own bundle (dist/client.cjs), so \`brig run\` never pays for loading it. */
+const CLIENT_COMMANDS = new Set(['create', 'ls', 'exec', 'shell', 'logs', 'cp', 'stop', 'rm', 'prune', 'stats', 'info']);
+
+function clientCommand(argv: string[]): Promise<number> {
+  const client = createRequire(__filename)(`${__dirname}/client.cjs`) as { main(argv: string[]): Promise<number> };
+  return client.main(argv);
+}
+
 /** envd is its own bundle (dist/envd.cjs): \`brig run\` never pays for loading it. */
 async function envdCommand(argv: string[]): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) {
@@ -76,6 +98,7 @@ async function main(argv: string[]): Promise<number> {
     delete process.env.BRIG_NODE_EXTRA_CA_CERTS;
   }
   const [command, ...rest] = argv;
+  if (command !== undefined && CLIENT_COMMANDS.has(command)) return clientCommand(argv);
   switch (command) {
     case 'run':
       return runCommand(rest);

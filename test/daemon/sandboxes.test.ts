@@ -105,6 +105,14 @@ describe('sandbox manager: lifecycle with real jails', () => {
     await assert.rejects(manager.remove('never-was', { data: false }), { code: 'BRIG_SANDBOX_NOT_FOUND' });
   });
 
+  test('a sandbox whose jail dies by itself is not left listed as running', async () => {
+    const record = await manager.create({ name: 'doomed' });
+    if (record.handle) process.kill(record.handle.pid, 'SIGKILL');
+    assert.ok(await eventually(() => !(record.handle && jailDriver.alive(record.handle))));
+    assert.throws(() => manager.get('doomed'), { code: 'BRIG_SANDBOX_NOT_FOUND' });
+    assert.ok(await eventually(() => !existsSync(record.workspace) && leftCgroups(record).length === 0), 'cleaned up');
+  });
+
   test('bad requests are refused with codes', async () => {
     await assert.rejects(manager.create({ templateId: 'gpu-xl' }), { code: 'BRIG_BAD_REQUEST' });
     await assert.rejects(manager.create({ policy: { resources: { memoryMiB: 1 } } }), { code: 'BRIG_POLICY_INVALID' });

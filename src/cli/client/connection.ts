@@ -50,11 +50,14 @@ export function connect(): Daemon {
     return new Promise((resolve, reject) => {
       const target = new URL(options.path, url);
       const request = (secure ? httpsRequest : httpRequest)(target, { method: options.method, headers, agent }, resolve);
-      request.once('error', (error: NodeJS.ErrnoException) => reject(unavailable(url, error)));
+      let bodyError: Error | null = null;
+      // `on`: a second error (the socket after the body) must not go unheard. After the response, the response stream reports it.
+      request.on('error', (error: NodeJS.ErrnoException) => reject(bodyError ?? unavailable(url, error)));
       const body = options.body;
       if (body === undefined || typeof body === 'string' || Buffer.isBuffer(body)) request.end(body);
       else {
-        body.once('error', (error) => request.destroy(error));
+        // A body that cannot be read (a host file gone) is that failure, not the daemon's absence.
+        body.once('error', (error) => request.destroy((bodyError = error)));
         body.pipe(request);
       }
     });

@@ -91,8 +91,15 @@ export async function openEnvd(daemon: Daemon, idOrName: string): Promise<Envd> 
       if (response.statusCode !== 200) throw await failure(response);
       // Output comes in chunks of at most 64 KiB, base64 in JSON: 1 MiB per message is ample.
       const reader = new EnvelopeReader(1024 * 1024);
-      for await (const chunk of response) {
-        for (const envelope of reader.push(chunk as Buffer)) {
+      const cut = new BrigError('BRIG_SANDBOX_NOT_FOUND', `sandbox ${id} stopped answering before the command ended`, 'it may have been stopped, removed or timed out: see `brig ls --all`');
+      const chunks = response[Symbol.asyncIterator]();
+      for (;;) {
+        // A connection cut mid-stream (the sandbox or the daemon gone) is said as such, not as a socket error.
+        const next = await chunks.next().catch(() => {
+          throw cut;
+        });
+        if (next.done) throw cut;
+        for (const envelope of reader.push(next.value as Buffer)) {
           const message = JSON.parse(envelope.data.toString() || '{}') as Partial<ProcessStreamMessage> & { error?: { code?: string; message?: string } };
           if (envelope.flags & ENVELOPE_FLAG.endStream) {
             if (message.error) throw new EnvdFailure(message.error.code ?? 'unknown', message.error.message ?? 'the stream ended with an error');
@@ -101,7 +108,6 @@ export async function openEnvd(daemon: Daemon, idOrName: string): Promise<Envd> 
           if (message.event) yield message.event;
         }
       }
-      throw new BrigError('BRIG_SANDBOX_NOT_FOUND', `sandbox ${id} stopped answering before the command ended`, 'it may have been stopped, removed or timed out: see `brig ls --all`');
     },
 
     async download(path: string): Promise<IncomingMessage> {

@@ -7,7 +7,7 @@ export const LS_HELP = `Usage: brig ls [--all] [--quiet] [--json]
 List the running sandboxes, oldest first.
 
   -a, --all     stopped ones too (their workspaces were kept)
-  -q, --quiet   ids only, one a line (\`brig rm $(brig ls -aq)\`)
+  -q, --quiet   ids only, one a line (\`brig rm $(brig ls -a -q)\`)
   --json        every field, as a JSON array`;
 
 const FLAGS = {

@@ -1,8 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import { BrigError, isBrigError } from '../../protocol/index.ts';
 import { segment, type Daemon } from './connection.ts';
 import { bytes, json, parseMixed, table } from './output.ts';
 import { listSandboxes } from './sandboxes.ts';
-import { BrigError } from '../../protocol/index.ts';
 
 export const STATS_HELP = `Usage: brig stats [--json] [NAME]
 
@@ -20,6 +20,13 @@ interface Usage {
   pids: number;
   diskBytes: number;
   cpuUsec?: number;
+}
+
+/** E2B's detail of a running sandbox: the memory limit is its memoryMB. */
+interface Detail {
+  sandboxID: string;
+  name?: string | null;
+  memoryMB: number;
 }
 
 interface Row {
@@ -42,29 +49,37 @@ export async function stats(daemon: Daemon, argv: string[]): Promise<number> {
   const named = parsed.operands[0];
   const targets = named === undefined ? (await listSandboxes(daemon, false)).filter((sandbox) => sandbox.state === 'running').map((sandbox) => sandbox.id) : [named];
 
-  const sample = (): Promise<Usage[]> => Promise.all(targets.map((id) => daemon.call<Usage>('GET', `/v1/sandboxes/${segment(id)}/stats`)));
-  const details = await Promise.all(targets.map((id) => daemon.call<{ sandboxID: string; name?: string | null; memoryMB: number }>('GET', `/sandboxes/${segment(id)}`)));
-  const first = await sample();
+  // Listed, then measured: one that ends in between is left out, unless it was named.
+  const gone = (error: unknown): null => {
+    if (named === undefined && isBrigError(error) && error.code === 'BRIG_SANDBOX_NOT_FOUND') return null;
+    throw error;
+  };
+  const sample = (ids: string[]): Promise<(Usage | null)[]> => Promise.all(ids.map((id) => daemon.call<Usage>('GET', `/v1/sandboxes/${segment(id)}/stats`).catch(gone)));
+  const details = (await Promise.all(targets.map((id) => daemon.call<Detail>('GET', `/sandboxes/${segment(id)}`).catch(gone)))).filter((detail): detail is Detail => detail !== null);
+  const ids = details.map((detail) => detail.sandboxID);
+  const first = await sample(ids);
   const started = Date.now();
-  let second: Usage[] | null = null;
-  if (first.some((usage) => typeof usage.cpuUsec === 'number')) {
+  let second: (Usage | null)[] | null = null;
+  if (first.some((usage) => typeof usage?.cpuUsec === 'number')) {
     await sleep(CPU_SAMPLE_MS);
-    second = await sample();
+    second = await sample(ids);
   }
   const elapsedUsec = (Date.now() - started) * 1000;
-  const rows: Row[] = details.map((detail, index) => {
+  const rows: Row[] = [];
+  details.forEach((detail, index) => {
     const now = second?.[index] ?? first[index];
+    if (!now) return;
     const before = first[index]?.cpuUsec;
     const after = second?.[index]?.cpuUsec;
-    return {
+    rows.push({
       id: detail.sandboxID,
       name: detail.name ?? null,
       cpuPercent: typeof before === 'number' && typeof after === 'number' && elapsedUsec > 0 ? Math.round(((after - before) / elapsedUsec) * 1000) / 10 : null,
-      memoryBytes: now?.memoryBytes ?? 0,
+      memoryBytes: now.memoryBytes,
       memoryLimitBytes: detail.memoryMB * 1024 * 1024,
-      pids: now?.pids ?? 0,
-      diskBytes: now?.diskBytes ?? 0,
-    };
+      pids: now.pids,
+      diskBytes: now.diskBytes,
+    });
   });
 
   if (parsed.flags.has('json')) {

@@ -33,6 +33,8 @@ const SANDBOX_UID = 1000;
 const HOST_UID_BASE = 200_000;
 const HOST_UID_SPAN = 100_000;
 const MAX_TIMER_MS = 2 ** 31 - 1;
+/** How often sandboxes that died by themselves are looked for. */
+const SWEEP_MS = 5000;
 
 export async function createSandboxManager(options: ManagerOptions): Promise<SandboxManager> {
   const { store, driver } = options;
@@ -46,8 +48,10 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
 
   const find = (idOrName: string): SandboxRecord => {
     const record = store.get(idOrName) ?? store.findByName(idOrName);
-    if (!record || record.state === 'stopped' || record.state === 'pooled') {
-      throw new BrigError('BRIG_SANDBOX_NOT_FOUND', `no sandbox '${idOrName}'`, 'list them with `brig ls` (or GET /v2/sandboxes); a sandbox ends when its timeout passes');
+    const dead = record?.state === 'running' && record.handle !== null && !driver.alive(record.handle);
+    if (!record || record.state === 'stopped' || record.state === 'pooled' || dead) {
+      if (record && dead) void teardown(record, !record.keepWorkspace).catch(() => {});
+      throw new BrigError('BRIG_SANDBOX_NOT_FOUND', `no sandbox '${idOrName}'`, 'list them with `brig ls` (or GET /v2/sandboxes); a sandbox ends when its timeout passes, or when its jail dies');
     }
     return record;
   };
@@ -162,6 +166,24 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
   const poolable = (request: CreateSandboxRequest): boolean =>
     (request.templateId ?? 'base') === 'base' && !request.policy && Object.keys(request.envVars ?? {}).length === 0 && request.allowInternetAccess !== true;
 
+  const isAlive = (id: string): boolean => {
+    const handle = store.get(id)?.handle;
+    return handle !== null && handle !== undefined && driver.alive(handle);
+  };
+
+  /** A sandbox whose jail died by itself (its envd crashed, a kill from outside) is cleaned up, not left listed as running. */
+  const sweepDead = async (): Promise<void> => {
+    for (const record of store.all()) {
+      if ((record.state === 'running' || record.state === 'pooled') && record.handle && !driver.alive(record.handle)) {
+        const index = pool.indexOf(record.id);
+        if (index !== -1) pool.splice(index, 1);
+        await teardown(record, record.state === 'pooled' || !record.keepWorkspace).catch(() => {});
+      }
+    }
+  };
+  const sweeper = setInterval(() => void sweepDead().then(() => fill()), SWEEP_MS);
+  sweeper.unref();
+
   // Reconcile what an earlier daemon left: reattach what runs, clean up what does not.
   for (const record of store.all()) {
     if (record.state === 'stopped') continue;
@@ -179,7 +201,13 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
         throw new BrigError('BRIG_BAD_REQUEST', `unknown template '${templateId}'`, "brig has one template, 'base' (the default policy); pass a brig `policy` to change it");
       }
       if (request.name && store.findByName(request.name)) throw new BrigError('BRIG_NAME_TAKEN', `a sandbox named '${request.name}' already runs`, 'pick another name, or remove that sandbox first');
-      const pooledId = poolable(request) ? pool.shift() : undefined;
+      let pooledId = poolable(request) ? pool.shift() : undefined;
+      // A pooled sandbox may have died while it waited: never hand out a dead one.
+      while (pooledId !== undefined && !isAlive(pooledId)) {
+        const dead = store.get(pooledId);
+        if (dead) await teardown(dead, true).catch(() => {});
+        pooledId = pool.shift();
+      }
       let record: SandboxRecord;
       if (pooledId !== undefined) {
         const now = Date.now();
@@ -262,6 +290,7 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
       // Pooled sandboxes keep running too: the next daemon takes them back into its pool.
       // Boots in flight finish first, so none is left half-recorded.
       closed = true;
+      clearInterval(sweeper);
       await Promise.allSettled([...filling]);
       for (const timer of timers.values()) clearTimeout(timer);
       timers.clear();

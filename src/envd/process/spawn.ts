@@ -22,6 +22,7 @@ export interface SpawnOptions {
 const live = new Map<number, (exit: ExitInfo) => void>();
 /** Keeps the event loop alive while a child runs (a signal listener does not), and reaps every second should a SIGCHLD be lost. */
 let keepAlive: NodeJS.Timeout | null = null;
+let listening = false;
 
 /**
  * A program on pipes, started with glibc's posix_spawn (native/spawn): a
@@ -35,6 +36,13 @@ let keepAlive: NodeJS.Timeout | null = null;
  * answers an error rather than a stream that never begins.
  */
 export async function spawnPiped(options: SpawnOptions & { stdin: boolean }): Promise<Child> {
+  // Listening before the first spawn, and for good: a SIGCHLD that comes while nobody listens
+  // is lost (a quick program can exit before the spawn call returns), and then only the
+  // once-a-second poll below would see the exit.
+  if (!listening) {
+    process.on('SIGCHLD', reapAll);
+    listening = true;
+  }
   const envp = Object.entries(options.env).map(([name, value]) => `${name}=${value}`);
   let fds: [number, number, number, number];
   try {
@@ -43,8 +51,9 @@ export async function spawnPiped(options: SpawnOptions & { stdin: boolean }): Pr
     throw startError(options.cmd, error);
   }
   const [pid, stdinFd, stdoutFd, stderrFd] = fds;
-  if (live.size === 0) process.on('SIGCHLD', reapAll);
   const exited = new Promise<ExitInfo>((resolve) => live.set(pid, resolve));
+  // It may have exited before it was in `live`: look once now.
+  setImmediate(reapAll);
   keepAlive ??= setInterval(reapAll, 1000);
   const stdin = stdinFd >= 0 ? new Socket({ fd: stdinFd, readable: false, writable: true }) : null;
   const stdout = new Socket({ fd: stdoutFd, readable: true, writable: false });
@@ -80,7 +89,6 @@ function reapAll(): void {
     done(signal ? { code: null, signal } : { code: status[0] < 0 ? null : status[0], signal: null });
   }
   if (live.size === 0) {
-    process.off('SIGCHLD', reapAll);
     if (keepAlive) clearInterval(keepAlive);
     keepAlive = null;
   }

@@ -1,0 +1,56 @@
+import { segment, type Daemon } from './connection.ts';
+import { bytes, json, operandsOf, parseMixed, span } from './output.ts';
+import { findSandbox } from './sandboxes.ts';
+
+export const INFO_HELP = `Usage: brig info [--json] NAME
+
+Everything about one sandbox, running or stopped: id, name, state, times,
+workspace, metadata and, while it runs, what it uses and the whole policy it
+runs under (docs/policy.md).
+
+  --json   the same, as one JSON object`;
+
+const FLAGS = { json: { value: false }, help: { value: false, short: 'h' } };
+
+interface Usage {
+  memoryBytes: number;
+  pids: number;
+  diskBytes: number;
+}
+
+export async function info(daemon: Daemon, argv: string[]): Promise<number> {
+  const parsed = parseMixed(argv, FLAGS, 'brig info');
+  const [name = ''] = operandsOf(parsed, ['NAME'], 'brig info');
+  const sandbox = await findSandbox(daemon, name);
+  // A stopped sandbox's policy and usage went with it: only its record is left.
+  const live = sandbox.state !== 'stopped';
+  const [detail, policy, usage] = live
+    ? await Promise.all([
+        daemon.call<{ envdVersion: string; memoryMB: number }>('GET', `/sandboxes/${segment(sandbox.id)}`),
+        daemon.call<Record<string, unknown>>('GET', `/v1/sandboxes/${segment(sandbox.id)}/policy`),
+        daemon.call<Usage>('GET', `/v1/sandboxes/${segment(sandbox.id)}/stats`),
+      ])
+    : [null, null, null];
+  if (parsed.flags.has('json')) {
+    process.stdout.write(json({ ...sandbox, envdVersion: detail?.envdVersion ?? null, usage, policy }));
+    return 0;
+  }
+  const now = Date.now();
+  const lines: [string, string][] = [
+    ['ID', sandbox.id],
+    ['Name', sandbox.name ?? '-'],
+    ['State', sandbox.state],
+    ['Template', sandbox.templateId],
+    ['Created', `${sandbox.startedAt} (${span(now - Date.parse(sandbox.startedAt))} ago)`],
+    ['Ends', live ? `${sandbox.endAt} (in ${span(Date.parse(sandbox.endAt) - now)})` : '-'],
+    ['Workspace', `${sandbox.workspace} (/home/user inside)`],
+    ['Metadata', Object.entries(sandbox.metadata).map(([key, value]) => `${key}=${value}`).join(', ') || '-'],
+  ];
+  if (detail) lines.push(['envd', detail.envdVersion]);
+  if (usage && detail) lines.push(['Usage', `memory ${bytes(usage.memoryBytes)} of ${bytes(detail.memoryMB * 1024 * 1024)}, ${usage.pids} tasks, workspace ${bytes(usage.diskBytes)}`]);
+  const width = Math.max(...lines.map(([label]) => label.length)) + 2;
+  let text = lines.map(([label, value]) => `${`${label}:`.padEnd(width)}${value}\n`).join('');
+  text += policy ? `Policy:\n${json(policy).trimEnd().replace(/^/gm, '  ')}\n` : `${'Policy:'.padEnd(width)}- (not kept once a sandbox stops)\n`;
+  process.stdout.write(text);
+  return 0;
+}
