@@ -18,7 +18,7 @@ if (!Number.isInteger(runs) || runs < 20 || !Number.isInteger(roundTrips) || rou
 const sections: Array<[file: string, call: string]> = [
   ['run-startup.ts', `console.log(m.benchStartup(${runs}))`],
   ['envd.ts', `console.log(await m.benchEnvd(${roundTrips}))`],
-  ['daemon.ts', 'console.log(await m.benchDaemon(30, 20))'],
+  ['daemon.ts', 'console.log(await m.benchDaemon(30, 200))'],
 ];
 
 process.stdout.write(`brig benchmarks — ${new Date().toISOString()}, medians\n\n`);

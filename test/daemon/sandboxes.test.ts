@@ -157,7 +157,7 @@ describe('sandbox manager: a restarted daemon reattaches what runs and cleans up
 });
 
 describe('sandbox manager: the warm pool', () => {
-  test('creates take pooled sandboxes, never one twice; the pool refills; a restart takes it back; a smaller pool stops the rest', async () => {
+  test('creates take pooled sandboxes, never one twice; the pool refills; a clean shutdown stops it', async () => {
     const state = tempWorkspace('brig-daemon-');
     try {
       const first = await managerOn(state.dir, 2);
@@ -185,17 +185,12 @@ describe('sandbox manager: the warm pool', () => {
       for (const record of taken) await first.kill(record.id);
       assert.ok(await eventually(() => first.pool().ready === 2 && sandboxDirs(state.dir).length === 2), 'the pool refilled');
       await first.close();
+      assert.deepEqual(sandboxDirs(state.dir), [], 'a clean shutdown stops the pool (handed-out sandboxes would stay)');
 
-      const before = sandboxDirs(state.dir);
       const second = await managerOn(state.dir, 2);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-      assert.deepEqual(sandboxDirs(state.dir).sort(), before.sort(), 'the restarted daemon took the pool back, booting nothing');
-      assert.deepEqual(second.pool(), { ready: 2, booting: 0, size: 2 });
+      assert.ok(await eventually(() => second.pool().ready === 2), 'the next daemon boots its pool again');
       await second.close();
-
-      const third = await managerOn(state.dir, 0);
-      assert.deepEqual(sandboxDirs(state.dir), [], 'a daemon without a pool stops the pooled sandboxes');
-      await third.close();
+      assert.deepEqual(sandboxDirs(state.dir), []);
     } finally {
       state.remove();
     }

@@ -287,11 +287,16 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
     },
 
     async close(): Promise<void> {
-      // Pooled sandboxes keep running too: the next daemon takes them back into its pool.
-      // Boots in flight finish first, so none is left half-recorded.
+      // Handed-out sandboxes keep running, to be reattached by the next daemon. The pool is
+      // disposable: a clean shutdown stops it (after boots in flight finish, so none is left
+      // half-recorded); only a crash leaves it, for the next daemon to take back or stop.
       closed = true;
       clearInterval(sweeper);
       await Promise.allSettled([...filling]);
+      for (const id of pool.splice(0)) {
+        const record = store.get(id);
+        if (record) await teardown(record, true).catch(() => {});
+      }
       for (const timer of timers.values()) clearTimeout(timer);
       timers.clear();
       store.close();

@@ -18,8 +18,9 @@ import { processAlive, processStart } from './records.ts';
  */
 
 const SOCKET_NAME = 'envd.sock';
-const READY_ATTEMPTS = 2000;
-const READY_PAUSE_MS = 5;
+const READY_ATTEMPTS = 10_000;
+// A failed connect to a socket not yet there costs microseconds: look often, answer sooner.
+const READY_PAUSE_MS = 1;
 
 interface JailDetail {
   cgroup: Pick<CgroupPlan, 'version' | 'dirs' | 'killDir'>;

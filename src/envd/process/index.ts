@@ -99,7 +99,7 @@ async function start(table: ProcessTable, message: Message, context: RpcContext,
   Object.assign(env, request.config.envs);
 
   const spawnOptions = { cmd: request.config.cmd, args: request.config.args, cwd, env };
-  const child = request.pty ? spawnPty({ ...spawnOptions, size: request.pty }) : await spawnPiped({ ...spawnOptions, stdin: request.stdin });
+  const child = request.pty ? await spawnPty({ ...spawnOptions, size: request.pty }) : await spawnPiped({ ...spawnOptions, stdin: request.stdin });
   const running = new RunningProcess(child, { config: { ...request.config, cwd }, tag: request.tag }, (ended) => table.remove(ended));
   table.add(running);
 

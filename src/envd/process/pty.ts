@@ -1,6 +1,6 @@
 import { accessSync, constants, statSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
-import * as pty from 'node-pty';
+import type * as NodePty from 'node-pty';
 import { ConnectError, type PtySize } from '../../protocol/index.ts';
 import type { Child, OutputSource } from './child.ts';
 import { signalFromNumber, type ExitInfo } from './signals.ts';
@@ -15,10 +15,14 @@ import { startError, type SpawnOptions } from './spawn.ts';
  * the program exited while a descendant still holds the terminal; by then the
  * output is over, so the `end` follows at once.
  */
-export function spawnPty(options: SpawnOptions & { size: PtySize }): Child {
+/** node-pty (a native module) loads on the first terminal, not at envd's start: every sandbox's boot waits on that start. */
+let nodePty: typeof NodePty | null = null;
+
+export async function spawnPty(options: SpawnOptions & { size: PtySize }): Promise<Child> {
+  const pty = (nodePty ??= await import('node-pty'));
   // node-pty forks before exec and reports a failed exec as output and exit code 1; check first, for a real error.
   const file = findExecutable(options.cmd, options.env.PATH ?? '');
-  let term: pty.IPty;
+  let term: NodePty.IPty;
   try {
     term = pty.spawn(file, options.args, {
       name: options.env.TERM || 'xterm-256color',
