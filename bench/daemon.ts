@@ -1,31 +1,11 @@
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { Sandbox, type SandboxOpts } from 'e2b';
 import { percentile } from './measure.ts';
-import { BRIG, tempWorkspace } from '../test/helpers/brig.ts';
+import { tempWorkspace } from '../test/helpers/brig.ts';
+import { serveDaemon } from '../test/helpers/daemon.ts';
 
 /** `brig serve` in a process of its own, as users run it: the client's timings are not the daemon's work. */
-async function serve(stateDir: string, pool: number): Promise<{ url: string; stateDir: string; close(): Promise<void> }> {
-  const child = spawn(BRIG, ['serve', '--port', '0', '--state', stateDir, '--pool', String(pool)], { env: { ...process.env, BRIG_API_KEY: 'bench' }, stdio: ['ignore', 'pipe', 'inherit'] });
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    child.stdout?.on('data', (chunk: Buffer) => {
-      out += chunk.toString();
-      const match = /listening on (\S+)/.exec(out);
-      if (match?.[1]) resolve(match[1]);
-    });
-    child.once('exit', (code) => reject(new Error(`brig serve exited (${code})`)));
-  });
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  return {
-    url,
-    stateDir,
-    async close() {
-      child.kill('SIGTERM');
-      await exited;
-    },
-  };
-}
+const serve = (stateDir: string, pool: number) => serveDaemon(stateDir, { apiKey: 'bench', pool });
 
 /**
  * Issue 4's benchmark (so far): a cold create → first commands.run("true")
@@ -66,7 +46,7 @@ export async function benchDaemon(creates: number, idle: number): Promise<string
     }
     const answers = await Promise.allSettled(sandboxes.map((sandbox) => sandbox.commands.run('true')));
     failures += answers.filter((answer) => answer.status === 'rejected').length;
-    const pss = sandboxes.map((sandbox) => sandboxPssMiB(daemon.stateDir, sandbox.sandboxId));
+    const pss = sandboxes.map((sandbox) => sandboxPssMiB(state.dir, sandbox.sandboxId));
     const totalPss = pss.reduce((sum, value) => sum + value, 0);
     for (let index = 0; index < sandboxes.length; index += 16) await Promise.all(sandboxes.slice(index, index + 16).map((sandbox) => sandbox.kill()));
     pss.sort((a, b) => a - b);
@@ -85,7 +65,7 @@ export async function benchDaemon(creates: number, idle: number): Promise<string
       `| create from the warm pool → first commands.run("true") | p50 ${warm.firstRun.p50.toFixed(1)} ms, p95 ${warm.firstRun.p95.toFixed(1)} ms | reported |`,
     ].join('\n');
   } finally {
-    await daemon.close();
+    await daemon.stop();
     state.remove();
   }
 }
@@ -105,8 +85,8 @@ async function benchSustainedCycles(cycles: number, pool: number): Promise<numbe
     }
     return cycles / (Number(process.hrtime.bigint() - start) / 1e9);
   } finally {
-    await daemon.close();
-    await (await serve(state.dir, 0)).close();
+    await daemon.stop();
+    await (await serve(state.dir, 0)).stop();
     state.remove();
   }
 }
@@ -129,9 +109,9 @@ async function benchWarmPool(creates: number): Promise<{ create: { p50: number; 
       await sandbox.kill();
     }
   } finally {
-    await daemon.close();
+    await daemon.stop();
     // Pooled sandboxes outlive a daemon by design; a daemon without a pool stops them.
-    await (await serve(state.dir, 0)).close();
+    await (await serve(state.dir, 0)).stop();
     state.remove();
   }
   const stats = (times: number[]) => {

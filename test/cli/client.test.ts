@@ -1,43 +1,17 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, readlinkSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import * as pty from 'node-pty';
 import { BRIG, collect, eventually, runBrig, startBrig, tempWorkspace, type Result } from '../helpers/brig.ts';
+import { serveDaemon, type RunningDaemon } from '../helpers/daemon.ts';
 
 const API_KEY = 'brig_cli_test_key';
 
-interface RunningDaemon {
-  url: string;
-  stop(): Promise<void>;
-}
-
-/** `brig serve` as users start it, on a free port, with its own state directory and no warm pool (nothing left running after). */
-async function serve(stateDir: string): Promise<RunningDaemon> {
-  const child: ChildProcess = spawn(BRIG, ['serve', '--port', '0', '--state', stateDir, '--pool', '0'], { env: { ...process.env, BRIG_API_KEY: API_KEY }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const url = await new Promise<string>((resolve, reject) => {
-    let stdout = '';
-    child.stdout?.on('data', (chunk: Buffer) => {
-      stdout += chunk.toString();
-      const match = /listening on (\S+)/.exec(stdout);
-      if (match?.[1]) resolve(match[1]);
-    });
-    child.once('exit', (code) => reject(new Error(`brig serve exited (${code}): ${stderr}`)));
-  });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  return {
-    url,
-    async stop() {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-      await exited;
-    },
-  };
-}
+/** `brig serve` with this suite's key and no warm pool (nothing left running after). */
+const serve = (stateDir: string) => serveDaemon(stateDir, { apiKey: API_KEY });
 
 /** A port nothing listens on: bound, then let go. */
 async function closedPort(): Promise<number> {

@@ -1,42 +1,14 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { Sandbox, type SandboxOpts } from 'e2b';
-import { BRIG, eventually, tempWorkspace } from '../helpers/brig.ts';
+import { eventually, tempWorkspace } from '../helpers/brig.ts';
+import { serveDaemon, type RunningDaemon } from '../helpers/daemon.ts';
 
 const API_KEY = 'brig_test_key';
 
-interface RunningDaemon {
-  url: string;
-  process: ChildProcess;
-  stop(signal?: NodeJS.Signals): Promise<void>;
-}
-
-/** `brig serve` as users start it, on a free port, with its own state directory. */
-async function serve(stateDir: string): Promise<RunningDaemon> {
-  const child = spawn(BRIG, ['serve', '--port', '0', '--state', stateDir, '--pool', '0'], { env: { ...process.env, BRIG_API_KEY: API_KEY }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const url = await new Promise<string>((resolve, reject) => {
-    let stdout = '';
-    child.stdout?.on('data', (chunk: Buffer) => {
-      stdout += chunk.toString();
-      const match = /listening on (\S+)/.exec(stdout);
-      if (match?.[1]) resolve(match[1]);
-    });
-    child.once('exit', (code) => reject(new Error(`brig serve exited (${code}): ${stderr}`)));
-  });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  return {
-    url,
-    process: child,
-    async stop(signal = 'SIGTERM') {
-      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-      await exited;
-    },
-  };
-}
+/** `brig serve` with this suite's key and no warm pool. */
+const serve = (stateDir: string) => serveDaemon(stateDir, { apiKey: API_KEY });
 
 /** The e2b SDK pointed at brig: control plane and envd gateway on the daemon's one address. */
 function opts(daemon: RunningDaemon, extra: Partial<SandboxOpts> = {}): SandboxOpts {
