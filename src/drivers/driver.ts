@@ -42,6 +42,8 @@ export interface SandboxUsage {
   memoryBytes: number;
   /** Tasks (processes and threads) alive in it. */
   pids: number;
+  /** CPU time used by everything that ever ran in it, in microseconds. */
+  cpuUsec: number;
 }
 
 export interface Driver {

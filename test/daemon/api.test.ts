@@ -132,7 +132,7 @@ class StandInManager implements SandboxManager {
   stats(idOrName: string): SandboxStats {
     if (idOrName === 'explodes') throw new Error('a bug in the manager');
     this.get(idOrName);
-    return { memoryBytes: 1 << 20, pids: 3, diskBytes: 4096 };
+    return { memoryBytes: 1 << 20, pids: 3, cpuUsec: 1500, diskBytes: 4096 };
   }
 
   logs(idOrName: string): string {
@@ -408,7 +408,7 @@ describe('control plane (inject)', () => {
     assert.equal(policy.statusCode, 200);
     assert.equal(policy.json().resources.pids, 77);
     assert.deepEqual(Object.keys(policy.json()).sort(), Object.keys(DEFAULT_POLICY).sort(), 'the whole policy, nothing dropped by serialization');
-    assert.deepEqual((await app.inject({ method: 'GET', url: `/v1/sandboxes/${id}/stats`, headers: KEY })).json(), { memoryBytes: 1 << 20, pids: 3, diskBytes: 4096 });
+    assert.deepEqual((await app.inject({ method: 'GET', url: `/v1/sandboxes/${id}/stats`, headers: KEY })).json(), { memoryBytes: 1 << 20, pids: 3, cpuUsec: 1500, diskBytes: 4096 });
     const logs = await app.inject({ method: 'GET', url: `/v1/sandboxes/${id}/logs`, headers: KEY });
     assert.match(String(logs.headers['content-type']), /^text\/plain/);
     assert.equal(logs.body, `envd log of ${id}\n`);

@@ -108,9 +108,10 @@ export function registerV1Routes(app: FastifyInstance, manager: SandboxManager):
           properties: {
             memoryBytes: { type: 'integer', description: 'Memory charged to the sandbox, page cache and tmpfs included' },
             pids: { type: 'integer', description: 'Tasks (processes and threads) alive in it' },
+            cpuUsec: { type: 'integer', description: 'CPU time used by everything that ever ran in it, in microseconds (sample twice for a rate)' },
             diskBytes: { type: 'integer', description: 'Bytes used by its workspace' },
           },
-          required: ['memoryBytes', 'pids', 'diskBytes'],
+          required: ['memoryBytes', 'pids', 'cpuUsec', 'diskBytes'],
         },
         ...errors(404),
       },

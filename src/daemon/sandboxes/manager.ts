@@ -276,7 +276,7 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
 
     stats(idOrName: string): SandboxStats {
       const record = find(idOrName);
-      const usage = record.handle ? driver.usage(record.handle) : { memoryBytes: 0, pids: 0 };
+      const usage = record.handle ? driver.usage(record.handle) : { memoryBytes: 0, pids: 0, cpuUsec: 0 };
       return { ...usage, diskBytes: diskUsage(record.workspace) };
     },
 

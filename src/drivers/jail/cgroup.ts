@@ -80,6 +80,13 @@ export function planCgroup(id: string, resources: ResourcesPolicy): CgroupPlan {
   // The cgroup2 side of a hybrid host is left alone: joining it would cost an RCU grace
   // period (see spawnInside), and the pid namespace already gives a kill-all (launch.ts).
   const dirs = [memoryDir, pidsDir, cpuDir];
+  // CPU time used, for stats: cpuacct, when it is a hierarchy of its own (where it shares cpu's, cpuDir has it).
+  const cpuacct = v1('cpuacct');
+  if (cpuacct && cpuacct !== cpu) {
+    const home = at(cpuacct, 'cpuacct');
+    homes.push(home);
+    dirs.push(`${home}/${name}`);
+  }
   const writes: Array<[string, string]> = [
     [`${memoryDir}/memory.limit_in_bytes`, memoryBytes],
     // v1 would kill one process and let the rest run on. Instead the kernel pauses the

@@ -78,7 +78,8 @@ export const jailDriver: Driver = {
       return 0;
     };
     const memoryBytes = cgroup.version === 'v1' ? read('memory.usage_in_bytes') : read('memory.current');
-    return { memoryBytes, pids: read('pids.current') };
+    const cpuUsec = cgroup.version === 'v1' ? Math.round(read('cpuacct.usage') / 1000) : cpuStatUsec(cgroup.dirs);
+    return { memoryBytes, pids: read('pids.current'), cpuUsec };
   },
 
   async stop(handle: SandboxHandle): Promise<void> {
@@ -99,6 +100,19 @@ export const jailDriver: Driver = {
     rmSync(`${handle.stateDir}/run`, { recursive: true, force: true });
   },
 };
+
+/** cgroup v2's cpu.stat: `usage_usec N`. */
+function cpuStatUsec(dirs: string[]): number {
+  for (const dir of dirs) {
+    try {
+      const match = /^usage_usec (\d+)$/m.exec(readFileSync(`${dir}/cpu.stat`, 'utf8'));
+      if (match) return Number(match[1]);
+    } catch {
+      // Not here.
+    }
+  }
+  return 0;
+}
 
 /** bubblewrap's first status document names the jail's first process. */
 function firstProcess(status: Readable, log: () => string): Promise<number> {

@@ -304,7 +304,7 @@ function brigCgroups(): string[] {
       else walk(`${dir}/${name}`, depth + 1);
     }
   };
-  for (const hierarchy of ['memory', 'pids', 'cpu', 'unified']) walk(`/sys/fs/cgroup/${hierarchy}`, 0);
+  for (const hierarchy of ['memory', 'pids', 'cpu', 'cpuacct', 'unified']) walk(`/sys/fs/cgroup/${hierarchy}`, 0);
   return found;
 }
 
@@ -353,7 +353,7 @@ describe('brig run as an unprivileged user', { skip: process.getuid?.() !== 0 ? 
 
   test('in a delegated cgroup: the jail holds, the limits hold, nothing is left', async () => {
     const tasks: string[] = [];
-    for (const hierarchy of ['memory', 'pids', 'cpu']) {
+    for (const hierarchy of ['memory', 'pids', 'cpu', 'cpuacct'].filter((name) => existsSync(`/sys/fs/cgroup/${name}`))) {
       const own = readFileSync('/proc/self/cgroup', 'utf8').match(new RegExp(`^\\d+:[^:]*\\b${hierarchy}\\b[^:]*:(.*)$`, 'm'))?.[1] ?? '/';
       const dir = `/sys/fs/cgroup/${hierarchy}${own === '/' ? '' : own}/brig-test-user-${process.pid}`;
       mkdirSync(dir);
