@@ -61,6 +61,58 @@ export interface ProcessStreamMessage {
   event: ProcessEvent;
 }
 
+/**
+ * Exit statuses are Go's ProcessState.String(), as E2B's envd reports them
+ * ("exit status 1", "signal: killed"): code that matches on them keeps working.
+ */
+/** Go's names for Linux signals (syscall/zerrors_linux_*.go), the words after "signal: ". */
+const GO_SIGNAL_WORDS: Partial<Record<NodeJS.Signals, string>> = {
+  SIGHUP: 'hangup',
+  SIGINT: 'interrupt',
+  SIGQUIT: 'quit',
+  SIGILL: 'illegal instruction',
+  SIGTRAP: 'trace/breakpoint trap',
+  SIGABRT: 'aborted',
+  SIGBUS: 'bus error',
+  SIGFPE: 'floating point exception',
+  SIGKILL: 'killed',
+  SIGUSR1: 'user defined signal 1',
+  SIGSEGV: 'segmentation fault',
+  SIGUSR2: 'user defined signal 2',
+  SIGPIPE: 'broken pipe',
+  SIGALRM: 'alarm clock',
+  SIGTERM: 'terminated',
+  SIGSTKFLT: 'stack fault',
+  SIGCHLD: 'child exited',
+  SIGCONT: 'continued',
+  SIGSTOP: 'stopped (signal)',
+  SIGTSTP: 'stopped',
+  SIGTTIN: 'stopped (tty input)',
+  SIGTTOU: 'stopped (tty output)',
+  SIGURG: 'urgent I/O condition',
+  SIGXCPU: 'CPU time limit exceeded',
+  SIGXFSZ: 'file size limit exceeded',
+  SIGVTALRM: 'virtual timer expired',
+  SIGPROF: 'profiling timer expired',
+  SIGWINCH: 'window changed',
+  SIGIO: 'I/O possible',
+  SIGPWR: 'power failure',
+  SIGSYS: 'bad system call',
+};
+
+/** "signal: killed" for SIGKILL. */
+export function goSignalStatus(signal: NodeJS.Signals): string {
+  return `signal: ${GO_SIGNAL_WORDS[signal] ?? signal}`;
+}
+
+/** The signal an `end` status names ("signal: killed" → SIGKILL); null for an exit status. */
+export function signalOfStatus(status: string): NodeJS.Signals | null {
+  const word = /^signal: (.*)$/.exec(status)?.[1];
+  if (word === undefined) return null;
+  for (const [signal, name] of Object.entries(GO_SIGNAL_WORDS)) if (name === word) return signal as NodeJS.Signals;
+  return word.startsWith('SIG') ? (word as NodeJS.Signals) : null;
+}
+
 export interface ProcessInfo {
   pid: number;
   config: ProcessConfig;

@@ -3,7 +3,7 @@ export { BrigError, ERROR_CODES, EXIT, isBrigError } from './errors.ts';
 export type { ErrorCode } from './errors.ts';
 export { CONNECT_CODES, ConnectError, ENVELOPE_FLAG, EnvelopeReader, encodeEndStream, encodeEnvelope, parseMessage } from './connect.ts';
 export type { ConnectCode, Envelope } from './connect.ts';
-export { ENVD_PORT, ENVD_VERSION, SERVICE } from './envd.ts';
+export { ENVD_PORT, ENVD_VERSION, SERVICE, goSignalStatus, signalOfStatus } from './envd.ts';
 export { fileSignature, sameSecret } from './signature.ts';
 export type { FileOperation, SignatureInput } from './signature.ts';
 export type {

@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { constants } from 'node:os';
 import type { Readable } from 'node:stream';
-import { BrigError, ENVELOPE_FLAG, EnvelopeReader, encodeEnvelope, type EntryInfo, type ProcessEvent, type ProcessStreamMessage, type StartRequest } from '../../protocol/index.ts';
+import { BrigError, ENVELOPE_FLAG, EnvelopeReader, encodeEnvelope, signalOfStatus, type EntryInfo, type ProcessEvent, type ProcessStreamMessage, type StartRequest } from '../../protocol/index.ts';
 import { brigErrorFrom, readText, segment, type Daemon } from './connection.ts';
 
 /**
@@ -133,33 +133,12 @@ export async function openEnvd(daemon: Daemon, idOrName: string): Promise<Envd> 
   };
 }
 
-/** Go's words after "signal: " (envd reports exit status as Go's ProcessState does), for exit code 128+N. */
-const GO_SIGNAL_WORDS: Record<string, NodeJS.Signals> = {
-  hangup: 'SIGHUP',
-  interrupt: 'SIGINT',
-  quit: 'SIGQUIT',
-  'illegal instruction': 'SIGILL',
-  'trace/breakpoint trap': 'SIGTRAP',
-  aborted: 'SIGABRT',
-  'bus error': 'SIGBUS',
-  'floating point exception': 'SIGFPE',
-  killed: 'SIGKILL',
-  'user defined signal 1': 'SIGUSR1',
-  'segmentation fault': 'SIGSEGV',
-  'user defined signal 2': 'SIGUSR2',
-  'broken pipe': 'SIGPIPE',
-  'alarm clock': 'SIGALRM',
-  terminated: 'SIGTERM',
-  'CPU time limit exceeded': 'SIGXCPU',
-  'file size limit exceeded': 'SIGXFSZ',
-};
 
 /** The shell's convention: the exit code, or 128+N when signal N ended the process. */
 export function exitCodeOf(end: { exitCode?: number; exited?: boolean; status?: string }): number {
   if (end.exited !== false) return end.exitCode ?? 0;
-  const word = /^signal: (.*)$/.exec(end.status ?? '')?.[1] ?? '';
-  const name = GO_SIGNAL_WORDS[word] ?? (word.startsWith('SIG') ? (word as NodeJS.Signals) : undefined);
-  const number = name === undefined ? undefined : constants.signals[name];
+  const name = signalOfStatus(end.status ?? '');
+  const number = name === null ? undefined : constants.signals[name];
   // An unknown word: still a signal death, reported as SIGKILL's 137 rather than success.
   return 128 + (number ?? 9);
 }

@@ -1,46 +1,12 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { constants } from 'node:os';
-import type { EndEvent } from '../../protocol/index.ts';
+import { goSignalStatus, type EndEvent } from '../../protocol/index.ts';
 
 /**
  * Exit statuses as E2B's envd reports them: Go's ProcessState.String(), so
  * code that matches on "exit status 1" or "signal: killed" keeps working.
  */
 
-/** Go's names for Linux signals (syscall/zerrors_linux_*.go), the words after "signal: ". */
-const GO_SIGNAL_WORDS: Partial<Record<NodeJS.Signals, string>> = {
-  SIGHUP: 'hangup',
-  SIGINT: 'interrupt',
-  SIGQUIT: 'quit',
-  SIGILL: 'illegal instruction',
-  SIGTRAP: 'trace/breakpoint trap',
-  SIGABRT: 'aborted',
-  SIGBUS: 'bus error',
-  SIGFPE: 'floating point exception',
-  SIGKILL: 'killed',
-  SIGUSR1: 'user defined signal 1',
-  SIGSEGV: 'segmentation fault',
-  SIGUSR2: 'user defined signal 2',
-  SIGPIPE: 'broken pipe',
-  SIGALRM: 'alarm clock',
-  SIGTERM: 'terminated',
-  SIGSTKFLT: 'stack fault',
-  SIGCHLD: 'child exited',
-  SIGCONT: 'continued',
-  SIGSTOP: 'stopped (signal)',
-  SIGTSTP: 'stopped',
-  SIGTTIN: 'stopped (tty input)',
-  SIGTTOU: 'stopped (tty output)',
-  SIGURG: 'urgent I/O condition',
-  SIGXCPU: 'CPU time limit exceeded',
-  SIGXFSZ: 'file size limit exceeded',
-  SIGVTALRM: 'virtual timer expired',
-  SIGPROF: 'profiling timer expired',
-  SIGWINCH: 'window changed',
-  SIGIO: 'I/O possible',
-  SIGPWR: 'power failure',
-  SIGSYS: 'bad system call',
-};
 
 /** How a process ended: an exit code, or the signal that ended it. */
 export interface ExitInfo {
@@ -52,7 +18,7 @@ export interface ExitInfo {
 export function endEvent(exit: ExitInfo): EndEvent {
   if (exit.signal !== null || exit.code === null) {
     const signal = exit.signal ?? 'SIGKILL';
-    const status = `signal: ${GO_SIGNAL_WORDS[signal] ?? signal}`;
+    const status = goSignalStatus(signal);
     return { exitCode: -1, exited: false, status, error: status };
   }
   const status = `exit status ${exit.code}`;
