@@ -4,8 +4,8 @@ export type { ErrorCode } from './errors.ts';
 export { CONNECT_CODES, ConnectError, ENVELOPE_FLAG, EnvelopeReader, encodeEndStream, encodeEnvelope, parseMessage } from './connect.ts';
 export type { ConnectCode, Envelope } from './connect.ts';
 export { ENVD_PORT, ENVD_VERSION, SERVICE, goSignalStatus, signalOfStatus } from './envd.ts';
-export { fileSignature, sameSecret } from './signature.ts';
-export type { FileOperation, SignatureInput } from './signature.ts';
+export { fileSignature, sameSecret, signatureExpired, signedFileQuery, signedWith } from './signature.ts';
+export type { FileOperation, SignatureInput, SignedFileRequest } from './signature.ts';
 export type {
   EndEvent,
   EntryInfo,

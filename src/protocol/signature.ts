@@ -31,3 +31,36 @@ export function sameSecret(given: string, expected: string): boolean {
   const digest = (value: string): Buffer => createHash('sha256').update(value).digest();
   return timingSafeEqual(digest(given), digest(expected));
 }
+
+/** What a signed /files URL claims. */
+export interface SignedFileRequest {
+  signature: string;
+  path: string;
+  user: string;
+  operation: FileOperation;
+  /** Unix seconds, or null for a URL that does not expire. */
+  expiration: number | null;
+}
+
+/** The signed parts of a /files query for `operation`; null without a signature or with a malformed expiration. */
+export function signedFileQuery(query: URLSearchParams, operation: FileOperation): SignedFileRequest | null {
+  const signature = query.get('signature');
+  const expirationText = query.get('signature_expiration');
+  if (signature === null || (expirationText !== null && !/^\d{1,15}$/.test(expirationText))) return null;
+  return {
+    signature,
+    path: query.get('path') ?? '',
+    user: query.get('username') ?? '',
+    operation,
+    expiration: expirationText === null ? null : Number(expirationText),
+  };
+}
+
+/** Whether `token` made this signature (expired or not: see signatureExpired). Constant time. */
+export function signedWith(request: SignedFileRequest, token: string): boolean {
+  return sameSecret(request.signature, fileSignature({ ...request, token }));
+}
+
+export function signatureExpired(request: SignedFileRequest, nowMs = Date.now()): boolean {
+  return request.expiration !== null && request.expiration < Math.floor(nowMs / 1000);
+}

@@ -1,11 +1,10 @@
 import { Agent, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
-import { ENVD_PORT, isBrigError } from '../../protocol/index.ts';
+import { ENVD_PORT, isBrigError, sameSecret, signatureExpired, signedWith, type SignedFileRequest } from '../../protocol/index.ts';
 import type { SandboxManager } from '../sandboxes/index.ts';
-import { sameSecret } from '../../protocol/index.ts';
 import { errorPayload } from './errors.ts';
-import { expired, signedFileRequest, signedWith, type SignedFileRequest } from './signature.ts';
+import { signedFileRequest } from './signature.ts';
 
 /**
  * The envd gateway: one origin for every sandbox's envd, as E2B's SDK expects
@@ -107,7 +106,7 @@ function accessRefusal(client: IncomingMessage, accessToken: string, signed: Sig
   if (token !== undefined) return typeof token === 'string' && sameSecret(token, accessToken) ? null : 'X-Access-Token is not this sandbox\'s access token';
   if (signed === null) return 'no X-Access-Token and no signed URL';
   if (!signedWith(signed, accessToken)) return `invalid signature for ${signed.operation}: it was made for another sandbox, path, user, operation or expiration`;
-  return expired(signed) ? 'the signed URL has expired' : null;
+  return signatureExpired(signed) ? 'the signed URL has expired' : null;
 }
 
 /** The running sandbox whose access token made this signature, if any. */
