@@ -66,7 +66,7 @@ async function serveCommand(argv: string[]): Promise<number> {
     if (!/^\d+$/.test(text) || Number(text) > max) throw new BrigError('BRIG_USAGE', `--${name} ${text}: expected a whole number up to ${max}`, 'see `brig serve --help`');
     return Number(text);
   };
-  const daemon = createRequire(__filename)(`${__dirname}/daemon.cjs`) as { main(options: Record<string, unknown>): Promise<void> };
+  const daemon = loadBundle('daemon') as { main(options: Record<string, unknown>): Promise<void> };
   await daemon.main({ host: flags.get('host')?.[0], port: whole('port', 65535), stateDir: flags.get('state')?.[0], poolSize: whole('pool', 1000) });
   return new Promise<number>(() => {});
 }
@@ -75,18 +75,18 @@ async function serveCommand(argv: string[]): Promise<number> {
 const CLIENT_COMMANDS = new Set(['create', 'ls', 'exec', 'shell', 'logs', 'cp', 'stop', 'rm', 'prune', 'stats', 'info']);
 
 function clientCommand(argv: string[]): Promise<number> {
-  const client = createRequire(__filename)(`${__dirname}/client.cjs`) as { main(argv: string[]): Promise<number> };
+  const client = loadBundle('client') as { main(argv: string[]): Promise<number> };
   return client.main(argv);
 }
 
-/** envd is its own bundle (dist/envd.cjs): \`brig run\` never pays for loading it. */
+/** brig envd: envd unjailed, for development. */
 async function envdCommand(argv: string[]): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) {
     process.stdout.write(ENVD_HELP + '\n');
     return 0;
   }
   process.stderr.write('brig envd: WARNING: envd runs unjailed here; whoever reaches it acts as you (see brig envd --help)\n');
-  const envd = createRequire(__filename)(`${__dirname}/envd.cjs`) as { main(argv: string[]): Promise<void> };
+  const envd = loadBundle('envd') as { main(argv: string[]): Promise<void> };
   await envd.main(argv);
   return new Promise<number>(() => {});
 }
@@ -133,6 +133,14 @@ main(process.argv.slice(2)).then(
     }
   },
 );
+
+/**
+ * The daemon, the CLI's client commands and envd are bundles of their own,
+ * beside this one (dist/): `brig run` never pays for loading them.
+ */
+function loadBundle(name: 'daemon' | 'client' | 'envd'): unknown {
+  return createRequire(__filename)(`${__dirname}/${name}.cjs`);
+}
 
 /** Exit once stdout and stderr are flushed (they may be pipes). */
 function exit(code: number): void {

@@ -138,7 +138,8 @@ function unreadableEntries(dir: string): string[] {
   return found;
 }
 
-function within(path: string, dir: string): boolean {
+/** Whether `path` is `dir` or lies under it. */
+export function within(path: string, dir: string): boolean {
   return path === dir || path.startsWith(dir.endsWith('/') ? dir : `${dir}/`);
 }
 

@@ -5,7 +5,7 @@ import { BrigError } from '../../protocol/index.ts';
 import type { Policy } from '../../policy/index.ts';
 import { compileSeccomp, hostSeccompArch } from './seccomp/index.ts';
 import { jailIdentity, type Caller, type JailIdentity } from './identity.ts';
-import { mountArgs } from './mounts.ts';
+import { mountArgs, within } from './mounts.ts';
 import { jailEnvironment } from './environment.ts';
 import { rlimitArgs } from './rlimits.ts';
 import { planCgroup, type CgroupPlan } from './cgroup.ts';
@@ -189,7 +189,7 @@ function visibleRoots(policy: Policy, toolPaths: string[]): string[] {
  * bubblewrap fails. Only directories the jail sees count.
  */
 function checkCommand(name: string, path: string, cwd: string, roots: string[], toHost: (path: string) => string): void {
-  const visible = (file: string): boolean => roots.some((root) => file === root || file.startsWith(root.endsWith('/') ? root : `${root}/`));
+  const visible = (file: string): boolean => roots.some((root) => within(file, root));
   const candidates = (name.includes('/') ? [isAbsolute(name) ? name : join(cwd, name)] : path.split(':').filter(isAbsolute).map((dir) => join(dir, name))).map(toHost);
   let exists: string | null = null;
   for (const file of candidates) {

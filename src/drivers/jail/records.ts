@@ -24,25 +24,26 @@ export function recordsDir(): string {
   return uid === 0 ? '/run/brig/jails' : `/tmp/brig-${uid}/jails`;
 }
 
-export function processStart(pid: number | 'self'): string | null {
+/** /proc/<pid>/stat from its state field on ([0] state … [19] start time), or null when the process is gone. */
+function statFields(pid: number | 'self'): string[] | null {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // Fields after the command name (which may hold spaces) start at the last ')'.
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   } catch {
     return null;
   }
 }
 
+/** A process's start time: with its pid, what names it (pids are reused). */
+export function processStart(pid: number | 'self'): string | null {
+  return statFields(pid)?.[19] ?? null;
+}
+
 /** Whether that process still runs (the same one: its start time matches), a zombie counting as gone. */
 export function processAlive(pid: number, start: string): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return fields[19] === start && fields[0] !== 'Z' && fields[0] !== 'X';
-  } catch {
-    return false;
-  }
+  const fields = statFields(pid);
+  return fields !== null && fields[19] === start && fields[0] !== 'Z' && fields[0] !== 'X';
 }
 
 export function writeRecord(record: JailRecord): void {
@@ -80,7 +81,7 @@ export async function sweepLeftovers(): Promise<string[]> {
       rmSync(`${dir}/${name}`, { force: true });
       continue;
     }
-    if (processStart(record.ownerPid) === record.ownerStart) continue;
+    if (processAlive(record.ownerPid, record.ownerStart)) continue;
     if (await removeCgroup({ dirs: record.cgroupDirs, killDir: record.killDir })) {
       removeRecord(record.id);
       cleaned.push(record.id);
