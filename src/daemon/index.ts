@@ -6,8 +6,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { homedir } from 'node:os';
-import { BrigError } from '../protocol/index.ts';
+import { BrigError, apiKeyFile, defaultStateDir } from '../protocol/index.ts';
 import { jailDriver } from '../drivers/index.ts';
 import { buildApi } from './api/index.ts';
 import { createSandboxManager } from './sandboxes/index.ts';
@@ -16,7 +15,7 @@ import { openSqliteStore } from './store/index.ts';
 export interface DaemonOptions {
   /** Default 127.0.0.1: the daemon is local unless asked otherwise. */
   host?: string;
-  /** Default 3000 (E2B_DEBUG's control-plane port); 0 picks a free one. */
+  /** Default 3000 (DEFAULT_DAEMON_URL's; E2B_DEBUG's control-plane port); 0 picks a free one. */
   port?: number;
   /** Default /var/lib/brig for root, $XDG_STATE_HOME/brig or ~/.local/state/brig otherwise. */
   stateDir?: string;
@@ -36,11 +35,6 @@ export interface Daemon {
   stateDir: string;
   /** Stops serving; sandboxes keep running and are reattached by the next daemon. */
   close(): Promise<void>;
-}
-
-export function defaultStateDir(): string {
-  if (process.getuid?.() === 0) return '/var/lib/brig';
-  return `${process.env.XDG_STATE_HOME || `${process.env.HOME || homedir()}/.local/state`}/brig`;
 }
 
 export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
@@ -74,7 +68,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
 /** The key every control-plane call needs: given, or kept in the state directory (0600), or made now. */
 function apiKeyFor(stateDir: string, given: string | undefined): { apiKey: string; created: boolean } {
   if (given) return { apiKey: given, created: false };
-  const file = `${stateDir}/api-key`;
+  const file = apiKeyFile(stateDir);
   if (existsSync(file)) return { apiKey: readFileSync(file, 'utf8').trim(), created: false };
   const apiKey = `brig_${randomBytes(24).toString('base64url')}`;
   writeFileSync(file, apiKey + '\n', { mode: 0o600, flag: 'wx' });

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { Readable } from 'node:stream';
-import { BrigError, ERROR_CODES, type ErrorCode } from '../../protocol/index.ts';
+import { BrigError, DEFAULT_DAEMON_URL, ERROR_CODES, apiKeyFile, defaultStateDir, type ErrorCode } from '../../protocol/index.ts';
 
 /**
  * How the CLI reaches the daemon: BRIG_URL (default http://127.0.0.1:3000)
@@ -11,8 +11,6 @@ import { BrigError, ERROR_CODES, type ErrorCode } from '../../protocol/index.ts'
  * node:http rather than fetch: no body timeout to cut a long, quiet `exec`,
  * and streams with backpressure both ways.
  */
-
-export const DEFAULT_URL = 'http://127.0.0.1:3000';
 
 export interface SendOptions {
   method: string;
@@ -33,9 +31,9 @@ export interface Daemon {
 }
 
 export function connect(): Daemon {
-  const base = process.env.BRIG_URL || DEFAULT_URL;
+  const base = process.env.BRIG_URL || DEFAULT_DAEMON_URL;
   if (!URL.canParse(base) || !/^https?:$/.test(new URL(base).protocol)) {
-    throw new BrigError('BRIG_USAGE', `BRIG_URL ${JSON.stringify(base)} is not an http:// or https:// URL`, `unset it for ${DEFAULT_URL}, or set it to where \`brig serve\` listens`);
+    throw new BrigError('BRIG_USAGE', `BRIG_URL ${JSON.stringify(base)} is not an http:// or https:// URL`, `unset it for ${DEFAULT_DAEMON_URL}, or set it to where \`brig serve\` listens`);
   }
   const url = new URL(base);
   const secure = url.protocol === 'https:';
@@ -94,8 +92,7 @@ async function apiKey(): Promise<{ value: string | null; hint: string }> {
   const given = process.env.BRIG_API_KEY;
   if (given) return { value: given, hint: 'BRIG_API_KEY does not hold this daemon\'s key: it is in the api-key file of its --state directory' };
   // Loaded only here: the daemon's index brings fastify and SQLite (tens of ms) that a call with BRIG_API_KEY never needs.
-  const { defaultStateDir } = await import('../../daemon/index.ts');
-  const file = `${defaultStateDir()}/api-key`;
+  const file = apiKeyFile(defaultStateDir());
   try {
     return { value: readFileSync(file, 'utf8').trim(), hint: `${file} does not hold this daemon's key: set BRIG_API_KEY to the key in the api-key file of its --state directory` };
   } catch (error) {

@@ -1,0 +1,19 @@
+import { homedir } from 'node:os';
+
+/**
+ * What `brig serve` and its local clients agree on without talking: where
+ * the daemon keeps its state and its API key, and where it listens by default.
+ */
+
+export const DEFAULT_DAEMON_URL = 'http://127.0.0.1:3000';
+
+/** /var/lib/brig for root, $XDG_STATE_HOME/brig or ~/.local/state/brig otherwise. */
+export function defaultStateDir(): string {
+  if (process.getuid?.() === 0) return '/var/lib/brig';
+  return `${process.env.XDG_STATE_HOME || `${process.env.HOME || homedir()}/.local/state`}/brig`;
+}
+
+/** The file in a state directory that holds the daemon's API key (mode 0600). */
+export function apiKeyFile(stateDir: string): string {
+  return `${stateDir}/api-key`;
+}
