@@ -5,6 +5,13 @@
       "sources": ["spawn.c"],
       "cflags": ["-O2", "-Wall", "-Wextra"],
       "defines": ["_GNU_SOURCE", "NAPI_VERSION=8"]
+    },
+    {
+      "target_name": "brig-relay",
+      "type": "executable",
+      "sources": ["relay.c"],
+      "cflags": ["-O2", "-Wall", "-Wextra", "-std=gnu99"],
+      "defines": ["_GNU_SOURCE"]
     }
   ]
 }

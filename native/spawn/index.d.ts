@@ -1,8 +1,15 @@
-/** spawn.c: posix_spawn for envd. */
+/** spawn.c: posix_spawn for envd; relay.c: brig-relay. */
 declare const addon: {
   /** Start `file` (PATH-searched when it has no '/') as a session leader on pipes; stdin is /dev/null unless `stdinPipe`. Returns [pid, stdinFd (-1 without), stdoutFd, stderrFd]. Throws an errno error. */
   spawn(file: string, argv: string[], envp: string[], cwd: string, stdinPipe: boolean): [number, number, number, number];
   /** waitpid(pid, WNOHANG): null while it runs, else [exitCode, 0] or [-1, signal]; [-1, 0] when it is not ours. */
   reap(pid: number): [number, number] | null;
+  /**
+   * Absolute path of the brig-relay executable (build/Release/brig-relay):
+   * `brig-relay PORT=SOCKETPATH [PORT=SOCKETPATH…] -- command [args…]` listens on
+   * 127.0.0.1:PORT, relays each connection to the unix socket SOCKETPATH, and
+   * execs the command. Exit 125 on a setup error, 126/127 when the command cannot run.
+   */
+  relayPath: string;
 };
 export = addon;

@@ -1,12 +1,15 @@
 import { createRequire } from 'node:module';
 import { BrigError, EXIT, isBrigError } from '../protocol/index.ts';
 import { runCommand } from './run.ts';
+import { agentCommand } from './agent.ts';
 import { parseArgs } from './args.ts';
 
 const HELP = `brig — put AI coding agents, and every command they run, in a jail.
 
 Usage:
   brig run [flags] [--] <command> [args…]   run one command in a jail (brig run --help)
+  brig agent NAME [-p PROMPT] [flags]        run an agent CLI (claude, opencode, gemini, codex,
+                                             crush, yours) jailed, its key kept outside (brig agent --help)
   brig serve [--host H] [--port P] [--state DIR] [--pool N]   the daemon: sandboxes behind E2B's API
   brig envd [--listen ADDRESS]               run envd UNJAILED, for development (brig envd --help)
   brig --version
@@ -23,6 +26,9 @@ Sandboxes in a running daemon (brig COMMAND --help for each):
   brig prune [--older-than 7d]               remove stopped ones and their workspaces
   brig stats [NAME]                          memory, tasks, disk (and CPU when reported)
   brig info NAME                             everything about one, its policy included
+  brig net NAME [--allow D] [--deny D]       show or change live what its proxy lets through
+  brig violations [NAME]                     refused connections and LLM requests
+  brig transcript NAME                       its LLM gateway exchanges, as JSON lines
   --json on each (but shell) prints JSON for scripts.
 
 Docs: README.md, docs/policy.md, docs/jail.md, docs/errors.md`;
@@ -72,7 +78,7 @@ async function serveCommand(argv: string[]): Promise<number> {
 }
 
 /** The sandbox commands over a daemon: their own bundle (dist/client.cjs), so \`brig run\` never pays for loading it. */
-const CLIENT_COMMANDS = new Set(['create', 'ls', 'exec', 'shell', 'logs', 'cp', 'stop', 'rm', 'prune', 'stats', 'info']);
+const CLIENT_COMMANDS = new Set(['create', 'ls', 'exec', 'shell', 'logs', 'cp', 'stop', 'rm', 'prune', 'stats', 'info', 'net', 'violations', 'transcript']);
 
 function clientCommand(argv: string[]): Promise<number> {
   const client = loadBundle('client') as { main(argv: string[]): Promise<number> };
@@ -101,7 +107,9 @@ async function main(argv: string[]): Promise<number> {
   if (command !== undefined && CLIENT_COMMANDS.has(command)) return clientCommand(argv);
   switch (command) {
     case 'run':
-      return runCommand(rest);
+      return runCommand(rest, { insideDir: `${__dirname}/inside` });
+    case 'agent':
+      return agentCommand(rest, { insideDir: `${__dirname}/inside` });
     case 'envd':
       return envdCommand(rest);
     case 'serve':

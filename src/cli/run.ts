@@ -1,7 +1,14 @@
+import { randomBytes } from 'node:crypto';
 import { constants, homedir } from 'node:os';
-import { BrigError } from '../protocol/index.ts';
+import { BrigError, defaultStateDir } from '../protocol/index.ts';
+import { PROVIDERS, checkNetworkRules, withEgressEnvironment } from '../egress/index.ts';
 import {
   DEFAULT_POLICY,
+  allowHosts,
+  denyHosts,
+  llm,
+  llmBudget,
+  type LlmProvider,
   applyPolicyInput,
   compose,
   cpus,
@@ -24,6 +31,7 @@ import {
 } from '../policy/index.ts';
 import { planJail, runJail, type JailEnd, type JailPlan } from '../drivers/jail/index.ts';
 import { parseArgs, type FlagSpec } from './args.ts';
+import { startRunEgress } from './run-egress.ts';
 
 export const RUN_HELP = `Usage: brig run [flags] [--] <command> [args…]
 
@@ -35,7 +43,15 @@ Flags (each changes one field of the policy; see docs/policy.md):
   --ro DIR            bind DIR read-only (repeatable)
   --hide PATH         make PATH invisible (repeatable)
   --env NAME[=VALUE]  forward NAME from your environment, or set it (repeatable)
-  --net none|host     network: none (default) or the host's, unfiltered
+  --net MODE          none (default); allowlist: only what --allow names, through
+                      a proxy; host: the host's network, unfiltered
+  --allow DEST        let the proxy reach DEST: example.com, *.example.com,
+                      host:443, 10.0.0.0/8 (repeatable; implies --net allowlist)
+  --deny DEST         refuse DEST even when --allow matches (repeatable)
+  --llm PROVIDER      reach anthropic, openai or gemini through brig's LLM gateway,
+                      which holds the key; the jail gets a placeholder (repeatable)
+  --max-requests N    LLM requests the command may make (default: no limit)
+  --max-tokens N      LLM tokens, input and output (default: no limit)
   --memory SIZE       memory for the whole jail, e.g. 512m, 4g (default 2g)
   --cpus N            CPU quota in CPUs, fractions allowed (default 2)
   --pids N            processes and threads alive at once (default 1024)
@@ -50,24 +66,39 @@ Exit codes: the command's own; 128+N when it died of signal N; 124 timeout;
 125 brig failed (the message says why and how to fix it); 126 not executable;
 127 not found; 137 the jail ran out of memory and was killed whole.`;
 
-const FLAGS: Record<string, FlagSpec> = {
+/** The flags that change a policy, shared by `brig run` and `brig agent`. */
+export const POLICY_FLAGS: Record<string, FlagSpec> = {
   rw: { value: true, repeat: true },
   ro: { value: true, repeat: true },
   hide: { value: true, repeat: true },
   env: { value: true, repeat: true },
   net: { value: true },
+  allow: { value: true, repeat: true },
+  deny: { value: true, repeat: true },
+  llm: { value: true, repeat: true },
+  'max-requests': { value: true },
+  'max-tokens': { value: true },
   memory: { value: true },
   cpus: { value: true },
   pids: { value: true },
   timeout: { value: true },
   workspace: { value: true },
   policy: { value: true },
+};
+
+const FLAGS: Record<string, FlagSpec> = {
+  ...POLICY_FLAGS,
   'dry-run': { value: false },
   json: { value: false },
   help: { value: false, short: 'h' },
 };
 
-export async function runCommand(argv: string[]): Promise<number> {
+export interface RunContext {
+  /** brig's files for the inside of a jail (dist/inside): the Node preload of allowlist jails. */
+  insideDir: string;
+}
+
+export async function runCommand(argv: string[], context: RunContext): Promise<number> {
   const { flags, rest } = parseArgs(argv, FLAGS, 'brig run');
   if (flags.has('help')) {
     process.stdout.write(RUN_HELP + '\n');
@@ -79,17 +110,44 @@ export async function runCommand(argv: string[]): Promise<number> {
   const file = flags.get('policy')?.[0];
   if (file) policy = applyPolicyInput(policy, await loadPolicyFile(file), file);
   policy = resolvePolicy(compose(...flagChanges(flags))(policy), { cwd, home });
-
-  const tty = Boolean(process.stdin.isTTY && process.stdout.isTTY);
-  const plan = planJail(policy, rest, { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, home, cwd, env: process.env }, { tty });
-  if (flags.has('dry-run')) {
-    process.stdout.write(flags.has('json') ? JSON.stringify(planSummary(plan), null, 2) + '\n' : formatPlan(plan));
-    return 0;
-  }
-  return exitCodeOf(await runJail(plan), plan);
+  return runPolicy(policy, rest, { ...context, cwd, home, dryRun: flags.has('dry-run'), json: flags.has('json') });
 }
 
-function flagChanges(flags: Map<string, string[]>): PolicyChange[] {
+export interface RunOptions extends RunContext {
+  cwd: string;
+  home: string;
+  dryRun: boolean;
+  json: boolean;
+  /** Called with the plan before the jail starts (brig agent prepares the agent's home for the jail's user). */
+  beforeStart?: (plan: JailPlan) => void;
+}
+
+/** A resolved policy and a command: planned, then printed (dry run) or run, in allowlist mode with its proxy and gateway. */
+export async function runPolicy(resolved: Policy, command: string[], options: RunOptions): Promise<number> {
+  if (resolved.network.mode === 'allowlist') checkNetworkRules(resolved.network);
+  const policy = withEgressEnvironment(resolved);
+  const tty = Boolean(process.stdin.isTTY && process.stdout.isTTY);
+  const id = `${process.pid}-${randomBytes(4).toString('hex')}`;
+  const egressDir = `${defaultStateDir()}/run/${id}`;
+  const egress = policy.network.mode === 'allowlist' ? { socketDir: egressDir, nodeDir: options.insideDir } : undefined;
+  const host = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, home: options.home, cwd: options.cwd, env: process.env };
+  const plan = planJail(policy, command, host, { tty, id, egress });
+  if (options.dryRun) {
+    process.stdout.write(options.json ? JSON.stringify(planSummary(plan), null, 2) + '\n' : formatPlan(plan));
+    return 0;
+  }
+  options.beforeStart?.(plan);
+  if (!egress) return exitCodeOf(await runJail(plan), plan);
+  const session = await startRunEgress(plan, egressDir);
+  try {
+    return exitCodeOf(await runJail(plan), plan);
+  } finally {
+    await session.close();
+    process.stderr.write(session.summary());
+  }
+}
+
+export function flagChanges(flags: Map<string, string[]>): PolicyChange[] {
   const changes: PolicyChange[] = [];
   const all = (name: string): string[] => flags.get(name) ?? [];
   const one = (name: string): string | undefined => flags.get(name)?.[0];
@@ -102,8 +160,20 @@ function flagChanges(flags: Map<string, string[]>): PolicyChange[] {
   }
   const net = one('net');
   if (net !== undefined) {
-    if (net !== 'none' && net !== 'host') throw new BrigError('BRIG_USAGE', `--net ${net}: expected none or host`, 'use --net none (default) or --net host');
+    if (net !== 'none' && net !== 'allowlist' && net !== 'host') throw new BrigError('BRIG_USAGE', `--net ${net}: expected none, allowlist or host`, 'use --net none (default), --net allowlist with --allow, or --net host');
     changes.push(network(net));
+  }
+  if (all('allow').length) changes.push(allowHosts(...all('allow')));
+  if (all('deny').length) changes.push(denyHosts(...all('deny')));
+  const providers = all('llm').flatMap((entry) => entry.split(',')).filter(Boolean);
+  for (const provider of providers) {
+    if (!PROVIDERS.includes(provider as LlmProvider)) throw new BrigError('BRIG_USAGE', `--llm ${provider}: unknown provider`, `use one of ${PROVIDERS.join(', ')}`);
+  }
+  if (providers.length) changes.push(llm(...(providers as LlmProvider[])));
+  const maxRequests = one('max-requests');
+  const maxTokens = one('max-tokens');
+  if (maxRequests !== undefined || maxTokens !== undefined) {
+    changes.push(llmBudget({ requests: maxRequests === undefined ? undefined : numberFlag('max-requests', maxRequests), tokens: maxTokens === undefined ? undefined : numberFlag('max-tokens', maxTokens) }));
   }
   const size = one('memory');
   if (size !== undefined) changes.push(memory(parseSizeMiB(size)));
@@ -153,7 +223,7 @@ function planSummary(plan: JailPlan) {
     cwd: plan.cwd,
     identity: { hostUid: plan.identity.hostUid, hostGid: plan.identity.hostGid, uid: plan.identity.uid, gid: plan.identity.gid, user: plan.identity.user, home: plan.identity.home },
     environment: plan.env,
-    network: net.mode,
+    network: net.mode === 'allowlist' ? { mode: net.mode, allow: net.allow, deny: net.deny, llm: net.llm, budget: net.budget } : { mode: net.mode },
     limits: {
       memoryMiB: resources.memoryMiB,
       cpus: resources.cpus,
@@ -168,6 +238,13 @@ function planSummary(plan: JailPlan) {
   };
 }
 
+function formatNetwork(net: Policy['network']): string {
+  if (net.mode !== 'allowlist') return net.mode;
+  const list = (items: string[]) => (items.length ? items.join(' ') : 'nothing');
+  const budget = [net.budget.requests && `${net.budget.requests} requests`, net.budget.tokens && `${net.budget.tokens} tokens`].filter(Boolean).join(', ');
+  return `allowlist — allow ${list(net.allow)}; deny ${list(net.deny)}; LLM gateway ${list(net.llm)}${budget ? ` (budget ${budget})` : ''}`;
+}
+
 function formatPlan(plan: JailPlan): string {
   const summary = planSummary(plan);
   const quote = (word: string): string => (/^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`);
@@ -175,7 +252,7 @@ function formatPlan(plan: JailPlan): string {
   return [
     `policy: ${summary.policy}`,
     `identity: uid ${summary.identity.uid} (${summary.identity.user}) inside, host uid ${summary.identity.hostUid}; home ${summary.identity.home}`,
-    `network: ${summary.network}`,
+    `network: ${formatNetwork(plan.policy.network)}`,
     `limits: memory ${limits.memoryMiB} MiB, cpus ${limits.cpus}, pids ${limits.pids}, nofile ${limits.openFiles.soft}/${limits.openFiles.hard}, ` +
       `nproc ${limits.processes.soft}/${limits.processes.hard}, fsize ${limits.maxFileSizeMiB} MiB, core 0, timeout ${limits.timeoutMs ? `${limits.timeoutMs} ms` : 'none'}`,
     `cgroup (${summary.cgroup.version}): ${summary.cgroup.dirs.join(' ')}`,

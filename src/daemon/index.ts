@@ -6,7 +6,8 @@
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { BrigError, apiKeyFile, defaultStateDir } from '../protocol/index.ts';
+import { BrigError, apiKeyFile, defaultStateDir, llmKeyFile } from '../protocol/index.ts';
+import { createGateway, loadGatewayConfig } from '../egress/index.ts';
 import { jailDriver } from '../drivers/index.ts';
 import { buildApi } from './api/index.ts';
 import { createSandboxManager } from './sandboxes/index.ts';
@@ -23,6 +24,8 @@ export interface DaemonOptions {
   apiKey?: string;
   /** The envd bundle sandboxes run (default: envd.cjs beside this bundle). */
   envdBundle: string;
+  /** brig's files for Node programs inside allowlist sandboxes (dist/inside). */
+  insideDir: string;
   /** Sandboxes kept booted so a create returns at once. Default 2. */
   poolSize?: number;
 }
@@ -42,7 +45,16 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   mkdirSync(stateDir, { recursive: true, mode: 0o711 });
   const { apiKey, created } = apiKeyFor(stateDir, options.apiKey ?? process.env.BRIG_API_KEY);
   const store = openSqliteStore(`${stateDir}/brig.db`);
-  const manager = await createSandboxManager({ stateDir, store, driver: jailDriver, envdBundle: options.envdBundle, poolSize: options.poolSize ?? 2 });
+  // Model keys from the daemon's environment or its key file; a bad key file stops the start, loudly.
+  const gateway = createGateway(loadGatewayConfig(process.env, llmKeyFile(stateDir)));
+  const manager = await createSandboxManager({
+    stateDir,
+    store,
+    driver: jailDriver,
+    envdBundle: options.envdBundle,
+    poolSize: options.poolSize ?? 2,
+    egress: { gateway, nodeDir: options.insideDir },
+  });
   const app = buildApi(manager, { apiKey });
   const host = options.host ?? '127.0.0.1';
   const port = options.port ?? 3000;
@@ -51,6 +63,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     url = await app.listen({ host, port });
   } catch (error) {
     await manager.close();
+    gateway.close();
     throw new BrigError('BRIG_USAGE', `cannot listen on ${host}:${port}: ${(error as Error).message}`, 'pick another --port or --host, or stop what already listens there');
   }
   return {
@@ -61,6 +74,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     async close() {
       await app.close();
       await manager.close();
+      gateway.close();
     },
   };
 }

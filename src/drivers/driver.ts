@@ -21,6 +21,13 @@ export interface SandboxSpec {
     /** What every envd call must carry (X-Access-Token). */
     accessToken: string;
   };
+  /**
+   * Required when the policy's network mode is allowlist: the host directory
+   * where the sandbox's egress socket (EGRESS_SOCKET_NAME) listens, which the
+   * driver makes reachable inside at 127.0.0.1:EGRESS_PORT, and brig's files
+   * for Node programs inside (dist/inside).
+   */
+  egress?: { socketDir: string; nodeDir: string };
 }
 
 export type Endpoint = { socketPath: string };

@@ -1,6 +1,6 @@
 import { DEFAULT_POLICY } from './defaults.ts';
 import { applyPolicyInput } from './merge.ts';
-import type { NetworkMode, Policy, PolicyInput } from './types.ts';
+import type { LlmBudget, LlmProvider, NetworkMode, Policy, PolicyInput } from './types.ts';
 import { validatePolicyInput } from './validate.ts';
 
 /**
@@ -34,6 +34,11 @@ export function named(name: string, description: string): PolicyChange {
 /** The project directory (read-write, the working directory); null for none. */
 export function workspace(path: string | null): PolicyChange {
   return replace(call('workspace', [path]), { filesystem: { workspace: path } });
+}
+
+/** A host directory kept as the jail's home between runs (an agent's config and state); null: a fresh tmpfs. */
+export function keptHome(dir: string | null): PolicyChange {
+  return replace(call('keptHome', [dir]), { filesystem: { home: dir } });
 }
 
 export function readOnly(...paths: string[]): PolicyChange {
@@ -71,6 +76,33 @@ export function setEnv(name: string, value: string): PolicyChange {
 
 export function network(mode: NetworkMode): PolicyChange {
   return replace(call('network', [mode]), { network: { mode } });
+}
+
+/**
+ * Destinations the proxy reaches. Asking for one is asking for the proxy, so
+ * mode none becomes allowlist; host mode stays (and the policy check refuses
+ * rules there, since host traffic is unfiltered).
+ */
+export function allowHosts(...destinations: string[]): PolicyChange {
+  return withAllowlist(add(call('allowHosts', destinations), destinations, (policy) => policy.network.allow, (list) => ({ network: { allow: list } })));
+}
+
+export function denyHosts(...destinations: string[]): PolicyChange {
+  return withAllowlist(add(call('denyHosts', destinations), destinations, (policy) => policy.network.deny, (list) => ({ network: { deny: list } })));
+}
+
+/** LLM providers reachable through the gateway (their keys stay with brig); implies allowlist mode as allowHosts does. */
+export function llm(...providers: LlmProvider[]): PolicyChange {
+  return withAllowlist(add(call('llm', providers), providers, (policy) => policy.network.llm, (list) => ({ network: { llm: list as LlmProvider[] } })));
+}
+
+/** Requests and tokens the sandbox may spend through the gateway; 0 for no limit. */
+export function llmBudget(budget: Partial<LlmBudget>): PolicyChange {
+  return replace(call('llmBudget', [JSON.stringify(budget)]), { network: { budget } });
+}
+
+function withAllowlist(change: PolicyChange): PolicyChange {
+  return (policy) => change(policy.network.mode === 'none' ? applyPolicyInput(policy, { network: { mode: 'allowlist' } }, 'allowlist') : policy);
 }
 
 export function noNetwork(): PolicyChange {

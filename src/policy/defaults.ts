@@ -12,6 +12,7 @@ export const DEFAULT_POLICY: Policy = deepFreeze({
   filesystem: {
     workspace: '.',
     workspaceTarget: null,
+    home: null,
     // Programs and libraries; /etc for resolver, locale, certificates (its secrets are always masked).
     system: ['/usr', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32', '/etc'],
     readOnly: [],
@@ -26,7 +27,7 @@ export const DEFAULT_POLICY: Policy = deepFreeze({
     forward: ['PATH', 'TERM', 'COLORTERM', 'LANG', 'LANGUAGE', 'LC_ALL', 'LC_CTYPE', 'LC_MESSAGES', 'TZ', 'NO_COLOR', 'FORCE_COLOR'],
     set: {},
   },
-  network: { mode: 'none' },
+  network: { mode: 'none', allow: [], deny: [], llm: [], budget: { requests: 0, tokens: 0 } },
   identity: { uid: null, gid: null, hostname: 'brig', user: null, home: null },
   resources: {
     memoryMiB: 2048,

@@ -8,17 +8,22 @@ export { DEFAULT_POLICY } from './defaults.ts';
 export { POLICY_SCHEMA } from './schema.ts';
 export { validatePolicyInput, validatePolicy } from './validate.ts';
 export { applyPolicyInput } from './merge.ts';
-export { loadPolicyFile } from './load.ts';
+export { loadPolicyFile, readConfigFile } from './load.ts';
 export { resolvePolicy } from './resolve.ts';
 export {
+  allowHosts,
   buildPolicy,
   compose,
   cpus,
+  denyHosts,
   denySyscalls,
   forwardEnv,
   hide,
   hostNetwork,
   hostname,
+  keptHome,
+  llm,
+  llmBudget,
   logSyscallsOnly,
   maxFileSize,
   memory,
@@ -46,6 +51,8 @@ export type {
   EnvironmentPolicy,
   FilesystemPolicy,
   IdentityPolicy,
+  LlmBudget,
+  LlmProvider,
   NetworkMode,
   NetworkPolicy,
   Policy,

@@ -13,9 +13,19 @@ import { POLICY_HINT, validatePolicyInput } from './validate.ts';
  * is started. "~" paths are left for resolvePolicy.
  */
 export async function loadPolicyFile(path: string): Promise<PolicyInput> {
+  const content = await readConfigFile(path, 'policy');
+  return anchorRelativePaths(validatePolicyInput(content, path), dirname(resolve(path)));
+}
+
+/**
+ * A JSON or YAML file's content, parsed (a policy file, an agents file): the
+ * extension decides the format; unreadable or malformed files are
+ * BRIG_POLICY_FILE errors naming the line and column.
+ */
+export async function readConfigFile(path: string, what: string): Promise<unknown> {
   const format = FORMATS[extname(path).toLowerCase()];
   if (!format) {
-    throw new BrigError('BRIG_POLICY_FILE', `${path}: unknown policy file type "${extname(path)}"`, 'Name the file .json, .yaml or .yml after its format.');
+    throw new BrigError('BRIG_POLICY_FILE', `${path}: unknown ${what} file type "${extname(path)}"`, 'Name the file .json, .yaml or .yml after its format.');
   }
   let text: string;
   try {
@@ -24,8 +34,7 @@ export async function loadPolicyFile(path: string): Promise<PolicyInput> {
     const reason = error instanceof Error ? error.message.replace(/^[A-Z]+: /, '').replace(/, \w+ '.*'$/, '') : String(error);
     throw new BrigError('BRIG_POLICY_FILE', `${path}: cannot read the file (${reason})`, 'Check the path and that you may read it.');
   }
-  const content = format === 'json' ? parseJson(text, path) : await parseYaml(text, path);
-  return anchorRelativePaths(validatePolicyInput(content, path), dirname(resolve(path)));
+  return format === 'json' ? parseJson(text, path) : await parseYaml(text, path);
 }
 
 const FORMATS: Record<string, 'json' | 'yaml'> = { '.json': 'json', '.yaml': 'yaml', '.yml': 'yaml' };

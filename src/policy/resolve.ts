@@ -37,6 +37,7 @@ export function resolvePolicy(policy: Policy, context: ResolveContext): Policy {
   const resolvedFilesystem: FilesystemPolicy = {
     ...filesystem,
     workspace: filesystem.workspace === null ? null : at(filesystem.workspace),
+    home: filesystem.home === null ? null : at(filesystem.home),
     // Paths inside the jail: only normalised, never taken relative to anything on the host.
     workspaceTarget: filesystem.workspaceTarget === null ? null : posix.resolve(filesystem.workspaceTarget),
   };
@@ -62,6 +63,7 @@ export function anchorRelativePaths(input: PolicyInput, dir: string): PolicyInpu
   const anchor = (path: string) => (path.startsWith('.') ? posix.resolve(dir, path) : path);
   const anchored: NonNullable<PolicyInput['filesystem']> = { ...filesystem };
   if (typeof filesystem.workspace === 'string') anchored.workspace = anchor(filesystem.workspace);
+  if (typeof filesystem.home === 'string') anchored.home = anchor(filesystem.home);
   for (const list of PATH_LISTS) {
     const paths = filesystem[list];
     if (paths) anchored[list] = paths.map(anchor);
@@ -89,6 +91,7 @@ function refuseContradictions(name: string, filesystem: FilesystemPolicy): void 
     else problems.push(`${path} is in both filesystem.${earlier} and filesystem.${field}`);
   };
   if (filesystem.workspace !== null) note(filesystem.workspace, 'workspace');
+  if (filesystem.home !== null) note(filesystem.home, 'home');
   for (const list of ['readOnly', 'readWrite', 'tmpfs', 'hidden'] as const) {
     for (const path of filesystem[list]) note(path, list);
   }

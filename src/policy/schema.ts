@@ -49,6 +49,8 @@ const PATH_PHRASE = 'a path (absolute, or starting with ~ or .)';
 const ENV_NAME_PATTERN = '^[A-Za-z_][A-Za-z0-9_]*$';
 // RFC 1123 labels; the kernel keeps at most 64 bytes of hostname.
 const HOSTNAME_PATTERN = '^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$';
+// A name (optionally *.), an IPv4 address or range, or an IPv6 one (bracketed when it carries a port); an optional :port.
+const DESTINATION_PATTERN = '^((\\*\\.)?[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_.])?|[0-9.]+/[0-9]{1,2}|\\[[0-9A-Fa-f:.]+\\]|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*(/[0-9]{1,3})?)(:[0-9]{1,5})?$';
 // setrlimit refuses more than fs.nr_open, whose default is 1048576.
 const NR_OPEN = 1048576;
 // The kernel never has more tasks than its largest pid_max (2^22).
@@ -138,6 +140,14 @@ export const POLICY_SCHEMA: RootSchema = deepFreeze({
           'Where the workspace appears inside the jail; null means at its own host path. A sandbox for code written for E2B puts it at /home/user, with identity.home the same.',
         default: D.filesystem.workspaceTarget,
       },
+      home: {
+        type: ['string', 'null'],
+        pattern: PATH_PATTERN,
+        errorMessage: `must be ${PATH_PHRASE}, or null`,
+        description:
+          'A host directory shown read-write as the jail\'s home ($HOME) and kept between runs, for an agent\'s own config and state; null: a fresh private tmpfs each run. It may not be your real home or hold it: brig agent keeps one per agent under its state directory.',
+        default: D.filesystem.home,
+      },
       system: ref('paths', 'System directories bound read-only at their own paths when they exist on the host: the programs and libraries commands need. Secrets under /etc are masked whatever this says (docs/jail.md).', D.filesystem.system),
       readOnly: ref('paths', 'Further host paths bound read-only at their own paths, for what the command must read but never change (a shared cache, a toolchain). Each must exist.', D.filesystem.readOnly),
       readWrite: ref('paths', 'Further host paths bound read-write at their own paths. Each one widens what a command can damage, so keep the list short. Each must exist.', D.filesystem.readWrite),
@@ -158,7 +168,7 @@ export const POLICY_SCHEMA: RootSchema = deepFreeze({
         pattern: '^(/[^\\u0000]*|[A-Za-z0-9_+][A-Za-z0-9._+-]*)$',
         errorMessage: 'must be a command name (like git) or an absolute path',
       },
-      description: 'Host commands made available inside, by name (looked up on the host PATH) or absolute path: tools that live outside the system directories, such as a node installed under ~/.nvm.',
+      description: 'Host commands made available inside, by name (looked up on the host PATH) or absolute path, with the shared libraries they link that the jail would not see: tools that live outside the system directories, such as a node installed under ~/.nvm. An absolute directory brings a whole tree (its bin/ goes on PATH).',
       default: D.tools,
     },
     environment: section('The variables the command sees. The host environment is scrubbed; only what is listed here gets in.', {
@@ -182,13 +192,42 @@ export const POLICY_SCHEMA: RootSchema = deepFreeze({
         default: D.environment.set,
       },
     }),
-    network: section('Whether the command can reach a network.', {
+    network: section('Whether the command can reach a network, and what of it.', {
       mode: {
         type: 'string',
-        enum: ['none', 'host'],
+        enum: ['none', 'allowlist', 'host'],
         description:
-          'none: only a private loopback, the safe choice for code nobody has read. host: the host\'s network, unfiltered; the command can reach whatever the host can.',
+          'none: only a private loopback, the safe choice for code nobody has read. allowlist: only a loopback with a proxy on it (HTTP_PROXY, ALL_PROXY) that reaches what `allow` names, and the LLM gateway for the providers in `llm`; the jail resolves no names itself. host: the host\'s network, unfiltered; the command can reach whatever the host can.',
         default: D.network.mode,
+      },
+      allow: {
+        $ref: '#/$defs/destinations',
+        description:
+          'allowlist mode: what the proxy reaches. `example.com`, `*.example.com` (its subdomains, not itself), `host:443` (one port; without a port, every port), IP literals and CIDR ranges (`10.0.0.0/8`, `[2001:db8::1]:443`). A name that resolves to a loopback, private, link-local or cloud-metadata address is refused unless that address is listed here too.',
+        default: D.network.allow,
+      },
+      deny: {
+        $ref: '#/$defs/destinations',
+        description: 'allowlist mode: destinations refused even when `allow` matches them; checked first. Same forms as allow.',
+        default: D.network.deny,
+      },
+      llm: {
+        type: 'array',
+        errorMessage: 'must be a list of providers (anthropic, openai, gemini)',
+        items: { type: 'string', enum: ['anthropic', 'openai', 'gemini'] },
+        description:
+          'allowlist mode: the model APIs reachable through brig\'s LLM gateway. The jail gets each provider\'s base URL (ANTHROPIC_BASE_URL, OPENAI_BASE_URL, GOOGLE_GEMINI_BASE_URL) and a placeholder key; the gateway injects the real key, which never enters the jail.',
+        default: D.network.llm,
+      },
+      budget: {
+        type: 'object',
+        additionalProperties: false,
+        description: 'What the sandbox may spend through the LLM gateway; once spent, requests are refused with a 429. 0 means no limit.',
+        default: D.network.budget,
+        properties: {
+          requests: { type: 'integer', minimum: 0, description: 'Requests to the model APIs; 0: no limit.', default: D.network.budget.requests },
+          tokens: { type: 'integer', minimum: 0, description: 'Tokens, input and output together, as the providers report them; 0: no limit.', default: D.network.budget.tokens },
+        },
       },
     }),
     identity: section('Who the command is inside the jail.', {
@@ -302,6 +341,17 @@ export const POLICY_SCHEMA: RootSchema = deepFreeze({
       pattern: PATH_PATTERN,
       errorMessage: `must be ${PATH_PHRASE}`,
       description: 'A host path: absolute; ~ or ~/… for the home directory; or ., ./… or ../… for the config file\'s directory (the working directory for flags and code).',
+    },
+    destinations: {
+      type: 'array',
+      errorMessage: 'must be a list of destinations (example.com, *.example.com, host:443, 10.0.0.0/8)',
+      items: {
+        type: 'string',
+        maxLength: 300,
+        // The shape only; the egress proxy parses every entry fully before a jail starts.
+        pattern: DESTINATION_PATTERN,
+        errorMessage: 'must be a destination: example.com, *.example.com, example.com:443, 1.2.3.4, 10.0.0.0/8 or [2001:db8::1]:443',
+      },
     },
     envName: {
       type: 'string',

@@ -34,6 +34,12 @@ export interface FilesystemPolicy {
    * E2B-style sandboxes put it at /home/user, the user's home.
    */
   workspaceTarget: string | null;
+  /**
+   * A host directory shown read-write as the jail's home and kept between runs
+   * (an agent's private config and state); null: a fresh private tmpfs each run.
+   * Never the caller's real home, nor a directory holding it.
+   */
+  home: string | null;
   /** System directories bound read-only at their own paths when they exist on the host. */
   system: string[];
   /** Further host paths bound read-only at their own paths; each must exist. */
@@ -55,11 +61,31 @@ export interface EnvironmentPolicy {
   set: Record<string, string>;
 }
 
-export type NetworkMode = 'none' | 'host';
+export type NetworkMode = 'none' | 'allowlist' | 'host';
+
+/** The model APIs the LLM gateway serves. */
+export type LlmProvider = 'anthropic' | 'openai' | 'gemini';
 
 export interface NetworkPolicy {
-  /** none: only a private loopback. host: the host's network, unfiltered. */
+  /**
+   * none: only a private loopback. allowlist: only a loopback, with a proxy on
+   * it that reaches what `allow` names and the LLM gateway. host: the host's
+   * network, unfiltered.
+   */
   mode: NetworkMode;
+  /** allowlist mode: destinations the proxy reaches (`example.com`, `*.example.com`, `host:443`, `10.0.0.0/8`). */
+  allow: string[];
+  /** allowlist mode: destinations refused even when `allow` matches; checked first. */
+  deny: string[];
+  /** allowlist mode: the LLM providers reachable through the gateway, which holds their keys. */
+  llm: LlmProvider[];
+  /** What the sandbox may spend through the gateway; 0 means no limit. */
+  budget: LlmBudget;
+}
+
+export interface LlmBudget {
+  requests: number;
+  tokens: number;
 }
 
 export interface IdentityPolicy {
@@ -112,5 +138,5 @@ export interface TimeoutPolicy {
 
 /** A partial policy, as a config file or a set of flags gives it: every field optional, deeply. */
 export type PolicyInput = {
-  [K in keyof Policy]?: Policy[K] extends string[] ? string[] : Policy[K] extends object ? Partial<{ [F in keyof Policy[K]]: Policy[K][F] extends SoftHard ? Partial<SoftHard> : Policy[K][F] }> : Policy[K];
+  [K in keyof Policy]?: Policy[K] extends string[] ? string[] : Policy[K] extends object ? Partial<{ [F in keyof Policy[K]]: Policy[K][F] extends SoftHard | LlmBudget ? Partial<Policy[K][F]> : Policy[K][F] }> : Policy[K];
 };

@@ -46,6 +46,7 @@ function check(value: unknown, source: string, complete: boolean): unknown {
   const problems: Problem[] = [];
   const copy = walk(POLICY_SCHEMA, value, '', problems, complete);
   checkSoftAtMostHard(copy, problems);
+  if (complete) checkNetworkRulesNeedAllowlist(copy, problems);
   if (problems.length > 0) throw new BrigError('BRIG_POLICY_INVALID', formatProblems(source, problems), POLICY_HINT);
   // $schema only serves editors; it is not part of a policy.
   if (isPlainObject(copy)) delete copy.$schema;
@@ -158,6 +159,18 @@ function checkSoftAtMostHard(value: unknown, problems: Problem[]): void {
     if (!isPlainObject(pair) || typeof pair.soft !== 'number' || typeof pair.hard !== 'number') continue;
     if (pair.soft > pair.hard) {
       problems.push({ path: `resources.${field}`, reason: `soft (${pair.soft}) must not exceed hard (${pair.hard})` });
+    }
+  }
+}
+
+/** Rules or providers under another mode would be ignored: say so rather than let a reader believe they hold. */
+function checkNetworkRulesNeedAllowlist(value: unknown, problems: Problem[]): void {
+  const network = isPlainObject(value) ? value.network : undefined;
+  if (!isPlainObject(network) || network.mode === 'allowlist') return;
+  for (const field of ['allow', 'deny', 'llm']) {
+    const list = network[field];
+    if (Array.isArray(list) && list.length > 0) {
+      problems.push({ path: `network.${field}`, reason: `only applies with mode "allowlist" (mode is ${JSON.stringify(network.mode)}): set network.mode to "allowlist", or remove it` });
     }
   }
 }

@@ -7,8 +7,9 @@ import { homedir } from 'node:os';
 
 export const DEFAULT_DAEMON_URL = 'http://127.0.0.1:3000';
 
-/** /var/lib/brig for root, $XDG_STATE_HOME/brig or ~/.local/state/brig otherwise. */
+/** $BRIG_STATE_DIR; else /var/lib/brig for root, $XDG_STATE_HOME/brig or ~/.local/state/brig otherwise. */
 export function defaultStateDir(): string {
+  if (process.env.BRIG_STATE_DIR) return process.env.BRIG_STATE_DIR;
   if (process.getuid?.() === 0) return '/var/lib/brig';
   return `${process.env.XDG_STATE_HOME || `${process.env.HOME || homedir()}/.local/state`}/brig`;
 }
@@ -16,4 +17,9 @@ export function defaultStateDir(): string {
 /** The file in a state directory that holds the daemon's API key (mode 0600). */
 export function apiKeyFile(stateDir: string): string {
   return `${stateDir}/api-key`;
+}
+
+/** The file in a state directory that holds model API keys for the LLM gateway (NAME=value lines, mode 0600). */
+export function llmKeyFile(stateDir: string): string {
+  return `${stateDir}/llm-keys`;
 }

@@ -47,6 +47,10 @@ export const ERROR_CODES = {
   BRIG_BAD_REQUEST: { exit: EXIT.brigError, http: 400, when: 'A request to the daemon is malformed: not JSON, a field of the wrong type, a body too large.' },
   BRIG_NOT_FOUND: { exit: EXIT.brigError, http: 404, when: 'The daemon has no route for that method and path.' },
   BRIG_INTERNAL: { exit: EXIT.brigError, http: 500, when: 'brig failed in a way it did not expect: a bug.' },
+  BRIG_AGENT_UNKNOWN: { exit: EXIT.brigError, http: 400, when: 'No built-in or configured agent profile has that name.' },
+  BRIG_AGENT_INVALID: { exit: EXIT.brigError, http: 400, when: 'An agent definition (in the agents config file or code) has a field that is unknown or of the wrong form.' },
+  BRIG_AGENT_NOT_INSTALLED: { exit: EXIT.notFound, http: 400, when: 'The agent\'s CLI is not on PATH, in the project\'s node_modules or in a global npm install.' },
+  BRIG_LLM_KEYS: { exit: EXIT.brigError, http: 500, when: 'The LLM gateway\'s key file cannot be used: unreadable, malformed, or open to other users.' },
   BRIG_DAEMON_UNAVAILABLE: { exit: EXIT.brigError, http: 503, when: 'No brig daemon answers at the address the CLI uses.' },
 } as const satisfies Record<string, ErrorSpec>;
 

@@ -14,7 +14,8 @@ import type { FastifyInstance } from 'fastify';
 import { eventually } from '../helpers/brig.ts';
 import { buildApi } from '../../src/daemon/api/index.ts';
 import type { CreateSandboxRequest, ListQuery, Page, SandboxManager, SandboxRecord, SandboxStats } from '../../src/daemon/sandboxes/index.ts';
-import { applyPolicyInput, DEFAULT_POLICY } from '../../src/policy/index.ts';
+import { applyPolicyInput, DEFAULT_POLICY, type NetworkPolicy } from '../../src/policy/index.ts';
+import type { NetworkRules, Spent, Violation } from '../../src/egress/index.ts';
 import { BrigError, encodeEnvelope, ENVD_VERSION } from '../../src/protocol/index.ts';
 
 /**
@@ -137,6 +138,34 @@ class StandInManager implements SandboxManager {
 
   logs(idOrName: string): string {
     return `envd log of ${this.get(idOrName).id}\n`;
+  }
+
+  readonly violationLog: Violation[] = [];
+
+  network(idOrName: string): NetworkPolicy {
+    return this.get(idOrName).policy.network;
+  }
+
+  setNetworkRules(idOrName: string, rules: NetworkRules): NetworkPolicy {
+    const record = this.get(idOrName);
+    const policy = applyPolicyInput(record.policy, { network: { mode: 'allowlist', ...rules } });
+    this.records.set(record.id, { ...record, policy });
+    return policy.network;
+  }
+
+  violations(idOrName: string | null, limit: number): Violation[] {
+    const id = idOrName === null ? null : this.get(idOrName).id;
+    return this.violationLog.filter((violation) => id === null || violation.sandbox === id).slice(-limit);
+  }
+
+  llmUsage(idOrName: string): Spent {
+    this.get(idOrName);
+    return { requests: 0, inputTokens: 0, outputTokens: 0 };
+  }
+
+  transcript(idOrName: string): string | null {
+    this.get(idOrName);
+    return null;
   }
 
   async close(): Promise<void> {}

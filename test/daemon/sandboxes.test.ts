@@ -6,12 +6,12 @@ import { jailDriver } from '../../src/drivers/index.ts';
 import { createSandboxManager } from '../../src/daemon/sandboxes/manager.ts';
 import { openSqliteStore } from '../../src/daemon/store/index.ts';
 import type { SandboxManager, SandboxRecord } from '../../src/daemon/sandboxes/types.ts';
-import { ENVD, tcpToUnix } from '../helpers/envd.ts';
+import { ENVD, REPO, tcpToUnix } from '../helpers/envd.ts';
 import { eventually, tempWorkspace } from '../helpers/brig.ts';
 
 // The manager with the real store and the real jail driver: sandboxes are real jails with envd inside.
 function managerOn(stateDir: string, poolSize = 0): Promise<SandboxManager> {
-  return createSandboxManager({ stateDir, store: openSqliteStore(`${stateDir}/brig.db`), driver: jailDriver, envdBundle: ENVD, poolSize });
+  return createSandboxManager({ stateDir, store: openSqliteStore(`${stateDir}/brig.db`), driver: jailDriver, envdBundle: ENVD, poolSize, egress: { gateway: null, nodeDir: `${REPO}/dist/inside` } });
 }
 
 function sandboxDirs(stateDir: string): string[] {

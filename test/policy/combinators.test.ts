@@ -1,15 +1,19 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
+  allowHosts,
   buildPolicy,
   compose,
   cpus,
   DEFAULT_POLICY,
+  denyHosts,
   denySyscalls,
   forwardEnv,
   hide,
   hostNetwork,
   hostname,
+  llm,
+  llmBudget,
   logSyscallsOnly,
   maxFileSize,
   memory,
@@ -100,12 +104,27 @@ describe('combinators', () => {
       [() => readOnly('/ok', 'src'), 'readOnly("/ok", "src"): filesystem.readOnly[1]: must be a path (absolute, or starting with ~ or .), got "src"'],
       [() => setEnv('BAD-NAME', 'x'), 'setEnv("BAD-NAME", "x"): environment.set["BAD-NAME"]: must be a variable name (letters, digits and _, not starting with a digit), got "BAD-NAME"'],
       [() => openFiles(4096, 1024), 'openFiles(4096, 1024): resources.openFiles: soft (4096) must not exceed hard (1024)'],
-      [() => network('allowlist' as 'none'), 'network("allowlist"): network.mode: must be one of "none", "host", got "allowlist"'],
+      [() => network('wifi' as 'none'), 'network("wifi"): network.mode: must be one of "none", "allowlist", "host", got "wifi"'],
       [() => hostname('no spaces'), 'hostname("no spaces"): identity.hostname: must be a hostname (letters, digits, - and dots, at most 64), got "no spaces"'],
       [() => timeout(-1), 'timeout(-1): timeouts.runMs: must be an integer from 0 to 2147483647, got -1'],
       [() => denySyscalls('Ptrace'), 'denySyscalls("Ptrace"): syscalls.extraDeny[0]: must be a syscall name (lower case, like ptrace), got "Ptrace"'],
       [() => named('', 'x'), 'named("", "x"): name: must be a short name (letters, digits, . _ -, at most 64), got ""'],
     ];
     for (const [call, message] of cases) assert.equal(brigErrorFrom(call, 'BRIG_POLICY_INVALID').message, message);
+  });
+
+  it('asking for destinations or a provider turns the proxy on; host mode is never narrowed silently', () => {
+    const policy = buildPolicy(allowHosts('registry.npmjs.org', '*.github.com:443'), denyHosts('evil.github.com'), llm('anthropic'), llmBudget({ tokens: 5000 }));
+    assert.deepEqual(policy.network, {
+      mode: 'allowlist',
+      allow: ['registry.npmjs.org', '*.github.com:443'],
+      deny: ['evil.github.com'],
+      llm: ['anthropic'],
+      budget: { requests: 0, tokens: 5000 },
+    });
+    const error = brigErrorFrom(() => buildPolicy(hostNetwork(), allowHosts('example.com')), 'BRIG_POLICY_INVALID');
+    assert.match(error.message, /network\.allow: only applies with mode "allowlist" \(mode is "host"\)/);
+    assert.match(brigErrorFrom(() => allowHosts('not a host'), 'BRIG_POLICY_INVALID').message, /network\.allow\[0\]: must be a destination/);
+    assert.match(brigErrorFrom(() => llmBudget({ requests: -1 }), 'BRIG_POLICY_INVALID').message, /network\.budget\.requests: must be an integer ≥ 0/);
   });
 });

@@ -62,11 +62,11 @@ describe('loadPolicyFile', () => {
   });
 
   it('refuses invalid content with BRIG_POLICY_INVALID naming the file and every field', async () => {
-    const path = await file('bad.yaml', 'resources:\n  memoryMiB: 8\nfilesystem:\n  readOnly: [/ok, /ok2, src]\nnetwork:\n  mode: allowlist\n');
+    const path = await file('bad.yaml', 'resources:\n  memoryMiB: 8\nfilesystem:\n  readOnly: [/ok, /ok2, src]\nnetwork:\n  mode: wifi\n');
     const error = await brigErrorFromAsync(() => loadPolicyFile(path), 'BRIG_POLICY_INVALID');
     assert.equal(
       error.message,
-      `${path}: resources.memoryMiB: must be an integer ≥ 16, got 8; filesystem.readOnly[2]: must be a path (absolute, or starting with ~ or .), got "src"; network.mode: must be one of "none", "host", got "allowlist"`,
+      `${path}: resources.memoryMiB: must be an integer ≥ 16, got 8; filesystem.readOnly[2]: must be a path (absolute, or starting with ~ or .), got "src"; network.mode: must be one of "none", "allowlist", "host", got "wifi"`,
     );
   });
 

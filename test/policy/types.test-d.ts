@@ -21,11 +21,12 @@ export const built: Policy = buildPolicy(readOnly('/opt'), memory(512), network(
 export const change: PolicyChange = (policy) => applyPolicyInput(policy, { network: { mode: 'none' } });
 export const resolved: Policy = resolvePolicy(DEFAULT_POLICY, { cwd: '/w', home: '/h' });
 
-// Network modes are closed: "allowlist" arrives with its implementation, not before.
-// @ts-expect-error 'allowlist' is not a NetworkMode yet
-export const allowlist: PolicyInput = { network: { mode: 'allowlist' } };
-// @ts-expect-error 'allowlist' is not a NetworkMode yet
-network('allowlist');
+// Network modes are closed, and so are the gateway's providers.
+export const allowlist: PolicyInput = { network: { mode: 'allowlist', allow: ['*.npmjs.org'], budget: { tokens: 1000 } } };
+// @ts-expect-error 'wifi' is not a NetworkMode
+network('wifi');
+// @ts-expect-error 'mistral' is not a provider the gateway serves
+export const provider: PolicyInput = { network: { llm: ['mistral'] } };
 
 // Units are in names and values are numbers: no "2g" strings in a policy.
 // @ts-expect-error memoryMiB is a number of MiB

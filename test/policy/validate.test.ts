@@ -32,7 +32,7 @@ describe('validatePolicyInput', () => {
           {
             resources: { memoryMiB: 8, cpus: 0, pids: 2 },
             filesystem: { readOnly: ['/ok', '~/ok', 'src', './fine'] },
-            network: { mode: 'allowlist' },
+            network: { mode: 'wifi' },
           },
           'policy.yaml',
         ),
@@ -42,7 +42,7 @@ describe('validatePolicyInput', () => {
       error.message,
       'policy.yaml: resources.memoryMiB: must be an integer ≥ 16, got 8; resources.cpus: must be a number > 0, got 0; ' +
         'resources.pids: must be an integer ≥ 8, got 2; filesystem.readOnly[2]: must be a path (absolute, or starting with ~ or .), got "src"; ' +
-        'network.mode: must be one of "none", "host", got "allowlist"',
+        'network.mode: must be one of "none", "allowlist", "host", got "wifi"',
     );
     assert.match(error.hint, /docs\/policy\.md/);
   });

@@ -7,6 +7,7 @@ import { info, INFO_HELP } from './info.ts';
 import { prune, PRUNE_HELP, rm, RM_HELP, stop, STOP_HELP } from './lifecycle.ts';
 import { ls, LS_HELP } from './list.ts';
 import { logs, LOGS_HELP } from './logs.ts';
+import { net, NET_HELP, transcript, TRANSCRIPT_HELP, violations, VIOLATIONS_HELP } from './network.ts';
 import { reportError } from './output.ts';
 import { shell, SHELL_HELP } from './shell.ts';
 import { stats, STATS_HELP } from './stats.ts';
@@ -36,6 +37,9 @@ export const COMMANDS: Record<string, Command> = {
   prune: { run: prune, help: PRUNE_HELP },
   stats: { run: stats, help: STATS_HELP },
   info: { run: info, help: INFO_HELP },
+  net: { run: net, help: NET_HELP },
+  violations: { run: violations, help: VIOLATIONS_HELP },
+  transcript: { run: transcript, help: TRANSCRIPT_HELP },
 };
 
 const DAEMON_NOTE = `

@@ -1,3 +1,4 @@
+import { createReadStream } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import type { SandboxManager } from '../sandboxes/index.ts';
 import { errors, ID_PARAMS } from './e2b-schemas.ts';
@@ -127,5 +128,90 @@ export function registerV1Routes(app: FastifyInstance, manager: SandboxManager):
       response: { 200: { description: 'The log, as text', content: { 'text/plain': { schema: { type: 'string' } } } }, ...errors(404) },
     },
     handler: async (request, reply) => reply.type('text/plain; charset=utf-8').send(manager.logs(request.params.sandboxID)),
+  });
+
+  const destinations = { type: 'array', maxItems: 1000, items: { type: 'string', maxLength: 300 } } as const;
+  const networkSchema = {
+    type: 'object',
+    properties: {
+      mode: { type: 'string', enum: ['none', 'allowlist', 'host'] },
+      allow: destinations,
+      deny: destinations,
+      llm: { type: 'array', items: { type: 'string' } },
+      budget: { type: 'object', properties: { requests: { type: 'integer' }, tokens: { type: 'integer' } }, required: ['requests', 'tokens'] },
+    },
+    required: ['mode', 'allow', 'deny', 'llm', 'budget'],
+  } as const;
+
+  app.get<{ Params: IdParams }>('/v1/sandboxes/:sandboxID/network', {
+    schema: { tags, summary: 'The network policy in force: mode, allow and deny lists, LLM providers, budget', params: ID_PARAMS, response: { 200: networkSchema, ...errors(404) } },
+    handler: async (request) => manager.network(request.params.sandboxID),
+  });
+
+  app.put<{ Params: IdParams; Body: { allow: string[]; deny: string[] } }>('/v1/sandboxes/:sandboxID/network', {
+    schema: {
+      tags,
+      summary: 'Replace an allowlist sandbox\'s allow and deny lists; the next connection sees them',
+      params: ID_PARAMS,
+      body: { type: 'object', properties: { allow: destinations, deny: destinations }, required: ['allow', 'deny'], additionalProperties: false },
+      response: { 200: networkSchema, ...errors(400, 404) },
+    },
+    handler: async (request) => manager.setNetworkRules(request.params.sandboxID, request.body),
+  });
+
+  const violationsSchema = {
+    type: 'array',
+    items: {
+      type: 'object',
+      properties: { time: { type: 'string' }, sandbox: { type: 'string' }, kind: { type: 'string', enum: ['network', 'llm', 'filesystem'] }, target: { type: 'string' }, rule: { type: 'string' } },
+      required: ['time', 'sandbox', 'kind', 'target', 'rule'],
+    },
+  } as const;
+  const limitQuery = { type: 'object', properties: { limit: { type: 'integer', minimum: 1, maximum: 10000, default: 100 } }, additionalProperties: false } as const;
+
+  app.get<{ Querystring: { limit?: number } }>('/v1/violations', {
+    schema: { tags, summary: 'The newest refused accesses of every sandbox, oldest first', querystring: limitQuery, response: { 200: violationsSchema } },
+    handler: async (request) => manager.violations(null, request.query.limit ?? 100),
+  });
+
+  app.get<{ Params: IdParams; Querystring: { limit?: number } }>('/v1/sandboxes/:sandboxID/violations', {
+    schema: { tags, summary: 'The newest refused accesses of one sandbox (stopped ones too), oldest first', params: ID_PARAMS, querystring: limitQuery, response: { 200: violationsSchema, ...errors(404) } },
+    handler: async (request) => manager.violations(request.params.sandboxID, request.query.limit ?? 100),
+  });
+
+  app.get<{ Params: IdParams }>('/v1/sandboxes/:sandboxID/llm', {
+    schema: {
+      tags,
+      summary: 'What the sandbox spent through the LLM gateway, and its budget',
+      params: ID_PARAMS,
+      response: {
+        200: {
+          type: 'object',
+          properties: {
+            requests: { type: 'integer' },
+            inputTokens: { type: 'integer' },
+            outputTokens: { type: 'integer' },
+            budget: { type: 'object', properties: { requests: { type: 'integer' }, tokens: { type: 'integer' } }, required: ['requests', 'tokens'] },
+          },
+          required: ['requests', 'inputTokens', 'outputTokens', 'budget'],
+        },
+        ...errors(404),
+      },
+    },
+    handler: async (request) => ({ ...manager.llmUsage(request.params.sandboxID), budget: manager.network(request.params.sandboxID).budget }),
+  });
+
+  app.get<{ Params: IdParams }>('/v1/sandboxes/:sandboxID/transcript', {
+    schema: {
+      tags,
+      summary: 'The sandbox\'s LLM gateway transcript: one JSON object per exchange, one per line (bodies, usage, timing; never a key)',
+      params: ID_PARAMS,
+      response: { 200: { description: 'JSON lines', content: { 'application/x-ndjson': { schema: { type: 'string' } } } }, ...errors(404) },
+    },
+    handler: async (request, reply) => {
+      const file = manager.transcript(request.params.sandboxID);
+      reply.type('application/x-ndjson');
+      return file ? reply.send(createReadStream(file)) : reply.send('');
+    },
   });
 }

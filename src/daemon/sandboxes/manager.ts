@@ -1,8 +1,9 @@
-import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { randomBytes, createHash } from 'node:crypto';
 import { homedir } from 'node:os';
 import { BrigError } from '../../protocol/index.ts';
-import { applyPolicyInput, buildPolicy, network, resolvePolicy, runAs, user, workspace, workspaceAt, type Policy } from '../../policy/index.ts';
+import { applyPolicyInput, buildPolicy, network, resolvePolicy, runAs, user, workspace, workspaceAt, type NetworkPolicy, type Policy } from '../../policy/index.ts';
+import { checkNetworkRules, startSandboxEgress, withEgressEnvironment, type EgressLedger, type Gateway, type NetworkRules, type SandboxEgress, type Spent, type Violation } from '../../egress/index.ts';
 import type { Driver, SandboxHandle } from '../../drivers/index.ts';
 import type { CreateSandboxRequest, ListQuery, Page, SandboxManager, SandboxRecord, SandboxStats, Store } from './types.ts';
 
@@ -24,6 +25,8 @@ export interface ManagerOptions {
   defaultTimeoutMs?: number;
   /** Sandboxes of the default policy kept booted, so a create that fits takes one at once. Default 0. */
   poolSize?: number;
+  /** For sandboxes in allowlist mode: the LLM gateway (null: none configured) and brig's files for Node inside (dist/inside). */
+  egress: { gateway: Gateway | null; nodeDir: string };
 }
 
 const E2B_HOME = '/home/user';
@@ -44,7 +47,40 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
   mkdirSync(`${options.stateDir}/sandboxes`, { recursive: true, mode: 0o711 });
   if (process.getuid?.() === 0) chmodSync(options.stateDir, 0o711);
 
-  const dirs = (id: string) => ({ root: `${options.stateDir}/sandboxes/${id}`, workspace: `${options.stateDir}/sandboxes/${id}/workspace`, state: `${options.stateDir}/sandboxes/${id}/state` });
+  const dirs = (id: string) => {
+    const root = `${options.stateDir}/sandboxes/${id}`;
+    return { root, workspace: `${root}/workspace`, state: `${root}/state`, egress: `${root}/egress`, transcript: `${root}/transcript.jsonl` };
+  };
+
+  // Allowlist sandboxes: their proxies, and their network policies as rules change live (read on every connection).
+  const egresses = new Map<string, SandboxEgress>();
+  const networks = new Map<string, NetworkPolicy>();
+  const ledger: EgressLedger = {
+    violation: (violation) => store.addViolation(violation),
+    spent: (sandbox) => store.spent(sandbox),
+    charge: (sandbox, delta) => store.charge(sandbox, delta),
+    transcript: (entry) => appendFileSync(dirs(entry.sandbox).transcript, JSON.stringify(entry) + '\n', { mode: 0o600 }),
+  };
+  const startEgress = async (record: SandboxRecord): Promise<void> => {
+    if (record.policy.network.mode !== 'allowlist') return;
+    networks.set(record.id, record.policy.network);
+    const owner = process.getuid?.() === 0 ? { uid: hostUidOf(record.id), gid: hostUidOf(record.id) } : null;
+    const egress = await startSandboxEgress({
+      sandbox: record.id,
+      dir: dirs(record.id).egress,
+      owner,
+      network: () => networks.get(record.id) ?? record.policy.network,
+      gateway: options.egress.gateway,
+      ledger,
+    });
+    egresses.set(record.id, egress);
+  };
+  const stopEgress = async (id: string): Promise<void> => {
+    const egress = egresses.get(id);
+    egresses.delete(id);
+    networks.delete(id);
+    await egress?.close();
+  };
 
   const find = (idOrName: string): SandboxRecord => {
     const record = store.get(idOrName) ?? store.findByName(idOrName);
@@ -70,6 +106,7 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
     clearTimeout(timers.get(record.id));
     timers.delete(record.id);
     if (record.handle) await driver.stop(record.handle);
+    await stopEgress(record.id);
     const { root, state } = dirs(record.id);
     if (removeWorkspace) {
       rmSync(root, { recursive: true, force: true });
@@ -112,8 +149,11 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
       mkdirSync(paths.state, { mode: 0o711 });
       // As root, the sandbox's files belong to a host uid of its own: never root's, never another sandbox's.
       if (process.getuid?.() === 0) chownSync(paths.workspace, hostUidOf(record.id), hostUidOf(record.id));
-      handle = await driver.boot({ id: record.id, policy: record.policy, stateDir: paths.state, envd: { bundle: options.envdBundle, accessToken: record.envdAccessToken } });
+      await startEgress(record);
+      const egress = egresses.has(record.id) ? { socketDir: paths.egress, nodeDir: options.egress.nodeDir } : undefined;
+      handle = await driver.boot({ id: record.id, policy: record.policy, stateDir: paths.state, envd: { bundle: options.envdBundle, accessToken: record.envdAccessToken }, egress });
     } catch (error) {
+      await stopEgress(record.id);
       rmSync(paths.root, { recursive: true, force: true });
       store.remove(record.id);
       throw error;
@@ -188,7 +228,11 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
   for (const record of store.all()) {
     if (record.state === 'stopped') continue;
     const alive = record.handle !== null && driver.alive(record.handle);
-    if (alive && record.state === 'running') schedule(record);
+    if (alive && record.state === 'running') {
+      schedule(record);
+      // Its jail still sees the egress directory: a new socket there reconnects it.
+      await startEgress(record).catch(() => {});
+    }
     else if (alive && record.state === 'pooled' && pool.length < poolSize) pool.push(record.id);
     else await teardown(record, !record.keepWorkspace).catch(() => {});
   }
@@ -286,6 +330,35 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
       return existsSync(file) ? readFileSync(file, 'utf8') : '';
     },
 
+    network(idOrName: string): NetworkPolicy {
+      return networks.get(find(idOrName).id) ?? find(idOrName).policy.network;
+    },
+
+    setNetworkRules(idOrName: string, rules: NetworkRules): NetworkPolicy {
+      const record = find(idOrName);
+      if (record.policy.network.mode !== 'allowlist') {
+        throw new BrigError('BRIG_BAD_REQUEST', `sandbox '${idOrName}' has network mode ${record.policy.network.mode}: it has no rules to change`, 'create it with network.mode "allowlist" (or a policy with network.allow) to filter its traffic');
+      }
+      checkNetworkRules(rules);
+      const policy = applyPolicyInput(record.policy, { network: { allow: rules.allow, deny: rules.deny } }, 'network rules');
+      store.update(record.id, { policy });
+      networks.set(record.id, policy.network);
+      return policy.network;
+    },
+
+    violations(idOrName: string | null, limit: number): Violation[] {
+      return store.violations(idOrName === null ? null : findAny(idOrName).id, limit);
+    },
+
+    llmUsage(idOrName: string): Spent {
+      return store.spent(findAny(idOrName).id);
+    },
+
+    transcript(idOrName: string): string | null {
+      const file = dirs(findAny(idOrName).id).transcript;
+      return existsSync(file) ? file : null;
+    },
+
     async close(): Promise<void> {
       // Handed-out sandboxes keep running, to be reattached by the next daemon. The pool is
       // disposable: a clean shutdown stops it (after boots in flight finish, so none is left
@@ -299,6 +372,8 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
       }
       for (const timer of timers.values()) clearTimeout(timer);
       timers.clear();
+      // Running sandboxes outlive the daemon; their proxies do not, and come back with the next one.
+      await Promise.allSettled([...egresses.keys()].map((id) => stopEgress(id)));
       store.close();
     },
   };
@@ -315,7 +390,9 @@ function sandboxPolicy(hostWorkspace: string, request: CreateSandboxRequest): Po
   );
   if (Object.keys(request.envVars ?? {}).length > 0) policy = applyPolicyInput(policy, { environment: { set: { ...policy.environment.set, ...request.envVars } } }, 'envVars');
   if (request.policy) policy = applyPolicyInput(policy, request.policy, 'policy');
-  return resolvePolicy(policy, { cwd: hostWorkspace, home: process.env.HOME || homedir() });
+  policy = resolvePolicy(policy, { cwd: hostWorkspace, home: process.env.HOME || homedir() });
+  checkNetworkRules(policy.network);
+  return withEgressEnvironment(policy);
 }
 
 /** E2B's ids are lower-case letters and digits. */

@@ -1,4 +1,5 @@
-import type { Policy, PolicyInput } from '../../policy/index.ts';
+import type { NetworkRules, Spent, Violation } from '../../egress/index.ts';
+import type { NetworkPolicy, Policy, PolicyInput } from '../../policy/index.ts';
 import type { SandboxHandle, SandboxUsage } from '../../drivers/index.ts';
 
 /**
@@ -71,7 +72,14 @@ export interface Store {
   list(query: ListQuery): Page<SandboxRecord>;
   /** Every record, for reconciliation after a restart. */
   all(): SandboxRecord[];
+  /** Removes the record and everything kept for it (violations, spend). */
   remove(id: string): void;
+  addViolation(violation: Violation): void;
+  /** The newest `limit` violations of one sandbox (or of all, for null), oldest first. */
+  violations(sandbox: string | null, limit: number): Violation[];
+  /** What the sandbox spent through the LLM gateway; zeros when nothing. */
+  spent(sandbox: string): Spent;
+  charge(sandbox: string, delta: Spent): void;
   close(): void;
 }
 
@@ -117,6 +125,16 @@ export interface SandboxManager {
   stats(idOrName: string): SandboxStats;
   /** envd's log inside the sandbox's state directory. */
   logs(idOrName: string): string;
+  /** The network policy in force (rules as last changed). */
+  network(idOrName: string): NetworkPolicy;
+  /** Replace an allowlist sandbox's allow and deny lists, live: the next connection sees them. */
+  setNetworkRules(idOrName: string, rules: NetworkRules): NetworkPolicy;
+  /** The newest `limit` refused accesses of one sandbox (stopped ones too), or of all for null; oldest first. */
+  violations(idOrName: string | null, limit: number): Violation[];
+  /** What it spent through the LLM gateway. */
+  llmUsage(idOrName: string): Spent;
+  /** The file of its gateway transcript (JSON lines), or null before its first exchange. */
+  transcript(idOrName: string): string | null;
   /** Stop timers and close the store; sandboxes keep running, to be reattached by the next daemon. */
   close(): Promise<void>;
 }

@@ -2,6 +2,7 @@ import { chmodSync, closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { BrigError } from '../../protocol/index.ts';
+import type { Spent, Violation } from '../../egress/index.ts';
 import type { ListQuery, Page, SandboxRecord, SandboxState, Store } from '../sandboxes/index.ts';
 
 /**
@@ -36,6 +37,25 @@ const MIGRATIONS: ReadonlyArray<(db: Database.Database) => void> = [
     CREATE INDEX sandboxes_by_start ON sandboxes (started_ms, id);
     -- findByName; and a name is unique among sandboxes not stopped, even across daemons sharing the file.
     CREATE UNIQUE INDEX sandboxes_live_name ON sandboxes (name) WHERE state <> 'stopped';
+  `),
+  (db) => db.exec(`
+    -- Refused accesses, kept as long as their sandbox's record.
+    CREATE TABLE violations (
+      seq     INTEGER PRIMARY KEY,
+      sandbox TEXT NOT NULL,
+      time    TEXT NOT NULL,
+      kind    TEXT NOT NULL,
+      target  TEXT NOT NULL,
+      rule    TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX violations_by_sandbox ON violations (sandbox, seq);
+    -- What each sandbox spent through the LLM gateway: its budget holds across daemon restarts.
+    CREATE TABLE llm_spent (
+      sandbox       TEXT PRIMARY KEY,
+      requests      INTEGER NOT NULL,
+      input_tokens  INTEGER NOT NULL,
+      output_tokens INTEGER NOT NULL
+    ) STRICT;
   `),
 ];
 
@@ -88,7 +108,27 @@ export function openSqliteStore(file: string): Store {
   // `state <> 'stopped'` as written in the partial index, so the planner uses it.
   const byName = db.prepare<[string], Row>(`SELECT * FROM sandboxes WHERE name = ? AND state <> 'stopped'`);
   const everything = db.prepare<[], Row>('SELECT * FROM sandboxes ORDER BY started_ms, id');
-  const remove = db.prepare<[string]>('DELETE FROM sandboxes WHERE id = ?');
+  const removeRow = db.prepare<[string]>('DELETE FROM sandboxes WHERE id = ?');
+  const removeViolations = db.prepare<[string]>('DELETE FROM violations WHERE sandbox = ?');
+  const removeSpent = db.prepare<[string]>('DELETE FROM llm_spent WHERE sandbox = ?');
+  const remove = db.transaction((id: string) => {
+    removeRow.run(id);
+    removeViolations.run(id);
+    removeSpent.run(id);
+  });
+  const addViolation = db.prepare<Violation>('INSERT INTO violations (sandbox, time, kind, target, rule) VALUES (@sandbox, @time, @kind, @target, @rule)');
+  // The newest `limit`, returned oldest first.
+  const violationsOf = db.prepare<{ sandbox: string | null; limit: number }, Violation>(`
+    SELECT sandbox, time, kind, target, rule FROM (
+      SELECT * FROM violations WHERE @sandbox IS NULL OR sandbox = @sandbox ORDER BY seq DESC LIMIT @limit
+    ) ORDER BY seq`);
+  const spentOf = db.prepare<[string], { requests: number; inputTokens: number; outputTokens: number }>(
+    'SELECT requests, input_tokens AS inputTokens, output_tokens AS outputTokens FROM llm_spent WHERE sandbox = ?',
+  );
+  const charge = db.prepare<{ sandbox: string } & Spent>(`
+    INSERT INTO llm_spent VALUES (@sandbox, @requests, @inputTokens, @outputTokens)
+    ON CONFLICT (sandbox) DO UPDATE SET requests = requests + excluded.requests,
+      input_tokens = input_tokens + excluded.input_tokens, output_tokens = output_tokens + excluded.output_tokens`);
   // One statement for every filter: the filters arrive as JSON and are walked with
   // json_each, so a metadata key is data, never part of a JSON path or of the SQL.
   const page = db.prepare<ListParams, Row>(`
@@ -134,7 +174,11 @@ export function openSqliteStore(file: string): Store {
       return { items: items.map(fromRow), next: rows.length > query.limit && last ? encodeCursor(last) : null };
     },
     all: () => everything.all().map(fromRow),
-    remove: (id) => void remove.run(id),
+    remove: (id) => remove(id),
+    addViolation: (violation) => void addViolation.run(violation),
+    violations: (sandbox, limit) => violationsOf.all({ sandbox, limit }),
+    spent: (sandbox) => spentOf.get(sandbox) ?? { requests: 0, inputTokens: 0, outputTokens: 0 },
+    charge: (sandbox, delta) => void charge.run({ sandbox, ...delta }),
     close() {
       if (!db.open) return;
       db.pragma('optimize');

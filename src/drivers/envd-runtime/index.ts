@@ -65,6 +65,20 @@ interface Library {
   path: string;
 }
 
+/**
+ * The shared libraries (and loader) a host program needs, as host paths; empty
+ * for a script or a static binary. For tools brought into a jail from outside
+ * the system directories.
+ */
+export function toolLibraries(binary: string): string[] {
+  try {
+    const { libraries, loader } = sharedLibraries(binary);
+    return [...libraries.map((library) => library.path), loader.path];
+  } catch {
+    return [];
+  }
+}
+
 /** The libraries ldd resolves for a binary, and its dynamic loader. */
 function sharedLibraries(binary: string): { libraries: Library[]; loader: Library } {
   const output = execFileSync('ldd', [binary], { encoding: 'utf8' });

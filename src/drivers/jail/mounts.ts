@@ -66,7 +66,12 @@ export function mountArgs(input: MountInputs): string[] {
   const workspaceInside = filesystem.workspace === null ? null : (filesystem.workspaceTarget ?? filesystem.workspace);
   // A home inside the workspace's place is the workspace's (an E2B sandbox's /home/user): no tmpfs over it.
   if (workspaceInside === null || !within(input.home, workspaceInside)) {
-    steps.push({ path: input.home, rank: RANK.tmpfs, args: ['--size', size, '--perms', '0700', '--tmpfs', input.home] });
+    const kept = filesystem.home;
+    steps.push(
+      kept === null
+        ? { path: input.home, rank: RANK.tmpfs, args: ['--size', size, '--perms', '0700', '--tmpfs', input.home] }
+        : { path: input.home, rank: RANK.bind, args: ['--bind', mustExist(kept, 'filesystem.home'), input.home] },
+    );
   }
   // Shared scratch space keeps its usual sticky, world-writable mode.
   for (const path of new Set([...filesystem.tmpfs, ...(input.tmpdir ? [input.tmpdir] : [])])) {

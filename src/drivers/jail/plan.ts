@@ -9,6 +9,8 @@ import { mountArgs, within } from './mounts.ts';
 import { jailEnvironment } from './environment.ts';
 import { rlimitArgs } from './rlimits.ts';
 import { planCgroup, type CgroupPlan } from './cgroup.ts';
+import { egressBridge, type EgressBridge } from './egress.ts';
+import { toolLibraries } from '../envd-runtime/index.ts';
 
 /** The file descriptors bubblewrap reads, in the child's numbering. */
 export const FD = { seccomp: 3, status: 4, passwd: 5, group: 6 } as const;
@@ -29,6 +31,8 @@ export interface JailPlanOptions {
   outlivesParent?: boolean;
   /** Names the jail's cgroups (`brig-<id>`); default: this process's pid and a random suffix. */
   id?: string;
+  /** Required in allowlist mode: how the jail's loopback proxy port reaches the host (see egress.ts). */
+  egress?: EgressBridge;
 }
 
 /**
@@ -55,25 +59,28 @@ export function planJail(policy: Policy, command: string[], host: HostContext, o
   if (command.length === 0) throw new BrigError('BRIG_USAGE', 'no command to run', 'put the command after --, e.g. `brig run -- bash`');
   const { filesystem } = policy;
   const workspace = filesystem.workspace;
-  if (workspace !== null) guardWorkspace(workspace, host.home);
+  if (workspace !== null) guardWorkspace(workspace, host.home, 'workspace');
+  if (filesystem.home !== null) guardWorkspace(filesystem.home, host.home, 'home');
   const bwrap = findExecutable('bwrap', host.env.PATH);
   if (!bwrap) throw new BrigError('BRIG_BWRAP_MISSING', 'bubblewrap (bwrap) is not installed', 'run `npm run setup` (or `sudo apt-get install bubblewrap`)');
   const prlimit = findExecutable('prlimit', host.env.PATH) ?? '/usr/bin/prlimit';
   if (host.uid !== 0) checkUserNamespaces();
 
   const identity = jailIdentity(policy.identity, host, workspace);
-  const tools = resolveTools(policy.tools, host.env.PATH);
+  const tools = resolveTools(policy.tools, host.env.PATH, policy.filesystem.system);
   const tmpdir = privateTmpdir(host.env.TMPDIR, policy);
   const env = jailEnvironment(policy.environment, host.env, identity, { tmpdir, toolDirs: tools.dirs });
   const workspaceInside = workspace === null ? null : (filesystem.workspaceTarget ?? workspace);
   const cwd = workspaceInside ?? identity.home;
   checkCommand(command[0] ?? '', env.PATH ?? '', cwd, visibleRoots(policy, tools.paths), (path) => hostPathOf(path, workspace, workspaceInside));
 
+  const bridge = policy.network.mode === 'allowlist' ? egressBridge(options.egress) : null;
   const seccomp = compileSeccomp({ arch: hostSeccompArch(), extraDeny: policy.syscalls.extraDeny, logOnly: policy.syscalls.logOnly });
   const id = options.id ?? `${process.pid}-${randomBytes(4).toString('hex')}`;
   const bwrapArgs = [
     '--unshare-user', '--unshare-pid', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup',
-    ...(policy.network.mode === 'none' ? ['--unshare-net'] : []),
+    // allowlist: a network namespace of its own too; its only way out is the egress bridge.
+    ...(policy.network.mode === 'host' ? [] : ['--unshare-net']),
     '--uid', String(identity.uid), '--gid', String(identity.gid),
     // A nested user namespace would let the jail map itself root again: refuse them twice (here and in seccomp).
     '--disable-userns',
@@ -93,11 +100,13 @@ export function planJail(policy: Policy, command: string[], host: HostContext, o
       passwdFd: FD.passwd,
       groupFd: FD.group,
     }),
+    ...(bridge ? bridge.mounts : []),
     '--chdir', cwd,
     '--seccomp', String(FD.seccomp),
     '--json-status-fd', String(FD.status),
     '--',
     ...(options.tty ? ['/usr/bin/setsid', '--ctty'] : []),
+    ...(bridge ? bridge.prefix : []),
     ...command,
   ];
   return {
@@ -115,14 +124,14 @@ export function planJail(policy: Policy, command: string[], host: HostContext, o
   };
 }
 
-/** The workspace is written by the jail: never the home itself, an ancestor of it, or /. */
-function guardWorkspace(workspace: string, home: string): void {
-  const rel = relative(workspace, home);
-  if (workspace === '/' || rel === '' || (!rel.startsWith('..') && !isAbsolute(rel))) {
+/** The workspace and a kept home are written by the jail: never the caller's home itself, an ancestor of it, or /. */
+function guardWorkspace(dir: string, home: string, field: 'workspace' | 'home'): void {
+  const rel = relative(dir, home);
+  if (dir === '/' || rel === '' || (!rel.startsWith('..') && !isAbsolute(rel))) {
     throw new BrigError(
       'BRIG_POLICY_INVALID',
-      `the workspace ${workspace} contains your home directory (${home}): the jail would see your dotfiles and credentials`,
-      'run brig from a project directory, or give one with --workspace DIR',
+      `the ${field} ${dir} contains your home directory (${home}): the jail would see your dotfiles and credentials`,
+      field === 'workspace' ? 'run brig from a project directory, or give one with --workspace DIR' : 'give filesystem.home a directory of its own, e.g. under ~/.local/state/brig',
     );
   }
 }
@@ -157,16 +166,27 @@ interface Tools {
   dirs: string[];
 }
 
-function resolveTools(names: string[], hostPath: string | undefined): Tools {
+/**
+ * Each tool, its real file, and — for a program from outside the system
+ * directories — the shared libraries it links that the jail would not see.
+ */
+function resolveTools(names: string[], hostPath: string | undefined, systemDirs: string[]): Tools {
   const paths = new Set<string>();
   const dirs = new Set<string>();
+  const visible = (path: string) => systemDirs.some((dir) => within(path, dir));
   for (const name of names) {
     const found = name.includes('/') ? (existsSync(name) ? name : null) : findExecutable(name, hostPath);
     if (!found) throw new BrigError('BRIG_PATH_MISSING', `tool '${name}' is not on the host PATH`, 'install it, or give its absolute path in tools');
     paths.add(found);
     const real = realpathSync(found);
     if (real !== found) paths.add(real);
+    if (statSync(real).isDirectory()) {
+      // A whole tree (a toolchain under /opt): its bin directory goes on PATH.
+      dirs.add(existsSync(join(found, 'bin')) ? join(found, 'bin') : found);
+      continue;
+    }
     dirs.add(dirname(found));
+    if (!visible(real)) for (const library of toolLibraries(real)) if (!visible(library)) paths.add(library);
   }
   return { paths: [...paths], dirs: [...dirs] };
 }

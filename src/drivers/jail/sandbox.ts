@@ -38,7 +38,7 @@ export const jailDriver: Driver = {
     const installDir = dirname(dirname(spec.envd.bundle));
     const policy = compose(readOnly(installDir), readWrite(runDir), setEnv('BRIG_ENVD_ACCESS_TOKEN', spec.envd.accessToken))(spec.policy);
     const host = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, home: process.env.HOME ?? '/', cwd: spec.stateDir, env: process.env };
-    const plan = planJail(policy, [process.execPath, spec.envd.bundle, '--listen', `unix:${socketPath}`], host, { tty: false, outlivesParent: true, id: spec.id });
+    const plan = planJail(policy, [process.execPath, spec.envd.bundle, '--listen', `unix:${socketPath}`], host, { tty: false, outlivesParent: true, id: spec.id, egress: spec.egress });
     // envd, as the jail's host user, creates its socket here.
     if (plan.identity.dropPrivileges) chownSync(runDir, plan.identity.hostUid, plan.identity.hostGid);
 

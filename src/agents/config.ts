@@ -1,0 +1,103 @@
+import { existsSync } from 'node:fs';
+import { BrigError } from '../protocol/index.ts';
+import { readConfigFile, validatePolicyInput } from '../policy/index.ts';
+import type { AgentSpec } from './types.ts';
+
+/**
+ * Custom agents: a YAML or JSON file mapping names to definitions, read from
+ * BRIG_AGENTS_FILE, else ~/.config/brig/agents.{yaml,yml,json}. Only the
+ * user's own file: a project cannot define agents for you, since a checked-in
+ * definition could widen what the jail may touch.
+ *
+ *   my-agent:
+ *     command: my-agent
+ *     configPaths: [~/.config/my-agent]
+ *     providers: [anthropic]
+ *     extraTools: [pandoc]
+ */
+
+export function agentsFiles(env: NodeJS.ProcessEnv, home: string): string[] {
+  if (env.BRIG_AGENTS_FILE) return [env.BRIG_AGENTS_FILE];
+  const dir = `${env.XDG_CONFIG_HOME || `${home}/.config`}/brig`;
+  return ['agents.yaml', 'agents.yml', 'agents.json'].map((name) => `${dir}/${name}`);
+}
+
+export async function loadAgentsFile(env: NodeJS.ProcessEnv, home: string): Promise<AgentSpec[]> {
+  const files = agentsFiles(env, home);
+  const file = env.BRIG_AGENTS_FILE ? files[0] : files.find((candidate) => existsSync(candidate));
+  if (!file) return [];
+  const content = await readConfigFile(file, 'agents');
+  if (content === null || content === undefined) return [];
+  if (typeof content !== 'object' || Array.isArray(content)) throw invalid(file, '', 'must be a mapping of agent names to definitions');
+  return Object.entries(content as Record<string, unknown>).map(([name, definition]) => checkAgent(name, definition, file));
+}
+
+const NAME = /^[a-z0-9][a-z0-9-]{0,40}$/;
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const PROVIDERS = ['anthropic', 'openai', 'gemini'];
+
+/** A definition from a file or code, checked field by field; every problem named. */
+export function checkAgent(name: string, definition: unknown, source: string): AgentSpec {
+  const problems: string[] = [];
+  if (!NAME.test(name)) problems.push(`name: must be lower-case letters, digits and - (at most 41), got ${JSON.stringify(name)}`);
+  if (typeof definition !== 'object' || definition === null || Array.isArray(definition)) throw invalid(source, name, 'must be a mapping of fields');
+  const given = definition as Record<string, unknown>;
+  const strings = (field: string, check: (value: string) => boolean = () => true, phrase = 'a list of strings'): string[] | undefined => {
+    const value = given[field];
+    if (value === undefined) return undefined;
+    if (!Array.isArray(value) || !value.every((item) => typeof item === 'string' && item.length > 0 && check(item))) {
+      problems.push(`${field}: must be ${phrase}`);
+      return undefined;
+    }
+    return value as string[];
+  };
+  const text = (field: string, required: boolean): string | undefined => {
+    const value = given[field];
+    if (value === undefined && !required) return undefined;
+    if (typeof value !== 'string' || value.length === 0) problems.push(`${field}: must be a non-empty string`);
+    return typeof value === 'string' ? value : undefined;
+  };
+  const known = ['name', 'aliases', 'description', 'command', 'npmPackage', 'configPaths', 'providers', 'allow', 'env', 'forwardEnv', 'extraTools', 'extraReadWriteDirs', 'extraReadOnlyDirs', 'promptArgs', 'args', 'base'];
+  for (const field of Object.keys(given)) if (!known.includes(field)) problems.push(`${field}: unknown field (known: ${known.join(', ')})`);
+  const env = given.env;
+  if (env !== undefined && (typeof env !== 'object' || env === null || Array.isArray(env) || !Object.entries(env).every(([key, value]) => ENV_NAME.test(key) && typeof value === 'string'))) {
+    problems.push('env: must map variable names to strings');
+  }
+  const path = (value: string) => value.startsWith('/') || value.startsWith('~/');
+  const spec: AgentSpec = {
+    name,
+    aliases: strings('aliases', (value) => NAME.test(value), 'a list of names'),
+    description: text('description', false) ?? `Custom agent ${name}.`,
+    command: text('command', true) ?? '',
+    npmPackage: text('npmPackage', false),
+    configPaths: strings('configPaths', path, 'a list of paths starting with ~/ or /') ?? [],
+    providers: (strings('providers', (value) => PROVIDERS.includes(value), `a list of providers (${PROVIDERS.join(', ')})`) ?? []) as AgentSpec['providers'],
+    allow: strings('allow'),
+    env: env as Record<string, string> | undefined,
+    forwardEnv: strings('forwardEnv', (value) => ENV_NAME.test(value), 'a list of variable names'),
+    extraTools: strings('extraTools'),
+    extraReadWriteDirs: strings('extraReadWriteDirs', path, 'a list of paths starting with ~/ or /'),
+    extraReadOnlyDirs: strings('extraReadOnlyDirs', path, 'a list of paths starting with ~/ or /'),
+    promptArgs: strings('promptArgs'),
+    args: strings('args'),
+  };
+  if (given.base !== undefined) {
+    try {
+      spec.base = validatePolicyInput(given.base, `${source}: agent ${name}: base`);
+    } catch (error) {
+      problems.push(error instanceof Error ? error.message.replace(`${source}: agent ${name}: base: `, 'base: ') : String(error));
+    }
+  }
+  if (problems.length > 0) throw invalid(source, name, problems.join('; '));
+  return spec;
+}
+
+/** For agents written in TypeScript: the same checks as a file's, at the line that defines it. */
+export function defineAgent(spec: AgentSpec): AgentSpec {
+  const { name, ...rest } = spec;
+  return checkAgent(name, rest, 'defineAgent');
+}
+
+function invalid(source: string, name: string, reason: string): BrigError {
+  return new BrigError('BRIG_AGENT_INVALID', `${source}: ${name ? `agent ${name}: ` : ''}${reason}`, 'see docs/agents.md for the fields of an agent definition');
+}

@@ -1,0 +1,38 @@
+import type { LlmProvider, PolicyInput } from '../policy/index.ts';
+
+/**
+ * An agent profile: how to run one agent CLI in a jail (seed 002's
+ * makeJailedAgent). A profile is a policy plus what it takes to find and
+ * start the CLI; `brig agent show NAME` prints the policy it resolves to.
+ */
+export interface AgentSpec {
+  /** What `brig agent NAME` takes: lower-case letters, digits and -. */
+  name: string;
+  /** Other names it answers to (`claude` for claude-code). */
+  aliases?: string[];
+  description: string;
+  /** The CLI: a command name (looked up on PATH, in ./node_modules/.bin, in global npm installs) or an absolute path. */
+  command: string;
+  /** The npm package that provides it, for the install hint and for finding a global install. */
+  npmPackage?: string;
+  /** Paths under the home (`~/.claude`) the agent keeps its config and state in: created in its private home before a run. */
+  configPaths: string[];
+  /** Model providers it talks to, through brig's LLM gateway. */
+  providers: LlmProvider[];
+  /** Further destinations its proxy may reach (a package registry…); none by default. */
+  allow?: string[];
+  /** Variables set inside: the switches that point it at the gateway and keep update checks and telemetry off the network. */
+  env?: Record<string, string>;
+  /** Host variables passed in by name. */
+  forwardEnv?: string[];
+  /** Host commands brought in (with their libraries), or whole directories. */
+  extraTools?: string[];
+  extraReadWriteDirs?: string[];
+  extraReadOnlyDirs?: string[];
+  /** Arguments for a non-interactive run; `{prompt}` is replaced by the prompt. */
+  promptArgs?: string[];
+  /** Arguments always passed first (before the user's). */
+  args?: string[];
+  /** A base policy the profile starts from (instead of brig's default), as a policy file would give it. */
+  base?: PolicyInput;
+}

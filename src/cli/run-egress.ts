@@ -1,0 +1,69 @@
+import { appendFileSync, mkdirSync, rmSync } from 'node:fs';
+import { defaultStateDir, llmKeyFile } from '../protocol/index.ts';
+import { createGateway, loadGatewayConfig, startSandboxEgress, type Spent, type TranscriptEntry, type Violation } from '../egress/index.ts';
+import type { JailPlan } from '../drivers/jail/index.ts';
+
+/**
+ * `brig run` in allowlist mode: the jail's proxy and LLM gateway live in this
+ * process for as long as the command runs. What they observe is kept here:
+ * violations for the summary printed at the end, spend in memory (the budget
+ * is the command's), the transcript in brig's state directory.
+ */
+export interface RunEgress {
+  close(): Promise<void>;
+  /** Lines for stderr once the command ended: what was refused, what the gateway served. Empty when neither happened. */
+  summary(): string;
+}
+
+const SHOWN_VIOLATIONS = 10;
+
+export async function startRunEgress(plan: JailPlan, dir: string): Promise<RunEgress> {
+  const stateDir = defaultStateDir();
+  const network = plan.policy.network;
+  const gateway = network.llm.length > 0 ? createGateway(loadGatewayConfig(process.env, llmKeyFile(stateDir))) : null;
+  const violations: Violation[] = [];
+  const spent: Spent = { requests: 0, inputTokens: 0, outputTokens: 0 };
+  const transcriptFile = `${stateDir}/transcripts/run-${plan.id}.jsonl`;
+  let transcribed = false;
+  const egress = await startSandboxEgress({
+    sandbox: `run-${plan.id}`,
+    dir,
+    owner: plan.identity.dropPrivileges ? { uid: plan.identity.hostUid, gid: plan.identity.hostGid } : null,
+    network: () => network,
+    gateway,
+    ledger: {
+      violation: (violation) => violations.push(violation),
+      spent: () => spent,
+      charge: (_sandbox, delta) => {
+        spent.requests += delta.requests;
+        spent.inputTokens += delta.inputTokens;
+        spent.outputTokens += delta.outputTokens;
+      },
+      transcript: (entry: TranscriptEntry) => {
+        if (!transcribed) mkdirSync(`${stateDir}/transcripts`, { recursive: true, mode: 0o700 });
+        transcribed = true;
+        appendFileSync(transcriptFile, JSON.stringify(entry) + '\n', { mode: 0o600 });
+      },
+    },
+  });
+  return {
+    async close() {
+      await egress.close();
+      gateway?.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+    summary() {
+      const lines: string[] = [];
+      if (violations.length > 0) {
+        lines.push(`brig: ${violations.length} access${violations.length === 1 ? '' : 'es'} refused:`);
+        for (const violation of violations.slice(0, SHOWN_VIOLATIONS)) lines.push(`  ${violation.kind} ${violation.target} — ${violation.rule}`);
+        if (violations.length > SHOWN_VIOLATIONS) lines.push(`  … and ${violations.length - SHOWN_VIOLATIONS} more`);
+        lines.push('  allow a destination with --allow HOST (see brig run --help)');
+      }
+      if (spent.requests > 0 || transcribed) {
+        lines.push(`brig: LLM gateway: ${spent.requests} request${spent.requests === 1 ? '' : 's'}, ${spent.inputTokens} input and ${spent.outputTokens} output tokens; transcript ${transcriptFile}`);
+      }
+      return lines.length ? lines.join('\n') + '\n' : '';
+    },
+  };
+}
