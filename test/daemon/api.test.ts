@@ -354,7 +354,8 @@ describe('control plane (inject)', () => {
       [{ policy: { resources: { memoryMiB: 'lots' } } }, 400, 'BRIG_POLICY_INVALID', /resources\.memoryMiB/],
       [{ policy: { nonsense: true } }, 400, 'BRIG_POLICY_INVALID', /nonsense/],
       [{ autoPause: true }, 400, 'BRIG_BAD_REQUEST', /body\.autoPause/],
-      [{ network: { allowOut: ['1.1.1.1'] } }, 400, 'BRIG_BAD_REQUEST', /body\.network/],
+      [{ network: { rules: { 'api.example.com': [{ transform: { headers: { a: 'b' } } }] } } }, 400, 'BRIG_BAD_REQUEST', /body\.network\.rules/],
+      [{ network: { denyOut: ['1.1.1.1'] } }, 400, 'BRIG_BAD_REQUEST', /body\.network\.denyOut/],
       [{ volumeMounts: [{ name: 'v', path: '/data' }] }, 400, 'BRIG_BAD_REQUEST', /body\.volumeMounts/],
       [{ timeout: 'soon' }, 400, 'BRIG_BAD_REQUEST', /body\.timeout must be integer/],
       [{ timeout: 0 }, 400, 'BRIG_BAD_REQUEST', /body\.timeout/],
@@ -369,6 +370,15 @@ describe('control plane (inject)', () => {
       assert.equal(response.json().code, code, JSON.stringify(body));
       assert.match(response.json().message, message, JSON.stringify(body));
     }
+  });
+
+  test("E2B's allowOut becomes the allowlist, and a denyOut of all traffic no network", async () => {
+    const allowed = await app.inject({ method: 'POST', url: '/sandboxes', headers: KEY, payload: { templateID: 'base', network: { allowOut: ['*.example.com', '1.1.1.1'], denyOut: ['0.0.0.0/0'] } } });
+    assert.equal(allowed.statusCode, 201, allowed.body);
+    assert.deepEqual(manager.requests.at(-1)?.policy?.network, { mode: 'allowlist', allow: ['*.example.com', '1.1.1.1'] });
+    const closed = await app.inject({ method: 'POST', url: '/sandboxes', headers: KEY, payload: { templateID: 'base', network: { denyOut: ['0.0.0.0/0'] } } });
+    assert.equal(closed.statusCode, 201, closed.body);
+    assert.deepEqual(manager.requests.at(-1)?.policy?.network, { mode: 'none' });
   });
 
   test('list: pages by limit with X-Next-Token, filters metadata as the SDK encodes it, and state', async () => {

@@ -12,9 +12,9 @@ export interface RunningDaemon {
  * `brig serve` as users start it, on a free port, with its own state
  * directory. The pool defaults to 0, so nothing is left running after a test.
  */
-export async function serveDaemon(stateDir: string, options: { apiKey: string; pool?: number }): Promise<RunningDaemon> {
+export async function serveDaemon(stateDir: string, options: { apiKey: string; pool?: number; env?: NodeJS.ProcessEnv }): Promise<RunningDaemon> {
   const child = spawn(BRIG, ['serve', '--port', '0', '--state', stateDir, '--pool', String(options.pool ?? 0)], {
-    env: { ...process.env, BRIG_API_KEY: options.apiKey },
+    env: { ...process.env, ...options.env, BRIG_API_KEY: options.apiKey },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stderr = '';

@@ -20,7 +20,7 @@ export const ID_PARAMS = {
 
 export const NEW_SANDBOX = {
   type: 'object',
-  description: 'E2B\'s NewSandbox. Fields brig cannot honour (autoPause, autoResume, mcp, network, iam, volumeMounts) are refused, not ignored; unknown fields are ignored.',
+  description: 'E2B\'s NewSandbox. Fields brig cannot honour (autoPause, autoResume, mcp, iam, volumeMounts, network rules) are refused, not ignored; unknown fields are ignored.',
   properties: {
     templateID: { type: 'string', minLength: 1, maxLength: 128, description: 'brig has one template, "base" (the default)' },
     timeout: { ...SECONDS, description: 'Seconds until the sandbox is killed (default 300)' },
@@ -32,12 +32,27 @@ export const NEW_SANDBOX = {
     autoPauseMemory: { type: 'boolean' },
     autoResume: { type: 'object' },
     mcp: {},
-    network: { type: 'object' },
+    network: {
+      type: 'object',
+      description: 'allowOut becomes brig\'s allowlist (names, *.wildcards, IPs, CIDRs); denyOut of all traffic alone means no network; rules and egressProxy are refused',
+      properties: { allowOut: { type: 'array', items: { type: 'string' } }, denyOut: { type: 'array', items: { type: 'string' } }, rules: { type: 'object' }, egressProxy: {} },
+    },
     iam: { type: 'object' },
     volumeMounts: { type: 'array' },
     name: { type: 'string', minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$', description: 'brig: a name usable instead of the id, unique among running sandboxes' },
     policy: { type: 'object', description: 'brig: a policy applied on top of the template\'s (docs/policy.md; refused with BRIG_POLICY_INVALID naming every bad field)' },
     keepWorkspace: { type: 'boolean', description: 'brig: keep the workspace directory when the sandbox ends' },
+  },
+} as const;
+
+export const NETWORK_UPDATE = {
+  type: 'object',
+  properties: {
+    allowOut: { type: 'array', maxItems: 1000, items: { type: 'string', maxLength: 300 } },
+    denyOut: { type: 'array', maxItems: 1000, items: { type: 'string', maxLength: 300 } },
+    allow_internet_access: { type: 'boolean' },
+    rules: { type: 'object' },
+    egressProxy: {},
   },
 } as const;
 

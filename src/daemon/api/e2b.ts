@@ -1,9 +1,9 @@
 import type { FastifyInstance } from 'fastify';
 import { BrigError, ENVD_VERSION } from '../../protocol/index.ts';
-import { validatePolicyInput } from '../../policy/index.ts';
+import { validatePolicyInput, type PolicyInput } from '../../policy/index.ts';
 import type { CreateSandboxRequest, SandboxManager, SandboxRecord, SandboxState } from '../sandboxes/index.ts';
 import { BAD_REQUEST_HINT } from './errors.ts';
-import { CONNECT_BODY, errors, ID_PARAMS, LIST_QUERY, LISTED_SANDBOX, NEW_SANDBOX, SANDBOX, SANDBOX_DETAIL, TIMEOUT_BODY, V1_LIST_QUERY } from './e2b-schemas.ts';
+import { CONNECT_BODY, errors, ID_PARAMS, LIST_QUERY, LISTED_SANDBOX, NETWORK_UPDATE, NEW_SANDBOX, SANDBOX, SANDBOX_DETAIL, TIMEOUT_BODY, V1_LIST_QUERY } from './e2b-schemas.ts';
 
 /**
  * E2B's control plane, so the e2b SDK (apiUrl at the daemon) works unchanged:
@@ -29,7 +29,7 @@ interface NewSandboxBody {
   autoPause?: boolean;
   autoResume?: { enabled?: boolean };
   mcp?: unknown;
-  network?: Record<string, unknown>;
+  network?: E2bNetwork;
   iam?: { tokens?: Record<string, unknown> };
   volumeMounts?: unknown[];
   name?: string;
@@ -110,6 +110,27 @@ export function registerE2bRoutes(app: FastifyInstance, manager: SandboxManager)
     },
   });
 
+  app.put<{ Params: IdParams; Body: E2bNetwork }>('/sandboxes/:sandboxID/network', {
+    config: e2b,
+    schema: {
+      tags,
+      summary: 'Replace a running sandbox\'s egress rules (allowOut; an allowlist sandbox only: its network is fixed at creation)',
+      params: ID_PARAMS,
+      body: NETWORK_UPDATE,
+      response: { 204: { type: 'null', description: 'Updated' }, ...errors(400, 404) },
+    },
+    handler: async (request, reply) => {
+      const body = request.body ?? {};
+      const refuse = (field: string, why: string): never => {
+        throw new BrigError('BRIG_BAD_REQUEST', `body.${field}: ${why}`, BAD_REQUEST_HINT);
+      };
+      if (body.allow_internet_access === true) refuse('allow_internet_access', 'a sandbox\'s network mode is fixed at creation; list destinations in allowOut');
+      const wanted = e2bNetwork(body, refuse);
+      manager.setNetworkRules(request.params.sandboxID, { allow: wanted?.allow ?? [], deny: [] });
+      return reply.code(204).send();
+    },
+  });
+
   app.post<{ Params: IdParams; Body: { timeout: number } }>('/sandboxes/:sandboxID/timeout', {
     config: e2b,
     schema: { tags, summary: 'Set when the sandbox is killed, in seconds from now', params: ID_PARAMS, body: TIMEOUT_BODY, response: { 204: { type: 'null', description: 'Set' }, ...errors(400, 404) } },
@@ -146,19 +167,49 @@ function createCommand(body: NewSandboxBody): CreateSandboxRequest {
   if (body.autoPause === true) refuse('autoPause', 'brig cannot pause a sandbox (its timeout kills it)');
   if (body.autoResume?.enabled === true) refuse('autoResume', 'brig cannot pause, so nothing resumes');
   if (body.mcp !== undefined && body.mcp !== null) refuse('mcp', 'brig has no MCP gateway template');
-  if (body.network !== undefined && Object.keys(body.network).length > 0) refuse('network', 'brig\'s network is none or host: use allow_internet_access, or a brig policy\'s network');
   if (body.iam?.tokens !== undefined && Object.keys(body.iam.tokens).length > 0) refuse('iam', 'brig issues no workload identity tokens');
   if (body.volumeMounts !== undefined && body.volumeMounts.length > 0) refuse('volumeMounts', 'brig has no volumes: use a brig policy\'s filesystem');
+  const network = e2bNetwork(body.network ?? {}, refuse);
+  const policy = body.policy === undefined ? undefined : validatePolicyInput(body.policy, 'policy');
   return {
     templateId: body.templateID,
     timeoutMs: body.timeout === undefined ? undefined : body.timeout * 1000,
     metadata: body.metadata,
     envVars: body.envVars,
     name: body.name,
-    policy: body.policy === undefined ? undefined : validatePolicyInput(body.policy, 'policy'),
+    // A brig policy's own network wins over E2B's fields.
+    policy: network ? { ...policy, network: { ...network, ...policy?.network } } : policy,
     keepWorkspace: body.keepWorkspace,
     allowInternetAccess: body.allow_internet_access,
   };
+}
+
+/**
+ * E2B's egress fields as brig's allowlist. In E2B an allowOut entry beats a
+ * denyOut one and traffic is open unless listed; brig's allowlist refuses all
+ * but what is allowed. So allowOut becomes the allow list (denyOut then adds
+ * nothing: what is not allowed is refused), and denyOut of all traffic alone
+ * means no network. What brig cannot mean the same way is refused.
+ */
+function e2bNetwork(network: E2bNetwork, refuse: (field: string, why: string) => never): PolicyInput['network'] | null {
+  if (network.rules !== undefined && Object.keys(network.rules).length > 0) refuse('network.rules', 'brig injects credentials through its LLM gateway, not header transforms: use a brig policy\'s network.llm');
+  if (network.egressProxy !== undefined) refuse('network.egressProxy', 'brig sandboxes leave only through brig\'s own proxy');
+  const allowOut = network.allowOut ?? [];
+  const denyOut = network.denyOut ?? [];
+  if (allowOut.length > 0) return { mode: 'allowlist', allow: allowOut };
+  if (denyOut.length === 0) return null;
+  if (denyOut.some((entry) => ALL_TRAFFIC.includes(entry))) return { mode: 'none' };
+  return refuse('network.denyOut', 'brig cannot open all traffic but a few destinations; list what the sandbox may reach in allowOut');
+}
+
+const ALL_TRAFFIC = ['0.0.0.0/0', '::/0'];
+
+interface E2bNetwork {
+  allowOut?: string[];
+  denyOut?: string[];
+  rules?: Record<string, unknown>;
+  egressProxy?: unknown;
+  allow_internet_access?: boolean;
 }
 
 /** E2B's states: brig's creating and running are E2B's running; brig never pauses; stopped sandboxes are gone. */
