@@ -8,6 +8,8 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { BrigError, apiKeyFile, defaultStateDir, llmKeyFile } from '../protocol/index.ts';
 import { createGateway, loadGatewayConfig } from '../egress/index.ts';
+import { listAgents } from '../agents/index.ts';
+import { homedir } from 'node:os';
 import { jailDriver } from '../drivers/index.ts';
 import { buildApi } from './api/index.ts';
 import { createSandboxManager } from './sandboxes/index.ts';
@@ -54,6 +56,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     envdBundle: options.envdBundle,
     poolSize: options.poolSize ?? 2,
     egress: { gateway, nodeDir: options.insideDir },
+    agents: await listAgents(process.env, process.env.HOME || homedir()),
   });
   const app = buildApi(manager, { apiKey });
   const host = options.host ?? '127.0.0.1';

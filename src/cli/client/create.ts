@@ -10,6 +10,11 @@ as E2B lays it out (user 'user', its own workspace as /home/user, no network)
 until its timeout kills it.
 
   --name NAME          a name to use instead of the id (unique among running sandboxes)
+  --profile AGENT      start from an agent profile (claude-code, opencode, …; brig agent ls)
+  --allow DEST         let its proxy reach DEST (example.com, *.example.com, host:443,
+                       10.0.0.0/8); repeatable; turns network mode allowlist on
+  --deny DEST          refuse DEST even when --allow matches (repeatable)
+  --llm PROVIDER       reach anthropic, openai or gemini through the daemon's LLM gateway
   --policy FILE        a policy file (JSON or YAML) applied on top of the default
   --memory SIZE        memory for the whole sandbox, e.g. 512m, 4g (resources.memoryMiB)
   --cpus N             CPU quota in CPUs, fractions allowed (resources.cpus)
@@ -19,6 +24,10 @@ until its timeout kills it.
 
 const FLAGS = {
   name: { value: true },
+  profile: { value: true },
+  allow: { value: true, repeat: true },
+  deny: { value: true, repeat: true },
+  llm: { value: true, repeat: true },
   policy: { value: true },
   memory: { value: true },
   cpus: { value: true },
@@ -52,11 +61,27 @@ export async function create(daemon: Daemon, argv: string[]): Promise<number> {
       },
     };
   }
+  const all = (name: string): string[] => flags.get(name) ?? [];
+  const llm = all('llm').flatMap((entry) => entry.split(',')).filter(Boolean);
+  if (all('allow').length + all('deny').length + llm.length > 0) {
+    // The daemon checks each entry; here they only go into the policy, asking for allowlist mode.
+    policy = {
+      ...policy,
+      network: {
+        ...policy?.network,
+        mode: 'allowlist',
+        allow: [...(policy?.network?.allow ?? []), ...all('allow')],
+        deny: [...(policy?.network?.deny ?? []), ...all('deny')],
+        llm: [...(policy?.network?.llm ?? []), ...(llm as NonNullable<NonNullable<PolicyInput['network']>['llm']>)],
+      },
+    };
+  }
   const timeout = one('timeout');
   const timeoutMs = timeout === undefined ? undefined : parseDurationMs(timeout, '--timeout');
 
   const created = await daemon.call<{ sandboxID: string; name: string | null; templateID: string; envdVersion: string }>('POST', '/v2/sandboxes', {
     name: one('name'),
+    templateID: one('profile'),
     policy,
     keepWorkspace: flags.has('keep') ? true : undefined,
     timeout: timeoutMs === undefined ? undefined : timeoutMs === 0 ? NEVER_SECONDS : Math.min(NEVER_SECONDS, Math.max(1, Math.ceil(timeoutMs / 1000))),

@@ -22,7 +22,7 @@ export const NEW_SANDBOX = {
   type: 'object',
   description: 'E2B\'s NewSandbox. Fields brig cannot honour (autoPause, autoResume, mcp, iam, volumeMounts, network rules) are refused, not ignored; unknown fields are ignored.',
   properties: {
-    templateID: { type: 'string', minLength: 1, maxLength: 128, description: 'brig has one template, "base" (the default)' },
+    templateID: { type: 'string', minLength: 1, maxLength: 128, description: '"base" (the default policy), or an agent profile: claude-code, opencode, gemini-cli, codex, crush, or one of the daemon user\'s own (brig agent ls)' },
     timeout: { ...SECONDS, description: 'Seconds until the sandbox is killed (default 300)' },
     metadata: { ...STRINGS, description: 'Your labels, for filtering lists' },
     envVars: { ...STRINGS, description: 'Variables set in every command\'s environment' },
@@ -40,6 +40,7 @@ export const NEW_SANDBOX = {
     iam: { type: 'object' },
     volumeMounts: { type: 'array' },
     name: { type: 'string', minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$', description: 'brig: a name usable instead of the id, unique among running sandboxes' },
+    profile: { type: 'string', minLength: 1, maxLength: 64, description: 'brig: an agent profile to start from (the same as templateID)' },
     policy: { type: 'object', description: 'brig: a policy applied on top of the template\'s (docs/policy.md; refused with BRIG_POLICY_INVALID naming every bad field)' },
     keepWorkspace: { type: 'boolean', description: 'brig: keep the workspace directory when the sandbox ends' },
   },

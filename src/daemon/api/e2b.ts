@@ -33,6 +33,7 @@ interface NewSandboxBody {
   iam?: { tokens?: Record<string, unknown> };
   volumeMounts?: unknown[];
   name?: string;
+  profile?: string;
   policy?: Record<string, unknown>;
   keepWorkspace?: boolean;
 }
@@ -172,7 +173,7 @@ function createCommand(body: NewSandboxBody): CreateSandboxRequest {
   const network = e2bNetwork(body.network ?? {}, refuse);
   const policy = body.policy === undefined ? undefined : validatePolicyInput(body.policy, 'policy');
   return {
-    templateId: body.templateID,
+    templateId: body.profile ?? body.templateID,
     timeoutMs: body.timeout === undefined ? undefined : body.timeout * 1000,
     metadata: body.metadata,
     envVars: body.envVars,

@@ -2,7 +2,8 @@ import { appendFileSync, chmodSync, chownSync, existsSync, lstatSync, mkdirSync,
 import { randomBytes, createHash } from 'node:crypto';
 import { homedir } from 'node:os';
 import { BrigError } from '../../protocol/index.ts';
-import { applyPolicyInput, buildPolicy, network, resolvePolicy, runAs, user, workspace, workspaceAt, type NetworkPolicy, type Policy } from '../../policy/index.ts';
+import { applyPolicyInput, buildPolicy, network, resolvePolicy, runAs, user, workspace, workspaceAt, type NetworkPolicy, type Policy, type PolicyChange } from '../../policy/index.ts';
+import { agentBasePolicy, agentPolicyChanges, findAgent, locateAgent, type AgentSpec } from '../../agents/index.ts';
 import { checkNetworkRules, startSandboxEgress, withEgressEnvironment, type EgressLedger, type Gateway, type NetworkRules, type SandboxEgress, type Spent, type Violation } from '../../egress/index.ts';
 import type { Driver, SandboxHandle } from '../../drivers/index.ts';
 import type { CreateSandboxRequest, ListQuery, Page, SandboxManager, SandboxRecord, SandboxStats, Store } from './types.ts';
@@ -27,6 +28,8 @@ export interface ManagerOptions {
   poolSize?: number;
   /** For sandboxes in allowlist mode: the LLM gateway (null: none configured) and brig's files for Node inside (dist/inside). */
   egress: { gateway: Gateway | null; nodeDir: string };
+  /** Agent profiles a sandbox can be created from (templateID or profile): built-in and the daemon user's own. */
+  agents?: readonly AgentSpec[];
 }
 
 const E2B_HOME = '/home/user';
@@ -163,6 +166,18 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
     return { ...record, state, handle };
   };
 
+  /** The profile a template names, found where the daemon can see it; null for 'base'. */
+  const profileOf = (templateId: string | undefined): PolicyChange[] => {
+    if (templateId === undefined || templateId === 'base') return [];
+    const spec = findAgent(options.agents ?? [], templateId);
+    const visible = agentBasePolicy(spec).filesystem.system;
+    const located = locateAgent(spec, { cwd: options.stateDir, home: process.env.HOME || homedir(), env: process.env, visible });
+    if (!located) {
+      throw new BrigError('BRIG_AGENT_NOT_INSTALLED', `${spec.name}: its CLI '${spec.command}' is not installed where the daemon can find it`, spec.npmPackage ? `on the daemon's host: npm install -g ${spec.npmPackage}` : 'install it on the daemon\'s host');
+    }
+    return agentPolicyChanges(spec, located, process.env.PATH, visible);
+  };
+
   const newRecord = (request: CreateSandboxRequest, state: 'pooled' | 'creating'): SandboxRecord => {
     const id = newId();
     const now = Date.now();
@@ -173,7 +188,7 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
       templateId: request.templateId ?? 'base',
       metadata: request.metadata ?? {},
       envVars: request.envVars ?? {},
-      policy: sandboxPolicy(workspacePath, request),
+      policy: sandboxPolicy(workspacePath, request, profileOf(request.templateId)),
       state,
       startedAt: new Date(now).toISOString(),
       endAt: new Date(now + (request.timeoutMs ?? defaultTimeoutMs)).toISOString(),
@@ -241,8 +256,9 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
   return {
     async create(request: CreateSandboxRequest): Promise<SandboxRecord> {
       const templateId = request.templateId ?? 'base';
-      if (templateId !== 'base') {
-        throw new BrigError('BRIG_BAD_REQUEST', `unknown template '${templateId}'`, "brig has one template, 'base' (the default policy); pass a brig `policy` to change it");
+      if (templateId !== 'base' && !(options.agents ?? []).some((agent) => agent.name === templateId || agent.aliases?.includes(templateId))) {
+        const names = (options.agents ?? []).map((agent) => agent.name).join(', ');
+        throw new BrigError('BRIG_BAD_REQUEST', `unknown template '${templateId}'`, `templates are 'base' (the default policy) and the agent profiles: ${names || 'none'}; pass a brig \`policy\` to change one`);
       }
       if (request.name && store.findByName(request.name)) throw new BrigError('BRIG_NAME_TAKEN', `a sandbox named '${request.name}' already runs`, 'pick another name, or remove that sandbox first');
       let pooledId = poolable(request) ? pool.shift() : undefined;
@@ -379,13 +395,14 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
   };
 }
 
-/** E2B's layout on brig's default policy: user `user`, the workspace as /home/user, then the caller's policy on top. */
-function sandboxPolicy(hostWorkspace: string, request: CreateSandboxRequest): Policy {
+/** E2B's layout on brig's default policy: user `user`, the workspace as /home/user, an agent profile's changes, then the caller's policy on top. */
+function sandboxPolicy(hostWorkspace: string, request: CreateSandboxRequest, profile: PolicyChange[]): Policy {
   let policy = buildPolicy(
     workspace(hostWorkspace),
     workspaceAt(E2B_HOME),
     user('user', E2B_HOME),
     runAs(SANDBOX_UID, SANDBOX_UID),
+    ...profile,
     ...(request.allowInternetAccess === true ? [network('host')] : []),
   );
   if (Object.keys(request.envVars ?? {}).length > 0) policy = applyPolicyInput(policy, { environment: { set: { ...policy.environment.set, ...request.envVars } } }, 'envVars');
