@@ -5,9 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# bubblewrap: the jail. util-linux: prlimit and setsid. perl: the syscall
-# probes of the tests. socat, ripgrep: what sandbox-runtime (srt) needs for the benchmark.
-packages=(bubblewrap util-linux perl socat ripgrep)
+# bubblewrap: the jail. util-linux: prlimit and setsid. g++, make, python3: node-gyp
+# builds the native parts at npm ci (brig-spawn and brig-relay, node-pty, better-sqlite3).
+# perl: the syscall probes of the tests; curl: what the egress tests reach through the
+# proxy. socat, ripgrep: what sandbox-runtime (srt) needs for the benchmark.
+packages=(bubblewrap util-linux g++ make python3 perl curl socat ripgrep)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

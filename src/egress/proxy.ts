@@ -49,6 +49,8 @@ const HEADERS_TIMEOUT_MS = 30_000;
 const MAX_HEADER_BYTES = 32 * 1024;
 /** Once one side of a tunnel has ended, how long the other may stay silent before both are cut. */
 const HALF_OPEN_IDLE_MS = 120_000;
+/** How long a kept-alive upstream connection may sit unused in the pool. */
+const IDLE_UPSTREAM_MS = 4_000;
 /** Per sandbox; each costs the host two descriptors. */
 const MAX_CONNECTIONS = 1024;
 const SOCKS_VERSION = 0x05;
@@ -86,8 +88,10 @@ export function createEgressProxy(session: ProxySession): EgressProxy {
   let closed = false;
   let parsed: { key: string; rules: ParsedRules | Error } | null = null;
 
-  // Our own pool, so closing the proxy closes every upstream connection it keeps.
-  const agent = new Agent({ keepAlive: true });
+  // Our own pool, so closing the proxy closes every upstream connection it
+  // keeps. An idle one is let go before a typical server's keep-alive timeout
+  // (Node's is 5 s), so a request seldom meets a connection the server is closing.
+  const agent = new Agent({ keepAlive: true, timeout: IDLE_UPSTREAM_MS });
   const http = createHttpServer({ headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: 0, maxHeaderSize: MAX_HEADER_BYTES });
   // Connections reach it by hand, never through listen(): 'listening' is what
   // starts its connection tracking, which enforces headersTimeout.
@@ -242,53 +246,54 @@ export function createEgressProxy(session: ProxySession): EgressProxy {
       if (!res.writableFinished) upstream?.destroy();
     });
 
-    vet(target).then((decision) => {
-      if (timedOut || res.destroyed) return;
-      if (decision.verdict !== 'allow') {
-        clearTimeout(timer);
-        const dialed: DialFailed = decision.verdict === 'refuse' ? { failure: 'refused', detail: decision.rule } : { failure: 'unresolved', detail: `${target.host} does not resolve (${decision.reason})` };
-        return answer(req, res, STATUS_FOR[dialed.failure], failureText(session.sandbox, target, dialed));
-      }
-      const request = httpRequest({
-        agent,
-        host: connectHost(target, decision.addresses),
-        port: target.port,
-        method: req.method,
-        path: target.path,
-        headers: requestHeaders(req.headers, target.authority),
-        // Node 20 tries every address (autoSelectFamily) by default, as for tunnels.
-        lookup: pinnedLookup(decision.addresses),
-      });
-      upstream = request;
-      request.once('socket', (socket) => {
-        socket.setNoDelay(true);
-        if (socket.connecting) socket.once('connect', () => clearTimeout(timer));
-        else clearTimeout(timer);
-      });
-      request.once('response', (answered) => {
-        clearTimeout(timer);
-        try {
-          res.writeHead(answered.statusCode ?? 502, answered.statusMessage, withoutHopByHop(answered.headers));
-        } catch {
-          // Should Node refuse to write a header it parsed, the throw, in an event handler, would end the host process.
-          answered.destroy();
-          return void res.destroy();
+    void vet(target)
+      .then((decision) => {
+        if (timedOut || res.destroyed) return;
+        if (decision.verdict !== 'allow') {
+          clearTimeout(timer);
+          const dialed: DialFailed = decision.verdict === 'refuse' ? { failure: 'refused', detail: decision.rule } : { failure: 'unresolved', detail: `${target.host} does not resolve (${decision.reason})` };
+          return answer(req, res, STATUS_FOR[dialed.failure], failureText(session.sandbox, target, dialed));
         }
-        // Headers go now: a streamed answer (server-sent events) may be slow to send its first bytes.
-        res.flushHeaders();
-        pipeline(answered, res, () => {});
-      });
-      // `on`, not `once`: a second 'error' with no listener would end the host process.
-      request.on('error', (error: NodeJS.ErrnoException) => {
-        clearTimeout(timer);
-        req.unpipe(request);
-        if (res.headersSent || res.destroyed) return void res.destroy();
-        const dialed: DialFailed = timedOut ? { failure: 'timeout', detail: `no connection within ${connectTimeoutMs} ms` } : failureOf(error);
-        answer(req, res, STATUS_FOR[dialed.failure], failureText(session.sandbox, target, dialed));
-      });
-      req.once('error', () => request.destroy());
-      req.pipe(request);
-    })
+        const request = httpRequest({
+          agent,
+          host: connectHost(target, decision.addresses),
+          port: target.port,
+          method: req.method,
+          path: target.path,
+          headers: requestHeaders(req.headers, target.authority),
+          // Node 20 tries every address (autoSelectFamily) by default, as for tunnels.
+          lookup: pinnedLookup(decision.addresses),
+        });
+        upstream = request;
+        request.once('socket', (socket) => {
+          socket.setNoDelay(true);
+          if (socket.connecting) socket.once('connect', () => clearTimeout(timer));
+          else clearTimeout(timer);
+        });
+        request.once('response', (answered) => {
+          clearTimeout(timer);
+          try {
+            res.writeHead(answered.statusCode ?? 502, answered.statusMessage, withoutHopByHop(answered.headers));
+          } catch {
+            // Should Node refuse to write a header it parsed, the throw, in an event handler, would end the host process.
+            answered.destroy();
+            return void res.destroy();
+          }
+          // Headers go now: a streamed answer (server-sent events) may be slow to send its first bytes.
+          res.flushHeaders();
+          pipeline(answered, res, () => {});
+        });
+        // `on`, not `once`: a second 'error' with no listener would end the host process.
+        request.on('error', (error: NodeJS.ErrnoException) => {
+          clearTimeout(timer);
+          req.unpipe(request);
+          if (res.headersSent || res.destroyed) return void res.destroy();
+          const dialed: DialFailed = timedOut ? { failure: 'timeout', detail: `no connection within ${connectTimeoutMs} ms` } : failureOf(error);
+          answer(req, res, STATUS_FOR[dialed.failure], failureText(session.sandbox, target, dialed));
+        });
+        req.once('error', () => request.destroy());
+        req.pipe(request);
+      })
       .catch(() => res.destroy());
   }
 

@@ -22,7 +22,7 @@ export interface Violation {
   kind: ViolationKind;
   /** What was tried: `host:port`, a URL path, a file path. */
   target: string;
-  /** The rule that refused it: a deny entry, `not allowed`, `private address 10.0.0.1`, `budget: tokens`. */
+  /** The rule that refused it: `deny *.evil.com`, `not in allowlist`, `resolves to private address 10.0.0.1`, `budget: tokens`. */
   rule: string;
 }
 
