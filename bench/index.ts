@@ -19,6 +19,7 @@ const sections: Array<[file: string, call: string]> = [
   ['run-startup.ts', `console.log(m.benchStartup(${runs}))`],
   ['envd.ts', `console.log(await m.benchEnvd(${roundTrips}))`],
   ['daemon.ts', 'console.log(await m.benchDaemon(30, 200))'],
+  ['egress.ts', 'console.log(await m.benchEgress(2000))'],
 ];
 
 process.stdout.write(`brig benchmarks — ${new Date().toISOString()}, medians\n\n`);

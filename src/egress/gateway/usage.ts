@@ -70,7 +70,8 @@ function sseReader(take: (value: unknown) => void): Reader {
     data = [];
     dataChars = 0;
     skipping = false;
-    if (wasSkipping || text.length === 0 || text === '[DONE]') return;
+    // Only events that carry usage (`usage`, `usageMetadata`) are worth parsing: most are text deltas, and parsing each halves throughput.
+    if (wasSkipping || text.length === 0 || !text.includes('usage')) return;
     const value = parseJson(text);
     if (value !== undefined) take(value);
   };
