@@ -57,27 +57,32 @@ export function checkAgent(name: string, definition: unknown, source: string): A
     if (typeof value !== 'string' || value.length === 0) problems.push(`${field}: must be a non-empty string`);
     return typeof value === 'string' ? value : undefined;
   };
-  const known = ['name', 'aliases', 'description', 'command', 'npmPackage', 'configPaths', 'providers', 'allow', 'env', 'forwardEnv', 'extraTools', 'extraReadWriteDirs', 'extraReadOnlyDirs', 'promptArgs', 'args', 'base'];
+  const known = ['name', 'aliases', 'description', 'command', 'npmPackage', 'configPaths', 'providers', 'allow', 'env', 'forwardEnv', 'extraTools', 'extraReadWriteDirs', 'extraReadOnlyDirs', 'seedFiles', 'promptArgs', 'args', 'base'];
   for (const field of Object.keys(given)) if (!known.includes(field)) problems.push(`${field}: unknown field (known: ${known.join(', ')})`);
   const env = given.env;
   if (env !== undefined && (typeof env !== 'object' || env === null || Array.isArray(env) || !Object.entries(env).every(([key, value]) => ENV_NAME.test(key) && typeof value === 'string'))) {
     problems.push('env: must map variable names to strings');
   }
-  const path = (value: string) => value.startsWith('/') || value.startsWith('~/');
+  const path = (value: string) => (value.startsWith('/') || value.startsWith('~/')) && !value.split('/').includes('..');
+  const seeds = given.seedFiles;
+  if (seeds !== undefined && (typeof seeds !== 'object' || seeds === null || Array.isArray(seeds) || !Object.entries(seeds).every(([key, value]) => key.startsWith('~/') && !key.split('/').includes('..') && typeof value === 'string'))) {
+    problems.push('seedFiles: must map paths under the home (~/…, no ..) to file contents');
+  }
   const spec: AgentSpec = {
     name,
     aliases: strings('aliases', (value) => NAME.test(value), 'a list of names'),
     description: text('description', false) ?? `Custom agent ${name}.`,
     command: text('command', true) ?? '',
     npmPackage: text('npmPackage', false),
-    configPaths: strings('configPaths', path, 'a list of paths starting with ~/ or /') ?? [],
+    configPaths: strings('configPaths', path, 'a list of paths starting with ~/ or / (no ..)') ?? [],
     providers: (strings('providers', (value) => PROVIDERS.includes(value), `a list of providers (${PROVIDERS.join(', ')})`) ?? []) as AgentSpec['providers'],
     allow: strings('allow'),
     env: env as Record<string, string> | undefined,
+    seedFiles: seeds as Record<string, string> | undefined,
     forwardEnv: strings('forwardEnv', (value) => ENV_NAME.test(value), 'a list of variable names'),
     extraTools: strings('extraTools'),
-    extraReadWriteDirs: strings('extraReadWriteDirs', path, 'a list of paths starting with ~/ or /'),
-    extraReadOnlyDirs: strings('extraReadOnlyDirs', path, 'a list of paths starting with ~/ or /'),
+    extraReadWriteDirs: strings('extraReadWriteDirs', path, 'a list of paths starting with ~/ or / (no ..)'),
+    extraReadOnlyDirs: strings('extraReadOnlyDirs', path, 'a list of paths starting with ~/ or / (no ..)'),
     promptArgs: strings('promptArgs'),
     args: strings('args'),
   };

@@ -13,6 +13,7 @@ import type { AgentSpec } from './types.ts';
 export { BUILTIN_AGENTS } from './builtin.ts';
 export { agentsFiles, checkAgent, defineAgent, loadAgentsFile } from './config.ts';
 export { locateAgent } from './locate.ts';
+export { agentBinDir, prepareAgentHome } from './home.ts';
 export type { LocateContext, LocatedAgent } from './locate.ts';
 export { DEFAULT_AGENT_TOOLS, agentArgv, agentBasePolicy, agentPolicy, agentPolicyChanges, missingToolsMessage } from './policy.ts';
 export type { AgentSpec } from './types.ts';

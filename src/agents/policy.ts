@@ -31,20 +31,25 @@ export const DEFAULT_AGENT_TOOLS = ['bash', 'curl', 'wget', 'jq', 'git', 'rg', '
 /** The Debian/Ubuntu packages that carry DEFAULT_AGENT_TOOLS, for the hint when some are missing. */
 const TOOL_PACKAGES: Record<string, string> = { rg: 'ripgrep', ps: 'procps', find: 'findutils', diff: 'diffutils' };
 
-export function agentPolicyChanges(spec: AgentSpec, located: LocatedAgent | null, hostPath: string | undefined, visible: string[]): PolicyChange[] {
+/**
+ * The profile's changes to a base policy. `binDir` (agentBinDir) puts the CLI
+ * on the jail's PATH under its own name.
+ */
+export function agentPolicyChanges(spec: AgentSpec, located: LocatedAgent | null, hostPath: string | undefined, visible: string[], binDir: string | null = null): PolicyChange[] {
   const seen = (path: string) => visible.some((dir) => path === dir || path.startsWith(`${dir}/`));
   // Default tools the jail would not see already (a jq under /opt…) are brought in as tools.
   const outside = DEFAULT_AGENT_TOOLS.map((name) => findExecutable(name, hostPath)).filter((path): path is string => path !== null && !seen(path));
   const changes: PolicyChange[] = [named(`agent-${spec.name}`, spec.description)];
   const toolList = [...outside, ...(spec.extraTools ?? []), ...(located?.tools ?? [])];
   if (toolList.length) changes.push(tools(...toolList));
-  const readOnlyList = [...(located?.readOnly ?? []), ...(spec.extraReadOnlyDirs ?? [])];
+  const readOnlyList = [...(located?.readOnly ?? []), ...(binDir ? [binDir] : []), ...(spec.extraReadOnlyDirs ?? [])];
   if (readOnlyList.length) changes.push(readOnly(...readOnlyList));
   if (spec.extraReadWriteDirs?.length) changes.push(readWrite(...spec.extraReadWriteDirs));
   if (spec.providers.length) changes.push(llm(...spec.providers));
   if (spec.allow?.length) changes.push(allowHosts(...spec.allow));
   if (spec.forwardEnv?.length) changes.push(forwardEnv(...spec.forwardEnv));
   for (const [name, value] of Object.entries(spec.env ?? {})) changes.push(setEnv(name, value));
+  if (binDir) changes.push(setEnv('PATH', `${binDir}:${hostPath || '/usr/local/bin:/usr/bin:/bin'}`));
   return changes;
 }
 

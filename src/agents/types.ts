@@ -29,6 +29,13 @@ export interface AgentSpec {
   extraTools?: string[];
   extraReadWriteDirs?: string[];
   extraReadOnlyDirs?: string[];
+  /**
+   * Files written into the agent's home before a run when they do not exist
+   * yet (`~/.gemini/settings.json` → content): the settings that point it at
+   * the gateway and skip first-run dialogs. `{cwd}` in the content becomes the
+   * project directory (JSON-escaped), `{gateway}` the gateway's base URL.
+   */
+  seedFiles?: Record<string, string>;
   /** Arguments for a non-interactive run; `{prompt}` is replaced by the prompt. */
   promptArgs?: string[];
   /** Arguments always passed first (before the user's). */

@@ -1,14 +1,17 @@
-import { chownSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { homedir } from 'node:os';
 import { BrigError, defaultStateDir } from '../protocol/index.ts';
 import {
   agentArgv,
+  agentBinDir,
   agentBasePolicy,
   agentPolicyChanges,
   findAgent,
   listAgents,
   locateAgent,
   missingToolsMessage,
+  prepareAgentHome,
   type AgentSpec,
   type LocatedAgent,
 } from '../agents/index.ts';
@@ -82,8 +85,8 @@ export async function agentCommand(argv: string[], context: RunContext): Promise
     home,
     dryRun,
     json: flags.has('json'),
-    // The private home exists before the jail binds it, with the profile's config directories, owned by whoever the jail runs as.
-    beforeStart: (plan) => prepareHome(agentHome, spec, plan.identity.dropPrivileges ? { uid: plan.identity.hostUid, gid: plan.identity.hostGid } : null),
+    // The private home has the profile's config directories and seed files before the jail binds it, owned by whoever the jail runs as.
+    beforeStart: (plan) => prepareAgentHome(spec, agentHome, { cwd, owner: plan.identity.dropPrivileges ? { uid: plan.identity.hostUid, gid: plan.identity.hostGid } : null }),
   });
 }
 
@@ -96,27 +99,8 @@ function profilePolicy(spec: AgentSpec, located: LocatedAgent | null, agentHome:
   const base = agentBasePolicy(spec);
   // planJail checks the kept home exists; a dry run must not fail for a home the first real run creates.
   mkdirSync(agentHome, { recursive: true, mode: 0o700 });
-  return compose(...agentPolicyChanges(spec, located, process.env.PATH, base.filesystem.system), keptHome(agentHome))(base);
-}
-
-function prepareHome(agentHome: string, spec: AgentSpec, owner: { uid: number; gid: number } | null): void {
-  for (const path of spec.configPaths) {
-    if (path.startsWith('~/')) mkdirSync(`${agentHome}/${path.slice(2)}`, { recursive: true, mode: 0o700 });
-  }
-  if (owner) chownTree(agentHome, owner, spec);
-}
-
-/** As root running a jail as the workspace's owner: that user must own its home and config directories. */
-function chownTree(agentHome: string, owner: { uid: number; gid: number }, spec: AgentSpec): void {
-  chownSync(agentHome, owner.uid, owner.gid);
-  for (const path of spec.configPaths) {
-    if (!path.startsWith('~/')) continue;
-    let dir = agentHome;
-    for (const part of path.slice(2).split('/')) {
-      dir = `${dir}/${part}`;
-      chownSync(dir, owner.uid, owner.gid);
-    }
-  }
+  const binDir = located ? agentBinDir(`${dirname(agentHome)}/bin`, spec.command, located.command) : null;
+  return compose(...agentPolicyChanges(spec, located, process.env.PATH, base.filesystem.system, binDir), keptHome(agentHome))(base);
 }
 
 function mustLocate(spec: AgentSpec, cwd: string, home: string): LocatedAgent {

@@ -13,17 +13,21 @@ import { brotliDecompressSync, gunzipSync, inflateSync } from 'node:zlib';
  * - OpenAI Responses        POST …/responses                             Codex, opencode's openai provider
  * - Gemini                  POST …/models/M:generateContent | :streamGenerateContent | :countTokens   Gemini CLI
  *
- * plus GET …/models (a list that reads as Anthropic's and OpenAI's) and 200
- * to any HEAD or GET / (reachability probes).
+ * plus GET …/models (one list that reads as Anthropic's, OpenAI's and
+ * Gemini's) and 200 to any HEAD and to GET / (reachability probes: Claude
+ * Code sends HEAD <base>/api/hello). Anything else is a 404, recorded.
+ * Request bodies may be gzip, deflate or br encoded.
  *
  * The script is fixed. While the conversation holds no tool result, the model
  * calls the agent's own file-writing tool (found by name among the request's
  * `tools`, its arguments named after that tool's schema); an agent that has no
  * such tool but has a shell tool (Codex's exec_command) is asked to run a
- * command that writes the file instead. Once a tool result is in, the model
- * answers with a final text. A request that offers neither tool (titles,
- * summaries, routers, quota probes) gets a short text. Every request is
- * recorded, so a test can assert which key, headers and model reached it.
+ * `printf … > path` command instead. Once a tool result is in, the model
+ * answers with `finalText`. A request that offers neither tool (titles,
+ * summaries, quota probes) gets `sideText`; one that asks for structured
+ * output (Gemini CLI's model router, JSON-schema response formats) gets the
+ * smallest JSON its schema allows. Every request is recorded, so a test can
+ * assert which key, headers and model reached the provider.
  */
 
 export interface StandInModelOptions {
@@ -153,19 +157,21 @@ export async function startStandInModel(options: StandInModelOptions = {}): Prom
       case 'gemini-generate':
         return gemini(request, body, res);
       default:
-        if (request.method === 'HEAD' || (request.method === 'GET' && /^\/?(\?.*)?$/.test(request.path))) return sendJson(res, 200, { ok: true });
         request.answer = 'other';
+        if (request.method === 'HEAD' || (request.method === 'GET' && /^\/?(\?.*)?$/.test(request.path))) return sendJson(res, 200, { ok: true });
         return sendJson(res, 404, { type: 'error', error: { type: 'not_found_error', message: `stand-in model: no route for ${request.method} ${request.path}` } });
     }
   }
 
   /** What the model does next: call a tool, or speak. */
-  function decide(request: StandInRequest, tools: unknown, hasResult: boolean, prompt: string[]): Step {
+  function decide(request: StandInRequest, tools: unknown, hasResult: boolean, prompt: string[], schema?: unknown): Step {
     const shape = findTool(tools);
     if (shape) chosenTool = shape;
     let step: Step;
-    if (!shape) step = { text: sideText };
-    else if (!options.writeFile || hasResult) step = { text: finalText };
+    // A request for structured output (routers, classifiers, titles) gets JSON that fits its schema.
+    const say = (text: string): Step => ({ text: schema === undefined ? text : JSON.stringify(sampleOf(schema, text)) });
+    if (!shape) step = say(sideText);
+    else if (!options.writeFile || hasResult) step = say(finalText);
     else {
       const workdir = findWorkingDirectory(prompt);
       const { content } = options.writeFile;
@@ -179,7 +185,9 @@ export async function startStandInModel(options: StandInModelOptions = {}): Prom
   function anthropicMessages(request: StandInRequest, body: Json, res: ServerResponse): void {
     const model = request.model ?? 'claude-sonnet-4-5';
     const messages = Array.isArray(body.messages) ? body.messages : [];
-    const step = decide(request, body.tools, messages.some(hasToolResult), [textOf(body.system), ...messages.map(textOf)]);
+    const format = isJson(body.output_config) ? body.output_config.format : body.output_format;
+    const schema = isJson(format) && format.type === 'json_schema' ? (format.schema ?? {}) : undefined;
+    const step = decide(request, body.tools, messages.some(hasToolResult), [textOf(body.system), ...messages.map(textOf)], schema);
     const id = nextId('msg');
     const content: Json[] = step.call
       ? [{ type: 'tool_use', id: nextId('toolu'), name: step.call.name, input: step.call.input }]
@@ -208,7 +216,9 @@ export async function startStandInModel(options: StandInModelOptions = {}): Prom
   function openAiChat(request: StandInRequest, body: Json, res: ServerResponse): void {
     const model = request.model ?? 'gpt-4o';
     const messages = Array.isArray(body.messages) ? body.messages : [];
-    const step = decide(request, body.tools, messages.some(hasToolResult), messages.map(textOf));
+    const format = isJson(body.response_format) ? body.response_format : undefined;
+    const schema = format?.type === 'json_schema' ? (isJson(format.json_schema) ? (format.json_schema.schema ?? {}) : {}) : format?.type === 'json_object' ? {} : undefined;
+    const step = decide(request, body.tools, messages.some(hasToolResult), messages.map(textOf), schema);
     const id = nextId('chatcmpl');
     const created = Math.floor(Date.now() / 1000);
     const toolCalls = step.call ? [{ id: nextId('call'), type: 'function', function: { name: step.call.name, arguments: JSON.stringify(step.call.input) } }] : undefined;
@@ -229,7 +239,9 @@ export async function startStandInModel(options: StandInModelOptions = {}): Prom
   function openAiResponses(request: StandInRequest, body: Json, res: ServerResponse): void {
     const model = request.model ?? 'gpt-4o';
     const input = Array.isArray(body.input) ? body.input : typeof body.input === 'string' ? [{ role: 'user', content: body.input }] : [];
-    const step = decide(request, body.tools, input.some(hasToolResult), [textOf(body.instructions), ...input.map(textOf)]);
+    const format = isJson(body.text) && isJson(body.text.format) ? body.text.format : undefined;
+    const schema = format?.type === 'json_schema' ? (format.schema ?? {}) : format?.type === 'json_object' ? {} : undefined;
+    const step = decide(request, body.tools, input.some(hasToolResult), [textOf(body.instructions), ...input.map(textOf)], schema);
     const id = nextId('resp');
     const createdAt = Math.floor(Date.now() / 1000);
     const itemId = nextId(step.call ? 'fc' : 'msg');
@@ -265,7 +277,9 @@ export async function startStandInModel(options: StandInModelOptions = {}): Prom
 
   function gemini(request: StandInRequest, body: Json, res: ServerResponse): void {
     const contents = Array.isArray(body.contents) ? body.contents : [];
-    const step = decide(request, body.tools, contents.some(hasToolResult), [textOf(body.systemInstruction ?? body.system_instruction), ...contents.map(textOf)]);
+    const config = isJson(body.generationConfig) ? body.generationConfig : {};
+    const schema = config.responseMimeType === 'application/json' ? (config.responseJsonSchema ?? config.responseSchema ?? {}) : undefined;
+    const step = decide(request, body.tools, contents.some(hasToolResult), [textOf(body.systemInstruction ?? body.system_instruction), ...contents.map(textOf)], schema);
     const part = step.call ? { functionCall: { name: step.call.name, args: step.call.input } } : { text: step.text };
     const answer = {
       candidates: [{ content: { role: 'model', parts: [part] }, finishReason: 'STOP', index: 0 }],
@@ -386,6 +400,40 @@ function textOf(value: unknown): string {
   if (!isJson(value)) return '';
   if (typeof value.text === 'string') return value.text;
   return textOf(value.content ?? value.parts);
+}
+
+/**
+ * The smallest value that fits a JSON schema (or Gemini's OpenAPI-style one,
+ * with upper-case types): required properties only, first enum value, lowest
+ * number allowed, empty arrays, `text` for strings.
+ */
+export function sampleOf(schema: unknown, text: string): unknown {
+  if (!isJson(schema)) return {};
+  if (Array.isArray(schema.enum) && schema.enum.length > 0) return schema.enum[0];
+  if ('const' in schema) return schema.const;
+  const variants = [schema.anyOf, schema.oneOf].find(Array.isArray);
+  if (variants && variants.length > 0) return sampleOf(variants[0], text);
+  const type = (Array.isArray(schema.type) ? schema.type[0] : schema.type) as unknown;
+  switch (typeof type === 'string' ? type.toLowerCase() : isJson(schema.properties) ? 'object' : '') {
+    case 'string':
+      return text;
+    case 'integer':
+    case 'number':
+      return typeof schema.minimum === 'number' ? schema.minimum : 1;
+    case 'boolean':
+      return false;
+    case 'null':
+      return null;
+    case 'array':
+      return typeof schema.minItems === 'number' && schema.minItems > 0 ? Array.from({ length: schema.minItems }, () => sampleOf(schema.items, text)) : [];
+    case 'object': {
+      const properties = isJson(schema.properties) ? schema.properties : {};
+      const required = Array.isArray(schema.required) ? schema.required.filter((key): key is string => typeof key === 'string') : Object.keys(properties);
+      return Object.fromEntries(required.map((key) => [key, sampleOf(properties[key], text)]));
+    }
+    default:
+      return {};
+  }
 }
 
 function tokens(body: Json): number {

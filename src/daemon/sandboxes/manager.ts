@@ -1,9 +1,9 @@
-import { appendFileSync, chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, chmodSync, chownSync, existsSync, writeFileSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { randomBytes, createHash } from 'node:crypto';
 import { homedir } from 'node:os';
 import { BrigError } from '../../protocol/index.ts';
 import { applyPolicyInput, buildPolicy, network, resolvePolicy, runAs, user, workspace, workspaceAt, type NetworkPolicy, type Policy, type PolicyChange } from '../../policy/index.ts';
-import { agentBasePolicy, agentPolicyChanges, findAgent, locateAgent, type AgentSpec } from '../../agents/index.ts';
+import { agentBasePolicy, agentBinDir, agentPolicyChanges, findAgent, locateAgent, prepareAgentHome, type AgentSpec } from '../../agents/index.ts';
 import { checkNetworkRules, startSandboxEgress, withEgressEnvironment, type EgressLedger, type Gateway, type NetworkRules, type SandboxEgress, type Spent, type Violation } from '../../egress/index.ts';
 import type { Driver, SandboxHandle } from '../../drivers/index.ts';
 import type { CreateSandboxRequest, ListQuery, Page, SandboxManager, SandboxRecord, SandboxStats, Store } from './types.ts';
@@ -151,7 +151,19 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
       mkdirSync(paths.workspace, { mode: 0o755 });
       mkdirSync(paths.state, { mode: 0o711 });
       // As root, the sandbox's files belong to a host uid of its own: never root's, never another sandbox's.
-      if (process.getuid?.() === 0) chownSync(paths.workspace, hostUidOf(record.id), hostUidOf(record.id));
+      const owner = process.getuid?.() === 0 ? { uid: hostUidOf(record.id), gid: hostUidOf(record.id) } : null;
+      if (owner) chownSync(paths.workspace, owner.uid, owner.gid);
+      // A profile's config directories and seed files go in its home, which here is the workspace.
+      const profile = record.templateId === 'base' ? null : findAgent(options.agents ?? [], record.templateId);
+      if (profile) {
+        prepareAgentHome(profile, paths.workspace, { cwd: E2B_HOME, owner });
+        // E2B's SDK runs commands in a login shell, whose /etc/profile resets PATH: its ~/.profile puts the CLI back.
+        const dotProfile = `${paths.workspace}/.profile`;
+        if (!existsSync(dotProfile)) {
+          writeFileSync(dotProfile, `# brig: ${profile.name}'s CLI on PATH\nexport PATH="${agentBinPath(profile)}:$PATH"\n`, { mode: 0o644 });
+          if (owner) chownSync(dotProfile, owner.uid, owner.gid);
+        }
+      }
       await startEgress(record);
       const egress = egresses.has(record.id) ? { socketDir: paths.egress, nodeDir: options.egress.nodeDir } : undefined;
       handle = await driver.boot({ id: record.id, policy: record.policy, stateDir: paths.state, envd: { bundle: options.envdBundle, accessToken: record.envdAccessToken }, egress });
@@ -166,6 +178,8 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
     return { ...record, state, handle };
   };
 
+  const agentBinPath = (spec: AgentSpec): string => `${options.stateDir}/agents/${spec.name}/bin`;
+
   /** The profile a template names, found where the daemon can see it; null for 'base'. */
   const profileOf = (templateId: string | undefined): PolicyChange[] => {
     if (templateId === undefined || templateId === 'base') return [];
@@ -175,7 +189,8 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
     if (!located) {
       throw new BrigError('BRIG_AGENT_NOT_INSTALLED', `${spec.name}: its CLI '${spec.command}' is not installed where the daemon can find it`, spec.npmPackage ? `on the daemon's host: npm install -g ${spec.npmPackage}` : 'install it on the daemon\'s host');
     }
-    return agentPolicyChanges(spec, located, process.env.PATH, visible);
+    const binDir = agentBinDir(agentBinPath(spec), spec.command, located.command);
+    return agentPolicyChanges(spec, located, process.env.PATH, visible, binDir);
   };
 
   const newRecord = (request: CreateSandboxRequest, state: 'pooled' | 'creating'): SandboxRecord => {

@@ -6,7 +6,8 @@ const FALLBACK_PATH = '/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/s
 /**
  * The jail's whole environment: built up from nothing, never filtered down
  * from the host's. Forwarded names first, then the identity's own variables,
- * then the policy's explicit values (they win).
+ * then the policy's explicit values (they win), then the tools' directories
+ * put in front of PATH.
  */
 export function jailEnvironment(
   policy: EnvironmentPolicy,
@@ -19,14 +20,15 @@ export function jailEnvironment(
     const value = hostEnv[name];
     if (value !== undefined) env[name] = value;
   }
-  const path = env.PATH ?? FALLBACK_PATH;
-  const missing = extra.toolDirs.filter((dir) => !path.split(':').includes(dir));
-  env.PATH = [...missing, path].join(':');
   env.HOME = identity.home;
   env.USER = identity.user;
   env.LOGNAME = identity.user;
   env.SHELL = identity.shell;
   if (extra.tmpdir) env.TMPDIR = extra.tmpdir;
   Object.assign(env, policy.set);
+  // Tools brought in stay reachable whatever PATH the policy set.
+  const path = env.PATH ?? FALLBACK_PATH;
+  const missing = extra.toolDirs.filter((dir) => !path.split(':').includes(dir));
+  env.PATH = [...missing, path].join(':');
   return env;
 }

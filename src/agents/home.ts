@@ -1,0 +1,57 @@
+import { chownSync, existsSync, mkdirSync, readlinkSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
+import { basename, dirname } from 'node:path';
+import { EGRESS_URL } from '../egress/index.ts';
+import type { AgentSpec } from './types.ts';
+
+/**
+ * An agent's home before a run: its config directories, and the seed files it
+ * would otherwise ask about, written only where nothing is yet (what the
+ * agent changed later is its own). `home` is the host directory the jail
+ * shows as $HOME (brig agent's kept home, a daemon sandbox's workspace);
+ * `owner` the host user the jail runs as, when brig runs as root and that is
+ * someone else: what is created here becomes theirs.
+ */
+export function prepareAgentHome(spec: AgentSpec, home: string, options: { cwd: string; owner: { uid: number; gid: number } | null }): void {
+  const created: string[] = [];
+  const makeDir = (dir: string): void => {
+    if (existsSync(dir)) return;
+    makeDir(dirname(dir));
+    mkdirSync(dir, { mode: 0o700 });
+    created.push(dir);
+  };
+  makeDir(home);
+  for (const path of spec.configPaths) if (path.startsWith('~/')) makeDir(`${home}/${path.slice(2)}`);
+  for (const [path, content] of Object.entries(spec.seedFiles ?? {})) {
+    if (!path.startsWith('~/')) continue;
+    const file = `${home}/${path.slice(2)}`;
+    if (existsSync(file)) continue;
+    makeDir(dirname(file));
+    writeFileSync(file, content.split('{cwd}').join(JSON.stringify(options.cwd).slice(1, -1)).split('{gateway}').join(EGRESS_URL), { mode: 0o600 });
+    created.push(file);
+  }
+  if (options.owner) for (const path of created) chownSync(path, options.owner.uid, options.owner.gid);
+}
+
+/**
+ * A directory holding one symlink, the CLI's name → its real file, for the
+ * jail's PATH: the host's bin directory (an npm prefix, node_modules/.bin)
+ * is not in the jail's view, and the agent (or a shell in a daemon sandbox)
+ * calls the CLI by name. Returns the directory.
+ */
+export function agentBinDir(dir: string, command: string, target: string): string {
+  mkdirSync(dir, { recursive: true, mode: 0o755 });
+  const link = `${dir}/${basename(command)}`;
+  let current: string | null = null;
+  try {
+    current = readlinkSync(link);
+  } catch {
+    // Not there yet.
+  }
+  if (current !== target) {
+    // Replaced in one step: a jail starting now sees the old link or the new one, never none.
+    const fresh = `${link}.${process.pid}`;
+    symlinkSync(target, fresh);
+    renameSync(fresh, link);
+  }
+  return dir;
+}

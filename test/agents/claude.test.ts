@@ -1,0 +1,107 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { runBrig, tempWorkspace } from '../helpers/brig.ts';
+import { REPO } from '../helpers/envd.ts';
+import { startStandInModel, type StandInModel } from '../helpers/stand-in-model.ts';
+
+/**
+ * A real agent CLI — Claude Code from the npm registry (a pinned devDependency
+ * whose cli.js runs on Node 20) — driven non-interactively by `brig agent`
+ * against a stand-in model that answers with a tool call writing a file.
+ * Only the model is a stand-in: the CLI, the jail, the relay, the proxy and
+ * the gateway are the real ones.
+ */
+
+const SECRET = 'sk-ant-agent-test-secret-9f8e7d';
+const PLACEHOLDER = 'brig-placeholder-key-the-gateway-sends-the-real-one';
+
+/** Every file under dir, for looking for a leaked key. */
+function filesUnder(dir: string): string[] {
+  const found: string[] = [];
+  for (const name of readdirSync(dir)) {
+    const path = join(dir, name);
+    const stats = statSync(path);
+    if (stats.isDirectory()) found.push(...filesUnder(path));
+    else if (stats.isFile()) found.push(path);
+  }
+  return found;
+}
+
+describe('brig agent claude -p, against a stand-in model', () => {
+  const state = tempWorkspace('brig-agent-state-');
+  let model: StandInModel;
+  const agent = (workspace: string, args: string[]) =>
+    runBrig(['agent', 'claude', ...args], {
+      cwd: workspace,
+      env: {
+        ...process.env,
+        // Where `brig agent` finds the CLI: the repo's own install, as a project or global npm install would be.
+        PATH: `${REPO}/node_modules/.bin:${process.env.PATH}`,
+        BRIG_STATE_DIR: state.dir,
+        ANTHROPIC_API_KEY: SECRET,
+        BRIG_ANTHROPIC_URL: model.url,
+      },
+    });
+
+  before(async () => {
+    model = await startStandInModel({ writeFile: { path: 'hello.txt', content: 'written by a jailed agent\n' }, finalText: 'Created hello.txt.' });
+  });
+
+  after(async () => {
+    await model.close();
+    state.remove();
+  });
+
+  test('the file lands in the workspace; the model got the real key; the jail only the placeholder', async () => {
+    const workspace = tempWorkspace('brig-agent-ws-');
+    try {
+      const result = await agent(workspace.dir, ['-p', `Create hello.txt in ${workspace.dir}`]);
+      assert.equal(result.code, 0, `stdout: ${result.stdout}\nstderr: ${result.stderr}`);
+      assert.equal(readFileSync(join(workspace.dir, 'hello.txt'), 'utf8'), 'written by a jailed agent\n');
+      assert.match(result.stdout, /Created hello\.txt\./);
+
+      const calls = model.modelRequests();
+      assert.ok(calls.length >= 2, 'a tool call, then the answer after its result');
+      for (const call of calls) assert.equal(call.headers['x-api-key'], SECRET);
+      assert.ok(!model.requests.some((request) => JSON.stringify(request.headers).includes(PLACEHOLDER)), 'the placeholder never reaches the provider');
+      assert.equal(model.tool()?.name, 'Write');
+      assert.match(result.stderr, /brig: LLM gateway: \d+ requests?, \d+ input and \d+ output tokens; transcript /);
+
+      // What the jail held: the placeholder in its environment, and no key in the agent's kept home or the transcripts.
+      const plan = await agent(workspace.dir, ['--dry-run', '--json', '-p', 'x']);
+      const environment = JSON.parse(plan.stdout).environment as Record<string, string>;
+      assert.equal(environment.ANTHROPIC_API_KEY, PLACEHOLDER);
+      assert.match(environment.ANTHROPIC_BASE_URL ?? '', /^http:\/\/127\.0\.0\.1:3128\/anthropic$/);
+      assert.ok(!plan.stdout.includes(SECRET));
+      const kept = [...filesUnder(join(state.dir, 'agents')), ...filesUnder(join(state.dir, 'transcripts'))];
+      assert.ok(kept.some((file) => file.endsWith('.claude.json')), 'the agent kept its state in its private home');
+      for (const file of kept) assert.ok(!readFileSync(file, 'utf8').includes(SECRET), `${file} holds the key`);
+    } finally {
+      workspace.remove();
+    }
+  });
+
+  test('a write outside the workspace is refused: nothing reaches the host', async () => {
+    const outside = mkdtempSync(join(REPO, '.scratch-outside-'));
+    const escape = await startStandInModel({ writeFile: { path: join(outside, 'escaped.txt'), content: 'should not be here\n' } });
+    const workspace = tempWorkspace('brig-agent-ws-');
+    try {
+      const result = await runBrig(['agent', 'claude', '-p', 'Write the file'], {
+        cwd: workspace.dir,
+        env: { ...process.env, PATH: `${REPO}/node_modules/.bin:${process.env.PATH}`, BRIG_STATE_DIR: state.dir, ANTHROPIC_API_KEY: SECRET, BRIG_ANTHROPIC_URL: escape.url },
+      });
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(escape.tool()?.name, 'Write', 'the model did ask for the write');
+      assert.ok(!existsSync(join(outside, 'escaped.txt')), 'the file did not reach the host');
+      // The repo is not in the jail's view at all, so Claude Code saw the write fail and reported it back.
+      const last = escape.modelRequests().at(-1);
+      assert.match(JSON.stringify(last?.body), /tool_result/);
+    } finally {
+      await escape.close();
+      workspace.remove();
+      rmSync(outside, { recursive: true, force: true });
+    }
+  });
+});
