@@ -21,6 +21,9 @@ await Promise.all([
   build({ ...common, entryPoints: ['src/envd/main.ts'], outfile: 'dist/envd.cjs' }),
   build({ ...common, entryPoints: ['src/daemon/main.ts'], outfile: 'dist/daemon.cjs' }),
   build({ ...common, entryPoints: ['src/cli/client/main.ts'], outfile: 'dist/client.cjs' }),
+  // brig agent and an allowlist brig run's proxy and gateway: loaded only by those (src/cli/bundles.ts).
+  build({ ...common, entryPoints: ['src/cli/agent.ts'], outfile: 'dist/agent.cjs' }),
+  build({ ...common, entryPoints: ['src/cli/run-egress.ts'], outfile: 'dist/run-egress.cjs' }),
   // Mounted into allowlist jails, which see none of brig's node_modules: undici is bundled in.
   build({ ...common, external: [], sourcemap: false, minify: true, entryPoints: ['src/egress/inside/node-proxy.ts', 'src/egress/inside/undici.ts'], outdir: 'dist/inside', outExtension: { '.js': '.cjs' } }),
 ]);

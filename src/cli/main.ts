@@ -1,7 +1,6 @@
-import { createRequire } from 'node:module';
 import { BrigError, EXIT, isBrigError } from '../protocol/index.ts';
 import { runCommand } from './run.ts';
-import { agentCommand } from './agent.ts';
+import { loadBundle } from './bundles.ts';
 import { parseArgs } from './args.ts';
 
 const HELP = `brig — put AI coding agents, and every command they run, in a jail.
@@ -109,7 +108,8 @@ async function main(argv: string[]): Promise<number> {
     case 'run':
       return runCommand(rest, { insideDir: `${__dirname}/inside` });
     case 'agent':
-      return agentCommand(rest, { insideDir: `${__dirname}/inside` });
+      // Loaded only for this command: profiles, the agents file, locating CLIs.
+      return (loadBundle('agent') as typeof import('./agent.ts')).agentCommand(rest, { insideDir: `${__dirname}/inside` });
     case 'envd':
       return envdCommand(rest);
     case 'serve':
@@ -141,14 +141,6 @@ main(process.argv.slice(2)).then(
     }
   },
 );
-
-/**
- * The daemon, the CLI's client commands and envd are bundles of their own,
- * beside this one (dist/): `brig run` never pays for loading them.
- */
-function loadBundle(name: 'daemon' | 'client' | 'envd'): unknown {
-  return createRequire(__filename)(`${__dirname}/${name}.cjs`);
-}
 
 /** Exit once stdout and stderr are flushed (they may be pipes). */
 function exit(code: number): void {

@@ -1,7 +1,8 @@
 import { appendFileSync, mkdirSync, rmSync } from 'node:fs';
 import { defaultStateDir, llmKeyFile } from '../protocol/index.ts';
-import { createGateway, loadGatewayConfig, startSandboxEgress, type Spent, type TranscriptEntry, type Violation } from '../egress/index.ts';
+import { checkNetworkRules, createGateway, loadGatewayConfig, relayBinary, startSandboxEgress, withEgressEnvironment, type Spent, type TranscriptEntry, type Violation } from '../egress/index.ts';
 import type { JailPlan } from '../drivers/jail/index.ts';
+import type { Policy } from '../policy/index.ts';
 
 /**
  * `brig run` in allowlist mode: the jail's proxy and LLM gateway live in this
@@ -16,6 +17,15 @@ export interface RunEgress {
 }
 
 const SHOWN_VIOLATIONS = 10;
+
+/** Before planning: the rules checked, the proxy and gateway variables set, and where the bridge's socket will be. */
+export function prepareRunEgress(policy: Policy, id: string, insideDir: string) {
+  checkNetworkRules(policy.network);
+  return {
+    policy: withEgressEnvironment(policy),
+    bridge: { socketDir: `${defaultStateDir()}/run/${id}`, nodeDir: insideDir, relay: relayBinary() },
+  };
+}
 
 export async function startRunEgress(plan: JailPlan, dir: string): Promise<RunEgress> {
   const stateDir = defaultStateDir();

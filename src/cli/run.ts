@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { constants, homedir } from 'node:os';
-import { BrigError, defaultStateDir } from '../protocol/index.ts';
-import { PROVIDERS, checkNetworkRules, withEgressEnvironment } from '../egress/index.ts';
+import { BrigError } from '../protocol/index.ts';
 import {
   DEFAULT_POLICY,
   allowHosts,
@@ -31,7 +30,7 @@ import {
 } from '../policy/index.ts';
 import { planJail, runJail, type JailEnd, type JailPlan } from '../drivers/jail/index.ts';
 import { parseArgs, type FlagSpec } from './args.ts';
-import { startRunEgress } from './run-egress.ts';
+import { loadBundle } from './bundles.ts';
 
 export const RUN_HELP = `Usage: brig run [flags] [--] <command> [args…]
 
@@ -124,21 +123,21 @@ export interface RunOptions extends RunContext {
 
 /** A resolved policy and a command: planned, then printed (dry run) or run, in allowlist mode with its proxy and gateway. */
 export async function runPolicy(resolved: Policy, command: string[], options: RunOptions): Promise<number> {
-  if (resolved.network.mode === 'allowlist') checkNetworkRules(resolved.network);
-  const policy = withEgressEnvironment(resolved);
   const tty = Boolean(process.stdin.isTTY && process.stdout.isTTY);
   const id = `${process.pid}-${randomBytes(4).toString('hex')}`;
-  const egressDir = `${defaultStateDir()}/run/${id}`;
-  const egress = policy.network.mode === 'allowlist' ? { socketDir: egressDir, nodeDir: options.insideDir } : undefined;
   const host = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, home: options.home, cwd: options.cwd, env: process.env };
-  const plan = planJail(policy, command, host, { tty, id, egress });
+  // The egress room (proxy, gateway, the relay's path) loads only for allowlist jails: the others never pay for it.
+  const egressRoom = resolved.network.mode === 'allowlist' ? (loadBundle('run-egress') as typeof import('./run-egress.ts')) : null;
+  const allowlist = egressRoom?.prepareRunEgress(resolved, id, options.insideDir) ?? null;
+  const policy = allowlist?.policy ?? resolved;
+  const plan = planJail(policy, command, host, { tty, id, egress: allowlist?.bridge });
   if (options.dryRun) {
     process.stdout.write(options.json ? JSON.stringify(planSummary(plan), null, 2) + '\n' : formatPlan(plan));
     return 0;
   }
   options.beforeStart?.(plan);
-  if (!egress) return exitCodeOf(await runJail(plan), plan);
-  const session = await startRunEgress(plan, egressDir);
+  if (!egressRoom || !allowlist) return exitCodeOf(await runJail(plan), plan);
+  const session = await egressRoom.startRunEgress(plan, allowlist.bridge.socketDir);
   try {
     return exitCodeOf(await runJail(plan), plan);
   } finally {
@@ -165,10 +164,8 @@ export function flagChanges(flags: Map<string, string[]>): PolicyChange[] {
   }
   if (all('allow').length) changes.push(allowHosts(...all('allow')));
   if (all('deny').length) changes.push(denyHosts(...all('deny')));
+  // Checked by the policy's schema, which names the providers it knows.
   const providers = all('llm').flatMap((entry) => entry.split(',')).filter(Boolean);
-  for (const provider of providers) {
-    if (!PROVIDERS.includes(provider as LlmProvider)) throw new BrigError('BRIG_USAGE', `--llm ${provider}: unknown provider`, `use one of ${PROVIDERS.join(', ')}`);
-  }
   if (providers.length) changes.push(llm(...(providers as LlmProvider[])));
   const maxRequests = one('max-requests');
   const maxTokens = one('max-tokens');

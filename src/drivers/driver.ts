@@ -24,10 +24,11 @@ export interface SandboxSpec {
   /**
    * Required when the policy's network mode is allowlist: the host directory
    * where the sandbox's egress socket (EGRESS_SOCKET_NAME) listens, which the
-   * driver makes reachable inside at 127.0.0.1:EGRESS_PORT, and brig's files
-   * for Node programs inside (dist/inside).
+   * driver makes reachable inside at 127.0.0.1:EGRESS_PORT; brig's files for
+   * Node programs inside (dist/inside); the relay program a tier may run
+   * inside to make the bridge (brig-relay, native/spawn/relay.c).
    */
-  egress?: { socketDir: string; nodeDir: string };
+  egress?: { socketDir: string; nodeDir: string; relay: string };
 }
 
 export type Endpoint = { socketPath: string };

@@ -5,6 +5,7 @@
  * budgets, transcripts) share one unix socket per sandbox. Used by `brig run`
  * and by the daemon; each keeps what egress observes in its own ledger.
  */
+import brigSpawn from 'brig-spawn';
 import { BrigError } from '../protocol/index.ts';
 import { applyPolicyInput, type Policy } from '../policy/index.ts';
 import { egressEnvironment } from './environment.ts';
@@ -17,6 +18,11 @@ export type { EgressLedger, SandboxEgress, SandboxEgressOptions } from './sandbo
 export { createGateway, loadGatewayConfig, PLACEHOLDER_KEY, PROVIDERS } from './gateway/index.ts';
 export type { Gateway, GatewayConfig } from './gateway/index.ts';
 export type { Budget, NetworkRules, Provider, Spent, TokenUsage, TranscriptEntry, Violation, ViolationKind } from './types.ts';
+
+/** brig-relay, the program that carries a jail's loopback port to its egress socket (built beside the spawn addon). */
+export function relayBinary(): string {
+  return brigSpawn.relayPath;
+}
 
 /** The policy with the egress variables set (proxy, gateway base URLs, placeholder keys); a value the policy sets itself wins. */
 export function withEgressEnvironment(policy: Policy): Policy {

@@ -158,6 +158,10 @@ class StandInManager implements SandboxManager {
     return this.violationLog.filter((violation) => id === null || violation.sandbox === id).slice(-limit);
   }
 
+  recordViolation(violation: Violation): void {
+    this.violationLog.push(violation);
+  }
+
   llmUsage(idOrName: string): Spent {
     this.get(idOrName);
     return { requests: 0, inputTokens: 0, outputTokens: 0 };

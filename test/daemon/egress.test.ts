@@ -110,6 +110,21 @@ describe('brig serve: egress per sandbox', () => {
     await sandbox.kill();
   });
 
+  test('a file operation the jail refuses envd is recorded as a filesystem violation', async () => {
+    const sandbox = await Sandbox.create(opts());
+    await assert.rejects(sandbox.files.write('/etc/brig-was-here', 'no'));
+    await assert.rejects(sandbox.files.remove('/usr/bin/env'));
+    const found = await api('GET', `/v1/sandboxes/${sandbox.sandboxId}/violations`);
+    assert.deepEqual(
+      found.body.map((item: { kind: string; target: string; rule: string }) => [item.kind, item.target, item.rule]),
+      [
+        ['filesystem', '/etc/brig-was-here', 'permission denied in the sandbox (POST /files)'],
+        ['filesystem', '/usr/bin/env', 'permission denied in the sandbox (Remove)'],
+      ],
+    );
+    await sandbox.kill();
+  });
+
   test('after kill -9 of the daemon, a restarted daemon brings the sandbox\'s proxy back', async () => {
     const sandbox = await Sandbox.create(opts({ network: { allowOut: [`127.0.0.1:${one.port}`] } } as Partial<SandboxOpts>));
     assert.equal(await get(sandbox, one.port), 'one\n 200');

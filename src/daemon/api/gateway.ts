@@ -94,8 +94,16 @@ function serve(manager: SandboxManager, agent: Agent, client: IncomingMessage, r
   }
   const refusal = accessRefusal(client, endpoint.accessToken, signed);
   if (refusal !== null) return refuse(client, response, 401, 'BRIG_UNAUTHORIZED', `sandbox ${sandbox}: ${refusal}`, TOKEN_HINT);
-  forward(agent, client, response, endpoint.socketPath, route.path);
+  const id = manager.get(sandbox).id;
+  forward(agent, client, response, endpoint.socketPath, route.path, (target, rule) =>
+    manager.recordViolation({ time: new Date().toISOString(), sandbox: id, kind: 'filesystem', target, rule }),
+  );
 }
+
+/** Filesystem RPCs and /files: what a 403 from envd (EACCES, EPERM, EROFS inside the jail) was about. */
+const FILESYSTEM_CALL = /^\/(?:files(?:\?|$)|filesystem\.Filesystem\/(\w+))/;
+/** Enough of a filesystem RPC's JSON body to name its path; the rest streams on unread. */
+const BODY_PEEK_BYTES = 4096;
 
 /** Null when the request may reach this sandbox's envd; otherwise why not. */
 function accessRefusal(client: IncomingMessage, accessToken: string, signed: SignedFileRequest | null): string | null {
@@ -128,9 +136,20 @@ function sandboxBySignature(manager: SandboxManager, signed: SignedFileRequest):
  * leaving cuts the stream to envd, and envd failing mid-stream reaches the
  * client as a cut connection, never as a clean (truncated) end.
  */
-function forward(agent: Agent, client: IncomingMessage, response: ServerResponse, socketPath: string, path: string): void {
+function forward(agent: Agent, client: IncomingMessage, response: ServerResponse, socketPath: string, path: string, refused: (target: string, rule: string) => void): void {
   const upstream = httpRequest({ agent, socketPath, method: client.method, path, headers: requestHeaders(client.headers) });
+  const call = FILESYSTEM_CALL.exec(path);
+  let peeked = '';
+  if (call?.[1]) {
+    const peek = (chunk: Buffer) => {
+      peeked += chunk.toString('utf8', 0, Math.min(chunk.length, BODY_PEEK_BYTES - peeked.length));
+      if (peeked.length >= BODY_PEEK_BYTES) client.off('data', peek);
+    };
+    client.on('data', peek);
+  }
   upstream.once('response', (answer) => {
+    // The jail refused envd a file operation: a refused filesystem access brig can see, recorded as a violation.
+    if (call && answer.statusCode === 403) refused(filesystemTarget(path, call[1], peeked), `permission denied in the sandbox (${call[1] ?? `${client.method} /files`})`);
     response.writeHead(answer.statusCode ?? 502, withoutHopByHop(answer.headers));
     // Stream headers now: a client waits for them before reading a stream's first message.
     response.flushHeaders();
@@ -147,6 +166,21 @@ function forward(agent: Agent, client: IncomingMessage, response: ServerResponse
     if (!response.writableFinished) upstream.destroy();
   });
   client.pipe(upstream);
+}
+
+/** The path a refused filesystem call named: /files?path=…, or the RPC body's path (source and destination for a move). Sandbox-controlled text, so cut short. */
+function filesystemTarget(path: string, rpc: string | undefined, body: string): string {
+  let target: unknown;
+  if (rpc === undefined) target = new URL(path, 'http://envd').searchParams.get('path');
+  else {
+    try {
+      const message = JSON.parse(body) as Record<string, unknown>;
+      target = message.path ?? (message.source !== undefined ? `${String(message.source)} -> ${String(message.destination)}` : undefined);
+    } catch {
+      // A body longer than the peek, or not JSON: the call is named without its path.
+    }
+  }
+  return typeof target === 'string' && target.length > 0 ? JSON.stringify(target.slice(0, 300)).slice(1, -1) : '(unknown path)';
 }
 
 function requestHeaders(incoming: IncomingHttpHeaders): OutgoingHttpHeaders {

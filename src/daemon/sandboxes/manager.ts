@@ -4,7 +4,7 @@ import { homedir } from 'node:os';
 import { BrigError } from '../../protocol/index.ts';
 import { applyPolicyInput, buildPolicy, network, resolvePolicy, runAs, user, workspace, workspaceAt, type NetworkPolicy, type Policy, type PolicyChange } from '../../policy/index.ts';
 import { agentBasePolicy, agentBinDir, agentPolicyChanges, findAgent, locateAgent, prepareAgentHome, type AgentSpec } from '../../agents/index.ts';
-import { checkNetworkRules, startSandboxEgress, withEgressEnvironment, type EgressLedger, type Gateway, type NetworkRules, type SandboxEgress, type Spent, type Violation } from '../../egress/index.ts';
+import { checkNetworkRules, relayBinary, startSandboxEgress, withEgressEnvironment, type EgressLedger, type Gateway, type NetworkRules, type SandboxEgress, type Spent, type Violation } from '../../egress/index.ts';
 import type { Driver, SandboxHandle } from '../../drivers/index.ts';
 import type { CreateSandboxRequest, ListQuery, Page, SandboxManager, SandboxRecord, SandboxStats, Store } from './types.ts';
 
@@ -165,7 +165,7 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
         }
       }
       await startEgress(record);
-      const egress = egresses.has(record.id) ? { socketDir: paths.egress, nodeDir: options.egress.nodeDir } : undefined;
+      const egress = egresses.has(record.id) ? { socketDir: paths.egress, nodeDir: options.egress.nodeDir, relay: relayBinary() } : undefined;
       handle = await driver.boot({ id: record.id, policy: record.policy, stateDir: paths.state, envd: { bundle: options.envdBundle, accessToken: record.envdAccessToken }, egress });
     } catch (error) {
       await stopEgress(record.id);
@@ -379,6 +379,10 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
 
     violations(idOrName: string | null, limit: number): Violation[] {
       return store.violations(idOrName === null ? null : findAny(idOrName).id, limit);
+    },
+
+    recordViolation(violation: Violation): void {
+      store.addViolation(violation);
     },
 
     llmUsage(idOrName: string): Spent {

@@ -131,6 +131,8 @@ export interface SandboxManager {
   setNetworkRules(idOrName: string, rules: NetworkRules): NetworkPolicy;
   /** The newest `limit` refused accesses of one sandbox (stopped ones too), or of all for null; oldest first. */
   violations(idOrName: string | null, limit: number): Violation[];
+  /** A refused access observed outside egress (envd refused a file operation inside the jail). */
+  recordViolation(violation: Violation): void;
   /** What it spent through the LLM gateway. */
   llmUsage(idOrName: string): Spent;
   /** The file of its gateway transcript (JSON lines), or null before its first exchange. */

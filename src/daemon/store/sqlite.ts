@@ -84,6 +84,9 @@ interface ListParams {
   limit: number;
 }
 
+/** Per sandbox: the newest violations kept (older ones are trimmed now and then). */
+const VIOLATIONS_KEPT = 10_000;
+
 const CURSOR_HINT = 'Pass back exactly the cursor a previous page returned, or none for the first page.';
 
 export function openSqliteStore(file: string): Store {
@@ -116,7 +119,18 @@ export function openSqliteStore(file: string): Store {
     removeViolations.run(id);
     removeSpent.run(id);
   });
-  const addViolation = db.prepare<Violation>('INSERT INTO violations (sandbox, time, kind, target, rule) VALUES (@sandbox, @time, @kind, @target, @rule)');
+  const insertViolation = db.prepare<Violation>('INSERT INTO violations (sandbox, time, kind, target, rule) VALUES (@sandbox, @time, @kind, @target, @rule)');
+  // A sandbox can be refused as fast as it can try: only its newest are kept, so it cannot fill the disk.
+  const trimViolations = db.prepare<{ sandbox: string; keep: number }>(`
+    DELETE FROM violations WHERE sandbox = @sandbox AND seq <= (SELECT seq FROM violations WHERE sandbox = @sandbox ORDER BY seq DESC LIMIT 1 OFFSET @keep)`);
+  let insertsSinceTrim = 0;
+  const addViolation = (violation: Violation): void => {
+    insertViolation.run(violation);
+    if (++insertsSinceTrim >= 100) {
+      insertsSinceTrim = 0;
+      trimViolations.run({ sandbox: violation.sandbox, keep: VIOLATIONS_KEPT });
+    }
+  };
   // The newest `limit`, returned oldest first.
   const violationsOf = db.prepare<{ sandbox: string | null; limit: number }, Violation>(`
     SELECT sandbox, time, kind, target, rule FROM (
@@ -175,7 +189,7 @@ export function openSqliteStore(file: string): Store {
     },
     all: () => everything.all().map(fromRow),
     remove: (id) => remove(id),
-    addViolation: (violation) => void addViolation.run(violation),
+    addViolation,
     violations: (sandbox, limit) => violationsOf.all({ sandbox, limit }),
     spent: (sandbox) => spentOf.get(sandbox) ?? { requests: 0, inputTokens: 0, outputTokens: 0 },
     charge: (sandbox, delta) => void charge.run({ sandbox, ...delta }),
