@@ -13,7 +13,7 @@ import type { AgentSpec } from './types.ts';
 export interface LocatedAgent {
   /** The file to execute, a host path the jail sees at the same place. */
   command: string;
-  /** Host paths the jail must see read-only (the CLI's package) beyond what the policy shows. */
+  /** Host paths the jail must see read-only (the node_modules tree of the CLI's package) beyond what the policy shows. */
   readOnly: string[];
   /** Tools to bring in (the interpreter of a node CLI outside the system directories). */
   tools: string[];
@@ -35,7 +35,9 @@ export function locateAgent(spec: AgentSpec, context: LocateContext): LocatedAge
   const real = realpathSync(found.path);
   const seen = (path: string) => context.visible.some((dir) => path === dir || path.startsWith(`${dir}/`));
   const packageRoot = npmPackageRoot(real);
-  const readOnly = [packageRoot ?? real].filter((path) => !seen(path));
+  // The whole node_modules tree it sits in: npm hoists its dependencies (Codex's platform binary, Claude
+  // Code's sharp) beside it, not inside it.
+  const readOnly = [packageRoot ? outermostNodeModules(packageRoot) : real].filter((path) => !seen(path));
   const tools: string[] = [];
   if (isNodeScript(real)) {
     const node = findExecutable('node', context.env.PATH);
@@ -68,6 +70,12 @@ function npmPackageRoot(file: string): string | null {
     if (underModules && existsSync(join(dir, 'package.json'))) return dir;
   }
   return null;
+}
+
+function outermostNodeModules(packageRoot: string): string {
+  let found = dirname(packageRoot);
+  for (let dir = found; dir !== '/'; dir = dirname(dir)) if (basename(dir) === 'node_modules') found = dir;
+  return found;
 }
 
 function isNodeScript(file: string): boolean {

@@ -66,7 +66,7 @@ describe('agent profiles', () => {
       const root = join(prefix, 'lib', 'node_modules', spec.npmPackage ?? spec.name);
       assert.equal(cli?.command, join(root, 'bin', 'cli.js'), 'started by its real file, not the bin symlink');
       assert.equal(cli?.foundIn, 'path');
-      assert.ok(policy.filesystem.readOnly.includes(root), 'its package is bound read-only');
+      assert.ok(policy.filesystem.readOnly.includes(join(prefix, 'lib', 'node_modules')), 'its node_modules tree is bound read-only');
       assert.equal(policy.network.mode, 'allowlist');
       assert.deepEqual(policy.network.llm, want.providers);
       assert.deepEqual(policy.network.allow, [], 'nothing but the gateway');
