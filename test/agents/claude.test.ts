@@ -2,7 +2,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { runBrig, tempWorkspace } from '../helpers/brig.ts';
+import { spawn as spawnPty } from 'node-pty';
+import { BRIG, eventually, runBrig, tempWorkspace } from '../helpers/brig.ts';
 import { REPO } from '../helpers/envd.ts';
 import { startStandInModel, type StandInModel } from '../helpers/stand-in-model.ts';
 
@@ -79,6 +80,44 @@ describe('brig agent claude -p, against a stand-in model', () => {
       assert.ok(kept.some((file) => file.endsWith('.claude.json')), 'the agent kept its state in its private home');
       for (const file of kept) assert.ok(!readFileSync(file, 'utf8').includes(SECRET), `${file} holds the key`);
     } finally {
+      workspace.remove();
+    }
+  });
+
+  test('interactively: the full-screen TUI in a terminal of its own, a prompt typed, its question answered, the file written', async () => {
+    const workspace = tempWorkspace('brig-agent-tui-');
+    const tui = await startStandInModel({ writeFile: { path: 'from-tui.txt', content: 'typed into the TUI\n' }, finalText: 'Finished in the TUI.' });
+    const terminal = spawnPty(BRIG, ['agent', 'claude'], {
+      cols: 120,
+      rows: 40,
+      cwd: workspace.dir,
+      env: { ...process.env, TERM: 'xterm-256color', PATH: `${REPO}/node_modules/.bin:${process.env.PATH}`, BRIG_STATE_DIR: state.dir, ANTHROPIC_API_KEY: SECRET, BRIG_ANTHROPIC_URL: tui.url } as Record<string, string>,
+    });
+    let screen = '';
+    terminal.onData((data) => (screen += data));
+    const exited = new Promise<number>((resolve) => terminal.onExit(({ exitCode }) => resolve(exitCode)));
+    // The TUI redraws with cursor moves, not spaces: compare what is left once escapes and blanks are gone.
+    const shows = (text: string) => () => screen.replace(/\x1b\[[0-9;?>]*[a-zA-Z]|\x1b\][^\x07]*\x07|\s/g, '').includes(text.replace(/\s/g, ''));
+    try {
+      // No onboarding, no trust dialog, no "use this API key?": the seeded home answered them.
+      assert.ok(await eventually(shows('? for shortcuts'), 1500), screen);
+      terminal.write(`Create from-tui.txt in ${workspace.dir}`);
+      assert.ok(await eventually(shows('from-tui.txt in'), 500), screen);
+      terminal.write('\r');
+      // Interactive runs keep Claude Code's own permission prompt: the user answers it.
+      assert.ok(await eventually(shows('Do you want to create from-tui.txt?'), 1500), screen);
+      terminal.write('\r');
+      assert.ok(await eventually(() => existsSync(join(workspace.dir, 'from-tui.txt')), 1500), screen);
+      assert.equal(readFileSync(join(workspace.dir, 'from-tui.txt'), 'utf8'), 'typed into the TUI\n');
+      assert.ok(await eventually(shows('Finished in the TUI.'), 1500), screen);
+      terminal.write('\x03');
+      await eventually(() => false, 10);
+      terminal.write('\x03');
+      assert.equal(await exited, 0);
+      for (const call of tui.modelRequests()) assert.equal(call.headers['x-api-key'], SECRET);
+    } finally {
+      terminal.kill('SIGKILL');
+      await tui.close();
       workspace.remove();
     }
   });
