@@ -97,6 +97,7 @@ describe('brig agent claude -p, against a stand-in model', () => {
     terminal.onData((data) => (screen += data));
     const exited = new Promise<number>((resolve) => terminal.onExit(({ exitCode }) => resolve(exitCode)));
     // The TUI redraws with cursor moves, not spaces: compare what is left once escapes and blanks are gone.
+    // eslint-disable-next-line no-control-regex -- escapes are exactly what is being stripped
     const shows = (text: string) => () => screen.replace(/\x1b\[[0-9;?>]*[a-zA-Z]|\x1b\][^\x07]*\x07|\s/g, '').includes(text.replace(/\s/g, ''));
     try {
       // No onboarding, no trust dialog, no "use this API key?": the seeded home answered them.
