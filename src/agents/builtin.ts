@@ -39,14 +39,17 @@ export const BUILTIN_AGENTS: readonly AgentSpec[] = [
       // brig's jail is the sandbox: this lets --dangerously-skip-permissions run when the jail's user is root.
       IS_SANDBOX: '1',
     },
-    seedFiles: {
-      // Without onboarding done, an interactive first run checks it can reach api.anthropic.com and gives up;
-      // the placeholder key is approved (by its last 20 characters, as Claude Code keeps it) so it does not ask.
-      '~/.claude.json': JSON.stringify({
+    jsonSettings: {
+      // Without onboarding done, an interactive first run checks it can reach api.anthropic.com and gives up.
+      // The project is trusted: brig's jail is what bounds it, and a daemon sandbox has nobody to answer the
+      // dialog. The placeholder key is approved (by its last 20 characters, as Claude Code keeps it) so it does not ask.
+      '~/.claude.json': {
         hasCompletedOnboarding: true,
         projects: { '{cwd}': { hasTrustDialogAccepted: true } },
-        customApiKeyResponses: { approved: [PLACEHOLDER_KEY.slice(-20)], rejected: [] },
-      }),
+        customApiKeyResponses: { approved: [PLACEHOLDER_KEY.slice(-20)] },
+      },
+    },
+    seedFiles: {
       '~/.claude/settings.json': JSON.stringify({ skipDangerousModePermissionPrompt: true }),
     },
     promptArgs: ['-p', '{prompt}', '--dangerously-skip-permissions'],

@@ -36,6 +36,14 @@ export interface AgentSpec {
    * project directory (JSON-escaped), `{gateway}` the gateway's base URL.
    */
   seedFiles?: Record<string, string>;
+  /**
+   * JSON files under the home whose fields are set at every run, the rest of
+   * the file left as the agent wrote it (objects merged, other values
+   * replaced): what must hold in each project, such as Claude Code's trust of
+   * the directory it is started in. `{cwd}` in a key or a string becomes the
+   * project directory.
+   */
+  jsonSettings?: Record<string, Record<string, unknown>>;
   /** Arguments for a non-interactive run; `{prompt}` is replaced by the prompt. */
   promptArgs?: string[];
   /** Arguments always passed first (before the user's). */

@@ -1,3 +1,4 @@
+import { forwardedHeaders } from '../protocol/index.ts';
 import { lstat, rm } from 'node:fs/promises';
 import { Agent, createServer as createHttpServer, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
 import { connect, createServer as createNetServer, isIPv6, type LookupFunction, type Socket } from 'node:net';
@@ -55,8 +56,6 @@ const IDLE_UPSTREAM_MS = 4_000;
 const MAX_CONNECTIONS = 1024;
 const SOCKS_VERSION = 0x05;
 
-/** Not forwarded: they describe one connection, not the request (RFC 9110 §7.6.1). */
-const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'expect'];
 
 const STATUS_FOR: Record<DialFailure, number> = {
   refused: 403,
@@ -273,7 +272,7 @@ export function createEgressProxy(session: ProxySession): EgressProxy {
         request.once('response', (answered) => {
           clearTimeout(timer);
           try {
-            res.writeHead(answered.statusCode ?? 502, answered.statusMessage, withoutHopByHop(answered.headers));
+            res.writeHead(answered.statusCode ?? 502, answered.statusMessage, forwardedHeaders(answered.headers, false));
           } catch {
             // Should Node refuse to write a header it parsed, the throw, in an event handler, would end the host process.
             answered.destroy();
@@ -420,18 +419,9 @@ function refusalHint(host: string, rule: string): string {
 }
 
 function requestHeaders(incoming: IncomingHttpHeaders, authority: string): OutgoingHttpHeaders {
-  const headers = withoutHopByHop(incoming);
+  const headers = forwardedHeaders(incoming);
   for (const name of Object.keys(headers)) if (name.startsWith('proxy-')) delete headers[name];
   headers.host = authority;
-  // A body of unknown length stays chunked upstream (Node frames it; a GET would otherwise send it unframed).
-  if (incoming['transfer-encoding'] !== undefined && incoming['content-length'] === undefined) headers['transfer-encoding'] = 'chunked';
-  return headers;
-}
-
-function withoutHopByHop(incoming: IncomingHttpHeaders): OutgoingHttpHeaders {
-  const headers: OutgoingHttpHeaders = { ...incoming };
-  const named = String(incoming.connection ?? '').split(',').map((name) => name.trim().toLowerCase());
-  for (const name of [...HOP_BY_HOP, ...named]) delete headers[name];
   return headers;
 }
 

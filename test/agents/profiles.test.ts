@@ -128,16 +128,22 @@ describe('agent profiles', () => {
     );
   });
 
-  test('seed files are written where nothing is yet, and never over what the agent changed', () => {
+  test('seed files are written where nothing is yet; JSON settings are merged into what the agent wrote, at every run', () => {
     const home = join(scratch.dir, 'seed-home');
     const claude = BUILTIN_AGENTS.find((spec) => spec.name === 'claude-code') as AgentSpec;
     prepareAgentHome(claude, home, { cwd: '/work/"quoted"', owner: null });
     const seeded = JSON.parse(readFileSync(join(home, '.claude.json'), 'utf8'));
     assert.equal(seeded.projects['/work/"quoted"'].hasTrustDialogAccepted, true);
     assert.deepEqual(seeded.customApiKeyResponses.approved, [PLACEHOLDER.slice(-20)]);
-    writeFileSync(join(home, '.claude.json'), '{"mine":true}');
+    // The agent writes its own fields; the next run, in another project, keeps them and trusts that project too.
+    writeFileSync(join(home, '.claude.json'), JSON.stringify({ ...seeded, numStartups: 3, projects: { ...seeded.projects, '/work/"quoted"': { hasTrustDialogAccepted: true, history: ['x'] } } }));
+    writeFileSync(join(home, '.claude', 'settings.json'), '{"mine":true}');
     prepareAgentHome(claude, home, { cwd: '/elsewhere', owner: null });
-    assert.equal(readFileSync(join(home, '.claude.json'), 'utf8'), '{"mine":true}');
+    const merged = JSON.parse(readFileSync(join(home, '.claude.json'), 'utf8'));
+    assert.equal(merged.numStartups, 3);
+    assert.deepEqual(merged.projects['/work/"quoted"'].history, ['x']);
+    assert.equal(merged.projects['/elsewhere'].hasTrustDialogAccepted, true);
+    assert.equal(readFileSync(join(home, '.claude', 'settings.json'), 'utf8'), '{"mine":true}', 'a seed file the agent changed is its own');
     const codex = BUILTIN_AGENTS.find((spec) => spec.name === 'codex') as AgentSpec;
     prepareAgentHome(codex, home, { cwd: '/p', owner: null });
     assert.match(readFileSync(join(home, '.codex', 'config.toml'), 'utf8'), /base_url = "http:\/\/127\.0\.0\.1:3128\/openai\/v1"/);

@@ -1,7 +1,7 @@
 import { Agent, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
-import { ENVD_PORT, isBrigError, sameSecret, signatureExpired, signedWith, type SignedFileRequest } from '../../protocol/index.ts';
+import { ENVD_PORT, forwardedHeaders, isBrigError, sameSecret, signatureExpired, signedWith, type SignedFileRequest } from '../../protocol/index.ts';
 import type { SandboxManager } from '../sandboxes/index.ts';
 import { errorPayload } from './errors.ts';
 import { signedFileRequest } from './signature.ts';
@@ -32,8 +32,6 @@ interface EnvdRoute {
 
 const PATH_FORM = /^\/sandboxes\/([^/?]+)\/envd(\/[^?]*)?(\?.*)?$/;
 
-/** Not forwarded: they describe one connection, not the request (RFC 9110 §7.6.1). */
-const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'expect'];
 
 const NOT_RUNNING_HINT = 'List the running sandboxes with GET /v2/sandboxes; a sandbox ends when its timeout passes.';
 const TOKEN_HINT = 'Send the envdAccessToken that creating (or connecting to) this sandbox returned as X-Access-Token, or use a signed URL (sandbox.downloadUrl / uploadUrl).';
@@ -150,7 +148,7 @@ function forward(agent: Agent, client: IncomingMessage, response: ServerResponse
   upstream.once('response', (answer) => {
     // The jail refused envd a file operation: a refused filesystem access brig can see, recorded as a violation.
     if (call && answer.statusCode === 403) refused(filesystemTarget(path, call[1], peeked), `permission denied in the sandbox (${call[1] ?? `${client.method} /files`})`);
-    response.writeHead(answer.statusCode ?? 502, withoutHopByHop(answer.headers));
+    response.writeHead(answer.statusCode ?? 502, forwardedHeaders(answer.headers, false));
     // Stream headers now: a client waits for them before reading a stream's first message.
     response.flushHeaders();
     pipeline(answer, response, () => {});
@@ -184,19 +182,10 @@ function filesystemTarget(path: string, rpc: string | undefined, body: string): 
 }
 
 function requestHeaders(incoming: IncomingHttpHeaders): OutgoingHttpHeaders {
-  const headers = withoutHopByHop(incoming);
+  const headers = forwardedHeaders(incoming);
   // The daemon's API key never enters a sandbox; envd reads Authorization only as Basic "<user>:".
   delete headers['x-api-key'];
   if (typeof headers.authorization === 'string' && !/^Basic\s/i.test(headers.authorization)) delete headers.authorization;
-  // A body of unknown length stays chunked on the way to envd (Node frames it for us).
-  if (incoming['transfer-encoding'] !== undefined && incoming['content-length'] === undefined) headers['transfer-encoding'] = 'chunked';
-  return headers;
-}
-
-function withoutHopByHop(incoming: IncomingHttpHeaders): OutgoingHttpHeaders {
-  const headers: OutgoingHttpHeaders = { ...incoming };
-  const named = String(incoming.connection ?? '').split(',').map((name) => name.trim().toLowerCase());
-  for (const name of [...HOP_BY_HOP, ...named]) delete headers[name];
   return headers;
 }
 

@@ -1,4 +1,4 @@
-import { appendFileSync, chmodSync, chownSync, existsSync, writeFileSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes, createHash } from 'node:crypto';
 import { homedir } from 'node:os';
 import { BrigError } from '../../protocol/index.ts';
@@ -62,7 +62,13 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
     violation: (violation) => store.addViolation(violation),
     spent: (sandbox) => store.spent(sandbox),
     charge: (sandbox, delta) => store.charge(sandbox, delta),
-    transcript: (entry) => appendFileSync(dirs(entry.sandbox).transcript, JSON.stringify(entry) + '\n', { mode: 0o600 }),
+    transcript: (entry) => {
+      try {
+        appendFileSync(dirs(entry.sandbox).transcript, JSON.stringify(entry) + '\n', { mode: 0o600 });
+      } catch {
+        // The sandbox was removed while its last exchange finished: there is no transcript to add to.
+      }
+    },
   };
   const startEgress = async (record: SandboxRecord): Promise<void> => {
     if (record.policy.network.mode !== 'allowlist') return;

@@ -1,3 +1,4 @@
+import { forwardedHeaders } from '../../protocol/index.ts';
 import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { performance } from 'node:perf_hooks';
@@ -37,8 +38,6 @@ export interface Gateway {
   close(): void;
 }
 
-/** Not forwarded: they describe one connection, not the request (RFC 9110 §7.6.1). */
-const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'expect'];
 
 const LABEL: Record<Provider, string> = { anthropic: 'Anthropic', openai: 'OpenAI', gemini: 'Gemini' };
 
@@ -170,7 +169,7 @@ export function createGateway(config: GatewayConfig): Gateway {
       status = answer.statusCode ?? 502;
       responseEncoding = encoding(answer.headers['content-encoding']);
       meter = responseEncoding === undefined ? usageMeter(provider, header(answer.headers['content-type'])) : null;
-      res.writeHead(status, withoutHopByHop(answer.headers));
+      res.writeHead(status, forwardedHeaders(answer.headers, false));
       // Headers now: a client waits for them before it reads the first event of a stream.
       res.flushHeaders();
       answer.on('data', (chunk: Buffer) => {
@@ -238,20 +237,11 @@ function budgetRefusal(session: GatewaySession): { message: string; rule: string
  * reads it on the way (usage, transcript), and the hop is a fast one.
  */
 function upstreamHeaders(incoming: IncomingHttpHeaders, url: URL, provider: Provider, key: string): OutgoingHttpHeaders {
-  const headers = withoutHopByHop(incoming);
+  const headers = forwardedHeaders(incoming);
   for (const name of CREDENTIAL_HEADERS) delete headers[name];
   headers.host = url.host;
   headers['accept-encoding'] = 'identity';
-  // A body of unknown length stays chunked on its way up (Node frames it).
-  if (incoming['transfer-encoding'] !== undefined && incoming['content-length'] === undefined) headers['transfer-encoding'] = 'chunked';
   PROVIDER_SPECS[provider].authorize(headers, key);
-  return headers;
-}
-
-function withoutHopByHop(incoming: IncomingHttpHeaders): OutgoingHttpHeaders {
-  const headers: OutgoingHttpHeaders = { ...incoming };
-  const named = String(incoming.connection ?? '').split(',').map((name) => name.trim().toLowerCase());
-  for (const name of [...HOP_BY_HOP, ...named]) delete headers[name];
   return headers;
 }
 
