@@ -1,11 +1,14 @@
 import { existsSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
 import { BrigError } from '../protocol/index.ts';
 import { readConfigFile, validatePolicyInput } from '../policy/index.ts';
 import type { AgentSpec } from './types.ts';
 
 /**
- * Custom agents: a YAML or JSON file mapping names to definitions, read from
- * BRIG_AGENTS_FILE, else ~/.config/brig/agents.{yaml,yml,json}. Only the
+ * Custom agents: a YAML or JSON file mapping names to definitions, or a
+ * module whose default export is that mapping (agents.mjs, in TypeScript
+ * agents.ts where Node runs it), read from BRIG_AGENTS_FILE, else
+ * ~/.config/brig/agents.{yaml,yml,json,mjs,js,ts}. Only the
  * user's own file: a project cannot define agents for you, since a checked-in
  * definition could widen what the jail may touch.
  *
@@ -19,14 +22,25 @@ import type { AgentSpec } from './types.ts';
 export function agentsFiles(env: NodeJS.ProcessEnv, home: string): string[] {
   if (env.BRIG_AGENTS_FILE) return [env.BRIG_AGENTS_FILE];
   const dir = `${env.XDG_CONFIG_HOME || `${home}/.config`}/brig`;
-  return ['agents.yaml', 'agents.yml', 'agents.json'].map((name) => `${dir}/${name}`);
+  return ['agents.yaml', 'agents.yml', 'agents.json', 'agents.mjs', 'agents.js', 'agents.ts'].map((name) => `${dir}/${name}`);
+}
+
+/** A code file's default export (agents.mjs, .js; .ts where Node strips types itself): the same mapping a YAML file holds. */
+async function importAgentsModule(file: string): Promise<unknown> {
+  try {
+    const module = (await import(pathToFileURL(file).href)) as { default?: unknown };
+    return module.default;
+  } catch (error) {
+    const typescript = file.endsWith('.ts') ? ' This Node cannot load TypeScript itself (Node 22.18+ can): compile it to agents.mjs, or write agents.yaml.' : '';
+    throw new BrigError('BRIG_AGENT_INVALID', `${file}: cannot load it (${error instanceof Error ? error.message.split('\n')[0] : String(error)}).${typescript}`, 'export default a mapping of agent names to definitions (docs/agents.md)');
+  }
 }
 
 export async function loadAgentsFile(env: NodeJS.ProcessEnv, home: string): Promise<AgentSpec[]> {
   const files = agentsFiles(env, home);
   const file = env.BRIG_AGENTS_FILE ? files[0] : files.find((candidate) => existsSync(candidate));
   if (!file) return [];
-  const content = await readConfigFile(file, 'agents');
+  const content = /\.(m?js|ts)$/.test(file) ? await importAgentsModule(file) : await readConfigFile(file, 'agents');
   if (content === null || content === undefined) return [];
   if (typeof content !== 'object' || Array.isArray(content)) throw invalid(file, '', 'must be a mapping of agent names to definitions');
   return Object.entries(content as Record<string, unknown>).map(([name, definition]) => checkAgent(name, definition, file));

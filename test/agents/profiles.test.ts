@@ -106,6 +106,16 @@ describe('agent profiles', () => {
     assert.equal(plan.environment.MY_SWITCH, '1');
     assert.equal(plan.limits.memoryMiB, 4096);
 
+    // The same from code: a module's default export.
+    const module = join(scratch.dir, 'agents.mjs');
+    writeFileSync(module, "const base = { command: 'opencode', providers: ['gemini'] };\nexport default { 'coded-a': { ...base }, 'coded-b': { ...base, providers: ['openai'] } };\n");
+    const coded = await runBrig(['agent', 'ls', '--json'], { cwd: project, env: env({ BRIG_AGENTS_FILE: module }) });
+    assert.equal(coded.code, 0, coded.stderr);
+    assert.deepEqual(
+      (JSON.parse(coded.stdout) as Array<{ name: string; providers: string[] }>).filter((row) => row.name.startsWith('coded-')).map((row) => [row.name, row.providers]),
+      [['coded-a', ['gemini']], ['coded-b', ['openai']]],
+    );
+
     writeFileSync(file, 'bad-agent:\n  command: x\n  providers: [mistral]\n  extraReadWriteDirs: [~/../etc]\n  colour: blue\n');
     const invalid = await runBrig(['agent', 'ls'], { cwd: project, env: env({ BRIG_AGENTS_FILE: file }) });
     assert.equal(invalid.code, 125);
