@@ -38,7 +38,7 @@ export function prepareAgentHome(spec: AgentSpec, home: string, options: { cwd: 
     writeFileSync(file, JSON.stringify(mergeJson(readJsonObject(file), withCwd(fields, options.cwd) as Record<string, unknown>), null, 2) + '\n', { mode: 0o600 });
     if (!existed) created.push(file);
   }
-  if (options.owner) for (const path of created) chownSync(path, options.owner.uid, options.owner.gid);
+  if (options.owner) for (const path of [home, ...created]) chownSync(path, options.owner.uid, options.owner.gid);
 }
 
 /** The agent's own JSON file, or {} when it is missing or no longer an object (then brig's fields start it anew). */

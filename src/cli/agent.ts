@@ -1,7 +1,7 @@
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { homedir } from 'node:os';
-import { BrigError, defaultStateDir } from '../protocol/index.ts';
+import { BrigError, defaultStateDir, traversable } from '../protocol/index.ts';
 import {
   agentArgv,
   agentBinDir,
@@ -68,11 +68,12 @@ export async function agentCommand(argv: string[], context: RunContext): Promise
   }
   const spec = findAgent(agents, first);
   const located = mustLocate(spec, cwd, home);
-  const agentHome = agentHomeDir(spec);
-  let policy = profilePolicy(spec, located, agentHome);
+  let policy = profilePolicy(spec, located);
   const file = flags.get('policy')?.[0];
   if (file) policy = applyPolicyInput(policy, await loadPolicyFile(file), file);
   policy = resolvePolicy(compose(...flagChanges(flags))(policy), { cwd, home });
+  const agentHome = agentHomeDir(spec, policy.filesystem.workspace);
+  policy = resolvePolicy(keptHome(agentHome)(policy), { cwd, home });
   const dryRun = flags.has('dry-run');
   if (!dryRun) {
     const missing = missingToolsMessage(process.env.PATH);
@@ -86,21 +87,34 @@ export async function agentCommand(argv: string[], context: RunContext): Promise
     dryRun,
     json: flags.has('json'),
     // The private home has the profile's config directories and seed files before the jail binds it, owned by whoever the jail runs as.
-    beforeStart: (plan) => prepareAgentHome(spec, agentHome, { cwd, owner: plan.identity.dropPrivileges ? { uid: plan.identity.hostUid, gid: plan.identity.hostGid } : null }),
+    beforeStart: (plan) => {
+      const owner = plan.identity.dropPrivileges ? { uid: plan.identity.hostUid, gid: plan.identity.hostGid } : null;
+      // As root running the jail as the workspace's owner: bubblewrap, as that user, must pass through to the kept home.
+      if (owner) for (let dir = dirname(agentHome); dir.length >= defaultStateDir().length; dir = dirname(dir)) traversable(dir);
+      prepareAgentHome(spec, agentHome, { cwd, owner });
+    },
   });
 }
 
-/** Where an agent's private home lives: one per agent, kept between runs. */
-function agentHomeDir(spec: AgentSpec): string {
-  return `${defaultStateDir()}/agents/${spec.name}/home`;
+/**
+ * Where an agent's private home lives: one per agent, kept between runs. As
+ * root, the jail runs as the workspace's owner (docs/jail.md), and each user
+ * gets a home of their own: one user's agent state never becomes another's.
+ */
+function agentHomeDir(spec: AgentSpec, workspace: string | null): string {
+  const self = process.getuid?.() ?? 0;
+  const jailUser = self === 0 && workspace !== null ? statSync(workspace).uid : self;
+  const agentHome = `${defaultStateDir()}/agents/${spec.name}/${jailUser === self ? 'home' : `home-${jailUser}`}`;
+  // planJail checks the kept home exists; a dry run must not fail for a home the first real run creates.
+  mkdirSync(dirname(agentHome), { recursive: true, mode: 0o711 });
+  mkdirSync(agentHome, { recursive: true, mode: 0o700 });
+  return agentHome;
 }
 
-function profilePolicy(spec: AgentSpec, located: LocatedAgent | null, agentHome: string): Policy {
+function profilePolicy(spec: AgentSpec, located: LocatedAgent | null): Policy {
   const base = agentBasePolicy(spec);
-  // planJail checks the kept home exists; a dry run must not fail for a home the first real run creates.
-  mkdirSync(agentHome, { recursive: true, mode: 0o700 });
-  const binDir = located ? agentBinDir(`${dirname(agentHome)}/bin`, spec.command, located.command) : null;
-  return compose(...agentPolicyChanges(spec, located, process.env.PATH, base.filesystem.system, binDir), keptHome(agentHome))(base);
+  const binDir = located ? agentBinDir(`${defaultStateDir()}/agents/${spec.name}/bin`, spec.command, located.command) : null;
+  return compose(...agentPolicyChanges(spec, located, process.env.PATH, base.filesystem.system, binDir))(base);
 }
 
 function mustLocate(spec: AgentSpec, cwd: string, home: string): LocatedAgent {
@@ -137,7 +151,7 @@ async function showCommand(agents: AgentSpec[], argv: string[], cwd: string, hom
   if (!name || extra.length) throw new BrigError('BRIG_USAGE', 'brig agent show takes one agent name', 'e.g. brig agent show claude-code');
   const spec = findAgent(agents, name);
   const located = locateAgent(spec, { cwd, home, env: process.env, visible: agentBasePolicy(spec).filesystem.system });
-  const policy = resolvePolicy(profilePolicy(spec, located, agentHomeDir(spec)), { cwd, home });
+  const policy = resolvePolicy(keptHome(agentHomeDir(spec, cwd))(profilePolicy(spec, located)), { cwd, home });
   if (json) {
     process.stdout.write(JSON.stringify({ agent: spec, cli: located, policy }, null, 2) + '\n');
     return 0;

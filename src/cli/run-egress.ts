@@ -1,5 +1,5 @@
 import { appendFileSync, mkdirSync, rmSync } from 'node:fs';
-import { defaultStateDir, llmKeyFile } from '../protocol/index.ts';
+import { defaultStateDir, llmKeyFile, traversable } from '../protocol/index.ts';
 import { checkNetworkRules, createGateway, loadGatewayConfig, relayBinary, startSandboxEgress, withEgressEnvironment, type Spent, type TranscriptEntry, type Violation } from '../egress/index.ts';
 import type { JailPlan } from '../drivers/jail/index.ts';
 import type { Policy } from '../policy/index.ts';
@@ -35,10 +35,13 @@ export async function startRunEgress(plan: JailPlan, dir: string): Promise<RunEg
   const spent: Spent = { requests: 0, inputTokens: 0, outputTokens: 0 };
   const transcriptFile = `${stateDir}/transcripts/run-${plan.id}.jsonl`;
   let transcribed = false;
+  const owner = plan.identity.dropPrivileges ? { uid: plan.identity.hostUid, gid: plan.identity.hostGid } : null;
+  // As root running the jail as the workspace's owner: bubblewrap, as that user, must pass through brig's state directory.
+  if (owner) traversable(stateDir);
   const egress = await startSandboxEgress({
     sandbox: `run-${plan.id}`,
     dir,
-    owner: plan.identity.dropPrivileges ? { uid: plan.identity.hostUid, gid: plan.identity.hostGid } : null,
+    owner,
     network: () => network,
     gateway,
     ledger: {

@@ -1,5 +1,6 @@
 import { chmodSync, chownSync, mkdirSync, rmSync } from 'node:fs';
-import { EGRESS_SOCKET_NAME } from '../protocol/index.ts';
+import { dirname } from 'node:path';
+import { EGRESS_SOCKET_NAME, traversable } from '../protocol/index.ts';
 import type { NetworkPolicy } from '../policy/index.ts';
 import { createEgressProxy } from './proxy.ts';
 import type { Gateway } from './gateway/index.ts';
@@ -39,6 +40,8 @@ export interface SandboxEgress {
 
 export async function startSandboxEgress(options: SandboxEgressOptions): Promise<SandboxEgress> {
   const { sandbox, ledger, gateway } = options;
+  // The parent traversable (not listable): the jail's user, when brig drops to it, must reach the socket.
+  if (options.owner) traversable(dirname(options.dir));
   mkdirSync(options.dir, { recursive: true, mode: 0o700 });
   chmodSync(options.dir, 0o700);
   if (options.owner) chownSync(options.dir, options.owner.uid, options.owner.gid);

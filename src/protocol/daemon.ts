@@ -1,3 +1,4 @@
+import { chmodSync, mkdirSync } from 'node:fs';
 import { homedir } from 'node:os';
 
 /**
@@ -22,4 +23,14 @@ export function apiKeyFile(stateDir: string): string {
 /** The file in a state directory that holds model API keys for the LLM gateway (NAME=value lines, mode 0600). */
 export function llmKeyFile(stateDir: string): string {
   return `${stateDir}/llm-keys`;
+}
+
+/**
+ * A directory of brig's state others may pass through but not list (0711):
+ * when brig runs as root and a jail as another user, bubblewrap (as that
+ * user) must reach a socket or home below it.
+ */
+export function traversable(dir: string): void {
+  mkdirSync(dir, { recursive: true, mode: 0o711 });
+  chmodSync(dir, 0o711);
 }

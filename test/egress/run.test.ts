@@ -1,7 +1,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
-import { readdirSync, readFileSync, writeFileSync, chmodSync } from 'node:fs';
+import { chmodSync, chownSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { runBrig, tempWorkspace } from '../helpers/brig.ts';
 
@@ -58,6 +58,18 @@ describe('brig run --net allowlist', () => {
     assert.equal(result.stderr, '');
     assert.equal(result.code, 0);
     assert.equal(result.stdout, 'upstream says hello to /ok\n'.repeat(3));
+  });
+
+  test('as root with a workspace of another user: the jail runs as that user and still reaches its proxy', { skip: process.getuid?.() !== 0 && 'needs root' }, async () => {
+    const theirs = tempWorkspace('brig-egress-user-');
+    try {
+      chownSync(theirs.dir, 1000, 1000);
+      const result = await runBrig(['run', '--allow', `127.0.0.1:${port}`, '--', 'sh', '-c', `id -u; curl -sS --noproxy '' http://127.0.0.1:${port}/theirs`], { cwd: theirs.dir, env: env() });
+      assert.equal(result.stderr, '');
+      assert.equal(result.stdout, `1000\nupstream says hello to /theirs\n`);
+    } finally {
+      theirs.remove();
+    }
   });
 
   test('refuses what the rules do not allow, and says so when the command ends', async () => {
