@@ -1,4 +1,5 @@
-import { appendFileSync, mkdirSync, rmSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { defaultStateDir, llmKeyFile, traversable } from '../protocol/index.ts';
 import { checkNetworkRules, createGateway, loadGatewayConfig, relayBinary, startSandboxEgress, withEgressEnvironment, type Spent, type TranscriptEntry, type Violation } from '../egress/index.ts';
 import type { JailPlan } from '../drivers/jail/index.ts';
@@ -18,6 +19,20 @@ export interface RunEgress {
 
 const SHOWN_VIOLATIONS = 10;
 
+/** Socket directories of earlier runs whose brig was killed (SIGKILL leaves them): named `<pid>-<random>`, gone once that pid is. */
+function sweepStaleSockets(runDir: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(runDir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const pid = /^(\d+)-[0-9a-f]+$/.exec(name)?.[1];
+    if (pid !== undefined && pid !== String(process.pid) && !existsSync(`/proc/${pid}`)) rmSync(`${runDir}/${name}`, { recursive: true, force: true });
+  }
+}
+
 /** Before planning: the rules checked, the proxy and gateway variables set, and where the bridge's socket will be. */
 export function prepareRunEgress(policy: Policy, id: string, insideDir: string) {
   checkNetworkRules(policy.network);
@@ -35,6 +50,7 @@ export async function startRunEgress(plan: JailPlan, dir: string): Promise<RunEg
   const spent: Spent = { requests: 0, inputTokens: 0, outputTokens: 0 };
   const transcriptFile = `${stateDir}/transcripts/run-${plan.id}.jsonl`;
   let transcribed = false;
+  sweepStaleSockets(dirname(dir));
   const owner = plan.identity.dropPrivileges ? { uid: plan.identity.hostUid, gid: plan.identity.hostGid } : null;
   // As root running the jail as the workspace's owner: bubblewrap, as that user, must pass through brig's state directory.
   if (owner) traversable(stateDir);

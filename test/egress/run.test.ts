@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import { chmodSync, chownSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
-import { runBrig, tempWorkspace } from '../helpers/brig.ts';
+import { eventually, runBrig, startBrig, tempWorkspace } from '../helpers/brig.ts';
 
 /**
  * `brig run` in allowlist mode, end to end: a real jail with only a loopback,
@@ -14,6 +14,15 @@ import { runBrig, tempWorkspace } from '../helpers/brig.ts';
  */
 
 const SECRET = 'sk-ant-real-secret-0123456789';
+
+/** A process's command line, NUL-separated; '' once it is gone. */
+function cmdline(pid: string): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+  } catch {
+    return '';
+  }
+}
 
 interface Seen {
   path: string;
@@ -144,6 +153,22 @@ describe('brig run --net allowlist', () => {
     const ok = await brig(['--llm', 'anthropic', '--', 'sh', '-c', 'curl -sS -o /dev/null "$ANTHROPIC_BASE_URL/v1/messages" -d "{}"'], { ANTHROPIC_API_KEY: '' });
     assert.equal(ok.code, 0, ok.stderr);
     assert.equal(seen.slice(before).find((request) => request.path === '/v1/messages')?.headers['x-api-key'], SECRET);
+  });
+
+  test('a run killed with SIGKILL leaves its socket directory; the next run removes it', async () => {
+    const marker = String(1000 + Math.floor(Math.random() * 1000));
+    const child = startBrig(['run', '--workspace', workspace.dir, '--allow', 'example.com', '--', 'sleep', marker], { cwd: workspace.dir, env: env() });
+    const runDir = `${state.dir}/run`;
+    const running = () => readdirSync('/proc').some((pid) => /^\d+$/.test(pid) && cmdline(pid) === `sleep\0${marker}\0`);
+    assert.ok(await eventually(running), 'the jailed command started');
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGKILL');
+    await exited;
+    assert.ok(readdirSync(runDir).some((name) => name.startsWith(`${child.pid}-`)), 'SIGKILL left it');
+    const next = await brig(['--allow', 'example.com', '--', 'true']);
+    assert.equal(next.code, 0, next.stderr);
+    assert.deepEqual(readdirSync(runDir), [], 'swept, and the new run removed its own');
+    assert.ok(await eventually(() => !running()), 'the jail died with its brig');
   });
 
   test('bad rules are refused before anything starts', async () => {
