@@ -71,7 +71,7 @@ export function checkAgent(name: string, definition: unknown, source: string): A
     if (typeof value !== 'string' || value.length === 0) problems.push(`${field}: must be a non-empty string`);
     return typeof value === 'string' ? value : undefined;
   };
-  const known = ['name', 'aliases', 'description', 'command', 'npmPackage', 'configPaths', 'providers', 'allow', 'env', 'forwardEnv', 'extraTools', 'extraReadWriteDirs', 'extraReadOnlyDirs', 'seedFiles', 'jsonSettings', 'promptArgs', 'args', 'base'];
+  const known = ['name', 'aliases', 'description', 'command', 'npmPackage', 'configPaths', 'providers', 'allow', 'deny', 'env', 'forwardEnv', 'extraTools', 'extraReadWriteDirs', 'extraReadOnlyDirs', 'seedFiles', 'jsonSettings', 'promptArgs', 'args', 'base'];
   for (const field of Object.keys(given)) if (!known.includes(field)) problems.push(`${field}: unknown field (known: ${known.join(', ')})`);
   const env = given.env;
   if (env !== undefined && (typeof env !== 'object' || env === null || Array.isArray(env) || !Object.entries(env).every(([key, value]) => ENV_NAME.test(key) && typeof value === 'string'))) {
@@ -96,6 +96,7 @@ export function checkAgent(name: string, definition: unknown, source: string): A
     configPaths: strings('configPaths', path, 'a list of paths starting with ~/ or / (no ..)') ?? [],
     providers: (strings('providers', (value) => PROVIDERS.includes(value), `a list of providers (${PROVIDERS.join(', ')})`) ?? []) as AgentSpec['providers'],
     allow: strings('allow'),
+    deny: strings('deny'),
     env: env as Record<string, string> | undefined,
     seedFiles: seeds as Record<string, string> | undefined,
     jsonSettings: settings as Record<string, Record<string, unknown>> | undefined,

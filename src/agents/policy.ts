@@ -2,6 +2,7 @@ import {
   DEFAULT_POLICY,
   allowHosts,
   applyPolicyInput,
+  denyHosts,
   compose,
   forwardEnv,
   llm,
@@ -47,6 +48,7 @@ export function agentPolicyChanges(spec: AgentSpec, located: LocatedAgent | null
   if (spec.extraReadWriteDirs?.length) changes.push(readWrite(...spec.extraReadWriteDirs));
   if (spec.providers.length) changes.push(llm(...spec.providers));
   if (spec.allow?.length) changes.push(allowHosts(...spec.allow));
+  if (spec.deny?.length) changes.push(denyHosts(...spec.deny));
   if (spec.forwardEnv?.length) changes.push(forwardEnv(...spec.forwardEnv));
   for (const [name, value] of Object.entries(spec.env ?? {})) changes.push(setEnv(name, value));
   if (binDir) changes.push(setEnv('PATH', `${binDir}:${hostPath || '/usr/local/bin:/usr/bin:/bin'}`));

@@ -21,6 +21,8 @@ export interface AgentSpec {
   providers: LlmProvider[];
   /** Further destinations its proxy may reach (a package registry…); none by default. */
   allow?: string[];
+  /** Destinations its proxy refuses even when allowed (checked first). */
+  deny?: string[];
   /** Variables set inside: the switches that point it at the gateway and keep update checks and telemetry off the network. */
   env?: Record<string, string>;
   /** Host variables passed in by name. */

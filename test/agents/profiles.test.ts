@@ -96,13 +96,14 @@ describe('agent profiles', () => {
     const file = join(scratch.dir, 'agents.yaml');
     writeFileSync(
       file,
-      ['my-agent:', '  command: opencode', '  providers: [openai]', '  allow: [registry.npmjs.org]', '  env: { MY_SWITCH: "1" }', '  promptArgs: [ask, "{prompt}"]', '  base:', '    resources: { memoryMiB: 4096 }', ''].join('\n'),
+      ['my-agent:', '  command: opencode', '  providers: [openai]', '  allow: [registry.npmjs.org]', '  deny: [evil.npmjs.org]', '  env: { MY_SWITCH: "1" }', '  promptArgs: [ask, "{prompt}"]', '  base:', '    resources: { memoryMiB: 4096 }', ''].join('\n'),
     );
     const listed = await runBrig(['agent', 'ls'], { cwd: project, env: env({ BRIG_AGENTS_FILE: file }) });
     assert.match(listed.stdout, /^my-agent {2,}openai {2,}\S+opencode-ai\/bin\/cli\.js \(path\)$/m);
     const ran = await runBrig(['agent', 'my-agent', '-p', 'go', '--dry-run', '--json'], { cwd: project, env: env({ BRIG_AGENTS_FILE: file }) });
-    const plan = JSON.parse(ran.stdout) as { command: string[]; environment: Record<string, string>; limits: { memoryMiB: number } };
+    const plan = JSON.parse(ran.stdout) as { command: string[]; environment: Record<string, string>; limits: { memoryMiB: number }; network: { allow: string[]; deny: string[] } };
     assert.deepEqual(plan.command.slice(-2), ['ask', 'go']);
+    assert.deepEqual([plan.network.allow, plan.network.deny], [['registry.npmjs.org'], ['evil.npmjs.org']]);
     assert.equal(plan.environment.MY_SWITCH, '1');
     assert.equal(plan.limits.memoryMiB, 4096);
 
