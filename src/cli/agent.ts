@@ -1,7 +1,8 @@
 import { mkdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { homedir } from 'node:os';
-import { BrigError, defaultStateDir, traversable } from '../protocol/index.ts';
+import { BrigError, defaultStateDir, llmKeyFile, traversable } from '../protocol/index.ts';
+import { loadGatewayConfig, PROVIDER_SPECS } from '../egress/index.ts';
 import {
   agentArgv,
   agentBinDir,
@@ -15,7 +16,7 @@ import {
   type AgentSpec,
   type LocatedAgent,
 } from '../agents/index.ts';
-import { applyPolicyInput, compose, keptHome, loadPolicyFile, resolvePolicy, type Policy } from '../policy/index.ts';
+import { applyPolicyInput, compose, keptHome, loadPolicyFile, resolvePolicy, type LlmProvider, type Policy } from '../policy/index.ts';
 import { parseArgs, type FlagSpec } from './args.ts';
 import { flagChanges, POLICY_FLAGS, runPolicy, type RunContext } from './run.ts';
 
@@ -78,6 +79,8 @@ export async function agentCommand(argv: string[], context: RunContext): Promise
   if (!dryRun) {
     const missing = missingToolsMessage(process.env.PATH);
     if (missing) process.stderr.write(missing + '\n');
+    const keyless = keylessMessage(policy.network.llm);
+    if (keyless) process.stderr.write(keyless + '\n');
   }
   const prompt = flags.get('prompt')?.[0] ?? null;
   return runPolicy(policy, agentArgv(spec, located.command, prompt, rest), {
@@ -94,6 +97,15 @@ export async function agentCommand(argv: string[], context: RunContext): Promise
       prepareAgentHome(spec, agentHome, { cwd, owner });
     },
   });
+}
+
+/** Providers the agent may use but brig has no key for: the gateway would refuse its every request, so say so now. */
+function keylessMessage(providers: readonly LlmProvider[]): string | null {
+  if (providers.length === 0) return null;
+  const { keys } = loadGatewayConfig(process.env, llmKeyFile(defaultStateDir()));
+  if (providers.some((provider) => keys[provider] !== undefined)) return null;
+  const names = providers.map((provider) => PROVIDER_SPECS[provider].keyVariables[0]).join(' or ');
+  return `brig: no key for ${providers.join(', ')}: set ${names} in your environment, or put it in ${llmKeyFile(defaultStateDir())} (NAME=value, mode 0600); the agent only ever sees a placeholder`;
 }
 
 /**

@@ -15,7 +15,7 @@ import type { NetworkRules } from './types.ts';
 export { egressEnvironment, EGRESS_URL } from './environment.ts';
 export { startSandboxEgress } from './sandbox.ts';
 export type { EgressLedger, SandboxEgress, SandboxEgressOptions } from './sandbox.ts';
-export { createGateway, loadGatewayConfig, PLACEHOLDER_KEY, PROVIDERS } from './gateway/index.ts';
+export { createGateway, loadGatewayConfig, PLACEHOLDER_KEY, PROVIDER_SPECS, PROVIDERS } from './gateway/index.ts';
 export type { Gateway, GatewayConfig } from './gateway/index.ts';
 export type { Budget, NetworkRules, Provider, Spent, TokenUsage, TranscriptEntry, Violation, ViolationKind } from './types.ts';
 

@@ -29,7 +29,7 @@ describe('agent profiles', () => {
   const prefix = join(scratch.dir, 'npm-global');
   const state = join(scratch.dir, 'state');
   const project = join(scratch.dir, 'project');
-  const env = (extra: NodeJS.ProcessEnv = {}) => ({ ...process.env, PATH: `${prefix}/bin:${process.env.PATH}`, BRIG_STATE_DIR: state, BRIG_AGENTS_FILE: join(scratch.dir, 'none.yaml'), ...extra });
+  const env = (extra: NodeJS.ProcessEnv = {}) => ({ ...process.env, ANTHROPIC_API_KEY: '', OPENAI_API_KEY: '', GEMINI_API_KEY: '', GOOGLE_API_KEY: '', PATH: `${prefix}/bin:${process.env.PATH}`, BRIG_STATE_DIR: state, BRIG_AGENTS_FILE: join(scratch.dir, 'none.yaml'), ...extra });
 
   before(() => {
     mkdirSync(join(prefix, 'bin'), { recursive: true });
@@ -89,6 +89,7 @@ describe('agent profiles', () => {
     const result = await runBrig(['agent', 'opencode', '-p', 'hello there'], { cwd: project, env: env() });
     assert.equal(result.code, 0, result.stderr);
     assert.equal(result.stdout, 'opencode ["run","hello there"]\n');
+    assert.match(result.stderr, /brig: no key for anthropic, openai, gemini: set ANTHROPIC_API_KEY or OPENAI_API_KEY or GEMINI_API_KEY in your environment/);
     assert.ok(existsSync(join(state, 'agents', 'opencode', 'home', '.config', 'opencode')), 'its config directory was made in its private home');
   });
 
