@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { BrigError } from '../protocol/index.ts';
 import { readConfigFile, validatePolicyInput } from '../policy/index.ts';
+import { PROVIDERS } from '../egress/index.ts';
 import type { AgentSpec } from './types.ts';
 
 /**
@@ -48,7 +49,6 @@ export async function loadAgentsFile(env: NodeJS.ProcessEnv, home: string): Prom
 
 const NAME = /^[a-z0-9][a-z0-9-]{0,40}$/;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
-const PROVIDERS = ['anthropic', 'openai', 'gemini'];
 
 /** A definition from a file or code, checked field by field; every problem named. */
 export function checkAgent(name: string, definition: unknown, source: string): AgentSpec {
@@ -94,7 +94,7 @@ export function checkAgent(name: string, definition: unknown, source: string): A
     command: text('command', true) ?? '',
     npmPackage: text('npmPackage', false),
     configPaths: strings('configPaths', path, 'a list of paths starting with ~/ or / (no ..)') ?? [],
-    providers: (strings('providers', (value) => PROVIDERS.includes(value), `a list of providers (${PROVIDERS.join(', ')})`) ?? []) as AgentSpec['providers'],
+    providers: (strings('providers', (value) => (PROVIDERS as readonly string[]).includes(value), `a list of providers (${PROVIDERS.join(', ')})`) ?? []) as AgentSpec['providers'],
     allow: strings('allow'),
     deny: strings('deny'),
     env: env as Record<string, string> | undefined,

@@ -74,7 +74,8 @@ export async function agentCommand(argv: string[], context: RunContext): Promise
   if (file) policy = applyPolicyInput(policy, await loadPolicyFile(file), file);
   policy = resolvePolicy(compose(...flagChanges(flags))(policy), { cwd, home });
   const agentHome = agentHomeDir(spec, policy.filesystem.workspace);
-  policy = resolvePolicy(keptHome(agentHome)(policy), { cwd, home });
+  // agentHome is absolute: the policy stays resolved.
+  policy = keptHome(agentHome)(policy);
   const dryRun = flags.has('dry-run');
   if (!dryRun) {
     const missing = missingToolsMessage(process.env.PATH);

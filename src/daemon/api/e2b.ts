@@ -122,11 +122,8 @@ export function registerE2bRoutes(app: FastifyInstance, manager: SandboxManager)
     },
     handler: async (request, reply) => {
       const body = request.body ?? {};
-      const refuse = (field: string, why: string): never => {
-        throw new BrigError('BRIG_BAD_REQUEST', `body.${field}: ${why}`, BAD_REQUEST_HINT);
-      };
       if (body.allow_internet_access === true) refuse('allow_internet_access', 'a sandbox\'s network mode is fixed at creation; list destinations in allowOut');
-      const wanted = e2bNetwork(body, refuse);
+      const wanted = e2bNetwork(body);
       manager.setNetworkRules(request.params.sandboxID, { allow: wanted?.allow ?? [], deny: [] });
       return reply.code(204).send();
     },
@@ -160,17 +157,19 @@ export function registerE2bRoutes(app: FastifyInstance, manager: SandboxManager)
   }
 }
 
+/** A body field brig cannot honour: refused, naming it. */
+function refuse(field: string, why: string): never {
+  throw new BrigError('BRIG_BAD_REQUEST', `body.${field}: ${why}`, BAD_REQUEST_HINT);
+}
+
 /** The request as the manager takes it. Fields brig cannot honour are refused: ignoring them would surprise later (a sandbox killed instead of paused, a mount missing). */
 function createCommand(body: NewSandboxBody): CreateSandboxRequest {
-  const refuse = (field: string, why: string): never => {
-    throw new BrigError('BRIG_BAD_REQUEST', `body.${field}: ${why}`, BAD_REQUEST_HINT);
-  };
   if (body.autoPause === true) refuse('autoPause', 'brig cannot pause a sandbox (its timeout kills it)');
   if (body.autoResume?.enabled === true) refuse('autoResume', 'brig cannot pause, so nothing resumes');
   if (body.mcp !== undefined && body.mcp !== null) refuse('mcp', 'brig has no MCP gateway template');
   if (body.iam?.tokens !== undefined && Object.keys(body.iam.tokens).length > 0) refuse('iam', 'brig issues no workload identity tokens');
   if (body.volumeMounts !== undefined && body.volumeMounts.length > 0) refuse('volumeMounts', 'brig has no volumes: use a brig policy\'s filesystem');
-  const network = e2bNetwork(body.network ?? {}, refuse);
+  const network = e2bNetwork(body.network ?? {});
   const policy = body.policy === undefined ? undefined : validatePolicyInput(body.policy, 'policy');
   return {
     templateId: body.profile ?? body.templateID,
@@ -192,7 +191,7 @@ function createCommand(body: NewSandboxBody): CreateSandboxRequest {
  * nothing: what is not allowed is refused), and denyOut of all traffic alone
  * means no network. What brig cannot mean the same way is refused.
  */
-function e2bNetwork(network: E2bNetwork, refuse: (field: string, why: string) => never): PolicyInput['network'] | null {
+function e2bNetwork(network: E2bNetwork): PolicyInput['network'] | null {
   if (network.rules !== undefined && Object.keys(network.rules).length > 0) refuse('network.rules', 'brig injects credentials through its LLM gateway, not header transforms: use a brig policy\'s network.llm');
   if (network.egressProxy !== undefined) refuse('network.egressProxy', 'brig sandboxes leave only through brig\'s own proxy');
   const allowOut = network.allowOut ?? [];
@@ -237,12 +236,14 @@ function metadataFilter(text: string | undefined): Record<string, string> | unde
   return filter;
 }
 
+/** What E2B's every answer about a sandbox starts with. */
+function named(record: SandboxRecord) {
+  return { sandboxID: record.id, templateID: record.templateId, alias: record.templateId, clientID: CLIENT_ID };
+}
+
 function created(record: SandboxRecord) {
   return {
-    sandboxID: record.id,
-    templateID: record.templateId,
-    alias: record.templateId,
-    clientID: CLIENT_ID,
+    ...named(record),
     envdVersion: ENVD_VERSION,
     envdAccessToken: record.envdAccessToken,
     trafficAccessToken: null,
@@ -253,10 +254,7 @@ function created(record: SandboxRecord) {
 
 function listed(record: SandboxRecord) {
   return {
-    sandboxID: record.id,
-    templateID: record.templateId,
-    alias: record.templateId,
-    clientID: CLIENT_ID,
+    ...named(record),
     startedAt: record.startedAt,
     endAt: record.endAt,
     state: 'running' as const,

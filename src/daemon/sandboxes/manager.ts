@@ -73,11 +73,10 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
   const startEgress = async (record: SandboxRecord): Promise<void> => {
     if (record.policy.network.mode !== 'allowlist') return;
     networks.set(record.id, record.policy.network);
-    const owner = process.getuid?.() === 0 ? { uid: hostUidOf(record.id), gid: hostUidOf(record.id) } : null;
     const egress = await startSandboxEgress({
       sandbox: record.id,
       dir: dirs(record.id).egress,
-      owner,
+      owner: hostOwner(record.id),
       network: () => networks.get(record.id) ?? record.policy.network,
       gateway: options.egress.gateway,
       ledger,
@@ -157,7 +156,7 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
       mkdirSync(paths.workspace, { mode: 0o755 });
       mkdirSync(paths.state, { mode: 0o711 });
       // As root, the sandbox's files belong to a host uid of its own: never root's, never another sandbox's.
-      const owner = process.getuid?.() === 0 ? { uid: hostUidOf(record.id), gid: hostUidOf(record.id) } : null;
+      const owner = hostOwner(record.id);
       if (owner) chownSync(paths.workspace, owner.uid, owner.gid);
       // A profile's config directories and seed files go in its home, which here is the workspace.
       const profile = record.templateId === 'base' ? null : findAgent(options.agents ?? [], record.templateId);
@@ -368,7 +367,8 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
     },
 
     network(idOrName: string): NetworkPolicy {
-      return networks.get(find(idOrName).id) ?? find(idOrName).policy.network;
+      const record = find(idOrName);
+      return networks.get(record.id) ?? record.policy.network;
     },
 
     setNetworkRules(idOrName: string, rules: NetworkRules): NetworkPolicy {
@@ -440,6 +440,11 @@ function sandboxPolicy(hostWorkspace: string, request: CreateSandboxRequest, pro
 /** E2B's ids are lower-case letters and digits. */
 function newId(): string {
   return `i${randomBytes(10).toString('hex')}`;
+}
+
+/** As root, the host user a sandbox's files and jail belong to; null otherwise (they are the daemon user's). */
+function hostOwner(id: string): { uid: number; gid: number } | null {
+  return process.getuid?.() === 0 ? { uid: hostUidOf(id), gid: hostUidOf(id) } : null;
 }
 
 function hostUidOf(id: string): number {
