@@ -91,7 +91,7 @@ describe('brig run: the jail as seen from inside', () => {
   });
 
   test('a memory hog kills the whole jail, not only itself, and not the caller', async () => {
-    const result = await run(`sleep 1000 & echo $! > sibling.pid; perl -e '$x = "a" x (400 * 1024 * 1024); print "survived\\n"'; echo after`, ['--memory', '64m']);
+    const result = await run(`sleep ${SLEEP} & echo $! > sibling.pid; perl -e '$x = "a" x (400 * 1024 * 1024); print "survived\\n"'; echo after`, ['--memory', '64m']);
     assert.equal(result.code, 137, result.stderr);
     assert.match(result.stderr, /BRIG_OUT_OF_MEMORY/);
     assert.doesNotMatch(result.stdout, /survived|after/);
@@ -121,11 +121,11 @@ describe('brig run: the jail as seen from inside', () => {
   });
 
   test('the CPU quota and the limits are set on the jail\'s own cgroups while it runs', async () => {
-    const child = startBrig(['run', '--cpus', '0.5', '--memory', '300m', '--pids', '77', '--', '/bin/sh', '-c', 'sleep 1000 & wait'], { cwd: workspace.dir });
+    const child = startBrig(['run', '--cpus', '0.5', '--memory', '300m', '--pids', '77', '--', '/bin/sh', '-c', `sleep ${SLEEP} & wait`], { cwd: workspace.dir });
     const result = collect(child);
     try {
       assert.ok(await eventually(() => jailedSleepers().length > 0), 'the jail started');
-      const dirs = brigCgroups();
+      const dirs = brigCgroups(child.pid);
       const read = (suffix: string): string | undefined => dirs.map((dir) => `${dir}/${suffix}`).filter((file) => existsSync(file)).map((file) => readFileSync(file, 'utf8').trim())[0];
       assert.equal(read('cpu.cfs_quota_us') ?? read('cpu.max')?.split(' ')[0], '50000');
       assert.equal(read('memory.limit_in_bytes') ?? read('memory.max'), String(300 * 1024 * 1024));
@@ -242,7 +242,7 @@ describe('brig run: nothing is left behind', () => {
   after(() => workspace.remove());
 
   test('Ctrl-C (SIGINT to brig) ends the whole jail', async () => {
-    const child = startBrig(['run', '--', '/bin/sh', '-c', 'sleep 1000 & echo started; wait'], { cwd: workspace.dir });
+    const child = startBrig(['run', '--', '/bin/sh', '-c', `sleep ${SLEEP} & echo started; wait`], { cwd: workspace.dir });
     const result = collect(child);
     assert.ok(await eventually(() => jailedSleepers().length > 0), 'the jail started');
     child.kill('SIGINT');
@@ -252,10 +252,10 @@ describe('brig run: nothing is left behind', () => {
   });
 
   test('after SIGKILL of brig: the jail dies with it and the next brig sweeps the rest', async () => {
-    const child = startBrig(['run', '--', '/bin/sh', '-c', 'sleep 1000 & wait'], { cwd: workspace.dir });
+    const child = startBrig(['run', '--', '/bin/sh', '-c', `sleep ${SLEEP} & wait`], { cwd: workspace.dir });
     const result = collect(child);
     assert.ok(await eventually(() => jailedSleepers().length > 0), 'the jail started');
-    const cgroups = brigCgroups();
+    const cgroups = brigCgroups(child.pid);
     assert.ok(cgroups.length > 0, 'the jail has cgroups');
     child.kill('SIGKILL');
     await result;
@@ -267,21 +267,27 @@ describe('brig run: nothing is left behind', () => {
   });
 
   test('an ordinary run leaves no cgroup, record or process', async () => {
-    const before = brigCgroups();
-    const result = await runBrig(['run', '--', '/bin/sh', '-c', 'sleep 1000 & exit 0'], { cwd: workspace.dir });
+    const child = startBrig(['run', '--', '/bin/sh', '-c', `sleep ${SLEEP} & exit 0`], { cwd: workspace.dir });
+    const result = await collect(child);
     assert.equal(result.code, 0, result.stderr);
-    assert.deepEqual(brigCgroups().filter((dir) => !before.includes(dir)), []);
+    assert.deepEqual(brigCgroups(child.pid), []);
     assert.deepEqual(jailedSleepers(), []);
   });
 });
 
-/** `sleep 1000` processes on this host: only jails in these tests start them. */
+/**
+ * How long the jails of this file sleep: a number no other test process uses, so
+ * jails that colleagues' tests run on the same host at the same time are not counted.
+ */
+const SLEEP = String(100000 + process.pid);
+
+/** `sleep SLEEP` processes on this host: only jails of this file start them. */
 function jailedSleepers(): number[] {
   const found: number[] = [];
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     try {
-      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8') === 'sleep\u00001000\u0000') found.push(Number(entry));
+      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8') === `sleep\u0000${SLEEP}\u0000`) found.push(Number(entry));
     } catch {
       // Gone already.
     }
@@ -289,7 +295,8 @@ function jailedSleepers(): number[] {
   return found;
 }
 
-function brigCgroups(): string[] {
+/** The cgroups of the jails started by the brig with this pid (named brig-<pid>-<suffix>). */
+function brigCgroups(brigPid: number | undefined): string[] {
   const found: string[] = [];
   const walk = (dir: string, depth: number): void => {
     if (depth > 4) return;
@@ -300,7 +307,7 @@ function brigCgroups(): string[] {
       return;
     }
     for (const name of names) {
-      if (name.startsWith('brig-')) found.push(`${dir}/${name}`);
+      if (name.startsWith(`brig-${brigPid}-`)) found.push(`${dir}/${name}`);
       else walk(`${dir}/${name}`, depth + 1);
     }
   };
