@@ -12,6 +12,13 @@
       "sources": ["relay.c"],
       "cflags": ["-O2", "-Wall", "-Wextra", "-std=gnu99"],
       "defines": ["_GNU_SOURCE"]
+    },
+    {
+      "target_name": "brig-exec",
+      "type": "executable",
+      "sources": ["exec.c"],
+      "cflags": ["-O2", "-Wall", "-Wextra", "-std=gnu99"],
+      "defines": ["_GNU_SOURCE"]
     }
   ]
 }

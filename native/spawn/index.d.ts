@@ -1,4 +1,4 @@
-/** spawn.c: posix_spawn for envd; relay.c: brig-relay. */
+/** spawn.c: posix_spawn for envd; relay.c: brig-relay; exec.c: brig-exec. */
 declare const addon: {
   /** Start `file` (PATH-searched when it has no '/') as a session leader on pipes; stdin is /dev/null unless `stdinPipe`. Returns [pid, stdinFd (-1 without), stdoutFd, stderrFd]. Throws an errno error. */
   spawn(file: string, argv: string[], envp: string[], cwd: string, stdinPipe: boolean): [number, number, number, number];
@@ -11,5 +11,12 @@ declare const addon: {
    * execs the command. Exit 125 on a setup error, 126/127 when the command cannot run.
    */
   relayPath: string;
+  /**
+   * Absolute path of the brig-exec executable (build/Release/brig-exec):
+   * `brig-exec [--rlimit NAME=SOFT:HARD]... --keep-fds N -- PROGRAM ARGS...` sets
+   * rlimits, closes every fd above N and execs PROGRAM. Exit 125 on a usage or
+   * setup error, 126/127 when PROGRAM cannot run.
+   */
+  execPath: string;
 };
 export = addon;

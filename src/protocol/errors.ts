@@ -33,6 +33,8 @@ export const ERROR_CODES = {
   BRIG_POLICY_INVALID: { exit: EXIT.brigError, http: 400, when: 'A policy (from a file, flags or code) has a field that is unknown, of the wrong type or out of range.' },
   BRIG_POLICY_FILE: { exit: EXIT.brigError, http: 400, when: 'A policy file cannot be read or parsed as JSON or YAML.' },
   BRIG_PATH_MISSING: { exit: EXIT.brigError, http: 400, when: 'A path the policy binds into the jail does not exist on the host.' },
+  BRIG_PATH_SYMLINK: { exit: EXIT.brigError, http: 400, when: 'A path the policy binds into the jail goes through a symbolic link, which a jail could have planted to redirect the bind.' },
+  BRIG_BIND_MASKED: { exit: EXIT.brigError, http: 400, when: 'A bind would land on a path brig masks or keeps private (credentials, /proc, the private home).' },
   BRIG_BWRAP_MISSING: { exit: EXIT.brigError, http: 500, when: 'bubblewrap (bwrap) is not installed or not on PATH.' },
   BRIG_USERNS_UNAVAILABLE: { exit: EXIT.brigError, http: 500, when: 'The kernel refuses to create a user namespace for this user.' },
   BRIG_CGROUP_UNAVAILABLE: { exit: EXIT.brigError, http: 500, when: 'No cgroup brig may write is available, so the resource limits cannot be enforced.' },

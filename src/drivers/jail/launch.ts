@@ -7,6 +7,7 @@ import { BrigError } from '../../protocol/index.ts';
 import { FD, type JailPlan } from './plan.ts';
 import { createCgroup, killCgroup, outOfMemory, removeCgroup, spawnInside } from './cgroup.ts';
 import { processStart, removeRecord, sweepLeftovers, writeRecord } from './records.ts';
+import { openPlanFds } from './sources.ts';
 
 /** How a jail ended. */
 export type JailEnd =
@@ -25,8 +26,11 @@ const FORWARDED_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIG
  *   1. clean up after brigs that were killed before they could;
  *   2. write this jail's record (before anything exists to leak);
  *   3. create its cgroups with their limits;
- *   4. start prlimit → bwrap inside those cgroups, as the jail's host user;
- *   5. hand bwrap the seccomp program and the jail's passwd/group on fds;
+ *   4. open the bind sources (no symlink followed: sources.ts) and start
+ *      brig-exec → bwrap inside those cgroups, as the jail's host user;
+ *      brig-exec closes every fd brig did not hand over;
+ *   5. hand bwrap the seccomp program, the jail's passwd/group, its
+ *      hostname and hosts files on fds;
  *   6. watch: the exit status, OOM kills, the timeout, the caller's signals;
  *   7. kill whatever is left, remove the cgroups and the record.
  */
@@ -56,26 +60,39 @@ export async function runJail(plan: JailPlan): Promise<JailEnd> {
 }
 
 /**
- * Start prlimit → bwrap inside the jail's (already created) cgroups, as the
- * jail's host user, and hand bwrap the seccomp program and the jail's
- * passwd/group on their fds. `stdio` is what the jail's command gets as 0-2.
+ * Start brig-exec → bwrap inside the jail's (already created) cgroups, as the
+ * jail's host user, and hand bwrap the seccomp program, the jail's
+ * passwd/group and the plan's fds (FD). `stdio` is what the jail's command
+ * gets as 0-2. The bind sources are opened here, so the check that counts is
+ * the one just before bubblewrap mounts them.
  */
 export function startBwrap(plan: JailPlan, stdio: [StdioNull, StdioNull, StdioNull]): ChildProcess {
   const [file, ...args] = plan.argv;
-  const child = spawnInside(plan.cgroup, () =>
-    spawn(file ?? 'prlimit', args, {
-      env: plan.env,
-      cwd: '/',
-      stdio: [...stdio, 'pipe', 'pipe', 'pipe', 'pipe'] as StdioOptions,
-      // Its own process group: the caller's terminal signals reach brig, which ends the whole jail.
-      detached: true,
-      ...(plan.identity.dropPrivileges ? { uid: plan.identity.hostUid, gid: plan.identity.hostGid } : {}),
-    }),
-  );
+  const extra = openPlanFds(plan.fds);
+  let child: ChildProcess;
+  try {
+    child = spawnInside(plan.cgroup, () =>
+      spawn(file ?? 'brig-exec', args, {
+        env: plan.env,
+        cwd: '/',
+        // FD.bindSources - 1 is the daemon's envd socket slot: nothing for a plain jail.
+        stdio: [...stdio, 'pipe', 'pipe', 'pipe', 'pipe', 'ignore', ...extra.stdio] as StdioOptions,
+        // Its own process group: the caller's terminal signals reach brig, which ends the whole jail.
+        detached: true,
+        ...(plan.identity.dropPrivileges ? { uid: plan.identity.hostUid, gid: plan.identity.hostGid } : {}),
+      }),
+    );
+  } finally {
+    // The child has its own copies now: brig's must not outlive the spawn (an O_PATH fd is a handle on the host).
+    extra.close();
+  }
   const pipes = child.stdio as unknown as Array<Writable & Readable>;
   feed(pipes[FD.seccomp], plan.seccompProgram);
   feed(pipes[FD.passwd], Buffer.from(plan.identity.passwd));
   feed(pipes[FD.group], Buffer.from(plan.identity.group));
+  plan.fds.forEach((entry, index) => {
+    if (entry.kind === 'data') feed(pipes[FD.bindSources + index], Buffer.from(entry.data));
+  });
   return child;
 }
 
@@ -110,7 +127,7 @@ function watch(plan: JailPlan, child: ChildProcess): Promise<JailEnd> {
     };
     child.on('error', (error) => {
       cleanup();
-      reject(new BrigError('BRIG_JAIL_SETUP', `cannot start ${plan.argv[0]}: ${error.message}`, 'check that util-linux (prlimit) and bubblewrap are installed: `npm run setup`'));
+      reject(new BrigError('BRIG_JAIL_SETUP', `cannot start ${plan.argv[0]}: ${error.message}`, 'check that bubblewrap is installed and brig-exec is built (`npm run setup`, or npm ci)'));
     });
     child.on('close', (code, signal) => {
       cleanup();

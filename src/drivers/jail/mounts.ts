@@ -2,6 +2,9 @@ import { lstatSync, readdirSync, readlinkSync, realpathSync, type Stats } from '
 import { dirname } from 'node:path';
 import { BrigError } from '../../protocol/index.ts';
 import type { FilesystemPolicy, NetworkMode } from '../../policy/index.ts';
+import type { fdTable } from './sources.ts';
+
+type FdTable = ReturnType<typeof fdTable>;
 
 /**
  * The filesystem policy as bubblewrap mount steps. Only what a policy names
@@ -27,8 +30,8 @@ export interface MountInputs {
   home: string;
   /** Extra private tmp dir the caller's environment names ($TMPDIR), if it exists. */
   tmpdir: string | null;
-  /** Host paths of tools, bound read-only. */
-  toolPaths: string[];
+  /** Tools, bound read-only: their real file (no links in its path) at the path the jail runs them by. */
+  toolPaths: Array<{ source: string; dest: string }>;
   network: NetworkMode;
   /**
    * The jail keeps host uid 0 (a root-owned workspace): every /etc entry that
@@ -38,6 +41,10 @@ export interface MountInputs {
   /** File descriptors carrying the jail's /etc/passwd and /etc/group. */
   passwdFd: number;
   groupFd: number;
+  /** The jail's host name, for its own /etc/hostname and /etc/hosts. */
+  hostname: string;
+  /** Bind sources and data go to bubblewrap on fds (sources.ts): these return the fd's number. */
+  fds: Pick<FdTable, 'bind' | 'data'>;
 }
 
 type Step = { path: string; rank: number; args: string[] };
@@ -46,14 +53,14 @@ type Step = { path: string; rank: number; args: string[] };
 const RANK = { tmpfs: 0, bind: 1, mask: 2 } as const;
 
 export function mountArgs(input: MountInputs): string[] {
-  const { filesystem } = input;
+  const { filesystem, fds } = input;
   const args: string[] = [];
 
   for (const path of filesystem.system) {
     const stats = lstatOrNull(path);
     if (!stats) continue;
     if (stats.isSymbolicLink()) args.push('--symlink', readlinkSync(path), path);
-    else args.push('--ro-bind', path, path);
+    else args.push('--ro-bind-fd', fds.bind(path, 'filesystem.system'), path);
   }
   args.push('--proc', '/proc', '--dev', '/dev');
   for (const path of PROC_READ_ONLY) if (lstatOrNull(path)) args.push('--ro-bind', path, path);
@@ -64,32 +71,72 @@ export function mountArgs(input: MountInputs): string[] {
   for (const path of new Set(secrets)) steps.push({ path, rank: RANK.mask, args: maskArgs(path) });
   const size = String(filesystem.tmpfsSizeMiB * 1024 * 1024);
   const workspaceInside = filesystem.workspace === null ? null : (filesystem.workspaceTarget ?? filesystem.workspace);
+  // The home is brig's (a private tmpfs, or the kept home) unless it lies in the workspace's place.
+  const privateHome = workspaceInside === null || !within(input.home, workspaceInside) ? input.home : null;
+  const guard = destinationGuard([...secrets, ...filesystem.hidden], privateHome);
   // A home inside the workspace's place is the workspace's (an E2B sandbox's /home/user): no tmpfs over it.
-  if (workspaceInside === null || !within(input.home, workspaceInside)) {
+  if (privateHome !== null) {
     const kept = filesystem.home;
     steps.push(
       kept === null
         ? { path: input.home, rank: RANK.tmpfs, args: ['--size', size, '--perms', '0700', '--tmpfs', input.home] }
-        : { path: input.home, rank: RANK.bind, args: ['--bind', mustExist(kept, 'filesystem.home'), input.home] },
+        : { path: input.home, rank: RANK.bind, args: ['--bind-fd', fds.bind(kept, 'filesystem.home'), input.home] },
     );
   }
   // Shared scratch space keeps its usual sticky, world-writable mode.
   for (const path of new Set([...filesystem.tmpfs, ...(input.tmpdir ? [input.tmpdir] : [])])) {
     if (path !== input.home) steps.push({ path, rank: RANK.tmpfs, args: ['--size', size, '--perms', '1777', '--tmpfs', path] });
   }
-  for (const path of [...filesystem.readOnly, ...input.toolPaths]) steps.push({ path, rank: RANK.bind, args: ['--ro-bind', mustExist(path, 'filesystem.readOnly'), path] });
-  for (const path of filesystem.readWrite) steps.push({ path, rank: RANK.bind, args: ['--bind', mustExist(path, 'filesystem.readWrite'), path] });
-  if (filesystem.workspace !== null && workspaceInside !== null) {
-    steps.push({ path: workspaceInside, rank: RANK.bind, args: ['--bind', mustExist(filesystem.workspace, 'filesystem.workspace'), workspaceInside] });
-  }
+  const bind = (flag: '--ro-bind-fd' | '--bind-fd', source: string, dest: string, field: string): Step => {
+    guard(dest, field);
+    return { path: dest, rank: RANK.bind, args: [flag, fds.bind(source, field), dest] };
+  };
+  for (const path of filesystem.readOnly) steps.push(bind('--ro-bind-fd', path, path, 'filesystem.readOnly'));
+  for (const tool of input.toolPaths) steps.push(bind('--ro-bind-fd', tool.source, tool.dest, 'tools'));
+  for (const path of filesystem.readWrite) steps.push(bind('--bind-fd', path, path, 'filesystem.readWrite'));
+  if (filesystem.workspace !== null && workspaceInside !== null) steps.push(bind('--bind-fd', filesystem.workspace, workspaceInside, 'filesystem.workspace'));
   for (const path of filesystem.hidden) steps.push({ path, rank: RANK.mask, args: maskArgs(path) });
-  if (input.network === 'host') steps.push(...resolverSteps());
+  if (input.network === 'host') steps.push(...resolverSteps(fds));
 
   steps.sort((a, b) => depth(a.path) - depth(b.path) || a.rank - b.rank);
   for (const step of steps) args.push(...step.args);
   // After /etc is bound: the jail's own user database replaces the host's.
   args.push('--ro-bind-data', String(input.passwdFd), '/etc/passwd', '--ro-bind-data', String(input.groupFd), '/etc/group');
+  args.push(...identityFiles(input));
   return args;
+}
+
+/**
+ * The jail's own /etc/hostname and /etc/hosts, naming the jail's host name,
+ * not the host's. With the host's network the host's /etc/hosts stays: its
+ * names are part of the network the policy opened on purpose.
+ */
+function identityFiles(input: MountInputs): string[] {
+  const args: string[] = [];
+  const file = (path: string): boolean => lstatOrNull(path)?.isFile() === true;
+  if (file('/etc/hostname')) args.push('--ro-bind-data', input.fds.data(`${input.hostname}\n`), '/etc/hostname');
+  if (input.network !== 'host' && file('/etc/hosts')) {
+    const hosts = `127.0.0.1\tlocalhost\n127.0.1.1\t${input.hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n`;
+    args.push('--ro-bind-data', input.fds.data(hosts), '/etc/hosts');
+  }
+  return args;
+}
+
+/**
+ * A bind may not land on what brig keeps from the jail: a masked path or
+ * anything under one, /proc and /dev (bubblewrap's own), the private home
+ * itself (a bind there would replace it), or /. Under the private home is
+ * fine: that is how a user hands the jail one of their own files.
+ */
+function destinationGuard(masks: string[], privateHome: string | null): (dest: string, field: string) => void {
+  const covered = [...masks, '/proc', '/dev'];
+  return (dest, field) => {
+    const mask = covered.find((path) => within(dest, path));
+    const what = dest === '/' ? 'the root of the jail' : mask ? `${mask}, which brig masks` : dest === privateHome ? "the jail's private home" : null;
+    if (what) {
+      throw new BrigError('BRIG_BIND_MASKED', `${field}: a bind at ${dest} would land on ${what}`, 'bind the directory at another path, or drop it from the policy');
+    }
+  };
 }
 
 /** An existing path made invisible: an empty read-only directory, or an empty file. */
@@ -101,7 +148,7 @@ function maskArgs(path: string): string[] {
 }
 
 /** On hosts where /etc/resolv.conf links into /run (systemd-resolved), the jail needs the target too. */
-function resolverSteps(): Step[] {
+function resolverSteps(fds: MountInputs['fds']): Step[] {
   const link = lstatOrNull('/etc/resolv.conf');
   if (!link?.isSymbolicLink()) return [];
   let target: string;
@@ -111,14 +158,7 @@ function resolverSteps(): Step[] {
     return [];
   }
   if (target.startsWith('/etc/')) return [];
-  return [{ path: target, rank: RANK.bind, args: ['--ro-bind', target, target] }];
-}
-
-function mustExist(path: string, field: string): string {
-  if (!lstatOrNull(path)) {
-    throw new BrigError('BRIG_PATH_MISSING', `${field}: ${path} does not exist on the host`, `create it first, or remove it from the policy (a jail can only be given paths that exist)`);
-  }
-  return path;
+  return [{ path: target, rank: RANK.bind, args: ['--ro-bind-fd', fds.bind(target, 'network (resolv.conf)'), target] }];
 }
 
 /** Entries under dir that "other" may not read, not descending into them. */

@@ -11,9 +11,15 @@ import { rlimitArgs } from './rlimits.ts';
 import { planCgroup, type CgroupPlan } from './cgroup.ts';
 import { egressBridge, type EgressBridge } from './egress.ts';
 import { toolLibraries } from '../envd-runtime/index.ts';
+import { fdTable, type PlanFd } from './sources.ts';
+import brigSpawn from 'brig-spawn';
 
-/** The file descriptors bubblewrap reads, in the child's numbering. */
-export const FD = { seccomp: 3, status: 4, passwd: 5, group: 6 } as const;
+/**
+ * The file descriptors bubblewrap reads, in the child's numbering. 7 is the
+ * daemon's envd socket (unused by brig run); bind sources and data files
+ * (plan.fds) follow from 8 on. brig-exec closes every fd above the last.
+ */
+export const FD = { seccomp: 3, status: 4, passwd: 5, group: 6, bindSources: 8 } as const;
 
 export interface HostContext extends Caller {
   /** Where brig was started: the default workspace's directory. */
@@ -43,8 +49,10 @@ export interface JailPlan {
   id: string;
   policy: Policy;
   command: string[];
-  /** The full argv: prlimit, its limits, bwrap, its arguments, the command. */
+  /** The full argv: brig-exec, its limits and fd bound, bwrap, its arguments, the command. */
   argv: string[];
+  /** What bubblewrap reads on fds FD.bindSources, FD.bindSources + 1, …: bind sources (opened at launch without following links) and data. */
+  fds: PlanFd[];
   env: Record<string, string>;
   cwd: string;
   identity: JailIdentity;
@@ -63,11 +71,10 @@ export function planJail(policy: Policy, command: string[], host: HostContext, o
   if (filesystem.home !== null) guardWorkspace(filesystem.home, host.home, 'home');
   const bwrap = findExecutable('bwrap', host.env.PATH);
   if (!bwrap) throw new BrigError('BRIG_BWRAP_MISSING', 'bubblewrap (bwrap) is not installed', 'run `npm run setup` (or `sudo apt-get install bubblewrap`)');
-  const prlimit = findExecutable('prlimit', host.env.PATH) ?? '/usr/bin/prlimit';
   if (host.uid !== 0) checkUserNamespaces();
 
   const identity = jailIdentity(policy.identity, host, workspace);
-  const tools = resolveTools(policy.tools, host.env.PATH, policy.filesystem.system);
+  const tools = resolveTools(policy.tools, host.env.PATH, policy.filesystem.system, jailWritable(policy));
   const tmpdir = privateTmpdir(host.env.TMPDIR, policy);
   const env = jailEnvironment(policy.environment, host.env, identity, { tmpdir, toolDirs: tools.dirs });
   const workspaceInside = workspace === null ? null : (filesystem.workspaceTarget ?? workspace);
@@ -77,6 +84,7 @@ export function planJail(policy: Policy, command: string[], host: HostContext, o
   const bridge = policy.network.mode === 'allowlist' ? egressBridge(options.egress) : null;
   const seccomp = compileSeccomp({ arch: hostSeccompArch(), extraDeny: policy.syscalls.extraDeny, logOnly: policy.syscalls.logOnly });
   const id = options.id ?? `${process.pid}-${randomBytes(4).toString('hex')}`;
+  const fds = fdTable(FD.bindSources);
   const bwrapArgs = [
     '--unshare-user', '--unshare-pid', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup',
     // allowlist: a network namespace of its own too; its only way out is the egress bridge.
@@ -94,11 +102,13 @@ export function planJail(policy: Policy, command: string[], host: HostContext, o
       filesystem,
       home: identity.home,
       tmpdir,
-      toolPaths: tools.paths,
+      toolPaths: tools.binds,
       network: policy.network.mode,
       hostRoot: identity.hostUid === 0,
       passwdFd: FD.passwd,
       groupFd: FD.group,
+      hostname: policy.identity.hostname,
+      fds,
     }),
     ...(bridge ? bridge.mounts : []),
     '--chdir', cwd,
@@ -113,7 +123,9 @@ export function planJail(policy: Policy, command: string[], host: HostContext, o
     id,
     policy,
     command,
-    argv: [prlimit, ...rlimitArgs(policy.resources), bwrap, ...bwrapArgs],
+    // brig-exec keeps exactly the fds brig hands over (0 … the last of plan.fds) and closes the rest.
+    argv: [brigSpawn.execPath, ...rlimitArgs(policy.resources), '--keep-fds', String(FD.bindSources + fds.entries.length - 1), '--', bwrap, ...bwrapArgs],
+    fds: fds.entries,
     env,
     cwd,
     identity,
@@ -160,8 +172,10 @@ function privateTmpdir(tmpdir: string | undefined, policy: Policy): string | nul
 }
 
 interface Tools {
-  /** Host paths bound read-only. */
+  /** Host paths the jail sees (at the same path). */
   paths: string[];
+  /** Read-only binds: a real file (no links on its path) at the path the jail knows it by. */
+  binds: Array<{ source: string; dest: string }>;
   /** Directories put on the jail's PATH. */
   dirs: string[];
 }
@@ -170,25 +184,43 @@ interface Tools {
  * Each tool, its real file, and — for a program from outside the system
  * directories — the shared libraries it links that the jail would not see.
  */
-function resolveTools(names: string[], hostPath: string | undefined, systemDirs: string[]): Tools {
+function resolveTools(names: string[], hostPath: string | undefined, systemDirs: string[], writable: string[]): Tools {
   const paths = new Set<string>();
+  const binds = new Map<string, string>();
   const dirs = new Set<string>();
   const visible = (path: string) => systemDirs.some((dir) => within(path, dir));
   for (const name of names) {
     const found = name.includes('/') ? (existsSync(name) ? name : null) : findExecutable(name, hostPath);
     if (!found) throw new BrigError('BRIG_PATH_MISSING', `tool '${name}' is not on the host PATH`, 'install it, or give its absolute path in tools');
-    paths.add(found);
     const real = realpathSync(found);
-    if (real !== found) paths.add(real);
+    // A link where a jail writes may have been planted by one: only links outside those are followed.
+    if (real !== found && writable.some((dir) => within(found, dir))) {
+      throw new BrigError('BRIG_PATH_SYMLINK', `tools: ${found} is a symbolic link (to ${real}) inside a directory jails write`, `if ${real} is what you mean, name it directly`);
+    }
+    for (const path of [found, real]) {
+      paths.add(path);
+      binds.set(path, real);
+    }
     if (statSync(real).isDirectory()) {
       // A whole tree (a toolchain under /opt): its bin directory goes on PATH.
       dirs.add(existsSync(join(found, 'bin')) ? join(found, 'bin') : found);
       continue;
     }
     dirs.add(dirname(found));
-    if (!visible(real)) for (const library of toolLibraries(real)) if (!visible(library)) paths.add(library);
+    if (visible(real)) continue;
+    for (const library of toolLibraries(real)) {
+      if (visible(library)) continue;
+      paths.add(library);
+      binds.set(library, library);
+    }
   }
-  return { paths: [...paths], dirs: [...dirs] };
+  return { paths: [...paths], binds: [...binds].map(([dest, source]) => ({ source, dest })), dirs: [...dirs] };
+}
+
+/** Host directories a jail of this policy can write: where a planted link could wait. */
+function jailWritable(policy: Policy): string[] {
+  const { filesystem } = policy;
+  return [...filesystem.readWrite, ...(filesystem.workspace ? [filesystem.workspace] : []), ...(filesystem.home ? [filesystem.home] : [])];
 }
 
 /** A path inside the jail as a path on the host: the workspace may appear elsewhere inside. */

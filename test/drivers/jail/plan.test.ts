@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { buildPolicy, hide, hostNetwork, readOnly, readWrite, resolvePolicy, setEnv, forwardEnv, memory, runAs, user, workspace, workspaceAt, type Policy } from '../../../src/policy/index.ts';
 import { planJail, type HostContext, type JailPlan } from '../../../src/drivers/jail/index.ts';
+import { FD } from '../../../src/drivers/jail/plan.ts';
 
 // Policy → plan, without starting anything. The golden files pin the whole bwrap argv on
 // the reference machine (Debian 12, as CI); rerun with UPDATE_GOLDEN=1 after a deliberate change.
@@ -18,13 +19,19 @@ function plan(policy: Policy, command = ['bash'], tty = false): JailPlan {
 
 function golden(name: string, plan: JailPlan): void {
   const file = new URL(`../../golden/${name}.json`, import.meta.url);
-  const actual = JSON.stringify({ argv: plan.argv.slice(1), env: plan.env, cwd: plan.cwd, passwd: plan.identity.passwd }, null, 2) + '\n';
+  const actual = JSON.stringify({ argv: plan.argv.slice(1), fds: plan.fds, env: plan.env, cwd: plan.cwd, passwd: plan.identity.passwd }, null, 2) + '\n';
   if (process.env.UPDATE_GOLDEN) writeFileSync(file, actual);
   assert.equal(actual, readFileSync(file, 'utf8'), `plan differs from test/golden/${name}.json`);
 }
 
 function after_(argv: string[], flag: string, value: string): number {
   return argv.findIndex((word, index) => word === flag && argv[index + 1] === value);
+}
+
+/** Where `flag` (--bind-fd, --ro-bind-fd) binds the host path `source`: bind sources go by fd number (plan.fds). */
+function bindOf(result: JailPlan, flag: string, source: string): number {
+  const index = result.fds.findIndex((entry) => entry.kind === 'path' && entry.path === source);
+  return index < 0 ? -1 : after_(result.argv, flag, String(FD.bindSources + index));
 }
 
 describe('policy → plan', () => {
@@ -56,9 +63,10 @@ describe('policy → plan', () => {
   });
 
   test('the home is a private tmpfs, mounted before the workspace and before anything under it', () => {
-    const { argv } = plan(buildPolicy(hide(`${WORKSPACE}/.env`)));
+    const result = plan(buildPolicy(hide(`${WORKSPACE}/.env`)));
+    const { argv } = result;
     const home = after_(argv, '--tmpfs', HOME);
-    const workspace = after_(argv, '--bind', WORKSPACE);
+    const workspace = bindOf(result, '--bind-fd', WORKSPACE);
     const hidden = after_(argv, '--ro-bind', '/dev/null');
     assert.ok(home > 0 && workspace > home, 'home tmpfs, then workspace');
     assert.ok(argv.lastIndexOf(`${WORKSPACE}/.env`) > workspace, 'the hidden file is masked after the workspace is bound');
@@ -86,9 +94,10 @@ describe('policy → plan', () => {
     assert.deepEqual(argv.slice(-3), ['/usr/bin/setsid', '--ctty', 'bash']);
   });
 
-  test('limits: rlimits through prlimit, cgroup limits as files', () => {
+  test('limits: rlimits through brig-exec, cgroup limits as files', () => {
     const result = plan(buildPolicy(memory(512)));
-    assert.deepEqual(result.argv.slice(1, 5), ['--nofile=1024:2048', '--nproc=512:1024', '--core=0:0', `--fsize=${16384 * 1024 * 1024}:${16384 * 1024 * 1024}`]);
+    assert.deepEqual(result.argv.slice(1, 9), ['--rlimit', 'NOFILE=1024:2048', '--rlimit', 'NPROC=512:1024', '--rlimit', 'CORE=0:0', '--rlimit', `FSIZE=${16384 * 1024 * 1024}:${16384 * 1024 * 1024}`]);
+    assert.deepEqual(result.argv.slice(9, 11), ['--keep-fds', String(FD.bindSources + result.fds.length - 1)], 'brig-exec keeps exactly the fds brig hands over');
     const limit = result.cgroup.writes.find(([file]) => file.endsWith('memory.limit_in_bytes') || file.endsWith('memory.max'));
     assert.equal(limit?.[1], String(512 * 1024 * 1024));
   });
@@ -107,8 +116,8 @@ describe('policy → plan: the workspace elsewhere inside, as an E2B sandbox lay
   test('the workspace is bound at /home/user, which is the home: no tmpfs over it, the command starts there', () => {
     const policy = resolvePolicy(buildPolicy(workspace(HOST_WS), workspaceAt('/home/user'), user('user', '/home/user'), runAs(1000, 1000)), { cwd: HOST_WS, home: HOME });
     const result = planJail(policy, ['bash'], host, { tty: false });
-    assert.ok(after_(result.argv, '--bind', HOST_WS) > 0);
-    assert.equal(result.argv[after_(result.argv, '--bind', HOST_WS) + 2], '/home/user');
+    assert.ok(bindOf(result, '--bind-fd', HOST_WS) > 0);
+    assert.equal(result.argv[bindOf(result, '--bind-fd', HOST_WS) + 2], '/home/user');
     assert.equal(after_(result.argv, '--tmpfs', '/home/user'), -1, 'the home is the workspace, not a tmpfs');
     assert.equal(result.argv[result.argv.indexOf('--chdir') + 1], '/home/user');
     assert.equal(result.cwd, '/home/user');

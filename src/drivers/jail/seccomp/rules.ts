@@ -55,11 +55,36 @@ export const CLONE_NEW_MASK = 0x7e020000;
 export const TIOCSTI = 0x5412;
 export const TIOCLINUX = 0x541c;
 export const AF_VSOCK = 40;
+/**
+ * S_ISUID | S_ISGID: a file the host would run with its owner's (or group's)
+ * privileges. A jail that keeps host uid 0 (a root-owned workspace) could
+ * otherwise leave a setuid-root program on the host for any user to run.
+ */
+export const SETID_BITS = 0o6000;
 /** personality() values Docker allows: PER_LINUX, PER_LINUX32, UNAME26, UNAME26|PER_LINUX32, and 0xffffffff (query only). */
 export const PERSONALITY_ALLOWED = [0x0, 0x8, 0x20000, 0x20008, 0xffffffff] as const;
 
 const NO_ENTRY = 'no entry point in Linux 6.19 (removed or never implemented): ENOSYS is what the kernel itself answers';
 const NEWER = 'newer than Docker\'s profile, which does not allow it; ENOSYS, as from a kernel without it, so callers fall back';
+
+/**
+ * Every call that sets a file's mode, refused when the mode carries the
+ * setuid or setgid bit: chmod and its fd/at forms, and the calls that create
+ * a file with a mode (open and openat with O_CREAT or O_TMPFILE, creat,
+ * mknod). The kernel truncates every mode to umode_t, so the low 32 bits
+ * decide. openat2 passes its mode inside a struct that seccomp cannot read:
+ * ENOSYS, and glibc and musl fall back to openat, which is checked.
+ * Directories are caught too: a jail cannot make a setgid directory.
+ */
+function setidRules(): DenyRule[] {
+  const why = 'brig: a setuid or setgid file written into the workspace stays on the host, where another user could run it with the jail\'s host uid (uid 0 when the workspace is root\'s); mode';
+  const mode = (name: string, arg: number): DenyRule => ({ name, args: { arg, label: 'mode', op: 'hasAnyBit', mask: SETID_BITS }, reason: `${why} is arg${arg}` });
+  return [
+    mode('chmod', 1), mode('fchmod', 1), mode('fchmodat', 2), mode('fchmodat2', 2),
+    mode('open', 2), mode('openat', 3), mode('creat', 1), mode('mknod', 1), mode('mknodat', 2),
+    { name: 'openat2', errno: 'ENOSYS', reason: `brig: openat2 carries its mode in a struct seccomp cannot read, so a setuid file could be created through it; ENOSYS makes glibc and musl fall back to openat, whose mode is checked (Docker allows it)` },
+  ];
+}
 
 export const DENY_RULES: readonly DenyRule[] = [
   // Namespaces: the jail is built once by bwrap; nothing inside may build another.
@@ -106,6 +131,9 @@ export const DENY_RULES: readonly DenyRule[] = [
   { name: 'delete_module', reason: 'brig: unloads a kernel module (Docker: CAP_SYS_MODULE)' },
   { name: 'open_by_handle_at', reason: 'brig: opens a file by handle without a path walk, so mount boundaries do not apply: the "shocker" container escape (Docker: CAP_DAC_READ_SEARCH)' },
   { name: 'name_to_handle_at', reason: 'brig: makes the handles open_by_handle_at takes and reveals inode identity; denied with its pair (Docker allows it)' },
+
+  // Files the host would run with privileges: no mode with S_ISUID or S_ISGID, whichever call sets it.
+  ...setidRules(),
 
   // The terminal the agent shares with the user.
   { name: 'ioctl', args: { arg: 1, label: 'cmd', op: 'isOneOf', values: [TIOCSTI, TIOCLINUX] }, reason: 'brig: TIOCSTI pushes characters into the terminal\'s input queue, so a jailed process could type commands into the shell that started brig (bubblewrap CVE-2017-5226); TIOCLINUX can paste into a virtual console the same way. cmd is unsigned int in the kernel, so only its low 32 bits count' },
