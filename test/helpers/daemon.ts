@@ -12,10 +12,13 @@ export interface RunningDaemon {
  * `brig serve` as users start it, on a free port, with its own state
  * directory. The pool defaults to 0, so nothing is left running after a test.
  */
-export async function serveDaemon(stateDir: string, options: { apiKey: string; pool?: number; env?: NodeJS.ProcessEnv }): Promise<RunningDaemon> {
+export async function serveDaemon(
+  stateDir: string,
+  options: { apiKey: string; pool?: number; env?: NodeJS.ProcessEnv; /** fds the daemon inherits from 3 on, as a careless parent would leave them */ extraFds?: Array<number | 'ignore'> },
+): Promise<RunningDaemon> {
   const child = spawn(BRIG, ['serve', '--port', '0', '--state', stateDir, '--pool', String(options.pool ?? 0)], {
     env: { ...process.env, ...options.env, BRIG_API_KEY: options.apiKey },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: ['ignore', 'pipe', 'pipe', ...(options.extraFds ?? [])],
   });
   let stderr = '';
   child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));

@@ -1,3 +1,4 @@
+import { isAbsolute } from 'node:path';
 import type { EnvironmentPolicy } from '../../policy/index.ts';
 import type { JailIdentity } from './identity.ts';
 
@@ -6,20 +7,22 @@ const FALLBACK_PATH = '/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/s
 /**
  * The jail's whole environment: built up from nothing, never filtered down
  * from the host's. Forwarded names first, then the identity's own variables,
- * then the policy's explicit values (they win), then the tools' directories
+ * (a forwarded PATH cut to what the jail sees), then the policy's explicit values (they win), then the tools' directories
  * put in front of PATH.
  */
 export function jailEnvironment(
   policy: EnvironmentPolicy,
   hostEnv: NodeJS.ProcessEnv,
   identity: JailIdentity,
-  extra: { tmpdir: string | null; toolDirs: string[] },
+  extra: { tmpdir: string | null; toolDirs: string[]; visible: (dir: string) => boolean },
 ): Record<string, string> {
   const env: Record<string, string> = {};
   for (const name of policy.forward) {
     const value = hostEnv[name];
     if (value !== undefined) env[name] = value;
   }
+  // A forwarded PATH keeps only directories the jail sees: the rest would only describe the host's layout.
+  if (env.PATH !== undefined) env.PATH = env.PATH.split(':').filter((dir) => isAbsolute(dir) && extra.visible(dir)).join(':') || FALLBACK_PATH;
   env.HOME = identity.home;
   env.USER = identity.user;
   env.LOGNAME = identity.user;

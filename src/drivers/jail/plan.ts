@@ -39,6 +39,12 @@ export interface JailPlanOptions {
   id?: string;
   /** Required in allowlist mode: how the jail's loopback proxy port reaches the host (see egress.ts). */
   egress?: EgressBridge;
+  /**
+   * brig's own files bound read-only at other paths inside: envd's runtime
+   * closure for a daemon sandbox (drivers/envd-runtime), so a sandbox sees
+   * what envd needs and nothing else of brig's install.
+   */
+  runtime?: Array<{ host: string; sandbox: string }>;
 }
 
 /**
@@ -76,10 +82,13 @@ export function planJail(policy: Policy, command: string[], host: HostContext, o
   const identity = jailIdentity(policy.identity, host, workspace);
   const tools = resolveTools(policy.tools, host.env.PATH, policy.filesystem.system, jailWritable(policy));
   const tmpdir = privateTmpdir(host.env.TMPDIR, policy);
-  const env = jailEnvironment(policy.environment, host.env, identity, { tmpdir, toolDirs: tools.dirs });
+  const roots = visibleRoots(policy, tools.paths);
+  const env = jailEnvironment(policy.environment, host.env, identity, { tmpdir, toolDirs: tools.dirs, visible: (dir) => roots.some((root) => within(dir, root)) });
   const workspaceInside = workspace === null ? null : (filesystem.workspaceTarget ?? workspace);
   const cwd = workspaceInside ?? identity.home;
-  checkCommand(command[0] ?? '', env.PATH ?? '', cwd, visibleRoots(policy, tools.paths), (path) => hostPathOf(path, workspace, workspaceInside));
+  const runtime = options.runtime ?? [];
+  const runtimeHost = (path: string): string | undefined => runtime.find((file) => file.sandbox === path)?.host;
+  checkCommand(command[0] ?? '', env.PATH ?? '', cwd, [...roots, ...runtime.map((file) => file.host)], (path) => runtimeHost(path) ?? hostPathOf(path, workspace, workspaceInside));
 
   const bridge = policy.network.mode === 'allowlist' ? egressBridge(options.egress) : null;
   const seccomp = compileSeccomp({ arch: hostSeccompArch(), extraDeny: policy.syscalls.extraDeny, logOnly: policy.syscalls.logOnly });
@@ -102,7 +111,7 @@ export function planJail(policy: Policy, command: string[], host: HostContext, o
       filesystem,
       home: identity.home,
       tmpdir,
-      toolPaths: tools.binds,
+      toolPaths: [...tools.binds, ...runtime.map((file) => ({ source: file.host, dest: file.sandbox }))],
       network: policy.network.mode,
       hostRoot: identity.hostUid === 0,
       passwdFd: FD.passwd,

@@ -1,9 +1,9 @@
 import { chownSync, closeSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
-import { dirname } from 'node:path';
 import type { Readable } from 'node:stream';
-import { BrigError } from '../../protocol/index.ts';
-import { compose, readOnly, readWrite, setEnv } from '../../policy/index.ts';
+import { BrigError, INSIDE_DIR } from '../../protocol/index.ts';
+import { compose, readWrite, setEnv, type PolicyChange } from '../../policy/index.ts';
+import { envdRuntime } from '../envd-runtime/index.ts';
 import type { Driver, SandboxHandle, SandboxSpec, SandboxUsage } from '../driver.ts';
 import { FD, planJail } from './plan.ts';
 import { cgroupPids, createCgroup, killCgroup, removeCgroup, type CgroupPlan } from './cgroup.ts';
@@ -18,6 +18,16 @@ import { processAlive, processStart } from './records.ts';
  */
 
 const SOCKET_NAME = 'envd.sock';
+/** Where envd's runtime appears inside a sandbox. */
+const ENVD_INSIDE = `${INSIDE_DIR}/envd`;
+/** A sandbox's PATH is its own, never the daemon's (which names the host's layout). */
+const SANDBOX_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/** The daemon's PATH stays out; a PATH the sandbox's policy sets still wins. */
+const ownPath: PolicyChange = (policy) => {
+  const { environment } = policy;
+  return { ...policy, environment: { ...environment, forward: environment.forward.filter((name) => name !== 'PATH'), set: { PATH: SANDBOX_PATH, ...environment.set } } };
+};
 const READY_ATTEMPTS = 10_000;
 // A failed connect to a socket not yet there costs microseconds: look often, answer sooner.
 const READY_PAUSE_MS = 1;
@@ -34,11 +44,12 @@ export const jailDriver: Driver = {
     const runDir = `${spec.stateDir}/run`;
     mkdirSync(runDir, { recursive: true, mode: 0o700 });
     const socketPath = `${runDir}/${SOCKET_NAME}`;
-    // envd needs its bundle and node-pty (beside it in brig's install) and a place for its socket.
-    const installDir = dirname(dirname(spec.envd.bundle));
-    const policy = compose(readOnly(installDir), readWrite(runDir), setEnv('BRIG_ENVD_ACCESS_TOKEN', spec.envd.accessToken))(spec.policy);
+    // envd needs its runtime closure (node, its libraries, the bundle, node-pty, brig-spawn), bound
+    // under INSIDE_DIR: nothing else of brig's install (its sources, tests, .git) is visible.
+    const runtime = envdRuntime({ envdBundle: spec.envd.bundle, root: ENVD_INSIDE });
+    const policy = compose(readWrite(runDir), setEnv('BRIG_ENVD_ACCESS_TOKEN', spec.envd.accessToken), ownPath)(spec.policy);
     const host = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, home: process.env.HOME ?? '/', cwd: spec.stateDir, env: process.env };
-    const plan = planJail(policy, [process.execPath, spec.envd.bundle, '--listen', `unix:${socketPath}`], host, { tty: false, outlivesParent: true, id: spec.id, egress: spec.egress });
+    const plan = planJail(policy, runtime.argv(`unix:${socketPath}`), host, { tty: false, outlivesParent: true, id: spec.id, egress: spec.egress, runtime: runtime.files });
     // envd, as the jail's host user, creates its socket here.
     if (plan.identity.dropPrivileges) chownSync(runDir, plan.identity.hostUid, plan.identity.hostGid);
 
