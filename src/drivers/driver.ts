@@ -20,6 +20,13 @@ export interface SandboxSpec {
     bundle: string;
     /** What every envd call must carry (X-Access-Token). */
     accessToken: string;
+    /**
+     * envd's listening unix socket, bound by the caller in a directory the
+     * sandbox never sees (so nothing inside can replace what the caller
+     * connects to). The driver hands `fd` to envd and closes it, booted or
+     * not; the handle's endpoint is `path`.
+     */
+    socket: { path: string; fd: number };
   };
   /**
    * Required when the policy's network mode is allowlist: the host directory

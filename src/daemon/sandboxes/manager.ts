@@ -6,6 +6,7 @@ import { applyPolicyInput, buildPolicy, network, resolvePolicy, runAs, user, wor
 import { agentBasePolicy, agentBinDir, agentPolicyChanges, findAgent, locateAgent, prepareAgentHome, type AgentSpec } from '../../agents/index.ts';
 import { checkNetworkRules, relayBinary, startSandboxEgress, withEgressEnvironment, type EgressLedger, type Gateway, type NetworkRules, type SandboxEgress, type Spent, type Violation } from '../../egress/index.ts';
 import type { Driver, SandboxHandle } from '../../drivers/index.ts';
+import { bindEnvdSocket, checkEnvdSocket } from './envd-socket.ts';
 import type { CreateSandboxRequest, ListQuery, Page, SandboxManager, SandboxRecord, SandboxStats, Store } from './types.ts';
 
 /**
@@ -52,7 +53,7 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
 
   const dirs = (id: string) => {
     const root = `${options.stateDir}/sandboxes/${id}`;
-    return { root, workspace: `${root}/workspace`, state: `${root}/state`, egress: `${root}/egress`, transcript: `${root}/transcript.jsonl` };
+    return { root, workspace: `${root}/workspace`, state: `${root}/state`, envd: `${root}/state/envd`, egress: `${root}/egress`, transcript: `${root}/transcript.jsonl` };
   };
 
   // Allowlist sandboxes: their proxies, and their network policies as rules change live (read on every connection).
@@ -171,7 +172,8 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
       }
       await startEgress(record);
       const egress = egresses.has(record.id) ? { socketDir: paths.egress, nodeDir: options.egress.nodeDir, relay: relayBinary() } : undefined;
-      handle = await driver.boot({ id: record.id, policy: record.policy, stateDir: paths.state, envd: { bundle: options.envdBundle, accessToken: record.envdAccessToken }, egress });
+      const socket = bindEnvdSocket(paths.envd);
+      handle = await driver.boot({ id: record.id, policy: record.policy, stateDir: paths.state, envd: { bundle: options.envdBundle, accessToken: record.envdAccessToken, socket }, egress });
     } catch (error) {
       await stopEgress(record.id);
       rmSync(paths.root, { recursive: true, force: true });
@@ -351,6 +353,7 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
     endpoint(idOrName: string): { socketPath: string; accessToken: string } {
       const record = find(idOrName);
       if (!record.handle) throw new BrigError('BRIG_SANDBOX_NOT_FOUND', `sandbox '${idOrName}' is still starting`, 'wait for its create call to return');
+      checkEnvdSocket(record.handle.endpoint.socketPath);
       return { socketPath: record.handle.endpoint.socketPath, accessToken: record.envdAccessToken };
     },
 

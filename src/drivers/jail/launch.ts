@@ -58,15 +58,16 @@ export async function runJail(plan: JailPlan): Promise<JailEnd> {
 /**
  * Start prlimit → bwrap inside the jail's (already created) cgroups, as the
  * jail's host user, and hand bwrap the seccomp program and the jail's
- * passwd/group on their fds. `stdio` is what the jail's command gets as 0-2.
+ * passwd/group on their fds. `stdio` is what the jail's command gets as 0-2;
+ * `envdSocket` goes to FD.envdSocket.
  */
-export function startBwrap(plan: JailPlan, stdio: [StdioNull, StdioNull, StdioNull]): ChildProcess {
+export function startBwrap(plan: JailPlan, stdio: [StdioNull, StdioNull, StdioNull], envdSocket: StdioNull = 'ignore'): ChildProcess {
   const [file, ...args] = plan.argv;
   const child = spawnInside(plan.cgroup, () =>
     spawn(file ?? 'prlimit', args, {
       env: plan.env,
       cwd: '/',
-      stdio: [...stdio, 'pipe', 'pipe', 'pipe', 'pipe'] as StdioOptions,
+      stdio: [...stdio, 'pipe', 'pipe', 'pipe', 'pipe', envdSocket] as StdioOptions,
       // Its own process group: the caller's terminal signals reach brig, which ends the whole jail.
       detached: true,
       ...(plan.identity.dropPrivileges ? { uid: plan.identity.hostUid, gid: plan.identity.hostGid } : {}),

@@ -12,8 +12,12 @@ import { planCgroup, type CgroupPlan } from './cgroup.ts';
 import { egressBridge, type EgressBridge } from './egress.ts';
 import { toolLibraries } from '../envd-runtime/index.ts';
 
-/** The file descriptors bubblewrap reads, in the child's numbering. */
-export const FD = { seccomp: 3, status: 4, passwd: 5, group: 6 } as const;
+/**
+ * The file descriptors handed to bubblewrap's launcher, in the child's
+ * numbering: what bubblewrap reads, then envdSocket, envd's listening socket,
+ * which passes through bubblewrap to envd (a daemon sandbox; nothing for `brig run`).
+ */
+export const FD = { seccomp: 3, status: 4, passwd: 5, group: 6, envdSocket: 7 } as const;
 
 export interface HostContext extends Caller {
   /** Where brig was started: the default workspace's directory. */
