@@ -173,7 +173,9 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
       await startEgress(record);
       const egress = egresses.has(record.id) ? { socketDir: paths.egress, nodeDir: options.egress.nodeDir, relay: relayBinary() } : undefined;
       const socket = bindEnvdSocket(paths.envd);
-      handle = await driver.boot({ id: record.id, policy: record.policy, stateDir: paths.state, envd: { bundle: options.envdBundle, accessToken: record.envdAccessToken, socket }, egress });
+      // The driver's handle is written down before the jail starts: a daemon killed mid-boot leaves the next one what it needs to stop it.
+      const persist = (pending: SandboxHandle): void => store.update(record.id, { handle: pending });
+      handle = await driver.boot({ id: record.id, policy: record.policy, stateDir: paths.state, envd: { bundle: options.envdBundle, accessToken: record.envdAccessToken, socket }, egress, persist });
     } catch (error) {
       await stopEgress(record.id);
       rmSync(paths.root, { recursive: true, force: true });
@@ -251,7 +253,7 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
   /** A sandbox whose jail died by itself (its envd crashed, a kill from outside) is cleaned up, not left listed as running. */
   const sweepDead = async (): Promise<void> => {
     for (const record of store.all()) {
-      if ((record.state === 'running' || record.state === 'pooled') && record.handle && !driver.alive(record.handle)) {
+      if ((record.state === 'running' || record.state === 'pooled') && record.handle && !record.handle.booting && !driver.alive(record.handle)) {
         const index = pool.indexOf(record.id);
         if (index !== -1) pool.splice(index, 1);
         await teardown(record, record.state === 'pooled' || !record.keepWorkspace).catch(() => {});
@@ -261,10 +263,11 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
   const sweeper = setInterval(() => void sweepDead().then(() => fill()), SWEEP_MS);
   sweeper.unref();
 
-  // Reconcile what an earlier daemon left: reattach what runs, clean up what does not.
+  // Reconcile what an earlier daemon left: reattach what runs, clean up what does not (a
+  // sandbox whose boot it never finished is stopped through the handle written before it started).
   for (const record of store.all()) {
     if (record.state === 'stopped') continue;
-    const alive = record.handle !== null && driver.alive(record.handle);
+    const alive = record.handle !== null && !record.handle.booting && driver.alive(record.handle);
     if (alive && record.state === 'running') {
       schedule(record);
       // Its jail still sees the egress directory: a new socket there reconnects it.
@@ -352,7 +355,7 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
 
     endpoint(idOrName: string): { socketPath: string; accessToken: string } {
       const record = find(idOrName);
-      if (!record.handle) throw new BrigError('BRIG_SANDBOX_NOT_FOUND', `sandbox '${idOrName}' is still starting`, 'wait for its create call to return');
+      if (!record.handle || record.handle.booting) throw new BrigError('BRIG_SANDBOX_NOT_FOUND', `sandbox '${idOrName}' is still starting`, 'wait for its create call to return');
       checkEnvdSocket(record.handle.endpoint.socketPath);
       return { socketPath: record.handle.endpoint.socketPath, accessToken: record.envdAccessToken };
     },

@@ -32,6 +32,7 @@ export const jailDriver: Driver = {
   async boot(spec: SandboxSpec): Promise<SandboxHandle> {
     const { socket } = spec.envd;
     let plan: JailPlan;
+    let pending: SandboxHandle;
     try {
       if (!/^[a-z0-9-]{1,64}$/.test(spec.id)) throw new BrigError('BRIG_USAGE', `sandbox id '${spec.id}' must be 1-64 of [a-z0-9-]`, 'use a lower-case name or let brig pick one');
       // envd needs its bundle and node-pty (beside it in brig's install); its socket comes on a fd.
@@ -39,6 +40,9 @@ export const jailDriver: Driver = {
       const policy = compose(readOnly(installDir), setEnv('BRIG_ENVD_ACCESS_TOKEN', spec.envd.accessToken))(spec.policy);
       const host = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, home: process.env.HOME ?? '/', cwd: spec.stateDir, env: process.env };
       plan = planJail(policy, [process.execPath, spec.envd.bundle, '--listen', `fd:${FD.envdSocket}`], host, { tty: false, outlivesParent: true, id: spec.id, egress: spec.egress });
+      // Written down before anything exists: a daemon killed from here on leaves what stop() needs.
+      pending = { id: spec.id, driver: 'jail', endpoint: { socketPath: socket.path }, pid: 0, pidStart: '', detail: { ...jailDetail(plan) }, stateDir: spec.stateDir, booting: true };
+      spec.persist?.(pending);
       createCgroup(plan.cgroup);
     } catch (error) {
       closeSync(socket.fd);
@@ -51,6 +55,7 @@ export const jailDriver: Driver = {
       // Only the jail holds the socket now: when envd dies, connecting to it fails at once.
       closeSync(socket.fd);
       jailPid = await firstProcess(child.stdio[FD.status] as Readable, () => readLog(spec.stateDir));
+      spec.persist?.({ ...pending, pid: jailPid, pidStart: processStart(jailPid) ?? '' });
       child.unref();
       await envdReady(socket.path, () => child.exitCode !== null || child.signalCode !== null, () => readLog(spec.stateDir));
     } catch (error) {
@@ -60,8 +65,8 @@ export const jailDriver: Driver = {
     } finally {
       closeSync(log);
     }
-    const detail: JailDetail = { cgroup: { version: plan.cgroup.version, dirs: plan.cgroup.dirs, killDir: plan.cgroup.killDir } };
-    return { id: spec.id, driver: 'jail', endpoint: { socketPath: socket.path }, pid: jailPid, pidStart: processStart(jailPid) ?? '', detail: { ...detail }, stateDir: spec.stateDir };
+    const { booting: _booting, ...booted } = pending;
+    return { ...booted, pid: jailPid, pidStart: processStart(jailPid) ?? '' };
   },
 
   alive(handle: SandboxHandle): boolean {
@@ -103,6 +108,10 @@ export const jailDriver: Driver = {
     rmSync(handle.endpoint.socketPath, { force: true });
   },
 };
+
+function jailDetail(plan: JailPlan): JailDetail {
+  return { cgroup: { version: plan.cgroup.version, dirs: plan.cgroup.dirs, killDir: plan.cgroup.killDir } };
+}
 
 /** cgroup v2's cpu.stat: `usage_usec N`. */
 function cpuStatUsec(dirs: string[]): number {
