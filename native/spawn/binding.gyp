@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "spawn",
-      "sources": ["spawn.c"],
+      "sources": ["spawn.c", "daemon.c"],
       "cflags": ["-O2", "-Wall", "-Wextra"],
       "defines": ["_GNU_SOURCE", "NAPI_VERSION=8"]
     },

@@ -198,8 +198,11 @@ static napi_value Reap(napi_env env, napi_callback_info info) {
   return result;
 }
 
+void brig_daemon_init(napi_env env, napi_value exports);  // daemon.c
+
 NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
   napi_value fn;
+  brig_daemon_init(env, exports);
   napi_create_function(env, "spawn", NAPI_AUTO_LENGTH, Spawn, NULL, &fn);
   napi_set_named_property(env, exports, "spawn", fn);
   napi_create_function(env, "reap", NAPI_AUTO_LENGTH, Reap, NULL, &fn);

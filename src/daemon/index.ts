@@ -4,7 +4,7 @@
  * daemon reattaches them. Rooms: api/ (HTTP), sandboxes/ (lifecycle, no
  * HTTP), store/ (persistence).
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { BrigError, apiKeyFile, defaultStateDir, llmKeyFile } from '../protocol/index.ts';
 import { createGateway, loadGatewayConfig } from '../egress/index.ts';
@@ -14,6 +14,7 @@ import { jailDriver } from '../drivers/index.ts';
 import { buildApi } from './api/index.ts';
 import { createSandboxManager } from './sandboxes/index.ts';
 import { openSqliteStore } from './store/index.ts';
+import { claimStateDir, type StateDirClaim } from './state-dir.ts';
 
 export interface DaemonOptions {
   /** Default 127.0.0.1: the daemon is local unless asked otherwise. */
@@ -44,7 +45,17 @@ export interface Daemon {
 
 export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const stateDir = options.stateDir ?? defaultStateDir();
-  mkdirSync(stateDir, { recursive: true, mode: 0o711 });
+  // Before anything reads the store: a second daemon on the same directory stops here.
+  const claim = claimStateDir(stateDir);
+  try {
+    return await serve(stateDir, claim, options);
+  } catch (error) {
+    claim.release();
+    throw error;
+  }
+}
+
+async function serve(stateDir: string, claim: StateDirClaim, options: DaemonOptions): Promise<Daemon> {
   const { apiKey, created } = apiKeyFor(stateDir, options.apiKey ?? process.env.BRIG_API_KEY);
   const store = openSqliteStore(`${stateDir}/brig.db`);
   // Model keys from the daemon's environment or its key file; a bad key file stops the start, loudly.
@@ -69,6 +80,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     gateway.close();
     throw new BrigError('BRIG_USAGE', `cannot listen on ${host}:${port}: ${(error as Error).message}`, 'pick another --port or --host, or stop what already listens there');
   }
+  claim.listening(url);
   return {
     url,
     apiKey,
@@ -78,6 +90,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       await app.close();
       await manager.close();
       gateway.close();
+      claim.release();
     },
   };
 }

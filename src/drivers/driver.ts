@@ -20,6 +20,13 @@ export interface SandboxSpec {
     bundle: string;
     /** What every envd call must carry (X-Access-Token). */
     accessToken: string;
+    /**
+     * envd's listening unix socket, bound by the caller in a directory the
+     * sandbox never sees (so nothing inside can replace what the caller
+     * connects to). The driver hands `fd` to envd and closes it, booted or
+     * not; the handle's endpoint is `path`.
+     */
+    socket: { path: string; fd: number };
   };
   /**
    * Required when the policy's network mode is allowlist: the host directory
@@ -29,6 +36,13 @@ export interface SandboxSpec {
    * inside to make the bridge (brig-relay, native/spawn/relay.c).
    */
   egress?: { socketDir: string; nodeDir: string; relay: string };
+  /**
+   * Called before anything is started on the host, and again once the
+   * sandbox's first process is known, with a handle (`booting`; pid 0 until
+   * then) stop() can undo the boot with. A caller that writes it down can
+   * stop a sandbox whose boot it never saw finish (it was killed mid-create).
+   */
+  persist?: (handle: SandboxHandle) => void;
 }
 
 export type Endpoint = { socketPath: string };
@@ -43,6 +57,8 @@ export interface SandboxHandle {
   /** Whatever else the driver needs to stop the sandbox, as JSON. */
   detail: Record<string, unknown>;
   stateDir: string;
+  /** Set on the handles persist() is given: the boot has not finished, so the sandbox is to be stopped, never adopted. */
+  booting?: true;
 }
 
 export interface SandboxUsage {

@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { chmodSync, rmSync } from 'node:fs';
+import brigSpawn from 'brig-spawn';
 import { ConnectError, sameSecret } from '../protocol/index.ts';
 import {
   sendUnaryError,
@@ -84,10 +85,27 @@ export class EnvdServer implements Router {
     this.cleanups.push(cleanup);
   }
 
-  /** Listen on `host:port`, `:port`, or a unix socket path (`unix:/path` or `/path`). Returns the address. */
+  /**
+   * Listen on `host:port`, `:port`, a unix socket path (`unix:/path` or
+   * `/path`), or `fd:N`: a socket already listening, inherited on fd N (the
+   * daemon binds envd's socket where the sandbox cannot reach it and hands
+   * it over). Returns the address.
+   */
   listen(address: string): Promise<string> {
     return new Promise((resolve, reject) => {
       this.server.once('error', reject);
+      const inherited = /^fd:(\d+)$/.exec(address);
+      if (inherited) {
+        const fd = Number(inherited[1]);
+        // The commands envd starts must not inherit it: one could accept the daemon's requests in envd's place.
+        try {
+          brigSpawn.closeOnExec(fd);
+        } catch (error) {
+          return reject(new Error(`cannot listen on '${address}': ${(error as Error).message}`));
+        }
+        this.server.listen({ fd }, () => resolve(address));
+        return;
+      }
       const socketPath = address.startsWith('unix:') ? address.slice(5) : address.startsWith('/') ? address : null;
       if (socketPath) {
         rmSync(socketPath, { force: true });

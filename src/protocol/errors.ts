@@ -53,6 +53,8 @@ export const ERROR_CODES = {
   BRIG_AGENT_INVALID: { exit: EXIT.brigError, http: 400, when: 'An agent definition (in the agents config file or code) has a field that is unknown or of the wrong form.' },
   BRIG_AGENT_NOT_INSTALLED: { exit: EXIT.notFound, http: 400, when: 'The agent\'s CLI is not on PATH, in the project\'s node_modules or in a global npm install.' },
   BRIG_LLM_KEYS: { exit: EXIT.brigError, http: 500, when: 'The LLM gateway\'s key file cannot be used: unreadable, malformed, or open to other users.' },
+  BRIG_STATE_LOCKED: { exit: EXIT.brigError, http: 409, when: 'Another brig daemon already uses that state directory (its pid and address are named).' },
+  BRIG_STATE_DIR: { exit: EXIT.brigError, http: 500, when: 'The daemon\'s state directory cannot be used: a parent sandboxes cannot pass through, or no lock can be taken on it.' },
   BRIG_DAEMON_UNAVAILABLE: { exit: EXIT.brigError, http: 503, when: 'No brig daemon answers at the address the CLI uses.' },
 } as const satisfies Record<string, ErrorSpec>;
 

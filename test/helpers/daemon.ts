@@ -14,7 +14,7 @@ export interface RunningDaemon {
  */
 export async function serveDaemon(
   stateDir: string,
-  options: { apiKey: string; pool?: number; env?: NodeJS.ProcessEnv; /** fds the daemon inherits from 3 on, as a careless parent would leave them */ extraFds?: Array<number | 'ignore'> },
+  options: { apiKey: string; pool?: number; env?: NodeJS.ProcessEnv; /** fds the daemon inherits from 3 on, as a careless parent would leave them */ extraFds?: Array<number | 'ignore' | 'pipe'> },
 ): Promise<RunningDaemon> {
   const child = spawn(BRIG, ['serve', '--port', '0', '--state', stateDir, '--pool', String(options.pool ?? 0)], {
     env: { ...process.env, ...options.env, BRIG_API_KEY: options.apiKey },

@@ -6,6 +6,7 @@ import { applyPolicyInput, buildPolicy, network, resolvePolicy, runAs, user, wor
 import { agentBasePolicy, agentBinDir, agentPolicyChanges, findAgent, locateAgent, prepareAgentHome, type AgentSpec } from '../../agents/index.ts';
 import { checkNetworkRules, relayBinary, startSandboxEgress, withEgressEnvironment, type EgressLedger, type Gateway, type NetworkRules, type SandboxEgress, type Spent, type Violation } from '../../egress/index.ts';
 import type { Driver, SandboxHandle } from '../../drivers/index.ts';
+import { bindEnvdSocket, checkEnvdSocket } from './envd-socket.ts';
 import type { CreateSandboxRequest, ListQuery, Page, SandboxManager, SandboxRecord, SandboxStats, Store } from './types.ts';
 
 /**
@@ -52,7 +53,7 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
 
   const dirs = (id: string) => {
     const root = `${options.stateDir}/sandboxes/${id}`;
-    return { root, workspace: `${root}/workspace`, state: `${root}/state`, egress: `${root}/egress`, transcript: `${root}/transcript.jsonl` };
+    return { root, workspace: `${root}/workspace`, state: `${root}/state`, envd: `${root}/state/envd`, egress: `${root}/egress`, transcript: `${root}/transcript.jsonl` };
   };
 
   // Allowlist sandboxes: their proxies, and their network policies as rules change live (read on every connection).
@@ -171,7 +172,10 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
       }
       await startEgress(record);
       const egress = egresses.has(record.id) ? { socketDir: paths.egress, nodeDir: options.egress.nodeDir, relay: relayBinary() } : undefined;
-      handle = await driver.boot({ id: record.id, policy: record.policy, stateDir: paths.state, envd: { bundle: options.envdBundle, accessToken: record.envdAccessToken }, egress });
+      const socket = bindEnvdSocket(paths.envd);
+      // The driver's handle is written down before the jail starts: a daemon killed mid-boot leaves the next one what it needs to stop it.
+      const persist = (pending: SandboxHandle): void => store.update(record.id, { handle: pending });
+      handle = await driver.boot({ id: record.id, policy: record.policy, stateDir: paths.state, envd: { bundle: options.envdBundle, accessToken: record.envdAccessToken, socket }, egress, persist });
     } catch (error) {
       await stopEgress(record.id);
       rmSync(paths.root, { recursive: true, force: true });
@@ -249,7 +253,7 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
   /** A sandbox whose jail died by itself (its envd crashed, a kill from outside) is cleaned up, not left listed as running. */
   const sweepDead = async (): Promise<void> => {
     for (const record of store.all()) {
-      if ((record.state === 'running' || record.state === 'pooled') && record.handle && !driver.alive(record.handle)) {
+      if ((record.state === 'running' || record.state === 'pooled') && record.handle && !record.handle.booting && !driver.alive(record.handle)) {
         const index = pool.indexOf(record.id);
         if (index !== -1) pool.splice(index, 1);
         await teardown(record, record.state === 'pooled' || !record.keepWorkspace).catch(() => {});
@@ -259,10 +263,11 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
   const sweeper = setInterval(() => void sweepDead().then(() => fill()), SWEEP_MS);
   sweeper.unref();
 
-  // Reconcile what an earlier daemon left: reattach what runs, clean up what does not.
+  // Reconcile what an earlier daemon left: reattach what runs, clean up what does not (a
+  // sandbox whose boot it never finished is stopped through the handle written before it started).
   for (const record of store.all()) {
     if (record.state === 'stopped') continue;
-    const alive = record.handle !== null && driver.alive(record.handle);
+    const alive = record.handle !== null && !record.handle.booting && driver.alive(record.handle);
     if (alive && record.state === 'running') {
       schedule(record);
       // Its jail still sees the egress directory: a new socket there reconnects it.
@@ -350,7 +355,8 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
 
     endpoint(idOrName: string): { socketPath: string; accessToken: string } {
       const record = find(idOrName);
-      if (!record.handle) throw new BrigError('BRIG_SANDBOX_NOT_FOUND', `sandbox '${idOrName}' is still starting`, 'wait for its create call to return');
+      if (!record.handle || record.handle.booting) throw new BrigError('BRIG_SANDBOX_NOT_FOUND', `sandbox '${idOrName}' is still starting`, 'wait for its create call to return');
+      checkEnvdSocket(record.handle.endpoint.socketPath);
       return { socketPath: record.handle.endpoint.socketPath, accessToken: record.envdAccessToken };
     },
 

@@ -63,10 +63,10 @@ export async function runJail(plan: JailPlan): Promise<JailEnd> {
  * Start brig-exec → bwrap inside the jail's (already created) cgroups, as the
  * jail's host user, and hand bwrap the seccomp program, the jail's
  * passwd/group and the plan's fds (FD). `stdio` is what the jail's command
- * gets as 0-2. The bind sources are opened here, so the check that counts is
- * the one just before bubblewrap mounts them.
+ * gets as 0-2; `envdSocket` goes to FD.envdSocket. The bind sources are opened
+ * here, so the check that counts is the one just before bubblewrap mounts them.
  */
-export function startBwrap(plan: JailPlan, stdio: [StdioNull, StdioNull, StdioNull]): ChildProcess {
+export function startBwrap(plan: JailPlan, stdio: [StdioNull, StdioNull, StdioNull], envdSocket: StdioNull = 'ignore'): ChildProcess {
   const [file, ...args] = plan.argv;
   const extra = openPlanFds(plan.fds);
   let child: ChildProcess;
@@ -75,8 +75,7 @@ export function startBwrap(plan: JailPlan, stdio: [StdioNull, StdioNull, StdioNu
       spawn(file ?? 'brig-exec', args, {
         env: plan.env,
         cwd: '/',
-        // FD.bindSources - 1 is the daemon's envd socket slot: nothing for a plain jail.
-        stdio: [...stdio, 'pipe', 'pipe', 'pipe', 'pipe', 'ignore', ...extra.stdio] as StdioOptions,
+        stdio: [...stdio, 'pipe', 'pipe', 'pipe', 'pipe', envdSocket, ...extra.stdio] as StdioOptions,
         // Its own process group: the caller's terminal signals reach brig, which ends the whole jail.
         detached: true,
         ...(plan.identity.dropPrivileges ? { uid: plan.identity.hostUid, gid: plan.identity.hostGid } : {}),

@@ -15,11 +15,13 @@ import { fdTable, type PlanFd } from './sources.ts';
 import brigSpawn from 'brig-spawn';
 
 /**
- * The file descriptors bubblewrap reads, in the child's numbering. 7 is the
- * daemon's envd socket (unused by brig run); bind sources and data files
- * (plan.fds) follow from 8 on. brig-exec closes every fd above the last.
+ * The file descriptors handed to bubblewrap's launcher, in the child's
+ * numbering: what bubblewrap reads, then envdSocket, envd's listening socket,
+ * which passes through bubblewrap to envd (a daemon sandbox; nothing for `brig
+ * run`), then the bind sources and data files (plan.fds) from 8 on. brig-exec
+ * closes every fd above the last.
  */
-export const FD = { seccomp: 3, status: 4, passwd: 5, group: 6, bindSources: 8 } as const;
+export const FD = { seccomp: 3, status: 4, passwd: 5, group: 6, envdSocket: 7, bindSources: 8 } as const;
 
 export interface HostContext extends Caller {
   /** Where brig was started: the default workspace's directory. */

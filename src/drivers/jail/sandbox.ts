@@ -1,23 +1,23 @@
-import { chownSync, closeSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
 import type { Readable } from 'node:stream';
 import { BrigError, INSIDE_DIR } from '../../protocol/index.ts';
-import { compose, readWrite, setEnv, type PolicyChange } from '../../policy/index.ts';
+import { compose, setEnv, type PolicyChange } from '../../policy/index.ts';
 import { envdRuntime } from '../envd-runtime/index.ts';
 import type { Driver, SandboxHandle, SandboxSpec, SandboxUsage } from '../driver.ts';
-import { FD, planJail } from './plan.ts';
+import { FD, planJail, type JailPlan } from './plan.ts';
 import { cgroupPids, createCgroup, killCgroup, removeCgroup, type CgroupPlan } from './cgroup.ts';
 import { startBwrap } from './launch.ts';
 import { processAlive, processStart } from './records.ts';
 
 /**
  * The namespace tier as a Driver: a jail whose main process is envd, reached
- * through a unix socket in the sandbox's state directory. Unlike `brig run`,
- * the jail outlives the process that booted it, so a daemon can restart and
+ * through the unix socket its caller bound (envd gets the listening fd, never
+ * a path it could be made to listen on elsewhere). Unlike `brig run`, the
+ * jail outlives the process that booted it, so a daemon can restart and
  * reattach; its handle holds everything stop() needs.
  */
 
-const SOCKET_NAME = 'envd.sock';
 /** Where envd's runtime appears inside a sandbox. */
 const ENVD_INSIDE = `${INSIDE_DIR}/envd`;
 /** A sandbox's PATH is its own, never the daemon's (which names the host's layout). */
@@ -40,36 +40,45 @@ export const jailDriver: Driver = {
   name: 'jail',
 
   async boot(spec: SandboxSpec): Promise<SandboxHandle> {
-    if (!/^[a-z0-9-]{1,64}$/.test(spec.id)) throw new BrigError('BRIG_USAGE', `sandbox id '${spec.id}' must be 1-64 of [a-z0-9-]`, 'use a lower-case name or let brig pick one');
-    const runDir = `${spec.stateDir}/run`;
-    mkdirSync(runDir, { recursive: true, mode: 0o700 });
-    const socketPath = `${runDir}/${SOCKET_NAME}`;
-    // envd needs its runtime closure (node, its libraries, the bundle, node-pty, brig-spawn), bound
-    // under INSIDE_DIR: nothing else of brig's install (its sources, tests, .git) is visible.
-    const runtime = envdRuntime({ envdBundle: spec.envd.bundle, root: ENVD_INSIDE });
-    const policy = compose(readWrite(runDir), setEnv('BRIG_ENVD_ACCESS_TOKEN', spec.envd.accessToken), ownPath)(spec.policy);
-    const host = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, home: process.env.HOME ?? '/', cwd: spec.stateDir, env: process.env };
-    const plan = planJail(policy, runtime.argv(`unix:${socketPath}`), host, { tty: false, outlivesParent: true, id: spec.id, egress: spec.egress, runtime: runtime.files });
-    // envd, as the jail's host user, creates its socket here.
-    if (plan.identity.dropPrivileges) chownSync(runDir, plan.identity.hostUid, plan.identity.hostGid);
-
-    createCgroup(plan.cgroup);
+    const { socket } = spec.envd;
+    let plan: JailPlan;
+    let pending: SandboxHandle;
+    try {
+      if (!/^[a-z0-9-]{1,64}$/.test(spec.id)) throw new BrigError('BRIG_USAGE', `sandbox id '${spec.id}' must be 1-64 of [a-z0-9-]`, 'use a lower-case name or let brig pick one');
+      // envd needs its runtime closure (node, its libraries, the bundle, node-pty, brig-spawn), bound
+      // under INSIDE_DIR: nothing else of brig's install (its sources, tests, .git) is visible.
+      // Its socket comes on a fd.
+      const runtime = envdRuntime({ envdBundle: spec.envd.bundle, root: ENVD_INSIDE });
+      const policy = compose(setEnv('BRIG_ENVD_ACCESS_TOKEN', spec.envd.accessToken), ownPath)(spec.policy);
+      const host = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, home: process.env.HOME ?? '/', cwd: spec.stateDir, env: process.env };
+      plan = planJail(policy, runtime.argv(`fd:${FD.envdSocket}`), host, { tty: false, outlivesParent: true, id: spec.id, egress: spec.egress, runtime: runtime.files });
+      // Written down before anything exists: a daemon killed from here on leaves what stop() needs.
+      pending = { id: spec.id, driver: 'jail', endpoint: { socketPath: socket.path }, pid: 0, pidStart: '', detail: { ...jailDetail(plan) }, stateDir: spec.stateDir, booting: true };
+      spec.persist?.(pending);
+      createCgroup(plan.cgroup);
+    } catch (error) {
+      closeSync(socket.fd);
+      throw error;
+    }
     const log = openSync(`${spec.stateDir}/envd.log`, 'a', 0o600);
     let jailPid: number;
     try {
-      const child = startBwrap(plan, ['ignore', log, log]);
+      const child = startBwrap(plan, ['ignore', log, log], socket.fd);
+      // Only the jail holds the socket now: when envd dies, connecting to it fails at once.
+      closeSync(socket.fd);
       jailPid = await firstProcess(child.stdio[FD.status] as Readable, () => readLog(spec.stateDir));
+      spec.persist?.({ ...pending, pid: jailPid, pidStart: processStart(jailPid) ?? '' });
       child.unref();
-      await envdReady(socketPath, () => child.exitCode !== null || child.signalCode !== null, () => readLog(spec.stateDir));
+      await envdReady(socket.path, () => child.exitCode !== null || child.signalCode !== null, () => readLog(spec.stateDir));
     } catch (error) {
+      killCgroup(plan.cgroup);
       await removeCgroup(plan.cgroup);
-      rmSync(runDir, { recursive: true, force: true });
       throw error;
     } finally {
       closeSync(log);
     }
-    const detail: JailDetail = { cgroup: { version: plan.cgroup.version, dirs: plan.cgroup.dirs, killDir: plan.cgroup.killDir } };
-    return { id: spec.id, driver: 'jail', endpoint: { socketPath }, pid: jailPid, pidStart: processStart(jailPid) ?? '', detail: { ...detail }, stateDir: spec.stateDir };
+    const { booting: _booting, ...booted } = pending;
+    return { ...booted, pid: jailPid, pidStart: processStart(jailPid) ?? '' };
   },
 
   alive(handle: SandboxHandle): boolean {
@@ -108,9 +117,13 @@ export const jailDriver: Driver = {
       const left = cgroup.dirs.flatMap((dir) => cgroupPids(dir));
       throw new BrigError('BRIG_JAIL_SETUP', `sandbox ${handle.id}: processes ${left.join(', ')} would not die`, 'they may be stuck in the kernel (D state); retry the stop');
     }
-    rmSync(`${handle.stateDir}/run`, { recursive: true, force: true });
+    rmSync(handle.endpoint.socketPath, { force: true });
   },
 };
+
+function jailDetail(plan: JailPlan): JailDetail {
+  return { cgroup: { version: plan.cgroup.version, dirs: plan.cgroup.dirs, killDir: plan.cgroup.killDir } };
+}
 
 /** cgroup v2's cpu.stat: `usage_usec N`. */
 function cpuStatUsec(dirs: string[]): number {

@@ -1,7 +1,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import type { Server } from 'node:net';
 import { request } from 'node:http';
 import { Sandbox } from 'e2b';
@@ -9,6 +9,7 @@ import { buildPolicy, resolvePolicy, workspace } from '../../../src/policy/index
 import { jailDriver, type SandboxHandle } from '../../../src/drivers/index.ts';
 import { ENVD, REPO, tcpToUnix } from '../../helpers/envd.ts';
 import { eventually, tempWorkspace } from '../../helpers/brig.ts';
+import { bindEnvdSocket } from '../../../src/daemon/sandboxes/envd-socket.ts';
 
 const TOKEN = 'sandbox-test-token';
 
@@ -25,7 +26,7 @@ function health(socketPath: string): Promise<number> {
 
 function spec(id: string, state: string, work: string) {
   const policy = resolvePolicy(buildPolicy(workspace(work)), { cwd: work, home: process.env.HOME ?? '/root' });
-  return { id, policy, stateDir: state, envd: { bundle: ENVD, accessToken: TOKEN } };
+  return { id, policy, stateDir: state, envd: { bundle: ENVD, accessToken: TOKEN, socket: bindEnvdSocket(`${state}/envd`) } };
 }
 
 describe('the jail driver: a sandbox with envd inside', () => {
@@ -80,8 +81,9 @@ describe('the jail driver: a sandbox outlives the process that booted it, and st
       const script = `
         import { jailDriver } from '${REPO}/src/drivers/index.ts';
         import { buildPolicy, resolvePolicy, workspace } from '${REPO}/src/policy/index.ts';
+        import { bindEnvdSocket } from '${REPO}/src/daemon/sandboxes/envd-socket.ts';
         const policy = resolvePolicy(buildPolicy(workspace(${JSON.stringify(work.dir)})), { cwd: ${JSON.stringify(work.dir)}, home: process.env.HOME });
-        const handle = await jailDriver.boot({ id: 'orphan-test', policy, stateDir: ${JSON.stringify(state.dir)}, envd: { bundle: ${JSON.stringify(ENVD)}, accessToken: 't' } });
+        const handle = await jailDriver.boot({ id: 'orphan-test', policy, stateDir: ${JSON.stringify(state.dir)}, envd: { bundle: ${JSON.stringify(ENVD)}, accessToken: 't', socket: bindEnvdSocket(${JSON.stringify(state.dir)} + '/envd') } });
         process.stdout.write(JSON.stringify(handle) + '\\n');
         setInterval(() => {}, 1000);`;
       const booter = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: REPO, stdio: ['ignore', 'pipe', 'inherit'] });
@@ -103,7 +105,7 @@ describe('the jail driver: a sandbox outlives the process that booted it, and st
       assert.equal(jailDriver.alive(handle), false);
       assert.ok(await eventually(() => !existsSync(`/proc/${handle.pid}`)), 'the jail is gone');
       for (const dir of (handle.detail as { cgroup: { dirs: string[] } }).cgroup.dirs) assert.equal(existsSync(dir), false, `${dir} removed`);
-      assert.deepEqual(readdirSync(state.dir).filter((name) => name === 'run'), [], 'the socket directory is removed');
+      assert.equal(existsSync(handle.endpoint.socketPath), false, 'the socket is removed');
       await jailDriver.stop(handle); // twice is fine
     } finally {
       state.remove();
