@@ -105,6 +105,21 @@ describe('brig serve: a sandbox at its memory limit', () => {
     await api('DELETE', `/v1/sandboxes/${sandbox.sandboxId}?data=true`);
   });
 
+  test('after the daemon is killed with -9 and restarted, a sandbox it reattached is still watched', async () => {
+    const sandbox = await create({});
+    const id = sandbox.sandboxId;
+    try {
+      await daemon.stop('SIGKILL');
+      daemon = await serveDaemon(state.dir, { apiKey: API_KEY });
+      const again = await Sandbox.connect(id, opts());
+      await assert.rejects(again.commands.run(HOG));
+      assert.equal((await again.commands.run('echo ok')).stdout, 'ok\n');
+      assert.equal((await events(id))[0]?.command, 'perl');
+    } finally {
+      await Sandbox.kill(id, opts());
+    }
+  });
+
   const waitStopped = async (id: string): Promise<boolean> => {
     for (let attempt = 0; attempt < 500; attempt++) {
       const all = (await api<Array<{ id: string; state: string }>>('GET', '/v1/sandboxes?all=true')).body;
