@@ -120,6 +120,13 @@ describe('brig serve: a sandbox at its memory limit', () => {
     }
   });
 
+  test('an onOutOfMemory brig does not know is refused with 400, naming the field and the choices', async () => {
+    const refused = await api<{ code: string; message: string }>('POST', '/sandboxes', { templateID: 'base', policy: { resources: { onOutOfMemory: 'kill-host' } } });
+    assert.equal(refused.status, 400);
+    assert.equal(refused.body.code, 'BRIG_POLICY_INVALID');
+    assert.match(refused.body.message, /resources\.onOutOfMemory.*kill-process.*kill-sandbox/);
+  });
+
   const waitStopped = async (id: string): Promise<boolean> => {
     for (let attempt = 0; attempt < 500; attempt++) {
       const all = (await api<Array<{ id: string; state: string }>>('GET', '/v1/sandboxes?all=true')).body;
