@@ -90,6 +90,8 @@ export async function agentCommand(argv: string[], context: RunContext): Promise
     home,
     dryRun,
     json: flags.has('json'),
+    // A test run that blows the memory limit loses the test run, not the agent's conversation.
+    protectMain: true,
     // The private home has the profile's config directories and seed files before the jail binds it, owned by whoever the jail runs as.
     beforeStart: (plan) => {
       const owner = plan.identity.dropPrivileges ? { uid: plan.identity.hostUid, gid: plan.identity.hostGid } : null;

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { constants, homedir } from 'node:os';
-import { BrigError } from '../protocol/index.ts';
+import { BrigError, describeMemoryEvent, type MemoryEvent } from '../protocol/index.ts';
 import {
   DEFAULT_POLICY,
   allowHosts,
@@ -16,6 +16,7 @@ import {
   loadPolicyFile,
   memory,
   network,
+  onOutOfMemory,
   parseDurationMs,
   parseSizeMiB,
   pids,
@@ -52,6 +53,8 @@ Flags (each changes one field of the policy; see docs/policy.md):
   --max-requests N    LLM requests the command may make (default: no limit)
   --max-tokens N      LLM tokens, input and output (default: no limit)
   --memory SIZE       memory for the whole jail, e.g. 512m, 4g (default 2g)
+  --on-oom ACTION     at the memory limit: kill-process (default) kills the
+                      largest process and the jail goes on; kill-sandbox ends it
   --cpus N            CPU quota in CPUs, fractions allowed (default 2)
   --pids N            processes and threads alive at once (default 1024)
   --timeout DURATION  kill the jail after e.g. 30s, 10m, 2h (default: none)
@@ -63,7 +66,8 @@ Flags (each changes one field of the policy; see docs/policy.md):
 
 Exit codes: the command's own; 128+N when it died of signal N; 124 timeout;
 125 brig failed (the message says why and how to fix it); 126 not executable;
-127 not found; 137 the jail ran out of memory and was killed whole.`;
+127 not found; 137 killed at the memory limit (the command itself, or the
+whole jail: resources.onOutOfMemory).`;
 
 /** The flags that change a policy, shared by `brig run` and `brig agent`. */
 export const POLICY_FLAGS: Record<string, FlagSpec> = {
@@ -78,6 +82,7 @@ export const POLICY_FLAGS: Record<string, FlagSpec> = {
   'max-requests': { value: true },
   'max-tokens': { value: true },
   memory: { value: true },
+  'on-oom': { value: true },
   cpus: { value: true },
   pids: { value: true },
   timeout: { value: true },
@@ -119,6 +124,8 @@ export interface RunOptions extends RunContext {
   json: boolean;
   /** Called with the plan before the jail starts (brig agent prepares the agent's home for the jail's user). */
   beforeStart?: (plan: JailPlan) => void;
+  /** At the memory limit, never kill the command's own process, only what it started (brig agent: the agent lives on). */
+  protectMain?: boolean;
 }
 
 /** A resolved policy and a command: planned, then printed (dry run) or run, in allowlist mode with its proxy and gateway. */
@@ -136,14 +143,30 @@ export async function runPolicy(resolved: Policy, command: string[], options: Ru
     return 0;
   }
   options.beforeStart?.(plan);
-  if (!egressRoom || !allowlist) return exitCodeOf(await runJail(plan), plan);
+  const memoryEvents: MemoryEvent[] = [];
+  const run = async (): Promise<number> => {
+    try {
+      return exitCodeOf(await runJail(plan, { protectMain: options.protectMain ?? false, onMemoryEvent: (event) => memoryEvents.push(event) }), plan);
+    } finally {
+      process.stderr.write(memorySummary(memoryEvents, plan));
+    }
+  };
+  if (!egressRoom || !allowlist) return run();
   const session = await egressRoom.startRunEgress(plan, allowlist.bridge.socketDir);
   try {
-    return exitCodeOf(await runJail(plan), plan);
+    return await run();
   } finally {
     await session.close();
     process.stderr.write(session.summary());
   }
+}
+
+/** What was killed at the memory limit, for the end of the run. */
+function memorySummary(events: MemoryEvent[], plan: JailPlan): string {
+  const processKills = events.filter((event) => event.action === 'kill-process');
+  if (processKills.length === 0) return '';
+  const lines = processKills.map((event) => `  ${describeMemoryEvent(event)}`);
+  return `brig: the jail reached its memory limit (${plan.policy.resources.memoryMiB} MiB) ${processKills.length} time${processKills.length === 1 ? '' : 's'}:\n${lines.join('\n')}\n  give it more with --memory (e.g. --memory 4g), or end the whole jail instead with resources.onOutOfMemory: kill-sandbox\n`;
 }
 
 export function flagChanges(flags: Map<string, string[]>): PolicyChange[] {
@@ -174,6 +197,11 @@ export function flagChanges(flags: Map<string, string[]>): PolicyChange[] {
   }
   const size = one('memory');
   if (size !== undefined) changes.push(memory(parseSizeMiB(size)));
+  const oom = one('on-oom');
+  if (oom !== undefined) {
+    if (oom !== 'kill-process' && oom !== 'kill-sandbox') throw new BrigError('BRIG_USAGE', `--on-oom ${oom}: expected kill-process or kill-sandbox`, 'use --on-oom kill-process (the default: the largest process dies, the jail goes on) or --on-oom kill-sandbox');
+    changes.push(onOutOfMemory(oom));
+  }
   const cpuCount = one('cpus');
   if (cpuCount !== undefined) changes.push(cpus(numberFlag('cpus', cpuCount)));
   const pidCount = one('pids');
@@ -198,7 +226,13 @@ function exitCodeOf(end: JailEnd, plan: JailPlan): number {
     case 'signal':
       return 128 + constants.signals[end.signal];
     case 'oom':
-      return report(new BrigError('BRIG_OUT_OF_MEMORY', `the jail used all of its ${plan.policy.resources.memoryMiB} MiB of memory and was killed`, 'give it more with --memory (e.g. --memory 4g) or resources.memoryMiB'));
+      return report(
+        new BrigError(
+          'BRIG_OUT_OF_MEMORY',
+          `the jail used all of its ${plan.policy.resources.memoryMiB} MiB of memory and was killed whole: ${plan.policy.resources.onOutOfMemory === 'kill-sandbox' ? 'resources.onOutOfMemory is kill-sandbox' : 'no process it could spare held that memory (files in its tmpfs count too)'}`,
+          'give it more with --memory (e.g. --memory 4g) or resources.memoryMiB',
+        ),
+      );
     case 'timeout':
       return report(new BrigError('BRIG_TIMEOUT', `the command ran past its ${plan.policy.timeouts.runMs} ms timeout and the jail was killed`, 'raise --timeout, or set it to 0 for none'));
     case 'setup':

@@ -1,3 +1,4 @@
+import type { MemoryEvent } from '../protocol/index.ts';
 import type { Policy } from '../policy/index.ts';
 
 /**
@@ -77,6 +78,12 @@ export interface Driver {
   /** Whether the sandbox is still running (also after the booting process restarted). */
   alive(handle: SandboxHandle): boolean;
   usage(handle: SandboxHandle): SandboxUsage;
+  /**
+   * Resolve the sandbox's out-of-memory as its policy says (resources.onOutOfMemory:
+   * kill its largest process, never envd; or kill it whole) and report each
+   * decision. Call again after a restart; close() stops watching, nothing else.
+   */
+  watchMemory(handle: SandboxHandle, onEvent: (event: MemoryEvent) => void): { close(): void };
   /** Kill everything in it and remove what it held on the host. Safe to call twice. */
   stop(handle: SandboxHandle): Promise<void>;
 }

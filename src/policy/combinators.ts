@@ -1,6 +1,6 @@
 import { DEFAULT_POLICY } from './defaults.ts';
 import { applyPolicyInput } from './merge.ts';
-import type { LlmBudget, LlmProvider, NetworkMode, Policy, PolicyInput } from './types.ts';
+import type { LlmBudget, LlmProvider, NetworkMode, OutOfMemoryAction, Policy, PolicyInput } from './types.ts';
 import { validatePolicyInput } from './validate.ts';
 
 /**
@@ -134,6 +134,11 @@ export function hostname(name: string): PolicyChange {
 
 export function memory(mebibytes: number): PolicyChange {
   return replace(call('memory', [mebibytes]), { resources: { memoryMiB: mebibytes } });
+}
+
+/** At the memory limit: kill the largest process (kill-process, the default) or the whole jail (kill-sandbox). */
+export function onOutOfMemory(action: OutOfMemoryAction): PolicyChange {
+  return replace(call('onOutOfMemory', [action]), { resources: { onOutOfMemory: action } });
 }
 
 export function cpus(count: number): PolicyChange {

@@ -31,6 +31,7 @@ export const DEFAULT_POLICY: Policy = deepFreeze({
   identity: { uid: null, gid: null, hostname: 'brig', user: null, home: null },
   resources: {
     memoryMiB: 2048,
+    onOutOfMemory: 'kill-process',
     cpus: 2,
     pids: 1024,
     openFiles: { soft: 1024, hard: 2048 },

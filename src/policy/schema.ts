@@ -272,8 +272,15 @@ export const POLICY_SCHEMA: RootSchema = deepFreeze({
       memoryMiB: {
         type: 'integer',
         minimum: 16,
-        description: 'Memory for the whole jail in MiB, page cache and tmpfs included; past it the whole jail is killed, not one process. At least 16.',
+        description: 'Memory for the whole jail in MiB, page cache and tmpfs included; onOutOfMemory says what happens when it is used up. At least 16.',
         default: D.resources.memoryMiB,
+      },
+      onOutOfMemory: {
+        type: 'string',
+        enum: ['kill-process', 'kill-sandbox'],
+        description:
+          'At the memory limit. kill-process: the largest process in the jail is killed and the rest live on, as in a VM or Docker container (never envd, nor the agent under brig agent); each kill is recorded (brig info, the run summary). kill-sandbox: the whole jail is killed.',
+        default: D.resources.onOutOfMemory,
       },
       cpus: {
         type: 'number',

@@ -104,14 +104,19 @@ export interface IdentityPolicy {
   home: string | null;
 }
 
+/** What brig does when a jail reaches its memory limit (docs/jail.md, "Out of memory"). */
+export type OutOfMemoryAction = 'kill-process' | 'kill-sandbox';
+
 export interface SoftHard {
   soft: number;
   hard: number;
 }
 
 export interface ResourcesPolicy {
-  /** Memory for the whole jail (page cache and tmpfs included); past it the whole jail is killed. */
+  /** Memory for the whole jail (page cache and tmpfs included); onOutOfMemory says what happens at it. */
   memoryMiB: number;
+  /** At the memory limit: kill the largest process and let the jail live on (kill-process), or end the whole jail (kill-sandbox). */
+  onOutOfMemory: OutOfMemoryAction;
   /** CPU time as a number of CPUs (a quota, fractions allowed). */
   cpus: number;
   /** Tasks (processes and threads) alive at once in the jail. */

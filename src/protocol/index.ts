@@ -7,6 +7,8 @@ export { ENVD_PORT, ENVD_VERSION, SERVICE, goSignalStatus, signalOfStatus } from
 export { EGRESS_DIR_INSIDE, EGRESS_PORT, EGRESS_SOCKET_NAME, INSIDE_DIR, NODE_DIR_INSIDE, NODE_PRELOAD_INSIDE, RELAY_INSIDE } from './egress.ts';
 export { DEFAULT_DAEMON_URL, apiKeyFile, defaultStateDir, llmKeyFile, traversable } from './daemon.ts';
 export { forwardedHeaders } from './http.ts';
+export { describeMemoryEvent } from './memory.ts';
+export type { MemoryEvent } from './memory.ts';
 export { fileSignature, sameSecret, signatureExpired, signedFileQuery, signedWith } from './signature.ts';
 export type { FileOperation, SignatureInput, SignedFileRequest } from './signature.ts';
 export type {

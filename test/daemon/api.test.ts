@@ -16,7 +16,7 @@ import { buildApi } from '../../src/daemon/api/index.ts';
 import type { CreateSandboxRequest, ListQuery, Page, SandboxManager, SandboxRecord, SandboxStats } from '../../src/daemon/sandboxes/index.ts';
 import { applyPolicyInput, DEFAULT_POLICY, type NetworkPolicy } from '../../src/policy/index.ts';
 import type { NetworkRules, Spent, Violation } from '../../src/egress/index.ts';
-import { BrigError, encodeEnvelope, ENVD_VERSION } from '../../src/protocol/index.ts';
+import { BrigError, encodeEnvelope, ENVD_VERSION, type MemoryEvent } from '../../src/protocol/index.ts';
 
 /**
  * The API layer for real (fastify, the gateway, the e2b SDK, envd from its
@@ -44,6 +44,8 @@ class StandInManager implements SandboxManager {
   /** The envds the next creates get, in order; without one a sandbox gets a socket nobody listens on. */
   readonly envds: Envd[] = [];
   requests: CreateSandboxRequest[] = [];
+  /** What memoryEvents answers for any sandbox. */
+  memoryLog: MemoryEvent[] = [];
   private count = 0;
 
   async create(request: CreateSandboxRequest): Promise<SandboxRecord> {
@@ -170,6 +172,11 @@ class StandInManager implements SandboxManager {
   transcript(idOrName: string): string | null {
     this.get(idOrName);
     return null;
+  }
+
+  memoryEvents(idOrName: string, limit: number): MemoryEvent[] {
+    this.get(idOrName);
+    return this.memoryLog.slice(-limit);
   }
 
   async close(): Promise<void> {}

@@ -1,3 +1,4 @@
+import { describeMemoryEvent, type MemoryEvent } from '../../protocol/index.ts';
 import { segment, type Daemon } from './connection.ts';
 import { bytes, json, operandsOf, parseMixed, span } from './output.ts';
 import { findSandbox } from './sandboxes.ts';
@@ -5,10 +6,14 @@ import { findSandbox } from './sandboxes.ts';
 export const INFO_HELP = `Usage: brig info [--json] NAME
 
 Everything about one sandbox, running or stopped: id, name, state, times,
-workspace, metadata and, while it runs, what it uses and the whole policy it
-runs under (docs/policy.md).
+workspace, metadata, what was killed when it reached its memory limit and,
+while it runs, what it uses and the whole policy it runs under
+(docs/policy.md).
 
   --json   the same, as one JSON object`;
+
+/** The newest kills at the memory limit shown (GET /v1/sandboxes/:id/memory-events has them all). */
+const SHOWN_MEMORY_EVENTS = 10;
 
 const FLAGS = { json: { value: false }, help: { value: false, short: 'h' } };
 
@@ -31,8 +36,9 @@ export async function info(daemon: Daemon, argv: string[]): Promise<number> {
         daemon.call<Usage>('GET', `/v1/sandboxes/${segment(sandbox.id)}/stats`),
       ])
     : [null, null, null];
+  const memoryEvents = await daemon.call<MemoryEvent[]>('GET', `/v1/sandboxes/${segment(sandbox.id)}/memory-events?limit=${SHOWN_MEMORY_EVENTS}`);
   if (parsed.flags.has('json')) {
-    process.stdout.write(json({ ...sandbox, envdVersion: detail?.envdVersion ?? null, usage, policy }));
+    process.stdout.write(json({ ...sandbox, envdVersion: detail?.envdVersion ?? null, usage, memoryEvents, policy }));
     return 0;
   }
   const now = Date.now();
@@ -48,6 +54,7 @@ export async function info(daemon: Daemon, argv: string[]): Promise<number> {
   ];
   if (detail) lines.push(['envd', detail.envdVersion]);
   if (usage && detail) lines.push(['Usage', `memory ${bytes(usage.memoryBytes)} of ${bytes(detail.memoryMB * 1024 * 1024)}, ${usage.pids} tasks, workspace ${bytes(usage.diskBytes)}`]);
+  for (const event of memoryEvents) lines.push(['Out of memory', `${event.time} ${describeMemoryEvent(event)}`]);
   const width = Math.max(...lines.map(([label]) => label.length)) + 2;
   let text = lines.map(([label, value]) => `${`${label}:`.padEnd(width)}${value}\n`).join('');
   text += policy ? `Policy:\n${json(policy).trimEnd().replace(/^/gm, '  ')}\n` : `${'Policy:'.padEnd(width)}- (not kept once a sandbox stops)\n`;

@@ -179,6 +179,35 @@ export function registerV1Routes(app: FastifyInstance, manager: SandboxManager):
     handler: async (request) => manager.violations(request.params.sandboxID, request.query.limit ?? 100),
   });
 
+  const memoryEventsSchema = {
+    type: 'array',
+    items: {
+      type: 'object',
+      properties: {
+        time: { type: 'string' },
+        action: { type: 'string', enum: ['kill-process', 'kill-sandbox'], description: 'kill-process: one process was killed and the sandbox went on; kill-sandbox: the whole sandbox was killed' },
+        pid: { type: ['integer', 'null'], description: 'The killed process inside the sandbox; null for kill-sandbox, or when the kernel chose (cgroup v2)' },
+        hostPid: { type: ['integer', 'null'] },
+        command: { type: ['string', 'null'], description: 'Its name (comm), as the sandbox set it: untrusted' },
+        rssBytes: { type: ['integer', 'null'], description: 'Its resident memory when it was chosen' },
+        main: { type: 'boolean', description: 'It was the sandbox\'s main process (never, for envd)' },
+        reason: { type: 'string' },
+      },
+      required: ['time', 'action', 'pid', 'hostPid', 'command', 'rssBytes', 'main', 'reason'],
+    },
+  } as const;
+
+  app.get<{ Params: IdParams; Querystring: { limit?: number } }>('/v1/sandboxes/:sandboxID/memory-events', {
+    schema: {
+      tags,
+      summary: 'What was killed when the sandbox reached its memory limit (resources.onOutOfMemory), newest last; stopped sandboxes too',
+      params: ID_PARAMS,
+      querystring: limitQuery,
+      response: { 200: memoryEventsSchema, ...errors(404) },
+    },
+    handler: async (request) => manager.memoryEvents(request.params.sandboxID, request.query.limit ?? 100),
+  });
+
   app.get<{ Params: IdParams }>('/v1/sandboxes/:sandboxID/llm', {
     schema: {
       tags,

@@ -1,12 +1,13 @@
 import { appendFileSync, chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes, createHash } from 'node:crypto';
 import { homedir } from 'node:os';
-import { BrigError } from '../../protocol/index.ts';
+import { BrigError, type MemoryEvent } from '../../protocol/index.ts';
 import { applyPolicyInput, buildPolicy, network, resolvePolicy, runAs, user, workspace, workspaceAt, type NetworkPolicy, type Policy, type PolicyChange } from '../../policy/index.ts';
 import { agentBasePolicy, agentBinDir, agentPolicyChanges, findAgent, locateAgent, prepareAgentHome, type AgentSpec } from '../../agents/index.ts';
 import { checkNetworkRules, relayBinary, startSandboxEgress, withEgressEnvironment, type EgressLedger, type Gateway, type NetworkRules, type SandboxEgress, type Spent, type Violation } from '../../egress/index.ts';
 import type { Driver, SandboxHandle } from '../../drivers/index.ts';
 import { bindEnvdSocket, checkEnvdSocket } from './envd-socket.ts';
+import { appendMemoryEvent, readMemoryEvents } from './memory-events.ts';
 import type { CreateSandboxRequest, ListQuery, Page, SandboxManager, SandboxRecord, SandboxStats, Store } from './types.ts';
 
 /**
@@ -53,7 +54,22 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
 
   const dirs = (id: string) => {
     const root = `${options.stateDir}/sandboxes/${id}`;
-    return { root, workspace: `${root}/workspace`, state: `${root}/state`, envd: `${root}/state/envd`, egress: `${root}/egress`, transcript: `${root}/transcript.jsonl` };
+    return { root, workspace: `${root}/workspace`, state: `${root}/state`, envd: `${root}/state/envd`, egress: `${root}/egress`, transcript: `${root}/transcript.jsonl`, memoryEvents: `${root}/memory-events.jsonl` };
+  };
+
+  // Each running sandbox's out-of-memory guard (the driver's): without one, a v1 jail at its limit waits forever.
+  const memoryGuards = new Map<string, { close(): void }>();
+  const watchMemory = (id: string, handle: SandboxHandle): void => {
+    memoryGuards.get(id)?.close();
+    memoryGuards.set(id, driver.watchMemory(handle, (event: MemoryEvent) => {
+      appendMemoryEvent(dirs(id).memoryEvents, event);
+      const record = store.get(id);
+      if (event.action !== 'kill-sandbox' || !record) return;
+      const index = pool.indexOf(id);
+      if (index !== -1) pool.splice(index, 1);
+      // Ended like a timeout: the workspace stays only when it was created to be kept.
+      void teardown(record, record.state === 'pooled' || !record.keepWorkspace).catch(() => {});
+    }));
   };
 
   // Allowlist sandboxes: their proxies, and their network policies as rules change live (read on every connection).
@@ -114,6 +130,8 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
   const teardown = async (record: SandboxRecord, removeWorkspace: boolean): Promise<void> => {
     clearTimeout(timers.get(record.id));
     timers.delete(record.id);
+    memoryGuards.get(record.id)?.close();
+    memoryGuards.delete(record.id);
     if (record.handle) await driver.stop(record.handle);
     await stopEgress(record.id);
     const { root, state } = dirs(record.id);
@@ -184,6 +202,7 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
     }
     const state = record.state === 'pooled' ? 'pooled' : 'running';
     store.update(record.id, { state, handle });
+    watchMemory(record.id, handle);
     return { ...record, state, handle };
   };
 
@@ -268,6 +287,7 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
   for (const record of store.all()) {
     if (record.state === 'stopped') continue;
     const alive = record.handle !== null && !record.handle.booting && driver.alive(record.handle);
+    if (alive && record.handle && (record.state === 'running' || record.state === 'pooled')) watchMemory(record.id, record.handle);
     if (alive && record.state === 'running') {
       schedule(record);
       // Its jail still sees the egress directory: a new socket there reconnects it.
@@ -401,6 +421,10 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
       return store.spent(findAny(idOrName).id);
     },
 
+    memoryEvents(idOrName: string, limit: number): MemoryEvent[] {
+      return readMemoryEvents(dirs(findAny(idOrName).id).memoryEvents, limit);
+    },
+
     transcript(idOrName: string): string | null {
       const file = dirs(findAny(idOrName).id).transcript;
       return existsSync(file) ? file : null;
@@ -419,6 +443,8 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
       }
       for (const timer of timers.values()) clearTimeout(timer);
       timers.clear();
+      for (const guard of memoryGuards.values()) guard.close();
+      memoryGuards.clear();
       // Running sandboxes outlive the daemon; their proxies do not, and come back with the next one.
       await Promise.allSettled([...egresses.keys()].map((id) => stopEgress(id)));
       store.close();

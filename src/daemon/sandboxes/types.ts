@@ -1,6 +1,7 @@
 import type { NetworkRules, Spent, Violation } from '../../egress/index.ts';
 import type { NetworkPolicy, Policy, PolicyInput } from '../../policy/index.ts';
 import type { SandboxHandle, SandboxUsage } from '../../drivers/index.ts';
+import type { MemoryEvent } from '../../protocol/index.ts';
 
 /**
  * The daemon's sandboxes: what is stored about each (a record), and what
@@ -135,6 +136,8 @@ export interface SandboxManager {
   recordViolation(violation: Violation): void;
   /** What it spent through the LLM gateway. */
   llmUsage(idOrName: string): Spent;
+  /** The newest `limit` decisions at its memory limit (stopped sandboxes too), oldest first. */
+  memoryEvents(idOrName: string, limit: number): MemoryEvent[];
   /** The file of its gateway transcript (JSON lines), or null before its first exchange. */
   transcript(idOrName: string): string | null;
   /** Stop timers and close the store; sandboxes keep running, to be reattached by the next daemon. */

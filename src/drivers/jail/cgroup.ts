@@ -1,6 +1,6 @@
 import { mkdirSync, readFileSync, rmdirSync, writeFileSync, existsSync } from 'node:fs';
 import { BrigError } from '../../protocol/index.ts';
-import type { ResourcesPolicy } from '../../policy/index.ts';
+import type { OutOfMemoryAction, ResourcesPolicy } from '../../policy/index.ts';
 
 /**
  * The jail's cgroups: memory, CPU and task limits, a way to kill every
@@ -60,8 +60,9 @@ export function planCgroup(id: string, resources: ResourcesPolicy): CgroupPlan {
       writes: [
         [`${dir}/memory.max`, memoryBytes],
         [`${dir}/memory.swap.max`, '0'],
-        // The kernel kills the whole jail, not only its largest process.
-        [`${dir}/memory.oom.group`, '1'],
+        // v2 cannot pause a jail at its limit: the kernel's killer acts, on the largest process
+        // (kill-process; memory.ts protects brig's own) or on the whole jail (kill-sandbox).
+        [`${dir}/memory.oom.group`, resources.onOutOfMemory === 'kill-sandbox' ? '1' : '0'],
         [`${dir}/pids.max`, String(resources.pids)],
         [`${dir}/cpu.max`, `${quota} ${PERIOD_US}`],
       ],
@@ -89,8 +90,8 @@ export function planCgroup(id: string, resources: ResourcesPolicy): CgroupPlan {
   }
   const writes: Array<[string, string]> = [
     [`${memoryDir}/memory.limit_in_bytes`, memoryBytes],
-    // v1 would kill one process and let the rest run on. Instead the kernel pauses the
-    // jail at its limit (under_oom), and brig kills all of it at once.
+    // The kernel's killer is off: at its limit the jail pauses (under_oom) and memory.ts
+    // chooses, so that envd or the agent is never the one killed.
     [`${memoryDir}/memory.oom_control`, '1'],
     [`${pidsDir}/pids.max`, String(resources.pids)],
     [`${cpuDir}/cpu.cfs_period_us`, String(PERIOD_US)],
@@ -143,10 +144,16 @@ export function spawnInside<T>(plan: CgroupPlan, spawn: () => T): T {
   }
 }
 
-/** Whether the jail hit its memory limit: paused at it (v1) or had the kernel kill it (v2). */
-export function outOfMemory(plan: CgroupPlan): boolean {
+/**
+ * Whether the whole jail was stopped by its memory limit: paused at it (v1),
+ * or killed whole by the kernel (v2 with memory.oom.group 1). A single
+ * process killed under kill-process does not count.
+ */
+export function outOfMemory(plan: CgroupPlan, action: OutOfMemoryAction): boolean {
+  // Under kill-process a jail paused at its limit is memory.ts's to resolve, not yet stopped.
+  const whole = action === 'kill-sandbox' ? /^(under_oom 1|oom_kill [1-9]\d*|oom_group_kill [1-9]\d*)$/m : /^oom_group_kill [1-9]\d*$/m;
   try {
-    return /^(under_oom 1|oom_kill [1-9]\d*|oom_group_kill [1-9]\d*)$/m.test(readFileSync(plan.oomFile, 'utf8'));
+    return whole.test(readFileSync(plan.oomFile, 'utf8'));
   } catch {
     return false;
   }

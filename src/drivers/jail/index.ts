@@ -6,6 +6,6 @@
 export { findExecutable, planJail } from './plan.ts';
 export type { HostContext, JailPlan, JailPlanOptions } from './plan.ts';
 export { runJail } from './launch.ts';
-export type { JailEnd } from './launch.ts';
+export type { JailEnd, RunJailOptions } from './launch.ts';
 export { sweepLeftovers, recordsDir } from './records.ts';
 export { jailDriver } from './sandbox.ts';

@@ -3,9 +3,10 @@ import { closeSync, write } from 'node:fs';
 import { ReadStream } from 'node:tty';
 import { constants } from 'node:os';
 import type { Readable, Writable } from 'node:stream';
-import { BrigError } from '../../protocol/index.ts';
+import { BrigError, type MemoryEvent } from '../../protocol/index.ts';
 import { FD, type JailPlan } from './plan.ts';
 import { createCgroup, killCgroup, outOfMemory, removeCgroup, spawnInside } from './cgroup.ts';
+import { guardMemory, type MemoryGuard } from './memory.ts';
 import { processStart, removeRecord, sweepLeftovers, writeRecord } from './records.ts';
 import { openPlanFds } from './sources.ts';
 
@@ -17,7 +18,13 @@ export type JailEnd =
   | { reason: 'signal'; signal: NodeJS.Signals }
   | { reason: 'setup'; bwrapExitCode: number };
 
-const OOM_POLL_MS = 100;
+export interface RunJailOptions {
+  /** Never kill the command's own process at the memory limit, only what it started (brig agent: the agent lives on). */
+  protectMain?: boolean;
+  /** Each decision at the memory limit (memory.ts), as it is made. */
+  onMemoryEvent?: (event: MemoryEvent) => void;
+}
+
 const FORWARDED_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
 
 /**
@@ -31,10 +38,10 @@ const FORWARDED_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIG
  *      brig-exec closes every fd brig did not hand over;
  *   5. hand bwrap the seccomp program, the jail's passwd/group, its
  *      hostname and hosts files on fds;
- *   6. watch: the exit status, OOM kills, the timeout, the caller's signals;
+ *   6. watch: the exit status, the memory limit (memory.ts), the timeout, the caller's signals;
  *   7. kill whatever is left, remove the cgroups and the record.
  */
-export async function runJail(plan: JailPlan): Promise<JailEnd> {
+export async function runJail(plan: JailPlan, options: RunJailOptions = {}): Promise<JailEnd> {
   await sweepLeftovers();
   writeRecord({
     id: plan.id,
@@ -49,7 +56,7 @@ export async function runJail(plan: JailPlan): Promise<JailEnd> {
     terminal = plan.tty ? await openTerminal() : null;
     const child = startBwrap(plan, terminal ? [terminal.slave, terminal.slave, terminal.slave] : ['inherit', 'inherit', 'inherit']);
     if (terminal) terminal.attach();
-    const end = await watch(plan, child);
+    const end = await watch(plan, child, options);
     await terminal?.drained();
     return end;
   } finally {
@@ -97,12 +104,14 @@ export function startBwrap(plan: JailPlan, stdio: [StdioNull, StdioNull, StdioNu
 
 type StdioNull = 'inherit' | 'ignore' | number;
 
-function watch(plan: JailPlan, child: ChildProcess): Promise<JailEnd> {
+function watch(plan: JailPlan, child: ChildProcess, options: RunJailOptions): Promise<JailEnd> {
   const pipes = child.stdio as unknown as Array<Writable & Readable>;
   return new Promise((resolve, reject) => {
     let status = '';
     let ended: JailEnd | null = null;
     let jailPid: number | null = null;
+    let memory: MemoryGuard | null = null;
+    const action = plan.policy.resources.onOutOfMemory;
     const endJail = (end: JailEnd): void => {
       ended ??= end;
       // The jail's first process is pid 1 of its pid namespace: when it dies, the kernel kills the rest.
@@ -112,15 +121,24 @@ function watch(plan: JailPlan, child: ChildProcess): Promise<JailEnd> {
     pipes[FD.status]?.on('data', (chunk: Buffer) => {
       status += chunk.toString();
       const started = jailPid === null && /"child-pid"\s*:\s*(\d+)/.exec(status);
-      if (started) jailPid = Number(started[1]);
+      if (!started) return;
+      jailPid = Number(started[1]);
+      memory = guardMemory({
+        cgroup: plan.cgroup,
+        jailPid,
+        action,
+        protectMain: options.protectMain ?? false,
+        relay: plan.policy.network.mode === 'allowlist',
+        onEvent: (event) => options.onMemoryEvent?.(event),
+        endJail: () => endJail({ reason: 'oom' }),
+      });
     });
-    const oomTimer = setInterval(() => outOfMemory(plan.cgroup) && endJail({ reason: 'oom' }), OOM_POLL_MS);
     const runMs = plan.policy.timeouts.runMs;
     const timeout = runMs > 0 ? setTimeout(() => endJail({ reason: 'timeout' }), runMs) : null;
     const onSignal = (signal: NodeJS.Signals): void => endJail({ reason: 'signal', signal });
     for (const signal of FORWARDED_SIGNALS) process.on(signal, onSignal);
     const cleanup = (): void => {
-      clearInterval(oomTimer);
+      memory?.close();
       if (timeout) clearTimeout(timeout);
       for (const signal of FORWARDED_SIGNALS) process.off(signal, onSignal);
     };
@@ -130,7 +148,7 @@ function watch(plan: JailPlan, child: ChildProcess): Promise<JailEnd> {
     });
     child.on('close', (code, signal) => {
       cleanup();
-      if (!ended && outOfMemory(plan.cgroup)) ended = { reason: 'oom' };
+      if (!ended && outOfMemory(plan.cgroup, action)) ended = { reason: 'oom' };
       if (ended) return resolve(ended);
       const exit = /"exit-code"\s*:\s*(\d+)/.exec(status);
       // bwrap reports an exit code only for a command it started: anything else failed in its setup.

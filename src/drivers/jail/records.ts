@@ -24,8 +24,8 @@ export function recordsDir(): string {
   return uid === 0 ? '/run/brig/jails' : `/tmp/brig-${uid}/jails`;
 }
 
-/** /proc/<pid>/stat from its state field on ([0] state … [19] start time), or null when the process is gone. */
-function statFields(pid: number | 'self'): string[] | null {
+/** /proc/<pid>/stat from its state field on ([0] state, [1] parent … [19] start time), or null when the process is gone. */
+export function statFields(pid: number | 'self'): string[] | null {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // Fields after the command name (which may hold spaces) start at the last ')'.

@@ -1,13 +1,14 @@
 import { closeSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
 import type { Readable } from 'node:stream';
-import { BrigError, INSIDE_DIR } from '../../protocol/index.ts';
-import { compose, setEnv, type PolicyChange } from '../../policy/index.ts';
+import { BrigError, INSIDE_DIR, type MemoryEvent } from '../../protocol/index.ts';
+import { compose, setEnv, type OutOfMemoryAction, type PolicyChange } from '../../policy/index.ts';
 import { envdRuntime } from '../envd-runtime/index.ts';
 import type { Driver, SandboxHandle, SandboxSpec, SandboxUsage } from '../driver.ts';
 import { FD, planJail, type JailPlan } from './plan.ts';
 import { cgroupPids, createCgroup, killCgroup, removeCgroup, type CgroupPlan } from './cgroup.ts';
 import { startBwrap } from './launch.ts';
+import { guardMemory } from './memory.ts';
 import { processAlive, processStart } from './records.ts';
 
 /**
@@ -34,6 +35,8 @@ const READY_PAUSE_MS = 1;
 
 interface JailDetail {
   cgroup: Pick<CgroupPlan, 'version' | 'dirs' | 'killDir'>;
+  /** What to do at the memory limit, and whether an egress relay runs beside envd (absent in handles from before: kill-process). */
+  memory?: { action: OutOfMemoryAction; relay: boolean };
 }
 
 export const jailDriver: Driver = {
@@ -102,6 +105,21 @@ export const jailDriver: Driver = {
     return { memoryBytes, pids: read('pids.current'), cpuUsec };
   },
 
+  watchMemory(handle: SandboxHandle, onEvent: (event: MemoryEvent) => void) {
+    const { cgroup, memory } = handle.detail as unknown as JailDetail;
+    return guardMemory({
+      cgroup,
+      jailPid: handle.pid,
+      action: memory?.action ?? 'kill-process',
+      // envd is the jail's main process: the one way in, never the one killed.
+      protectMain: true,
+      relay: memory?.relay ?? false,
+      onEvent,
+      // The daemon's teardown follows (it sees the kill-sandbox event): this only ends the pause at once.
+      endJail: () => killCgroup(cgroup),
+    });
+  },
+
   async stop(handle: SandboxHandle): Promise<void> {
     const { cgroup } = handle.detail as unknown as JailDetail;
     // pid 1 of the jail's pid namespace: when it dies, the kernel kills every process in it.
@@ -122,7 +140,11 @@ export const jailDriver: Driver = {
 };
 
 function jailDetail(plan: JailPlan): JailDetail {
-  return { cgroup: { version: plan.cgroup.version, dirs: plan.cgroup.dirs, killDir: plan.cgroup.killDir } };
+  const { resources, network } = plan.policy;
+  return {
+    cgroup: { version: plan.cgroup.version, dirs: plan.cgroup.dirs, killDir: plan.cgroup.killDir },
+    memory: { action: resources.onOutOfMemory, relay: network.mode === 'allowlist' },
+  };
 }
 
 /** cgroup v2's cpu.stat: `usage_usec N`. */

@@ -90,8 +90,8 @@ describe('brig run: the jail as seen from inside', () => {
     assert.match(result.stdout, /^stopped at \d+$/m);
   });
 
-  test('a memory hog kills the whole jail, not only itself, and not the caller', async () => {
-    const result = await run(`sleep ${SLEEP} & echo $! > sibling.pid; perl -e '$x = "a" x (400 * 1024 * 1024); print "survived\\n"'; echo after`, ['--memory', '64m']);
+  test('with --on-oom kill-sandbox a memory hog kills the whole jail, not only itself, and not the caller', async () => {
+    const result = await run(`sleep ${SLEEP} & echo $! > sibling.pid; perl -e '$x = "a" x (400 * 1024 * 1024); print "survived\\n"'; echo after`, ['--memory', '64m', '--on-oom', 'kill-sandbox']);
     assert.equal(result.code, 137, result.stderr);
     assert.match(result.stderr, /BRIG_OUT_OF_MEMORY/);
     assert.doesNotMatch(result.stdout, /survived|after/);
