@@ -54,6 +54,7 @@ export const ERROR_CODES = {
   BRIG_AGENT_NOT_INSTALLED: { exit: EXIT.notFound, http: 400, when: 'The agent\'s CLI is not on PATH, in the project\'s node_modules or in a global npm install.' },
   BRIG_LLM_KEYS: { exit: EXIT.brigError, http: 500, when: 'The LLM gateway\'s key file cannot be used: unreadable, malformed, or open to other users.' },
   BRIG_DAEMON_UNAVAILABLE: { exit: EXIT.brigError, http: 503, when: 'No brig daemon answers at the address the CLI uses.' },
+  BRIG_SANDBOX_UNRESPONSIVE: { exit: EXIT.brigError, http: 504, when: 'The sandbox stopped answering (frozen, or its envd hung): a command asked to stop did not end in time.' },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
