@@ -53,6 +53,9 @@ export const BUILTIN_AGENTS: readonly AgentSpec[] = [
       '~/.claude/settings.json': JSON.stringify({ skipDangerousModePermissionPrompt: true }),
     },
     promptArgs: ['-p', '{prompt}', '--dangerously-skip-permissions'],
+    // In a daemon sandbox `claude -p …` comes without the flag (E2B's docs and SDK examples run it so):
+    // without this it asks for permission nobody can give, writes nothing and exits 0.
+    unattendedSettings: { '~/.claude/settings.json': { permissions: { defaultMode: 'bypassPermissions' } } },
   },
   {
     name: 'opencode',

@@ -71,7 +71,7 @@ export function checkAgent(name: string, definition: unknown, source: string): A
     if (typeof value !== 'string' || value.length === 0) problems.push(`${field}: must be a non-empty string`);
     return typeof value === 'string' ? value : undefined;
   };
-  const known = ['name', 'aliases', 'description', 'command', 'npmPackage', 'configPaths', 'providers', 'allow', 'deny', 'env', 'forwardEnv', 'extraTools', 'extraReadWriteDirs', 'extraReadOnlyDirs', 'seedFiles', 'jsonSettings', 'promptArgs', 'args', 'base'];
+  const known = ['name', 'aliases', 'description', 'command', 'npmPackage', 'configPaths', 'providers', 'allow', 'deny', 'env', 'forwardEnv', 'extraTools', 'extraReadWriteDirs', 'extraReadOnlyDirs', 'seedFiles', 'jsonSettings', 'unattendedSettings', 'promptArgs', 'args', 'base'];
   for (const field of Object.keys(given)) if (!known.includes(field)) problems.push(`${field}: unknown field (known: ${known.join(', ')})`);
   const env = given.env;
   if (env !== undefined && (typeof env !== 'object' || env === null || Array.isArray(env) || !Object.entries(env).every(([key, value]) => ENV_NAME.test(key) && typeof value === 'string'))) {
@@ -82,6 +82,10 @@ export function checkAgent(name: string, definition: unknown, source: string): A
   const plainObject = (value: unknown) => typeof value === 'object' && value !== null && !Array.isArray(value);
   if (settings !== undefined && (!plainObject(settings) || !Object.entries(settings as object).every(([key, value]) => key.startsWith('~/') && !key.split('/').includes('..') && plainObject(value)))) {
     problems.push('jsonSettings: must map paths under the home (~/…, no ..) to objects of fields');
+  }
+  const unattended = given.unattendedSettings;
+  if (unattended !== undefined && (!plainObject(unattended) || !Object.entries(unattended as object).every(([key, value]) => key.startsWith('~/') && !key.split('/').includes('..') && plainObject(value)))) {
+    problems.push('unattendedSettings: must map paths under the home (~/…, no ..) to objects of fields');
   }
   const seeds = given.seedFiles;
   if (seeds !== undefined && (typeof seeds !== 'object' || seeds === null || Array.isArray(seeds) || !Object.entries(seeds).every(([key, value]) => key.startsWith('~/') && !key.split('/').includes('..') && typeof value === 'string'))) {
@@ -100,6 +104,7 @@ export function checkAgent(name: string, definition: unknown, source: string): A
     env: env as Record<string, string> | undefined,
     seedFiles: seeds as Record<string, string> | undefined,
     jsonSettings: settings as Record<string, Record<string, unknown>> | undefined,
+    unattendedSettings: unattended as Record<string, Record<string, unknown>> | undefined,
     forwardEnv: strings('forwardEnv', (value) => ENV_NAME.test(value), 'a list of variable names'),
     extraTools: strings('extraTools'),
     extraReadWriteDirs: strings('extraReadWriteDirs', path, 'a list of paths starting with ~/ or / (no ..)'),

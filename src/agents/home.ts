@@ -10,9 +10,10 @@ import type { AgentSpec } from './types.ts';
  * every project, merged into what the agent wrote. `home` is the host directory the jail
  * shows as $HOME (brig agent's kept home, a daemon sandbox's workspace);
  * `owner` the host user the jail runs as, when brig runs as root and that is
- * someone else: what is created here becomes theirs.
+ * someone else: what is created here becomes theirs; `unattended` for a
+ * daemon sandbox, where the profile's unattendedSettings apply too.
  */
-export function prepareAgentHome(spec: AgentSpec, home: string, options: { cwd: string; owner: { uid: number; gid: number } | null }): void {
+export function prepareAgentHome(spec: AgentSpec, home: string, options: { cwd: string; owner: { uid: number; gid: number } | null; unattended?: boolean }): void {
   const created: string[] = [];
   const makeDir = (dir: string): void => {
     if (existsSync(dir)) return;
@@ -30,7 +31,10 @@ export function prepareAgentHome(spec: AgentSpec, home: string, options: { cwd: 
     writeFileSync(file, content.split('{cwd}').join(JSON.stringify(options.cwd).slice(1, -1)).split('{gateway}').join(EGRESS_URL), { mode: 0o600 });
     created.push(file);
   }
-  for (const [path, fields] of Object.entries(spec.jsonSettings ?? {})) {
+  const settings = Object.entries(spec.jsonSettings ?? {});
+  // Nobody at a terminal: the non-interactive mode is the setting, not a flag the caller must know.
+  if (options.unattended) settings.push(...Object.entries(spec.unattendedSettings ?? {}));
+  for (const [path, fields] of settings) {
     if (!path.startsWith('~/')) continue;
     const file = `${home}/${path.slice(2)}`;
     const existed = existsSync(file);

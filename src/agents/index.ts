@@ -28,7 +28,8 @@ export async function listAgents(env: NodeJS.ProcessEnv, home: string): Promise<
 export function findAgent(agents: readonly AgentSpec[], name: string): AgentSpec {
   const agent = agents.find((candidate) => candidate.name === name) ?? agents.find((candidate) => candidate.aliases?.includes(name));
   if (!agent) {
-    throw new BrigError('BRIG_AGENT_UNKNOWN', `no agent named '${name}'`, `known: ${agents.map((candidate) => candidate.name).join(', ')}; define your own in ~/.config/brig/agents.yaml (docs/agents.md)`);
+    const known = agents.map((candidate) => (candidate.aliases?.length ? `${candidate.name} (${candidate.aliases.join(', ')})` : candidate.name)).join(', ');
+    throw new BrigError('BRIG_AGENT_UNKNOWN', `no agent named '${name}'`, `known: ${known}; define your own in ~/.config/brig/agents.yaml (docs/agents.md)`);
   }
   return agent;
 }

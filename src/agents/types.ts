@@ -48,6 +48,14 @@ export interface AgentSpec {
   jsonSettings?: Record<string, Record<string, unknown>>;
   /** Arguments for a non-interactive run; `{prompt}` is replaced by the prompt. */
   promptArgs?: string[];
+  /**
+   * JSON settings merged in (as jsonSettings) where nobody is at a terminal:
+   * a daemon sandbox, whose programs start the CLI with their own arguments
+   * (`claude -p …` through the SDK). They give it the no-questions mode that
+   * promptArgs give a `brig agent -p` run, so both behave alike; interactive
+   * `brig agent` runs keep the agent's own prompts.
+   */
+  unattendedSettings?: Record<string, Record<string, unknown>>;
   /** Arguments always passed first (before the user's). */
   args?: string[];
   /** A base policy the profile starts from (instead of brig's default), as a policy file would give it. */

@@ -51,7 +51,7 @@ const FLAGS: Record<string, FlagSpec> = {
 };
 
 export async function agentCommand(argv: string[], context: RunContext): Promise<number> {
-  const [first = '', ...after] = argv;
+  const [first = '', ...after] = nameFirst(argv);
   if (first === '' || first === '--help' || first === '-h') {
     process.stdout.write(AGENT_HELP.replace('${state}', defaultStateDir()) + '\n');
     return first === '' ? 2 : 0;
@@ -100,6 +100,23 @@ export async function agentCommand(argv: string[], context: RunContext): Promise
       prepareAgentHome(spec, agentHome, { cwd, owner });
     },
   });
+}
+
+/**
+ * `brig agent -p "fix it" claude` as well as `brig agent claude -p "fix it"`:
+ * flags before the agent's name are moved after it (their order kept), so
+ * both spellings parse the same. Help and an empty line are left as they are.
+ */
+function nameFirst(argv: string[]): string[] {
+  const [first = ''] = argv;
+  if (!first.startsWith('-') || first === '--help' || first === '-h') return argv;
+  const { rest } = parseArgs(argv, FLAGS, 'brig agent');
+  const consumed = argv.length - rest.length;
+  const [name] = rest;
+  if (name === undefined || argv[consumed - 1] === '--') {
+    throw new BrigError('BRIG_USAGE', 'brig agent needs the agent\'s name', 'for example `brig agent claude -p "explain this repo"` (brig agent ls lists them)');
+  }
+  return [name, ...argv.slice(0, consumed), ...rest.slice(1)];
 }
 
 /** Providers the agent may use but brig has no key for: the gateway would refuse its every request, so say so now. */

@@ -50,6 +50,7 @@ export async function startRunEgress(plan: JailPlan, dir: string): Promise<RunEg
   const spent: Spent = { requests: 0, inputTokens: 0, outputTokens: 0 };
   const transcriptFile = `${stateDir}/transcripts/run-${plan.id}.jsonl`;
   let transcribed = false;
+  const exchanges = { total: 0, failed: new Map<number, number>(), firstFailure: '' };
   sweepStaleSockets(dirname(dir));
   const owner = plan.identity.dropPrivileges ? { uid: plan.identity.hostUid, gid: plan.identity.hostGid } : null;
   // As root running the jail as the workspace's owner: bubblewrap, as that user, must pass through brig's state directory.
@@ -69,6 +70,7 @@ export async function startRunEgress(plan: JailPlan, dir: string): Promise<RunEg
         spent.outputTokens += delta.outputTokens;
       },
       transcript: (entry: TranscriptEntry) => {
+        countExchange(exchanges, entry);
         if (!transcribed) mkdirSync(`${stateDir}/transcripts`, { recursive: true, mode: 0o700 });
         transcribed = true;
         appendFileSync(transcriptFile, JSON.stringify(entry) + '\n', { mode: 0o600 });
@@ -91,8 +93,37 @@ export async function startRunEgress(plan: JailPlan, dir: string): Promise<RunEg
       }
       if (spent.requests > 0 || transcribed) {
         lines.push(`brig: LLM gateway: ${spent.requests} request${spent.requests === 1 ? '' : 's'}, ${spent.inputTokens} input and ${spent.outputTokens} output tokens; transcript ${transcriptFile}`);
+        const failures = failureLine(exchanges);
+        if (failures) lines.push(failures);
       }
       return lines.length ? lines.join('\n') + '\n' : '';
     },
   };
+}
+
+interface Exchanges {
+  total: number;
+  /** Failed exchanges by status (0: cut before any status). */
+  failed: Map<number, number>;
+  firstFailure: string;
+}
+
+/** A 5xx, or no answer at all, is a failure: the provider or the way to it is broken, not the request. */
+function countExchange(exchanges: Exchanges, entry: TranscriptEntry): void {
+  exchanges.total += 1;
+  if (entry.status !== 0 && entry.status < 500 && entry.error === undefined) return;
+  exchanges.failed.set(entry.status, (exchanges.failed.get(entry.status) ?? 0) + 1);
+  exchanges.firstFailure ||= entry.error ?? `${entry.provider} answered HTTP ${entry.status}`;
+}
+
+/**
+ * Said outright when requests failed: an agent that got 502 for every call
+ * may still exit 0, and a summary of "3 requests, 0 tokens" hides why.
+ */
+function failureLine(exchanges: Exchanges): string | null {
+  const count = [...exchanges.failed.values()].reduce((sum, n) => sum + n, 0);
+  if (count === 0) return null;
+  const statuses = [...exchanges.failed].map(([status, n]) => `${n}× ${status === 0 ? 'no answer' : `HTTP ${status}`}`).join(', ');
+  const which = count === exchanges.total ? `every request failed (${statuses})` : `${count} of ${exchanges.total} requests failed (${statuses})`;
+  return `brig: LLM gateway: ${which}; the first: ${exchanges.firstFailure}`;
 }

@@ -1,4 +1,5 @@
-import { readFile } from 'node:fs/promises';
+import { constants, type Stats } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
 import { dirname, extname, resolve } from 'node:path';
 import { BrigError } from '../protocol/index.ts';
 import { anchorRelativePaths } from './resolve.ts';
@@ -27,14 +28,65 @@ export async function readConfigFile(path: string, what: string): Promise<unknow
   if (!format) {
     throw new BrigError('BRIG_POLICY_FILE', `${path}: unknown ${what} file type "${extname(path)}"`, 'Name the file .json, .yaml or .yml after its format.');
   }
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (error) {
-    const reason = error instanceof Error ? error.message.replace(/^[A-Z]+: /, '').replace(/, \w+ '.*'$/, '') : String(error);
-    throw new BrigError('BRIG_POLICY_FILE', `${path}: cannot read the file (${reason})`, 'Check the path and that you may read it.');
-  }
+  const text = await readRegularFile(path);
   return format === 'json' ? parseJson(text, path) : await parseYaml(text, path);
+}
+
+/** Larger than any policy or agents file a person writes; a bigger one is something else. */
+const MAX_CONFIG_BYTES = 1024 * 1024;
+
+/**
+ * A config file's text. Opened non-blocking, so a FIFO or a device cannot hold
+ * brig at the open; then only a regular file is read (no FIFO, socket, device
+ * or directory), and at most MAX_CONFIG_BYTES of it. A symlink is followed, as
+ * any tool does: brig reads with the caller's own rights.
+ */
+async function readRegularFile(path: string): Promise<string> {
+  let handle: FileHandle;
+  try {
+    handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
+  } catch (error) {
+    throw unreadable(path, error);
+  }
+  try {
+    const stats = await handle.stat();
+    if (!stats.isFile()) {
+      throw new BrigError('BRIG_POLICY_FILE', `${path}: not a regular file (${fileKind(stats)})`, 'Give the path of a .json or .yaml file; brig does not read pipes, sockets, devices or directories.');
+    }
+    if (stats.size > MAX_CONFIG_BYTES) throw tooLarge(path);
+    const buffer = Buffer.alloc(MAX_CONFIG_BYTES + 1);
+    let length = 0;
+    for (;;) {
+      const { bytesRead } = await handle.read(buffer, length, buffer.length - length, null);
+      if (bytesRead === 0) break;
+      length += bytesRead;
+      // The file grew after the stat.
+      if (length > MAX_CONFIG_BYTES) throw tooLarge(path);
+    }
+    return buffer.toString('utf8', 0, length);
+  } catch (error) {
+    if (error instanceof BrigError) throw error;
+    throw unreadable(path, error);
+  } finally {
+    await handle.close();
+  }
+}
+
+function unreadable(path: string, error: unknown): BrigError {
+  const reason = error instanceof Error ? error.message.replace(/^[A-Z]+: /, '').replace(/, \w+ '.*'$/, '') : String(error);
+  return new BrigError('BRIG_POLICY_FILE', `${path}: cannot read the file (${reason})`, 'Check the path and that you may read it.');
+}
+
+function tooLarge(path: string): BrigError {
+  return new BrigError('BRIG_POLICY_FILE', `${path}: larger than ${MAX_CONFIG_BYTES} bytes`, 'A policy or agents file is a few kilobytes; check that the path names the file you meant.');
+}
+
+function fileKind(stats: Stats): string {
+  if (stats.isFIFO()) return 'a named pipe';
+  if (stats.isSocket()) return 'a socket';
+  if (stats.isDirectory()) return 'a directory';
+  if (stats.isCharacterDevice() || stats.isBlockDevice()) return 'a device';
+  return 'not a file';
 }
 
 const FORMATS: Record<string, 'json' | 'yaml'> = { '.json': 'json', '.yaml': 'yaml', '.yml': 'yaml' };
@@ -45,16 +97,29 @@ function parseJson(text: string, path: string): unknown {
   try {
     return JSON.parse(body);
   } catch (error) {
-    // V8's wording is kept, without the position or the echo of the input it sometimes adds.
     const message = error instanceof Error ? error.message : String(error);
-    const reason = message
-      .replace(/ at position \d+.*$/s, '')
-      .replace(/ in JSON$/, '')
-      .replace(/, (?:\.\.\.)?".*$/s, '')
-      .replace(/ of JSON input$/, ' of input');
+    const reason = jsonReason(message);
     const position = /at position (\d+)/.exec(message)?.[1];
     throw syntaxError(path, body, position === undefined ? jsonErrorOffset(body) : Number(position), reason);
   }
+}
+
+/**
+ * V8's complaint in brig's own words. Its messages quote the input ("Unexpected
+ * token 'X', "Xsecret" is not valid JSON"), and the file may be one the reader
+ * should not see through brig (a symlink to another's file in a daemon's
+ * request): no byte of the content is ever repeated, only where it broke.
+ */
+function jsonReason(message: string): string {
+  if (/Unexpected end of JSON input|Unterminated string/.test(message)) return 'Unexpected end of input';
+  if (/Unexpected non-whitespace character after JSON/.test(message)) return 'Unexpected text after the JSON value';
+  if (/Bad control character/.test(message)) return 'Bad control character in string literal';
+  if (/Bad (?:Unicode )?escape/.test(message)) return 'Bad escaped character in string literal';
+  if (/Expected property name|Expected double-quoted property name/.test(message)) return 'Expected a double-quoted property name';
+  if (/Expected ',' or '}'/.test(message)) return "Expected ',' or '}' after a property value";
+  if (/Expected ',' or ']'/.test(message)) return "Expected ',' or ']' after an array element";
+  if (/Expected ':'/.test(message)) return "Expected ':' after a property name";
+  return 'Unexpected character';
 }
 
 const JSON_LITERAL = /true|false|null|-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
@@ -135,12 +200,14 @@ async function parseYaml(text: string, path: string): Promise<unknown> {
   const document = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
   // Warnings (an unknown !tag) are refused too: a value whose meaning the parser guessed is not a policy.
   const first = document.errors[0] ?? document.warnings[0];
-  if (first) throw syntaxError(path, text, first.pos[0], first.message);
+  // Only the error's code is named: yaml's messages quote the input (tags, anchors, keys).
+  if (first) throw syntaxError(path, text, first.pos[0], yamlReason(first.code));
   try {
     return document.toJS({ maxAliasCount: 100 });
   } catch (error) {
-    // An alias to a missing anchor, or an alias bomb.
-    throw new BrigError('BRIG_POLICY_FILE', `${path}: ${error instanceof Error ? error.message : String(error)}`, 'Fix the YAML anchors and aliases (&name, *name).');
+    // An alias to a missing anchor, or an alias bomb; the message would name the anchor.
+    const reason = error instanceof Error && /Excessive alias count/.test(error.message) ? 'too many aliases' : 'an alias names no anchor';
+    throw new BrigError('BRIG_POLICY_FILE', `${path}: ${reason}`, 'Fix the YAML anchors and aliases (&name, *name).');
   }
 }
 
@@ -149,4 +216,17 @@ function syntaxError(path: string, text: string, offset: number, reason: string)
   const line = before.split('\n').length;
   const column = offset - before.lastIndexOf('\n');
   return new BrigError('BRIG_POLICY_FILE', `${path}:${line}:${column}: ${reason}`, `Fix the syntax at line ${line}, column ${column}. ${POLICY_HINT}`);
+}
+
+/** The common YAML mistakes in a sentence; the rest as their code's words ("Bad indent"). */
+const YAML_REASONS: Record<string, string> = {
+  DUPLICATE_KEY: 'Map keys must be unique',
+  MULTIPLE_DOCS: 'Source contains multiple documents',
+  TAG_RESOLVE_FAILED: 'Unresolved tag',
+  TAB_AS_INDENT: 'Tabs are not allowed as indentation',
+};
+
+function yamlReason(code: string): string {
+  const words = code.toLowerCase().replace(/_/g, ' ');
+  return YAML_REASONS[code] ?? words.charAt(0).toUpperCase() + words.slice(1);
 }

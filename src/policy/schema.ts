@@ -55,6 +55,12 @@ const DESTINATION_PATTERN = '^((\\*\\.)?[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_.
 const NR_OPEN = 1048576;
 // The kernel never has more tasks than its largest pid_max (2^22).
 const PID_MAX = 4194304;
+/** 2^30 MiB (1 PiB): far above any host, yet memoryMiB * 2^20 stays an exact integer the cgroup accepts. */
+const MEMORY_MAX_MIB = 1073741824;
+/** 2^33 MiB (2^53 bytes): the largest size a JavaScript number holds exactly. */
+const FILE_SIZE_MAX_MIB = 8589934592;
+/** Linux's largest NR_CPUS. */
+const CPUS_MAX = 8192;
 // (uid_t)-1 means "no change" to the kernel, so the last usable id is 2^32 - 2.
 const MAX_ID = 4294967294;
 
@@ -156,7 +162,8 @@ export const POLICY_SCHEMA: RootSchema = deepFreeze({
       tmpfsSizeMiB: {
         type: 'integer',
         minimum: 1,
-        description: 'Size cap of each tmpfs in MiB, the private home included. tmpfs pages count as jail memory, so scratch files are also bounded by memoryMiB.',
+        maximum: MEMORY_MAX_MIB,
+        description: `Size cap of each tmpfs in MiB, the private home included. tmpfs pages count as jail memory, so scratch files are also bounded by memoryMiB. At most ${MEMORY_MAX_MIB} (1 PiB).`,
         default: D.filesystem.tmpfsSizeMiB,
       },
     }),
@@ -272,7 +279,8 @@ export const POLICY_SCHEMA: RootSchema = deepFreeze({
       memoryMiB: {
         type: 'integer',
         minimum: 16,
-        description: 'Memory for the whole jail in MiB, page cache and tmpfs included; onOutOfMemory says what happens when it is used up. At least 16.',
+        maximum: MEMORY_MAX_MIB,
+        description: `Memory for the whole jail in MiB, page cache and tmpfs included; onOutOfMemory says what happens when it is used up. At least 16, at most ${MEMORY_MAX_MIB} (1 PiB).`,
         default: D.resources.memoryMiB,
       },
       onOutOfMemory: {
@@ -285,13 +293,15 @@ export const POLICY_SCHEMA: RootSchema = deepFreeze({
       cpus: {
         type: 'number',
         exclusiveMinimum: 0,
-        description: 'CPU time as a number of CPUs (a quota, fractions allowed: 0.5 is half a CPU), so a busy loop cannot take the machine.',
+        maximum: CPUS_MAX,
+        description: `CPU time as a number of CPUs (a quota, fractions allowed: 0.5 is half a CPU), so a busy loop cannot take the machine. At most ${CPUS_MAX}, Linux's largest CPU count.`,
         default: D.resources.cpus,
       },
       pids: {
         type: 'integer',
         minimum: 8,
-        description: 'Tasks (processes and threads) alive at once in the jail: the brake on fork bombs. At least 8.',
+        maximum: PID_MAX,
+        description: `Tasks (processes and threads) alive at once in the jail: the brake on fork bombs. At least 8, at most ${PID_MAX}, the kernel's largest pid_max.`,
         default: D.resources.pids,
       },
       openFiles: softHard(
@@ -307,7 +317,8 @@ export const POLICY_SCHEMA: RootSchema = deepFreeze({
       maxFileSizeMiB: {
         type: 'integer',
         minimum: 1,
-        description: 'RLIMIT_FSIZE in MiB: the largest file a process may write, so one runaway log cannot fill the disk.',
+        maximum: FILE_SIZE_MAX_MIB,
+        description: `RLIMIT_FSIZE in MiB: the largest file a process may write, so one runaway log cannot fill the disk. At most ${FILE_SIZE_MAX_MIB} (2^53 bytes).`,
         default: D.resources.maxFileSizeMiB,
       },
     }),

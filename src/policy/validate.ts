@@ -56,7 +56,9 @@ function check(value: unknown, source: string, complete: boolean): unknown {
 function walk(node: SchemaNode, value: unknown, path: string, problems: Problem[], complete: boolean): unknown {
   if (node.$ref !== undefined) value = walk(resolveRef(node.$ref), value, path, problems, complete);
   if (!satisfiesScalar(node, value)) {
-    problems.push({ path, reason: `${mustBe(node)}, got ${describeValue(value)}` });
+    // A whole input that is not a mapping is a file that is not a policy (a key, a log): named by its type only, never quoted.
+    const got = path === '' && ['string', 'number', 'boolean'].includes(typeof value) ? `a ${typeof value}` : describeValue(value);
+    problems.push({ path, reason: `${mustBe(node)}, got ${got}` });
     return value;
   }
   if (Array.isArray(value) && node.items) {
@@ -145,7 +147,7 @@ export function expectedValue(node: SchemaNode): string {
   let phrase = types.filter((type) => type !== 'null').map((type) => TYPE_PHRASES[type]).join(' or ');
   const low = node.minimum ?? node.exclusiveMinimum;
   if (node.minimum !== undefined && node.maximum !== undefined) phrase += ` from ${node.minimum} to ${node.maximum}`;
-  else if (low !== undefined) phrase += node.minimum !== undefined ? ` ≥ ${low}` : ` > ${low}`;
+  else if (low !== undefined) phrase += (node.minimum !== undefined ? ` ≥ ${low}` : ` > ${low}`) + (node.maximum !== undefined ? ` and ≤ ${node.maximum}` : '');
   else if (node.maximum !== undefined) phrase += ` ≤ ${node.maximum}`;
   if (types.includes('null')) phrase += ', or null';
   return phrase;

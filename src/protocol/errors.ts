@@ -56,6 +56,7 @@ export const ERROR_CODES = {
   BRIG_STATE_LOCKED: { exit: EXIT.brigError, http: 409, when: 'Another brig daemon already uses that state directory (its pid and address are named).' },
   BRIG_STATE_DIR: { exit: EXIT.brigError, http: 500, when: 'The daemon\'s state directory cannot be used: a parent sandboxes cannot pass through, or no lock can be taken on it.' },
   BRIG_DAEMON_UNAVAILABLE: { exit: EXIT.brigError, http: 503, when: 'No brig daemon answers at the address the CLI uses.' },
+  BRIG_SANDBOX_UNRESPONSIVE: { exit: EXIT.brigError, http: 504, when: 'The sandbox stopped answering (frozen, or its envd hung): a command asked to stop did not end in time.' },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -178,11 +178,12 @@ describe('agent profiles', () => {
     try {
       const opts = { apiKey: 'k', apiUrl: daemon.url, sandboxUrl: daemon.url } as SandboxOpts;
       const sandbox = await Sandbox.create('claude', opts);
-      const result = await sandbox.commands.run('claude --version; echo "$ANTHROPIC_API_KEY"; cat ~/.claude/settings.json; echo; env | grep -c sk-daemon-secret || true');
+      const result = await sandbox.commands.run('claude --version; echo "$ANTHROPIC_API_KEY"; tr -d " \\n" < ~/.claude/settings.json; echo; env | grep -c sk-daemon-secret || true');
       const [version, key, settings, leaks] = result.stdout.trim().split('\n');
       assert.match(version ?? '', /^2\.1\.112 \(Claude Code\)$/);
       assert.equal(key, PLACEHOLDER);
-      assert.equal(settings, '{"skipDangerousModePermissionPrompt":true}');
+      // No one is at a terminal in a daemon sandbox: `claude -p` gets the no-questions mode from its settings.
+      assert.equal(settings, '{"skipDangerousModePermissionPrompt":true,"permissions":{"defaultMode":"bypassPermissions"}}');
       assert.equal(leaks, '0');
       assert.equal((await sandbox.getInfo()).templateId, 'claude');
       await sandbox.kill();

@@ -83,8 +83,11 @@ describe('loadGatewayConfig', () => {
   test('upstreams move with BRIG_*_URL, and a URL that is not one is refused', () => {
     const config = loadGatewayConfig({ BRIG_ANTHROPIC_URL: 'http://127.0.0.1:9999/proxy', BRIG_OPENAI_URL: 'https://gateway.example.com/openai/', BRIG_GEMINI_URL: '' });
     assert.equal(config.upstreams.anthropic, 'http://127.0.0.1:9999/proxy');
-    assert.equal(config.upstreams.openai, 'https://gateway.example.com/openai/');
+    assert.equal(config.upstreams.openai, 'https://gateway.example.com/openai');
     assert.equal(config.upstreams.gemini, 'https://generativelanguage.googleapis.com');
+    // A base with its version, as the SDKs write it, means the same as one without: never /v1/v1/.
+    const versioned = loadGatewayConfig({ BRIG_ANTHROPIC_URL: 'https://api.anthropic.com/v1', BRIG_OPENAI_URL: 'http://127.0.0.1:8080/openai/v1/', BRIG_GEMINI_URL: 'https://generativelanguage.googleapis.com/v1beta' });
+    assert.deepEqual(versioned.upstreams, { anthropic: 'https://api.anthropic.com', openai: 'http://127.0.0.1:8080/openai', gemini: 'https://generativelanguage.googleapis.com' });
     for (const bad of ['api.openai.com', 'ftp://example.com', 'https://user:pw@example.com', 'https://example.com/?key=1']) {
       assert.match(brigError(() => loadGatewayConfig({ BRIG_OPENAI_URL: bad }), 'BRIG_USAGE').message, /BRIG_OPENAI_URL=.* is not an http\(s\) base URL/);
     }

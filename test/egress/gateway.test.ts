@@ -454,7 +454,7 @@ describe('the LLM gateway', () => {
   test('the transcript keeps the first MiB of a body, and says it cut the rest', async () => {
     const big = 'x'.repeat(TRANSCRIPT_BODY_CAP + 1000);
     upstream.handler = (_req, res, received) => json(res, 200, { echoed: received.body.length });
-    const reply = await send('POST', '/openai/v1/files', { 'content-type': 'text/plain' }, big);
+    const reply = await send('POST', '/openai/v1/chat/completions', { 'content-type': 'text/plain' }, big);
     assert.equal(JSON.parse(reply.body).echoed, big.length, 'the body reached upstream whole');
     const entry = await session.entry();
     assert.equal(entry.truncated, true);

@@ -98,9 +98,9 @@ describe('combinators', () => {
 
   it('refuses invalid values with the validator\'s error, naming the call', () => {
     const cases: [() => unknown, string][] = [
-      [() => memory(-1), 'memory(-1): resources.memoryMiB: must be an integer ≥ 16, got -1'],
-      [() => memory(Number.POSITIVE_INFINITY), 'memory(Infinity): resources.memoryMiB: must be an integer ≥ 16, got Infinity'],
-      [() => cpus(0), 'cpus(0): resources.cpus: must be a number > 0, got 0'],
+      [() => memory(-1), 'memory(-1): resources.memoryMiB: must be an integer from 16 to 1073741824, got -1'],
+      [() => memory(Number.POSITIVE_INFINITY), 'memory(Infinity): resources.memoryMiB: must be an integer from 16 to 1073741824, got Infinity'],
+      [() => cpus(0), 'cpus(0): resources.cpus: must be a number > 0 and ≤ 8192, got 0'],
       [() => readOnly('/ok', 'src'), 'readOnly("/ok", "src"): filesystem.readOnly[1]: must be a path (absolute, or starting with ~ or .), got "src"'],
       [() => setEnv('BAD-NAME', 'x'), 'setEnv("BAD-NAME", "x"): environment.set["BAD-NAME"]: must be a variable name (letters, digits and _, not starting with a digit), got "BAD-NAME"'],
       [() => openFiles(4096, 1024), 'openFiles(4096, 1024): resources.openFiles: soft (4096) must not exceed hard (1024)'],

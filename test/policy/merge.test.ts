@@ -55,6 +55,6 @@ describe('applyPolicyInput: objects merge field by field, everything else replac
   it('refuses a base that is not a complete, valid policy', () => {
     const broken = { ...DEFAULT_POLICY, resources: { ...DEFAULT_POLICY.resources, memoryMiB: 1 } } as Policy;
     const error = brigErrorFrom(() => applyPolicyInput(broken, { name: 'x' }), 'BRIG_POLICY_INVALID');
-    assert.match(error.message, /^policy: resources\.memoryMiB: must be an integer ≥ 16, got 1$/);
+    assert.match(error.message, /^policy: resources\.memoryMiB: must be an integer from 16 to 1073741824, got 1$/);
   });
 });

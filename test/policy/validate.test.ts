@@ -40,8 +40,8 @@ describe('validatePolicyInput', () => {
     );
     assert.equal(
       error.message,
-      'policy.yaml: resources.memoryMiB: must be an integer ≥ 16, got 8; resources.cpus: must be a number > 0, got 0; ' +
-        'resources.pids: must be an integer ≥ 8, got 2; filesystem.readOnly[2]: must be a path (absolute, or starting with ~ or .), got "src"; ' +
+      'policy.yaml: resources.memoryMiB: must be an integer from 16 to 1073741824, got 8; resources.cpus: must be a number > 0 and ≤ 8192, got 0; ' +
+        'resources.pids: must be an integer from 8 to 4194304, got 2; filesystem.readOnly[2]: must be a path (absolute, or starting with ~ or .), got "src"; ' +
         'network.mode: must be one of "none", "allowlist", "host", got "wifi"',
     );
     assert.match(error.hint, /docs\/policy\.md/);
@@ -74,8 +74,8 @@ describe('validatePolicyInput', () => {
         'name: must be a short name (letters, digits, . _ -, at most 64), got 42',
         'tools: must be a list of command names or absolute paths, got "git"',
         'filesystem: must be a mapping, got "everything"',
-        'resources.memoryMiB: must be an integer ≥ 16, got "2g"',
-        'resources.cpus: must be a number > 0, got NaN',
+        'resources.memoryMiB: must be an integer from 16 to 1073741824, got "2g"',
+        'resources.cpus: must be a number > 0 and ≤ 8192, got NaN',
         'syscalls.logOnly: must be true or false, got "yes"',
         'identity.uid: must be an integer from 0 to 4294967294, or null, got 1.5',
       ],
@@ -96,7 +96,7 @@ describe('validatePolicyInput', () => {
         'timeouts.runMs: must be an integer from 0 to 2147483647, got -5',
         'resources.openFiles.soft: must be an integer from 16 to 1048576, got 8',
         'resources.openFiles.hard: must be an integer from 16 to 1048576, got 2000000',
-        'resources.maxFileSizeMiB: must be an integer ≥ 1, got 0',
+        'resources.maxFileSizeMiB: must be an integer from 1 to 8589934592, got 0',
       ],
     );
     assert.deepEqual(problems({ identity: { hostname: `${'a'.repeat(60)}.example` } }), [

@@ -18,6 +18,8 @@ export interface SendOptions {
   headers?: OutgoingHttpHeaders;
   /** A whole body, or a stream sent chunked. */
   body?: Buffer | string | Readable;
+  /** Aborting closes the connection: the daemon, and envd behind it, see the caller leave. */
+  signal?: AbortSignal;
 }
 
 export interface Daemon {
@@ -47,10 +49,10 @@ export function connect(): Daemon {
     if (key.value) headers.authorization = `Bearer ${key.value}`;
     return new Promise((resolve, reject) => {
       const target = new URL(options.path, url);
-      const request = (secure ? httpsRequest : httpRequest)(target, { method: options.method, headers, agent }, resolve);
+      const request = (secure ? httpsRequest : httpRequest)(target, { method: options.method, headers, agent, signal: options.signal }, resolve);
       let bodyError: Error | null = null;
       // `on`: a second error (the socket after the body) must not go unheard. After the response, the response stream reports it.
-      request.on('error', (error: NodeJS.ErrnoException) => reject(bodyError ?? unavailable(url, error)));
+      request.on('error', (error: NodeJS.ErrnoException) => reject(bodyError ?? (error.name === 'AbortError' ? error : unavailable(url, error))));
       const body = options.body;
       if (body === undefined || typeof body === 'string' || Buffer.isBuffer(body)) request.end(body);
       else {

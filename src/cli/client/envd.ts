@@ -41,8 +41,8 @@ export interface Envd {
   /** The sandbox's id (the name given was resolved by the daemon). */
   readonly id: string;
   unary<T>(method: string, message: unknown): Promise<T>;
-  /** Process.Start: the process's events as they come, with backpressure; ends after `end`. */
-  start(request: StartRequest): AsyncGenerator<ProcessEvent>;
+  /** Process.Start: the process's events as they come, with backpressure; ends after `end`. Aborting closes the stream. */
+  start(request: StartRequest, signal?: AbortSignal): AsyncGenerator<ProcessEvent>;
   /** GET /files: the response, its body the file's bytes. */
   download(path: string): Promise<IncomingMessage>;
   /** POST /files: the bytes to `path` (parents made; an existing file keeps its mode). */
@@ -81,12 +81,13 @@ export async function openEnvd(daemon: Daemon, idOrName: string): Promise<Envd> 
     id,
     unary,
 
-    async *start(request: StartRequest): AsyncGenerator<ProcessEvent> {
+    async *start(request: StartRequest, signal?: AbortSignal): AsyncGenerator<ProcessEvent> {
       const response = await daemon.send({
         method: 'POST',
         path: '/process.Process/Start',
         headers: { ...headers, 'content-type': 'application/connect+json', 'connect-protocol-version': '1' },
         body: encodeEnvelope(request),
+        signal,
       });
       if (response.statusCode !== 200) throw await failure(response);
       // Output comes in chunks of at most 64 KiB, base64 in JSON: 1 MiB per message is ample.

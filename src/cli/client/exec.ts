@@ -3,6 +3,7 @@ import { BrigError, type EndEvent } from '../../protocol/index.ts';
 import { parseArgs } from '../args.ts';
 import type { Daemon } from './connection.ts';
 import { EnvdFailure, exitCodeOf, openEnvd, type Envd } from './envd.ts';
+import { stopOnSignals } from './remote-stop.ts';
 import { write } from './output.ts';
 
 export const EXEC_HELP = `Usage: brig exec [flags] NAME [--] <command> [args…]
@@ -18,7 +19,9 @@ given, without a shell: \`brig exec box -- sh -c 'a | b'\` for pipes.
                         (text), then {"exitCode","status"}
 
 Ctrl-C, SIGTERM or SIGHUP end the command in the sandbox (SIGTERM, then
-SIGKILL on the second). Flags come before NAME. For a terminal: brig shell.`;
+SIGKILL on the second or after 5 s), also one asked to stop before it started.
+A sandbox that does not report the end 5 s after SIGKILL (frozen) ends brig
+with BRIG_SANDBOX_UNRESPONSIVE. Flags come before NAME. For a terminal: brig shell.`;
 
 const FLAGS = {
   interactive: { value: false, short: 'i' },
@@ -46,7 +49,7 @@ export async function exec(daemon: Daemon, argv: string[]): Promise<number> {
   const envd = await openEnvd(daemon, name);
   let pid: number | null = null;
   let end: EndEvent | null = null;
-  const stopSignals = forwardSignals(envd, () => pid);
+  const stop = stopOnSignals(envd, 'SIGNAL_SIGTERM', cmd);
   // EPIPE arrives as an event, after the write that caused it: kept here, thrown by the next write.
   // The listener stays: brig's own last flush of stdout must not crash on it either.
   let pipeError: Error | null = null;
@@ -58,10 +61,11 @@ export async function exec(daemon: Daemon, argv: string[]): Promise<number> {
     await emit(data);
   };
   try {
-    const events = envd.start({ process: { cmd, args, envs, cwd: flags.get('workdir')?.[0] }, stdin: interactive });
-    for await (const event of events) {
+    const events = envd.start({ process: { cmd, args, envs, cwd: flags.get('workdir')?.[0] }, tag: stop.tag, stdin: interactive }, stop.abort);
+    for await (const event of stop.events(events)) {
       if ('start' in event) {
         pid = event.start.pid;
+        stop.started(pid);
         if (asJson) await write(process.stdout, JSON.stringify({ pid }) + '\n');
         if (interactive) void pumpStdin(envd, pid);
       } else if ('data' in event) {
@@ -78,7 +82,7 @@ export async function exec(daemon: Daemon, argv: string[]): Promise<number> {
     }
     throw error instanceof EnvdFailure ? startFailure(error, cmd) : error;
   } finally {
-    stopSignals();
+    stop.dispose();
     if (interactive) process.stdin.destroy();
   }
   if (end === null) throw new BrigError('BRIG_INTERNAL', 'the command\'s stream ended without its exit status', 'this is a bug in brig; please report it');
@@ -117,22 +121,6 @@ async function pumpStdin(envd: Envd, pid: number): Promise<void> {
   } catch {
     // The command ended or closed its stdin: what is left of ours has nowhere to go.
   }
-}
-
-/** Ctrl-C, SIGTERM and SIGHUP end the command inside, not just brig: SIGTERM first, SIGKILL when asked again. Returns the undo. */
-function forwardSignals(envd: Envd, pid: () => number | null): () => void {
-  let asked = 0;
-  const handler = (): void => {
-    asked++;
-    const target = pid();
-    if (target === null) process.exit(130);
-    void envd.unary('process.Process/SendSignal', { process: { pid: target }, signal: asked === 1 ? 'SIGNAL_SIGTERM' : 'SIGNAL_SIGKILL' }).catch(() => {});
-  };
-  const names: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
-  for (const name of names) process.on(name, handler);
-  return () => {
-    for (const name of names) process.off(name, handler);
-  };
 }
 
 /** A program that cannot start is brig's 127 or 126, as in `brig run` and a shell. */

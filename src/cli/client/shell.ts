@@ -3,6 +3,7 @@ import { parseArgs } from '../args.ts';
 import type { Daemon } from './connection.ts';
 import { EnvdFailure, exitCodeOf, openEnvd, type Envd } from './envd.ts';
 import { startFailure } from './exec.ts';
+import { stopOnSignals, type RemoteStop } from './remote-stop.ts';
 import { write } from './output.ts';
 
 export const SHELL_HELP = `Usage: brig shell NAME [-- <command> [args…]]
@@ -34,18 +35,25 @@ export async function shell(daemon: Daemon, argv: string[]): Promise<number> {
   if (process.env.COLORTERM) envs.COLORTERM = process.env.COLORTERM;
   const candidates = command.length > 0 ? [command] : SHELLS;
   for (const [index, [cmd = '', ...args]] of candidates.entries()) {
-    const events = envd.start({ process: { cmd, args, envs }, pty: { size: terminalSize() } });
+    // Raw mode makes Ctrl-C a key, not a signal: a signal comes from elsewhere (a closed terminal, kill) and ends the session.
+    const stop = stopOnSignals(envd, 'SIGNAL_SIGKILL', cmd);
+    const events = stop.events(envd.start({ process: { cmd, args, envs }, pty: { size: terminalSize() }, tag: stop.tag }, stop.abort));
     let first: IteratorResult<ProcessEvent>;
     try {
       first = await events.next();
     } catch (error) {
+      stop.dispose();
       if (!(error instanceof EnvdFailure)) throw error;
       const failure = startFailure(error, cmd);
       if (failure.code === 'BRIG_COMMAND_NOT_FOUND' && index < candidates.length - 1) continue;
       throw failure;
     }
-    if (first.done || !('start' in first.value)) throw new BrigError('BRIG_INTERNAL', 'the terminal\'s stream did not begin with its process id', 'this is a bug in brig; please report it');
-    return attach(envd, first.value.start.pid, events);
+    if (first.done || !('start' in first.value)) {
+      stop.dispose();
+      throw new BrigError('BRIG_INTERNAL', 'the terminal\'s stream did not begin with its process id', 'this is a bug in brig; please report it');
+    }
+    stop.started(first.value.start.pid);
+    return attach(envd, first.value.start.pid, events, stop);
   }
   throw new BrigError('BRIG_COMMAND_NOT_FOUND', 'the sandbox has no shell', 'give a command: `brig shell NAME -- PROGRAM`');
 }
@@ -55,17 +63,13 @@ function terminalSize(): { cols: number; rows: number } {
 }
 
 /** The terminal in raw mode, wired to the process until it ends; the terminal is put back whatever happens. */
-async function attach(envd: Envd, pid: number, events: AsyncGenerator<ProcessEvent>): Promise<number> {
+async function attach(envd: Envd, pid: number, events: AsyncGenerator<ProcessEvent>, stop: RemoteStop): Promise<number> {
   const send = inputSender(envd, pid);
   const onResize = (): void => void envd.unary('process.Process/Update', { process: { pid }, pty: { size: terminalSize() } }).catch(() => {});
-  // Raw mode makes Ctrl-C a key, not a signal: a signal here comes from elsewhere (a closed terminal, kill): end the session.
-  const onSignal = (): void => void envd.unary('process.Process/SendSignal', { process: { pid }, signal: 'SIGNAL_SIGKILL' }).catch(() => {});
-  const signals: NodeJS.Signals[] = ['SIGHUP', 'SIGTERM', 'SIGINT'];
   process.stdin.setRawMode(true);
   process.stdin.on('data', send);
   process.stdin.resume();
   process.stdout.on('resize', onResize);
-  for (const signal of signals) process.on(signal, onSignal);
   let end: EndEvent | null = null;
   try {
     for await (const event of events) {
@@ -77,7 +81,7 @@ async function attach(envd: Envd, pid: number, events: AsyncGenerator<ProcessEve
     process.stdin.off('data', send);
     process.stdin.pause();
     process.stdout.off('resize', onResize);
-    for (const signal of signals) process.off(signal, onSignal);
+    stop.dispose();
   }
   if (end === null) throw new BrigError('BRIG_INTERNAL', 'the terminal\'s stream ended without its exit status', 'this is a bug in brig; please report it');
   return exitCodeOf(end);

@@ -180,7 +180,7 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
       // A profile's config directories and seed files go in its home, which here is the workspace.
       const profile = record.templateId === 'base' ? null : findAgent(options.agents ?? [], record.templateId);
       if (profile) {
-        prepareAgentHome(profile, paths.workspace, { cwd: E2B_HOME, owner });
+        prepareAgentHome(profile, paths.workspace, { cwd: E2B_HOME, owner, unattended: true });
         // E2B's SDK runs commands in a login shell, whose /etc/profile resets PATH: its ~/.profile puts the CLI back.
         const dotProfile = `${paths.workspace}/.profile`;
         if (!existsSync(dotProfile)) {

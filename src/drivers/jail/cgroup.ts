@@ -111,7 +111,7 @@ export function createCgroup(plan: CgroupPlan): void {
       mkdirSync(dir);
       made.push(dir);
     }
-    for (const [file, value] of plan.writes) writeFileSync(file, value);
+    for (const [file, value] of plan.writes) writeLimit(file, value);
   } catch (error) {
     for (const dir of made.reverse()) tryRmdir(dir);
     if (error instanceof BrigError) throw error;
@@ -210,6 +210,23 @@ function enableControllers(file: string, value: string): void {
     writeFileSync(file, missing.join(' '));
   } catch (error) {
     throw unavailable(`cannot enable ${missing.join(' ')} in ${file}: ${(error as Error).message}`);
+  }
+}
+
+/**
+ * The kernel refuses a value it cannot hold (EINVAL, ERANGE): that is the
+ * policy's fault, not the host's, so it must not get the "mount the
+ * controllers" hint. The schema's bounds keep such values out; this names the
+ * limit should a kernel be stricter still.
+ */
+function writeLimit(file: string, value: string): void {
+  try {
+    writeFileSync(file, value);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== 'EINVAL' && code !== 'ERANGE') throw error;
+    const limit = file.slice(file.lastIndexOf('/') + 1);
+    throw new BrigError('BRIG_POLICY_INVALID', `the kernel refuses ${value} for the jail's ${limit} (${code})`, 'lower the matching resources field of the policy (memoryMiB, cpus, pids); docs/policy.md gives each one\'s range');
   }
 }
 

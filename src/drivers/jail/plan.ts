@@ -1,4 +1,4 @@
-import { accessSync, constants, existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import { accessSync, constants, existsSync, readFileSync, realpathSync, statSync, type Stats } from 'node:fs';
 import { dirname, isAbsolute, join, relative } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { BrigError } from '../../protocol/index.ts';
@@ -75,7 +75,10 @@ export function planJail(policy: Policy, command: string[], host: HostContext, o
   if (command.length === 0) throw new BrigError('BRIG_USAGE', 'no command to run', 'put the command after --, e.g. `brig run -- bash`');
   const { filesystem } = policy;
   const workspace = filesystem.workspace;
-  if (workspace !== null) guardWorkspace(workspace, host.home, 'workspace');
+  if (workspace !== null) {
+    workspaceMustBeDirectory(workspace);
+    guardWorkspace(workspace, host.home, 'workspace');
+  }
   if (filesystem.home !== null) guardWorkspace(filesystem.home, host.home, 'home');
   const bwrap = findExecutable('bwrap', host.env.PATH);
   if (!bwrap) throw new BrigError('BRIG_BWRAP_MISSING', 'bubblewrap (bwrap) is not installed', 'run `npm run setup` (or `sudo apt-get install bubblewrap`)');
@@ -157,6 +160,16 @@ function guardWorkspace(dir: string, home: string, field: 'workspace' | 'home'):
       field === 'workspace' ? 'run brig from a project directory, or give one with --workspace DIR' : 'give filesystem.home a directory of its own, e.g. under ~/.local/state/brig',
     );
   }
+}
+
+function workspaceMustBeDirectory(dir: string): void {
+  let stats: Stats;
+  try {
+    stats = statSync(dir);
+  } catch {
+    throw new BrigError('BRIG_PATH_MISSING', `the workspace ${dir} does not exist on the host`, 'create the directory first, or give an existing one with --workspace DIR');
+  }
+  if (!stats.isDirectory()) throw new BrigError('BRIG_PATH_MISSING', `the workspace ${dir} is not a directory`, 'give a directory with --workspace DIR');
 }
 
 function checkUserNamespaces(): void {

@@ -6,11 +6,12 @@ import type { Provider } from '../types.ts';
  * a bare text or a foreign JSON shape would surface as "unexpected response".
  */
 
-export type Refusal = 'no-key' | 'not-allowed' | 'budget' | 'unreachable' | 'timeout';
+export type Refusal = 'no-key' | 'not-allowed' | 'endpoint' | 'budget' | 'unreachable' | 'timeout';
 
 export const REFUSAL_STATUS: Record<Refusal, number> = {
   'no-key': 401,
   'not-allowed': 403,
+  endpoint: 403,
   budget: 429,
   unreachable: 502,
   timeout: 504,
@@ -19,6 +20,7 @@ export const REFUSAL_STATUS: Record<Refusal, number> = {
 const ANTHROPIC_TYPE: Record<Refusal, string> = {
   'no-key': 'authentication_error',
   'not-allowed': 'permission_error',
+  endpoint: 'permission_error',
   budget: 'rate_limit_error',
   unreachable: 'api_error',
   timeout: 'api_error',
@@ -31,6 +33,7 @@ const ANTHROPIC_TYPE: Record<Refusal, string> = {
 const OPENAI_TYPE: Record<Refusal, { type: string; code: string }> = {
   'no-key': { type: 'invalid_request_error', code: 'invalid_api_key' },
   'not-allowed': { type: 'invalid_request_error', code: 'provider_not_allowed' },
+  endpoint: { type: 'invalid_request_error', code: 'endpoint_not_allowed' },
   budget: { type: 'insufficient_quota', code: 'insufficient_quota' },
   unreachable: { type: 'server_error', code: 'upstream_unreachable' },
   timeout: { type: 'server_error', code: 'upstream_timeout' },
@@ -39,6 +42,7 @@ const OPENAI_TYPE: Record<Refusal, { type: string; code: string }> = {
 const GEMINI_STATUS: Record<Refusal, string> = {
   'no-key': 'UNAUTHENTICATED',
   'not-allowed': 'PERMISSION_DENIED',
+  endpoint: 'PERMISSION_DENIED',
   budget: 'RESOURCE_EXHAUSTED',
   unreachable: 'UNAVAILABLE',
   timeout: 'DEADLINE_EXCEEDED',
@@ -55,7 +59,7 @@ export function refusalReply(provider: Provider, refusal: Refusal, message: stri
   const headers: Record<string, string> = { 'content-type': 'application/json' };
   // Retrying cannot help until the host changes something; Anthropic's and OpenAI's SDKs
   // (Claude Code, Codex, opencode) otherwise retry a 429 for minutes. 502 and 504 may pass.
-  if (refusal === 'no-key' || refusal === 'not-allowed' || refusal === 'budget') headers['x-should-retry'] = 'false';
+  if (refusal !== 'unreachable' && refusal !== 'timeout') headers['x-should-retry'] = 'false';
   return { status, headers, body: JSON.stringify(errorShape(provider, refusal, status, message)) };
 }
 

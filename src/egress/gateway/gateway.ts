@@ -5,7 +5,7 @@ import { performance } from 'node:perf_hooks';
 import type { Budget, Provider, Spent, TokenUsage, TranscriptEntry, Violation } from '../types.ts';
 import { refusalReply, type ErrorReply, type Refusal } from './errors.ts';
 import type { GatewayConfig } from './keys.ts';
-import { CREDENTIAL_HEADERS, PROVIDER_SPECS, providerRoute, upstreamUrl, type ProviderRoute } from './providers.ts';
+import { CREDENTIAL_HEADERS, modelEndpoint, PROVIDER_SPECS, providerRoute, upstreamUrl, type ProviderRoute } from './providers.ts';
 import { BodyCapture, scrub } from './transcript.ts';
 import { usageMeter, type UsageMeter } from './usage.ts';
 
@@ -60,6 +60,11 @@ export function createGateway(config: GatewayConfig): Gateway {
       if (!session.providers.includes(provider)) {
         const allowed = session.providers.length > 0 ? session.providers.join(', ') : 'none';
         return refuse('not-allowed', `brig: sandbox ${session.sandbox} may not use ${LABEL[provider]} (its policy allows: ${allowed}).`, 'provider not allowed');
+      }
+      if (modelEndpoint(route, req.method) === undefined) {
+        const shown = PROVIDER_SPECS[provider].endpoints.map((allowed) => `${allowed.method} ${allowed.shown}`).join(', ');
+        const path = route.path.split('?')[0];
+        return refuse('endpoint', `brig: the gateway forwards only ${LABEL[provider]}'s model endpoints (${shown}), not ${req.method ?? 'GET'} ${path}.`, 'endpoint not allowed');
       }
       const key = config.keys[provider];
       if (key === undefined) {

@@ -57,7 +57,9 @@ function upstreamFrom(value: string | undefined, variable: string): string | und
       `Set it to one such as https://api.example.com or http://127.0.0.1:8080/proxy (no query, no credentials), or unset it to use the provider's own.`,
     );
   }
-  return text;
+  // The SDKs' habit is a base with its version (https://api.openai.com/v1); the gateway's paths bring their
+  // own (/v1/chat/completions), so a trailing version is dropped rather than doubled into /v1/v1/.
+  return url.origin + url.pathname.replace(/\/+$/, '').replace(/\/v1(?:beta\d*|alpha\d*)?$/, '');
 }
 
 const KEY_FILE_HINT = 'Keep one NAME=value line per key (ANTHROPIC_API_KEY=…, OPENAI_API_KEY=…, GEMINI_API_KEY=…) in a file of your own, and chmod 600 it.';

@@ -19,7 +19,31 @@ export interface ProviderSpec {
   upstreamVariable: string;
   /** Puts the host's key on the upstream request. */
   authorize(headers: OutgoingHttpHeaders, key: string): void;
+  /**
+   * The only requests forwarded with the host's key: the model calls brig
+   * meters, and listing the models (free, and agents ask). Batches, files,
+   * fine-tuning, organization and admin endpoints are refused (403), so the
+   * key cannot be used past the budget, or for anything but a model call.
+   */
+  endpoints: readonly ModelEndpoint[];
 }
+
+export interface ModelEndpoint {
+  method: 'GET' | 'POST';
+  /** Matched against the whole path (no query) the gateway sends upstream, after URL normalisation. */
+  path: RegExp;
+  /** How docs/egress.md writes it. */
+  shown: string;
+  /** Whether its answer carries token usage the token budget counts (every forwarded request counts toward the request budget). */
+  metered: boolean;
+}
+
+/** A model id as the providers write them (claude-sonnet-4-5, gpt-4.1-mini, gemini-2.5-pro-preview-05-06). */
+const MODEL = '[A-Za-z0-9][A-Za-z0-9._-]*';
+/** Gemini's custom method separator; a client may percent-encode it. */
+const COLON = '(?::|%3[Aa])';
+
+const endpoint = (method: ModelEndpoint['method'], shown: string, path: string, metered = true): ModelEndpoint => ({ method, path: new RegExp(`^${path}$`), shown, metered });
 
 export const PROVIDERS: readonly Provider[] = ['anthropic', 'openai', 'gemini'];
 
@@ -33,6 +57,12 @@ export const PROVIDER_SPECS: Record<Provider, ProviderSpec> = {
     authorize: (headers, key) => {
       headers['x-api-key'] = key;
     },
+    endpoints: [
+      endpoint('POST', '/v1/messages', '/v1/messages'),
+      endpoint('POST', '/v1/messages/count_tokens', '/v1/messages/count_tokens', false),
+      endpoint('GET', '/v1/models', '/v1/models', false),
+      endpoint('GET', '/v1/models/{model}', `/v1/models/${MODEL}`, false),
+    ],
   },
   openai: {
     provider: 'openai',
@@ -43,6 +73,14 @@ export const PROVIDER_SPECS: Record<Provider, ProviderSpec> = {
     authorize: (headers, key) => {
       headers.authorization = `Bearer ${key}`;
     },
+    endpoints: [
+      endpoint('POST', '/v1/chat/completions', '/v1/chat/completions'),
+      endpoint('POST', '/v1/responses', '/v1/responses'),
+      endpoint('POST', '/v1/completions', '/v1/completions'),
+      endpoint('POST', '/v1/embeddings', '/v1/embeddings'),
+      endpoint('GET', '/v1/models', '/v1/models', false),
+      endpoint('GET', '/v1/models/{model}', `/v1/models/${MODEL}`, false),
+    ],
   },
   gemini: {
     provider: 'gemini',
@@ -53,6 +91,13 @@ export const PROVIDER_SPECS: Record<Provider, ProviderSpec> = {
     authorize: (headers, key) => {
       headers['x-goog-api-key'] = key;
     },
+    endpoints: [
+      endpoint('POST', '/{v1,v1beta}/models/{model}:generateContent', `/v1(?:beta)?/models/${MODEL}${COLON}generateContent`),
+      endpoint('POST', '/{v1,v1beta}/models/{model}:streamGenerateContent', `/v1(?:beta)?/models/${MODEL}${COLON}streamGenerateContent`),
+      endpoint('POST', '/{v1,v1beta}/models/{model}:countTokens', `/v1(?:beta)?/models/${MODEL}${COLON}countTokens`, false),
+      endpoint('GET', '/{v1,v1beta}/models', '/v1(?:beta)?/models', false),
+      endpoint('GET', '/{v1,v1beta}/models/{model}', `/v1(?:beta)?/models/${MODEL}`, false),
+    ],
   },
 };
 
@@ -98,4 +143,11 @@ export function upstreamUrl(base: string, path: string): URL {
   upstream.pathname = upstream.pathname.replace(/\/+$/, '') + pathname;
   upstream.search = queryAt === -1 ? '' : path.slice(queryAt);
   return upstream;
+}
+
+/** The model endpoint a request is for, or undefined: then it is not forwarded. */
+export function modelEndpoint(route: ProviderRoute, method: string | undefined): ModelEndpoint | undefined {
+  const queryAt = route.path.indexOf('?');
+  const pathname = queryAt === -1 ? route.path : route.path.slice(0, queryAt);
+  return PROVIDER_SPECS[route.provider].endpoints.find((candidate) => candidate.method === method && candidate.path.test(pathname));
 }

@@ -98,10 +98,17 @@ async function start(table: ProcessTable, message: Message, context: RpcContext,
   for (const [name, value] of Object.entries(process.env)) if (value !== undefined) env[name] = value;
   Object.assign(env, request.config.envs);
 
+  // A caller that left before its process started never learnt the pid (a client
+  // stopped by a signal while the request was on its way, or queued in a frozen
+  // sandbox): nothing is started for nobody.
+  const callerLeft = (): boolean => context.signal.aborted || context.request.socket.destroyed;
+  if (callerLeft()) throw new ConnectError('canceled', 'the caller left before the process started');
   const spawnOptions = { cmd: request.config.cmd, args: request.config.args, cwd, env };
   const child = request.pty ? await spawnPty({ ...spawnOptions, size: request.pty }) : await spawnPiped({ ...spawnOptions, stdin: request.stdin });
   const running = new RunningProcess(child, { config: { ...request.config, cwd }, tag: request.tag }, (ended) => table.remove(ended));
   table.add(running);
+  // It left while the spawn was under way: undone at once, for the same reason.
+  if (callerLeft()) running.signal('SIGKILL');
 
   // The process outlives this call: a client going away only detaches it.
   const subscriber = new Subscriber(writer, context.signal);
