@@ -22,14 +22,17 @@ export interface FloodReport {
  * host (`node -e`) and inside a sandbox (its own node, no tsx there). It holds
  * FLOOD_COUNT connections to FLOOD_TARGET (`host:port`, or a unix socket
  * path) open and idle, sends nothing, replaces every one the other side
- * closes, at most FLOOD_RATE new connections per 100 ms, and prints a
+ * closes, at most FLOOD_RATE new connections per 100 ms (default 100:
+ * faster, and a daemon busy on two cores lets its accept queue overflow into
+ * connections only the client believes in, or a flood the daemon closes at
+ * its cap spins the CPU), and prints a
  * FloodReport (with FLOOD_TAG) as a JSON line every second.
  */
 const FLOOD_PROGRAM = `
 const net = require('node:net');
 const target = process.env.FLOOD_TARGET;
 const wanted = Number(process.env.FLOOD_COUNT);
-const rate = Number(process.env.FLOOD_RATE || 500);
+const rate = Number(process.env.FLOOD_RATE || 100);
 const tag = process.env.FLOOD_TAG || '';
 const stats = { open: 0, opened: 0, closedByPeer: 0, answered503: 0, answeredOther: 0, errors: {} };
 let pending = 0;
@@ -52,8 +55,9 @@ setInterval(() => { for (let i = 0; i < rate && stats.open + pending < wanted; i
 setInterval(() => process.stdout.write(JSON.stringify({ tag, ...stats }) + '\\n'), 1000);
 `;
 
-/** Per-process connections inside a sandbox: under its open-files limit (2048 today). */
+/** Connections per flood process: under a sandbox's open-files limit (2048 today), and under the host's. */
 const PER_SANDBOX_PROCESS = 1800;
+const PER_HOST_PROCESS = 8000;
 
 export interface Flood {
   /** The sum of the flood processes' latest reports. */
@@ -64,19 +68,28 @@ export interface Flood {
 }
 
 /**
- * Idle TCP connections from a child process on the host, so that the
- * bench's own descriptors are not what runs out: the child raises its
- * open-files limit (as root) before node starts.
+ * Idle TCP connections from child processes on the host, so that the bench's
+ * own descriptors are not what runs out: each child holds at most
+ * PER_HOST_PROCESS (a container may forbid raising the open-files limit past
+ * its hard limit, 20 000 here), after trying to raise its limit.
  */
 export function idleFlood(host: string, port: number, count: number): Flood {
-  const limit = count + 1024;
-  const child = spawn('bash', ['-c', `ulimit -n ${limit} 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec "$0" -e "$FLOOD_PROGRAM"`, process.execPath], {
-    env: { ...process.env, NODE_OPTIONS: '', FLOOD_PROGRAM, FLOOD_TARGET: `${host}:${port}`, FLOOD_COUNT: String(count) },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const processes = Math.max(1, Math.ceil(count / PER_HOST_PROCESS));
+  const each = Math.ceil(count / processes);
   const latest = new Map<string, FloodReport>();
-  child.stdout.on('data', collectReports(latest));
-  return { target: `${host}:${port} from the host`, report: () => sum(latest), stop: () => stopChild(child) };
+  const children = Array.from({ length: processes }, (_, index) => {
+    const child = spawn('bash', ['-c', `ulimit -n ${each + 1024} 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec "$0" -e "$FLOOD_PROGRAM"`, process.execPath], {
+      env: { ...process.env, NODE_OPTIONS: '', FLOOD_PROGRAM, FLOOD_TARGET: `${host}:${port}`, FLOOD_COUNT: String(each), FLOOD_TAG: String(index) },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    child.stdout.on('data', collectReports(latest));
+    return child;
+  });
+  return {
+    target: `${host}:${port} from the host, ${processes} processes`,
+    report: () => sum(latest),
+    stop: async () => void (await Promise.all(children.map(stopChild))),
+  };
 }
 
 /**
