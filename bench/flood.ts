@@ -9,10 +9,8 @@ export interface FloodReport {
   opened: number;
   /** Established connections the other side closed (the flood opens another). */
   closedByPeer: number;
-  /** Connections answered with an HTTP 503 (a capacity cap saying no). */
-  answered503: number;
-  /** Connections answered with anything else. */
-  answeredOther: number;
+  /** Connections the other side answered, by the answer's first line (`HTTP/1.1 503 Service Unavailable`: a cap saying no; `408`: an idle limit). */
+  answers: Record<string, number>;
   /** Connect and socket errors by code (EMFILE, ECONNREFUSED, ECONNRESET, ...). */
   errors: Record<string, number>;
 }
@@ -34,7 +32,7 @@ const target = process.env.FLOOD_TARGET;
 const wanted = Number(process.env.FLOOD_COUNT);
 const rate = Number(process.env.FLOOD_RATE || 100);
 const tag = process.env.FLOOD_TAG || '';
-const stats = { open: 0, opened: 0, closedByPeer: 0, answered503: 0, answeredOther: 0, errors: {} };
+const stats = { open: 0, opened: 0, closedByPeer: 0, answers: {}, errors: {} };
 let pending = 0;
 function connectOne() {
   pending++;
@@ -46,7 +44,8 @@ function connectOne() {
   socket.on('data', (chunk) => {
     if (answered) return;
     answered = true;
-    if (/^HTTP\\/1\\.[01] 503/.test(chunk.toString('latin1', 0, 12))) stats.answered503++; else stats.answeredOther++;
+    const line = chunk.toString('latin1', 0, 60).split('\\r')[0].split('\\n')[0];
+    stats.answers[line] = (stats.answers[line] || 0) + 1;
   });
   socket.on('error', (error) => { const code = error.code || 'other'; stats.errors[code] = (stats.errors[code] || 0) + 1; });
   socket.on('close', () => { if (established) { stats.open--; stats.closedByPeer++; } else pending--; });
@@ -152,13 +151,12 @@ function collectReports(latest: Map<string, FloodReport>, other?: (line: string)
 }
 
 function sum(latest: Map<string, FloodReport>): FloodReport {
-  const total: FloodReport = { open: 0, opened: 0, closedByPeer: 0, answered503: 0, answeredOther: 0, errors: {} };
+  const total: FloodReport = { open: 0, opened: 0, closedByPeer: 0, answers: {}, errors: {} };
   for (const report of latest.values()) {
     total.open += report.open;
     total.opened += report.opened;
     total.closedByPeer += report.closedByPeer;
-    total.answered503 += report.answered503;
-    total.answeredOther += report.answeredOther;
+    for (const [line, count] of Object.entries(report.answers)) total.answers[line] = (total.answers[line] ?? 0) + count;
     for (const [code, count] of Object.entries(report.errors)) total.errors[code] = (total.errors[code] ?? 0) + count;
   }
   return total;

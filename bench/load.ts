@@ -238,8 +238,8 @@ function loadTable(result: LoadResult): string[] {
 function floodRow(name: 'idle' | 'egress', report: (FloodReport & { target: string }) | undefined, open: number[]): string {
   const what = name === 'idle' ? 'idle-connection flood' : 'egress-socket flood';
   if (!report) return `| ${what} | not run | — |`;
-  const errors = Object.entries(report.errors).map(([code, count]) => `${count}× ${code}`).join(', ') || 'none';
-  return `| ${what} (${report.target}) | open max ${Math.max(0, ...open)}, last ${report.open}; ${report.opened} opened, ${report.answered503} answered 503, ${report.answeredOther} answered otherwise, ${report.closedByPeer} closed by the daemon; errors: ${errors} | reported |`;
+  const counts = (entries: Record<string, number>): string => Object.entries(entries).map(([key, count]) => `${count}× ${key}`).join(', ') || 'none';
+  return `| ${what} (${report.target}) | open (as the client sees it) max ${Math.max(0, ...open)}, last ${report.open}; ${report.opened} opened, ${report.closedByPeer} closed by the daemon; answers: ${counts(report.answers)}; errors: ${counts(report.errors)} | reported |`;
 }
 
 /** Until the daemon's descriptor count stops growing (no new high of more than 1% in 5 s), or `limit` seconds. */
@@ -300,8 +300,9 @@ async function answers(id: string, opts: SandboxOpts): Promise<boolean> {
 /** RSS and open descriptors of a process, or nothing once it is gone. */
 function sampleProcess(pid: number): { rssMiB: number; fds: number } | undefined {
   try {
-    const rssKiB = Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN);
-    return { rssMiB: rssKiB / 1024, fds: readdirSync(`/proc/${pid}/fd`).length };
+    const rssKiB = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+    if (rssKiB === undefined) return undefined; // a zombie: dead, not yet reaped
+    return { rssMiB: Number(rssKiB) / 1024, fds: readdirSync(`/proc/${pid}/fd`).length };
   } catch {
     return undefined;
   }
