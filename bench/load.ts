@@ -64,6 +64,8 @@ interface LoadResult {
   size: LoadSize;
   elapsed: number;
   exec: ExecStats;
+  /** The same commands for BASELINE_SECONDS before the floods start. */
+  baseline: ExecStats;
   httpStatuses: Map<number, number>;
   idle?: FloodReport & { target: string };
   egress?: FloodReport & { target: string };
@@ -84,6 +86,7 @@ interface LoadResult {
 
 const API_KEY = 'bench';
 const RAMP_LIMIT_SECONDS = 90;
+const BASELINE_SECONDS = 15;
 /** Every SDK call is bounded, so a daemon that stops answering shows as errors, not a hang. */
 const CALL = { timeoutMs: 30_000, requestTimeoutMs: 30_000 };
 
@@ -161,7 +164,7 @@ async function loadPhase(size: LoadSize, daemon: RunningDaemon, opts: () => Sand
   const lifetime = { timeoutMs: (size.seconds + 600) * 1000 };
   const samples: Sample[] = [];
   const exec: ExecStats = { served: 0, latenciesMs: [], errors: new Map() };
-  const result: LoadPhase = { size, exec, samples, elapsed: 0, execSeconds: 0, workersHung: false, lateCreate: 'not tried' };
+  const result: LoadPhase = { size, exec, baseline: { served: 0, latenciesMs: [], errors: new Map() }, samples, elapsed: 0, execSeconds: 0, workersHung: false, lateCreate: 'not tried' };
   const began = performance.now();
   const since = (): number => (performance.now() - began) / 1000;
   const lastWords = tail(daemon, 4000);
@@ -178,6 +181,10 @@ async function loadPhase(size: LoadSize, daemon: RunningDaemon, opts: () => Sand
   try {
     const workers = await Promise.all(Array.from({ length: size.sandboxes }, () => Sandbox.create({ ...opts(), ...lifetime })));
     ids.push(...workers.map((sandbox) => sandbox.sandboxId));
+    // The peer in the same run: the same commands before any flood.
+    const quietUntil = performance.now() + BASELINE_SECONDS * 1000;
+    const quiet = workers.map((sandbox) => execLoop(sandbox, result.baseline, () => performance.now() >= quietUntil || result.crash !== undefined));
+    await Promise.all(quiet);
     const { port, hostname } = new URL(daemon.url);
     if (size.idle > 0) idle = idleFlood(hostname, Number(port), size.idle);
     if (size.egress > 0) {
@@ -211,7 +218,6 @@ async function loadPhase(size: LoadSize, daemon: RunningDaemon, opts: () => Sand
 
 function loadTable(result: LoadResult): string[] {
   const { exec, samples } = result;
-  const latencies = [...exec.latenciesMs].sort((a, b) => a - b);
   const failed = [...exec.errors.values()].reduce((sum, count) => sum + count, 0);
   const statuses = [...result.httpStatuses.entries()].sort(([a], [b]) => a - b);
   const served = statuses.filter(([status]) => status < 400).reduce((sum, [, count]) => sum + count, 0);
@@ -221,8 +227,9 @@ function loadTable(result: LoadResult): string[] {
   return [
     '| what | measured | target |',
     '| --- | --- | --- |',
-    `| commands.run("echo ok") through the e2b SDK | ${exec.served} served in ${result.execSeconds.toFixed(0)} s (${(exec.served / result.execSeconds).toFixed(1)}/s), p50 ${percentile(latencies, 0.5).toFixed(1)} ms, p99 ${percentile(latencies, 0.99).toFixed(1)} ms; ${failed} failed | reported |`,
-    `| failures by kind | ${failed === 0 ? 'none' : [...exec.errors.entries()].map(([kind, count]) => `${count}× ${kind}`).join('; ')} | reported |`,
+    `| peer: the same commands for ${BASELINE_SECONDS} s before the floods | ${execSummary(result.baseline, BASELINE_SECONDS)} | reported |`,
+    `| commands.run("echo ok") through the e2b SDK under the floods, for ${result.execSeconds.toFixed(0)} s | ${execSummary(exec, result.execSeconds)} | reported |`,
+    `| failures under the floods, by kind | ${failed === 0 ? 'none' : [...exec.errors.entries()].map(([kind, count]) => `${count}× ${kind}`).join('; ')} | reported |`,
     `| HTTP answers the SDK got | ${served} served (< 400)${statuses.map(([status, count]) => `, ${count}× ${status}`).join('')} | reported |`,
     ...(['idle', 'egress'] as const).map((name) => floodRow(name, result[name], samples.map((sample) => (name === 'idle' ? sample.idleOpen : sample.egressOpen)))),
     `| the floods' ramp (until the daemon's fds grow < 1% in 5 s, at most ${RAMP_LIMIT_SECONDS} s; the commands run after it) | ${result.ramp ? `${result.ramp.fds} fds after ${result.ramp.seconds.toFixed(0)} s` : 'not reached'} | reported |`,
@@ -233,6 +240,12 @@ function loadTable(result: LoadResult): string[] {
     `| exec workers still stuck 45 s after the stop | ${result.workersHung ? 'yes' : 'none'} | none |`,
     `| sandboxes lost (not answering a command afterwards) | ${result.lost.length} of ${result.checked}; workspaces deleted: ${result.workspacesDeleted.length} | 0: ${result.lost.length === 0 && result.workspacesDeleted.length === 0 ? 'met' : 'NOT met'} |`,
   ];
+}
+
+function execSummary(stats: ExecStats, seconds: number): string {
+  const latencies = [...stats.latenciesMs].sort((a, b) => a - b);
+  const failed = [...stats.errors.values()].reduce((sum, count) => sum + count, 0);
+  return `${stats.served} served (${(stats.served / seconds).toFixed(1)}/s), p50 ${percentile(latencies, 0.5).toFixed(1)} ms, p99 ${percentile(latencies, 0.99).toFixed(1)} ms; ${failed} failed`;
 }
 
 function floodRow(name: 'idle' | 'egress', report: (FloodReport & { target: string }) | undefined, open: number[]): string {
