@@ -74,6 +74,8 @@ interface LoadResult {
   restart?: string;
   workersHung: boolean;
   lateCreate: string;
+  /** The sandboxes or floods could not be started. */
+  setupFailed?: string;
   /** When the floods had built up (the daemon's fds stopped growing), and its fds then; the commands run after it. */
   ramp?: { seconds: number; fds: number };
   execSeconds: number;
@@ -179,8 +181,11 @@ async function loadPhase(size: LoadSize, daemon: RunningDaemon, opts: () => Sand
   let sampler: NodeJS.Timeout | undefined;
   let stopping = false;
   try {
-    const workers = await Promise.all(Array.from({ length: size.sandboxes }, () => Sandbox.create({ ...opts(), ...lifetime })));
+    const created = await Promise.allSettled(Array.from({ length: size.sandboxes }, () => Sandbox.create({ ...opts(), ...lifetime })));
+    const workers = created.flatMap((outcome) => (outcome.status === 'fulfilled' ? [outcome.value] : []));
     ids.push(...workers.map((sandbox) => sandbox.sandboxId));
+    const refused = created.find((outcome) => outcome.status === 'rejected');
+    if (refused) throw refused.reason;
     // The peer in the same run: the same commands before any flood.
     const quietUntil = performance.now() + BASELINE_SECONDS * 1000;
     const quiet = workers.map((sandbox) => execLoop(sandbox, result.baseline, () => performance.now() >= quietUntil || result.crash !== undefined));
@@ -210,6 +215,11 @@ async function loadPhase(size: LoadSize, daemon: RunningDaemon, opts: () => Sand
     result.idle = idle && { target: idle.target, ...idle.report() };
     result.egress = egress && { target: egress.target, ...egress.report() };
     return result;
+  } catch (error) {
+    // A load that could not be set up is a finding too (a daemon that died on the first create, say): reported, not thrown.
+    result.setupFailed = errorKind(error);
+    await Promise.race([died, sleep(1000)]); // a daemon that is dying gets a moment to be seen dead
+    return result;
   } finally {
     clearInterval(sampler);
     await Promise.all([idle, egress].map((flood) => flood?.stop().catch(() => undefined)));
@@ -227,6 +237,7 @@ function loadTable(result: LoadResult): string[] {
   return [
     '| what | measured | target |',
     '| --- | --- | --- |',
+    ...(result.setupFailed ? [`| the load could not be set up | ${result.setupFailed} | — |`] : []),
     `| peer: the same commands for ${BASELINE_SECONDS} s before the floods | ${execSummary(result.baseline, BASELINE_SECONDS)} | reported |`,
     `| commands.run("echo ok") through the e2b SDK under the floods, for ${result.execSeconds.toFixed(0)} s | ${execSummary(exec, result.execSeconds)} | reported |`,
     `| failures under the floods, by kind | ${failed === 0 ? 'none' : [...exec.errors.entries()].map(([kind, count]) => `${count}× ${kind}`).join('; ')} | reported |`,
