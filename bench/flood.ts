@@ -20,10 +20,8 @@ export interface FloodReport {
  * host (`node -e`) and inside a sandbox (its own node, no tsx there). It holds
  * FLOOD_COUNT connections to FLOOD_TARGET (`host:port`, or a unix socket
  * path) open and idle, sends nothing, replaces every one the other side
- * closes, at most FLOOD_RATE new connections per 100 ms (default 100:
- * faster, and a daemon busy on two cores lets its accept queue overflow into
- * connections only the client believes in, or a flood the daemon closes at
- * its cap spins the CPU), and prints a
+ * closes, at most FLOOD_RATE new connections per 100 ms per process, and
+ * prints a
  * FloodReport (with FLOOD_TAG) as a JSON line every second.
  */
 const FLOOD_PROGRAM = `
@@ -72,13 +70,13 @@ export interface Flood {
  * PER_HOST_PROCESS (a container may forbid raising the open-files limit past
  * its hard limit, 20 000 here), after trying to raise its limit.
  */
-export function idleFlood(host: string, port: number, count: number): Flood {
+export function idleFlood(host: string, port: number, count: number, rate: number): Flood {
   const processes = Math.max(1, Math.ceil(count / PER_HOST_PROCESS));
   const each = Math.ceil(count / processes);
   const latest = new Map<string, FloodReport>();
   const children = Array.from({ length: processes }, (_, index) => {
     const child = spawn('bash', ['-c', `ulimit -n ${each + 1024} 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec "$0" -e "$FLOOD_PROGRAM"`, process.execPath], {
-      env: { ...process.env, NODE_OPTIONS: '', FLOOD_PROGRAM, FLOOD_TARGET: `${host}:${port}`, FLOOD_COUNT: String(each), FLOOD_TAG: String(index) },
+      env: { ...process.env, NODE_OPTIONS: '', FLOOD_PROGRAM, FLOOD_TARGET: `${host}:${port}`, FLOOD_COUNT: String(each), FLOOD_RATE: String(rate), FLOOD_TAG: String(index) },
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     child.stdout.on('data', collectReports(latest));
@@ -97,7 +95,7 @@ export function idleFlood(host: string, port: number, count: number): Flood {
  * does not), spread over enough processes to stay under the jail's
  * open-files limit. Falls back to the relay if no socket is found.
  */
-export async function egressFlood(sandbox: Sandbox, count: number): Promise<Flood> {
+export async function egressFlood(sandbox: Sandbox, count: number, rate: number): Promise<Flood> {
   const processes = Math.max(1, Math.ceil(count / PER_SANDBOX_PROCESS));
   const each = Math.ceil(count / processes);
   const latest = new Map<string, FloodReport>();
@@ -114,7 +112,7 @@ export async function egressFlood(sandbox: Sandbox, count: number): Promise<Floo
   ].join('\n');
   const handle: CommandHandle = await sandbox.commands.run(script, {
     background: true,
-    envs: { FLOOD_PROGRAM, FLOOD_COUNT: String(each), NODE_OPTIONS: '' },
+    envs: { FLOOD_PROGRAM, FLOOD_COUNT: String(each), FLOOD_RATE: String(rate), NODE_OPTIONS: '' },
     onStdout: onLine,
     timeoutMs: 0,
   });
