@@ -7,6 +7,11 @@ import { fileURLToPath } from 'node:url';
  * its own, so that one section's leftovers (its heap, its JIT state, its
  * children) cannot tilt the next. BENCH_RUNS sets the sample size of the
  * start-up benchmark (≥ 20), BENCH_ROUND_TRIPS that of envd's (≥ 200).
+ *
+ * Sections are chosen by name: `npm run bench -- load egress` runs those two;
+ * no name runs every section but the soak, which takes 10 minutes and is
+ * asked for (`npm run bench -- soak`, its length in seconds as a number
+ * argument or BRIG_SOAK_SECONDS). The load test's size: BRIG_LOAD_* (bench/load.ts).
  */
 const runs = Number(process.env.BENCH_RUNS ?? 25);
 const roundTrips = Number(process.env.BENCH_ROUND_TRIPS ?? 300);
@@ -14,17 +19,33 @@ if (!Number.isInteger(runs) || runs < 20 || !Number.isInteger(roundTrips) || rou
   process.stderr.write('bench: BENCH_RUNS must be a whole number ≥ 20 and BENCH_ROUND_TRIPS ≥ 200 (medians of fewer are noise)\n');
   process.exit(2);
 }
+const numbers = process.argv.slice(2).filter((arg) => /^\d+$/.test(arg));
+const soakSeconds = Number(numbers[0] ?? process.env.BRIG_SOAK_SECONDS ?? 600);
+if (!Number.isInteger(soakSeconds) || soakSeconds < 10) {
+  process.stderr.write('bench: the soak\'s length (a number argument or BRIG_SOAK_SECONDS) must be a whole number of seconds ≥ 10\n');
+  process.exit(2);
+}
 
-const sections: Array<[file: string, call: string]> = [
-  ['run-startup.ts', `console.log(m.benchStartup(${runs}))`],
-  ['envd.ts', `console.log(await m.benchEnvd(${roundTrips}))`],
-  ['daemon.ts', 'console.log(await m.benchDaemon(30, 200))'],
-  ['egress.ts', 'console.log(await m.benchEgress(2000))'],
-];
+const sections: Record<string, [file: string, call: string]> = {
+  startup: ['run-startup.ts', `console.log(m.benchStartup(${runs}))`],
+  envd: ['envd.ts', `console.log(await m.benchEnvd(${roundTrips}))`],
+  daemon: ['daemon.ts', 'console.log(await m.benchDaemon(30, 200))'],
+  egress: ['egress.ts', 'console.log(await m.benchEgress(2000))'],
+  load: ['load.ts', 'console.log(await m.benchLoad())'],
+  soak: ['load.ts', `console.log(await m.benchSoak(${soakSeconds}))`],
+};
+const asked = process.argv.slice(2).filter((arg) => !/^\d+$/.test(arg));
+const unknown = asked.filter((name) => !(name in sections));
+if (unknown.length > 0) {
+  process.stderr.write(`bench: no section named ${unknown.join(', ')}; the sections: ${Object.keys(sections).join(', ')}\n`);
+  process.exit(2);
+}
+const chosen = asked.length > 0 ? asked : Object.keys(sections).filter((name) => name !== 'soak');
 
 process.stdout.write(`brig benchmarks — ${new Date().toISOString()}, medians\n\n`);
 let failed = false;
-for (const [file, call] of sections) {
+for (const name of chosen) {
+  const [file, call] = sections[name] ?? ['', ''];
   const module = fileURLToPath(new URL(file, import.meta.url));
   const result = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', `const m = await import(${JSON.stringify(module)}); ${call}`], { stdio: 'inherit' });
   if (result.status !== 0) failed = true;
