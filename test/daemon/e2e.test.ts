@@ -15,11 +15,12 @@ function opts(daemon: RunningDaemon, extra: Partial<SandboxOpts> = {}): SandboxO
   return { apiKey: API_KEY, apiUrl: daemon.url, sandboxUrl: daemon.url, ...extra } as SandboxOpts;
 }
 
-function jailCgroups(): string[] {
+/** The cgroups of one sandbox's jail (named brig-<id>), in the hierarchies brig makes them in. */
+function jailCgroups(id: string): string[] {
   const found: string[] = [];
   for (const hierarchy of ['pids', 'cpu']) {
     try {
-      found.push(...readdirSync(`/sys/fs/cgroup/${hierarchy}`).filter((name) => /^brig-i[0-9a-f]{20}$/.test(name)));
+      found.push(...readdirSync(`/sys/fs/cgroup/${hierarchy}`).filter((name) => name === `brig-${id}`));
     } catch {
       // Not a v1 host.
     }
@@ -74,6 +75,7 @@ describe('brig serve: kill -9 of the daemon mid-command, then restart', () => {
     let daemon = await serve(state.dir);
     try {
       const sandbox = await Sandbox.create(opts(daemon));
+      assert.ok(jailCgroups(sandbox.sandboxId).length > 0, 'the jail has cgroups');
       const background = await sandbox.commands.run('sleep 1000', { background: true });
       const streaming = sandbox.commands.run('for i in $(seq 1 100); do echo $i; sleep 0.05; done', { background: true });
       await streaming;
@@ -85,7 +87,7 @@ describe('brig serve: kill -9 of the daemon mid-command, then restart', () => {
       assert.ok(processes.some((process) => process.pid === background.pid), 'the background command survived the daemon');
       assert.equal((await again.commands.run('echo alive')).stdout, 'alive\n');
       await again.kill();
-      assert.ok(await eventually(() => jailCgroups().length === 0), 'no cgroup left');
+      assert.ok(await eventually(() => jailCgroups(sandbox.sandboxId).length === 0), 'no cgroup left');
       assert.deepEqual(readdirSync(`${state.dir}/sandboxes`), [], 'no sandbox directory left');
       assert.equal(existsSync(`${state.dir}/brig.db`), true);
     } finally {
