@@ -55,6 +55,7 @@ export const ERROR_CODES = {
   BRIG_LLM_KEYS: { exit: EXIT.brigError, http: 500, when: 'The LLM gateway\'s key file cannot be used: unreadable, malformed, or open to other users.' },
   BRIG_STATE_LOCKED: { exit: EXIT.brigError, http: 409, when: 'Another brig daemon already uses that state directory (its pid and address are named).' },
   BRIG_STATE_DIR: { exit: EXIT.brigError, http: 500, when: 'The daemon\'s state directory cannot be used: a parent sandboxes cannot pass through, or no lock can be taken on it.' },
+  BRIG_NO_HOST_ID: { exit: EXIT.brigError, http: 503, when: 'The daemon (as root) has no host uid left in its range to give a new sandbox.' },
   BRIG_DAEMON_UNAVAILABLE: { exit: EXIT.brigError, http: 503, when: 'No brig daemon answers at the address the CLI uses.' },
   BRIG_SANDBOX_UNRESPONSIVE: { exit: EXIT.brigError, http: 504, when: 'The sandbox stopped answering (frozen, or its envd hung): a command asked to stop did not end in time.' },
 } as const satisfies Record<string, ErrorSpec>;

@@ -32,8 +32,10 @@ function jailPids(id: string): number[] {
 function envdStarted(id: string): boolean {
   return jailPids(id).some((pid) => {
     try {
-      // envd itself (node envd.cjs …), not bubblewrap, whose arguments name it too.
-      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[1]?.endsWith('envd.cjs') === true;
+      // envd itself (node envd.cjs …, perhaps through the dynamic loader), not bubblewrap or its launcher,
+      // whose arguments name it too: once envd runs, bubblewrap has read everything the daemon fed it.
+      const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      return !/\/(bwrap|brig-exec)$/.test(argv[0] ?? '') && argv.some((arg) => arg.endsWith('envd.cjs'));
     } catch {
       return false;
     }

@@ -1,5 +1,5 @@
 import { appendFileSync, chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { randomBytes, createHash } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { homedir } from 'node:os';
 import { BrigError, type MemoryEvent } from '../../protocol/index.ts';
 import { applyPolicyInput, buildPolicy, network, resolvePolicy, runAs, user, workspace, workspaceAt, type NetworkPolicy, type Policy, type PolicyChange } from '../../policy/index.ts';
@@ -8,6 +8,7 @@ import { checkNetworkRules, relayBinary, startSandboxEgress, withEgressEnvironme
 import type { Driver, SandboxHandle } from '../../drivers/index.ts';
 import { bindEnvdSocket, checkEnvdSocket } from './envd-socket.ts';
 import { appendMemoryEvent, readMemoryEvents } from './memory-events.ts';
+import { hostOwnerOf } from './host-owner.ts';
 import type { CreateSandboxRequest, ListQuery, Page, SandboxManager, SandboxRecord, SandboxStats, Store } from './types.ts';
 
 /**
@@ -37,9 +38,6 @@ export interface ManagerOptions {
 const E2B_HOME = '/home/user';
 /** The uid code written for E2B expects inside. */
 const SANDBOX_UID = 1000;
-/** When the daemon runs as root, each sandbox's files belong to a host uid of its own from this range. */
-const HOST_UID_BASE = 200_000;
-const HOST_UID_SPAN = 100_000;
 const MAX_TIMER_MS = 2 ** 31 - 1;
 /** How often sandboxes that died by themselves are looked for. */
 const SWEEP_MS = 5000;
@@ -51,6 +49,9 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
   // Traversable, not listable: a sandbox's jail runs as a host uid of its own and must reach its directory.
   mkdirSync(`${options.stateDir}/sandboxes`, { recursive: true, mode: 0o711 });
   if (process.getuid?.() === 0) chmodSync(options.stateDir, 0o711);
+
+  /** As root, the host user a sandbox's files and jail belong to (allocated and recorded); null otherwise (the daemon user's). */
+  const hostOwner = (id: string): { uid: number; gid: number } | null => (process.getuid?.() === 0 ? hostOwnerOf(store, id, dirs(id).workspace) : null);
 
   const dirs = (id: string) => {
     const root = `${options.stateDir}/sandboxes/${id}`;
@@ -472,15 +473,6 @@ function sandboxPolicy(hostWorkspace: string, request: CreateSandboxRequest, pro
 /** E2B's ids are lower-case letters and digits. */
 function newId(): string {
   return `i${randomBytes(10).toString('hex')}`;
-}
-
-/** As root, the host user a sandbox's files and jail belong to; null otherwise (they are the daemon user's). */
-function hostOwner(id: string): { uid: number; gid: number } | null {
-  return process.getuid?.() === 0 ? { uid: hostUidOf(id), gid: hostUidOf(id) } : null;
-}
-
-function hostUidOf(id: string): number {
-  return HOST_UID_BASE + (createHash('sha256').update(id).digest().readUInt32BE(0) % HOST_UID_SPAN);
 }
 
 function diskUsage(path: string): number {

@@ -81,6 +81,14 @@ export interface Store {
   /** What the sandbox spent through the LLM gateway; zeros when nothing. */
   spent(sandbox: string): Spent;
   charge(sandbox: string, delta: Spent): void;
+  /** The host uid recorded for the sandbox, or null. */
+  hostId(sandbox: string): number | null;
+  /**
+   * The sandbox's host uid: the one recorded, else the one `pick` chooses
+   * given the ids every other sandbox holds, recorded at once (atomically).
+   * Freed by remove().
+   */
+  claimHostId(sandbox: string, pick: (taken: ReadonlySet<number>) => number): number;
   close(): void;
 }
 

@@ -57,6 +57,13 @@ const MIGRATIONS: ReadonlyArray<(db: Database.Database) => void> = [
       output_tokens INTEGER NOT NULL
     ) STRICT;
   `),
+  (db) => db.exec(`
+    -- The host uid (and gid) each sandbox's files belong to when the daemon runs as root: one sandbox per id.
+    CREATE TABLE host_ids (
+      id      INTEGER PRIMARY KEY,
+      sandbox TEXT NOT NULL UNIQUE
+    ) STRICT;
+  `),
 ];
 
 interface Row {
@@ -114,10 +121,23 @@ export function openSqliteStore(file: string): Store {
   const removeRow = db.prepare<[string]>('DELETE FROM sandboxes WHERE id = ?');
   const removeViolations = db.prepare<[string]>('DELETE FROM violations WHERE sandbox = ?');
   const removeSpent = db.prepare<[string]>('DELETE FROM llm_spent WHERE sandbox = ?');
+  const removeHostId = db.prepare<[string]>('DELETE FROM host_ids WHERE sandbox = ?');
   const remove = db.transaction((id: string) => {
     removeRow.run(id);
     removeViolations.run(id);
     removeSpent.run(id);
+    removeHostId.run(id);
+  });
+  const hostIdOf = db.prepare<[string], { id: number }>('SELECT id FROM host_ids WHERE sandbox = ?');
+  const takenHostIds = db.prepare<[], { id: number }>('SELECT id FROM host_ids');
+  const insertHostId = db.prepare<{ id: number; sandbox: string }>('INSERT INTO host_ids VALUES (@id, @sandbox)');
+  // IMMEDIATE: the ids taken are read and the new one written under one write lock.
+  const claimHostId = db.transaction((sandbox: string, pick: (taken: ReadonlySet<number>) => number): number => {
+    const held = hostIdOf.get(sandbox);
+    if (held) return held.id;
+    const id = pick(new Set(takenHostIds.all().map((row) => row.id)));
+    insertHostId.run({ id, sandbox });
+    return id;
   });
   const insertViolation = db.prepare<Violation>('INSERT INTO violations (sandbox, time, kind, target, rule) VALUES (@sandbox, @time, @kind, @target, @rule)');
   // A sandbox can be refused as fast as it can try: only its newest are kept, so it cannot fill the disk.
@@ -193,6 +213,8 @@ export function openSqliteStore(file: string): Store {
     violations: (sandbox, limit) => violationsOf.all({ sandbox, limit }),
     spent: (sandbox) => spentOf.get(sandbox) ?? { requests: 0, inputTokens: 0, outputTokens: 0 },
     charge: (sandbox, delta) => void charge.run({ sandbox, ...delta }),
+    hostId: (sandbox) => hostIdOf.get(sandbox)?.id ?? null,
+    claimHostId: (sandbox, pick) => claimHostId.immediate(sandbox, pick),
     close() {
       if (!db.open) return;
       db.pragma('optimize');
