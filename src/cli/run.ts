@@ -29,7 +29,7 @@ import {
   type Policy,
   type PolicyChange,
 } from '../policy/index.ts';
-import { planJail, runJail, type JailEnd, type JailPlan } from '../drivers/jail/index.ts';
+import { FD, planJail, runJail, type JailEnd, type JailPlan } from '../drivers/jail/index.ts';
 import { parseArgs, type FlagSpec } from './args.ts';
 import { loadBundle } from './bundles.ts';
 
@@ -251,6 +251,8 @@ function planSummary(plan: JailPlan) {
     policy: plan.policy.name,
     command: plan.command,
     argv: plan.argv,
+    // What each fd from 8 on carries: `--bind-fd 10 /work` binds fds[2].
+    fds: plan.fds.map((entry, index) => ({ fd: FD.bindSources + index, ...entry })),
     cwd: plan.cwd,
     identity: { hostUid: plan.identity.hostUid, hostGid: plan.identity.hostGid, uid: plan.identity.uid, gid: plan.identity.gid, user: plan.identity.user, home: plan.identity.home },
     environment: plan.env,
@@ -290,6 +292,8 @@ function formatPlan(plan: JailPlan): string {
     `environment: ${Object.keys(summary.environment).sort().join(' ')}`,
     `seccomp: ${summary.seccomp.instructions} BPF instructions${summary.seccomp.logOnly ? ' (log only: nothing is denied)' : ''}`,
     ...summary.seccomp.rules.map((rule) => `  ${rule}`),
+    'fds:',
+    ...summary.fds.map((entry) => `  ${entry.fd}: ${entry.kind === 'path' ? `${entry.path} (${entry.field}, opened without following links)` : `data: ${JSON.stringify(entry.data)}`}`),
     'argv:',
     `  ${summary.argv.map(quote).join(' \\\n    ')}`,
     '',

@@ -3,7 +3,7 @@
  * seccomp program, cgroup limits, rlimits), and a plan becomes a running jail.
  * See docs/jail.md for every step and why.
  */
-export { findExecutable, planJail } from './plan.ts';
+export { FD, findExecutable, planJail } from './plan.ts';
 export type { HostContext, JailPlan, JailPlanOptions } from './plan.ts';
 export { runJail } from './launch.ts';
 export type { JailEnd, RunJailOptions } from './launch.ts';

@@ -61,7 +61,7 @@ describe('no fd the daemon holds reaches a sandbox', () => {
     secret = `${state.dir}/../brig-fd-daemon-secret-${process.pid}`;
     writeFileSync(secret, 'HOST-FD-SECRET\n');
     fd = openSync(secret, 'r');
-    daemon = await serveDaemon(state.dir, { apiKey: API_KEY, extraFds: leaky(fd).slice(3) });
+    daemon = await serveDaemon(state.dir, { apiKey: API_KEY, extraFds: leaky(fd).slice(3) as Array<number | 'ignore'> });
   });
   after(async () => {
     for (const info of await Sandbox.list(opts()).nextItems().catch(() => [])) await Sandbox.kill(info.sandboxId, opts()).catch(() => false);
