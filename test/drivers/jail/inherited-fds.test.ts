@@ -21,6 +21,9 @@ function leaky(fd: number): Array<'pipe' | 'ignore' | number> {
 /** Every fd of every process the jail can see, as `pid fd -> target`, and what reading fd 20 gives. */
 const PROBE = 'for p in /proc/[0-9]*; do for f in $p/fd/*; do echo "${p#/proc/} ${f##*/} -> $(readlink $f)"; done; done; cat /proc/self/fd/20 2>&1; echo "self: $(ls /proc/self/fd | tr "\\n" " ")"';
 
+/** A bind source fd (O_PATH, a handle on a host directory) left open would show as a link to the directory it binds. */
+const BIND_SOURCE = /^\d+ \d+ -> (\/usr|\/etc|\/home\/user|\/run\/brig\/envd\/\S*|\/tmp\/brig-[^\s.]*)$/m;
+
 /** ls lists its own fds: its stdio and the directory it reads (3). */
 const ONLY_STDIO = /^self: 0 1 2 3 $/m;
 
@@ -46,6 +49,8 @@ describe('no fd the caller left open reaches a jail', () => {
     assert.doesNotMatch(result.stdout, /HOST-FD-SECRET/);
     assert.ok(!result.stdout.includes('brig-fd-secret'), `no process in the jail holds the file:\n${result.stdout}`);
     assert.match(result.stdout, ONLY_STDIO);
+    assert.doesNotMatch(result.stdout, BIND_SOURCE, 'no bind source fd survives bubblewrap');
+    assert.ok(!result.stdout.includes(` -> ${dir.dir}\n`), 'not even the workspace');
   });
 });
 
@@ -77,6 +82,7 @@ describe('no fd the daemon holds reaches a sandbox', () => {
       assert.doesNotMatch(result.stdout, /HOST-FD-SECRET/);
       assert.ok(!result.stdout.includes('brig-fd-daemon-secret'), `no process in the sandbox holds the file:\n${result.stdout}`);
       assert.match(result.stdout, ONLY_STDIO);
+      assert.doesNotMatch(result.stdout, BIND_SOURCE, 'no bind source fd survives bubblewrap');
     } finally {
       await sandbox.kill();
     }
