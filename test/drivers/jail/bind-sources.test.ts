@@ -4,6 +4,9 @@ import { closeSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:f
 import { homedir } from 'node:os';
 import { runBrig, tempWorkspace } from '../../helpers/brig.ts';
 import { openSource } from '../../../src/drivers/jail/sources.ts';
+import { planJail } from '../../../src/drivers/jail/index.ts';
+import { buildPolicy, hide, readOnly, resolvePolicy, tools } from '../../../src/policy/index.ts';
+import type { BrigError } from '../../../src/protocol/index.ts';
 
 // Issue 10, item 1: a jail plants a symlink in its workspace and waits for a later
 // `brig run --rw ./cache` (or --ro, or a policy entry) to bind what the link points
@@ -109,5 +112,27 @@ describe('openSource: the walk that checks and opens in one step', () => {
     assert.throws(() => openSource(`${dir.dir}/link`, 'test'), { code: 'BRIG_PATH_SYMLINK' });
     assert.throws(() => openSource(`${dir.dir}/a/missing`, 'test'), { code: 'BRIG_PATH_MISSING' });
     assert.throws(() => openSource(`${dir.dir}/a/../a`, 'test'), { code: 'BRIG_POLICY_INVALID' });
+  });
+});
+
+describe('planJail: tools and binds the plan refuses before anything starts', () => {
+  let dir: { dir: string; remove: () => void };
+  const host = (cwd: string) => ({ uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, home: homedir(), cwd, env: { PATH: '/usr/bin:/bin' } });
+  before(() => {
+    dir = tempWorkspace();
+    mkdirSync(`${dir.dir}/bin`);
+    symlinkSync('/usr/bin/id', `${dir.dir}/bin/tool`);
+  });
+  after(() => dir.remove());
+
+  test('a tool reached through a link in the workspace (where jails write) is refused', () => {
+    const policy = resolvePolicy(buildPolicy(tools(`${dir.dir}/bin/tool`)), { cwd: dir.dir, home: homedir() });
+    assert.throws(() => planJail(policy, ['true'], host(dir.dir), { tty: false }), (error: BrigError) => error.code === 'BRIG_PATH_SYMLINK' && error.message.includes(`${dir.dir}/bin/tool`));
+  });
+
+  test('a bind under a hidden path is refused: it would unmask part of it', () => {
+    mkdirSync(`${dir.dir}/secret/inner`, { recursive: true });
+    const policy = resolvePolicy(buildPolicy(hide(`${dir.dir}/secret`), readOnly(`${dir.dir}/secret/inner`)), { cwd: dir.dir, home: homedir() });
+    assert.throws(() => planJail(policy, ['true'], host(dir.dir), { tty: false }), { code: 'BRIG_BIND_MASKED' });
   });
 });
