@@ -73,7 +73,7 @@ export function mountArgs(input: MountInputs): string[] {
   const workspaceInside = filesystem.workspace === null ? null : (filesystem.workspaceTarget ?? filesystem.workspace);
   // The home is brig's (a private tmpfs, or the kept home) unless it lies in the workspace's place.
   const privateHome = workspaceInside === null || !within(input.home, workspaceInside) ? input.home : null;
-  const guard = destinationGuard([...secrets, ...filesystem.hidden], privateHome);
+  const guard = destinationGuard([...secrets, ...filesystem.hidden], [privateHome, input.tmpdir]);
   // A home inside the workspace's place is the workspace's (an E2B sandbox's /home/user): no tmpfs over it.
   if (privateHome !== null) {
     const kept = filesystem.home;
@@ -124,15 +124,15 @@ function identityFiles(input: MountInputs): string[] {
 
 /**
  * A bind may not land on what brig keeps from the jail: a masked path or
- * anything under one, /proc and /dev (bubblewrap's own), the private home
- * itself (a bind there would replace it), or /. Under the private home is
+ * anything under one, /proc and /dev (bubblewrap's own), the private home or
+ * $TMPDIR tmpfs itself (a bind there would replace it), or /. Under them is
  * fine: that is how a user hands the jail one of their own files.
  */
-function destinationGuard(masks: string[], privateHome: string | null): (dest: string, field: string) => void {
+function destinationGuard(masks: string[], privates: Array<string | null>): (dest: string, field: string) => void {
   const covered = [...masks, '/proc', '/dev'];
   return (dest, field) => {
     const mask = covered.find((path) => within(dest, path));
-    const what = dest === '/' ? 'the root of the jail' : mask ? `${mask}, which brig masks` : dest === privateHome ? "the jail's private home" : null;
+    const what = dest === '/' ? 'the root of the jail' : mask ? `${mask}, which brig masks` : privates.includes(dest) ? 'a private directory of the jail (its home or $TMPDIR)' : null;
     if (what) {
       throw new BrigError('BRIG_BIND_MASKED', `${field}: a bind at ${dest} would land on ${what}`, 'bind the directory at another path, or drop it from the policy');
     }
