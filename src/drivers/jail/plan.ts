@@ -1,7 +1,7 @@
 import { accessSync, constants, existsSync, readFileSync, realpathSync, statSync, type Stats } from 'node:fs';
 import { dirname, isAbsolute, join, relative } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { BrigError } from '../../protocol/index.ts';
+import { BrigError, INSIDE_DIR } from '../../protocol/index.ts';
 import type { Policy } from '../../policy/index.ts';
 import { compileSeccomp, hostSeccompArch } from './seccomp/index.ts';
 import { jailIdentity, type Caller, type JailIdentity } from './identity.ts';
@@ -88,8 +88,15 @@ export function planJail(policy: Policy, command: string[], host: HostContext, o
   const tools = resolveTools(policy.tools, host.env.PATH, policy.filesystem.system, jailWritable(policy));
   const tmpdir = privateTmpdir(host.env.TMPDIR, policy);
   const roots = visibleRoots(policy, tools.paths);
-  const env = jailEnvironment(policy.environment, host.env, identity, { tmpdir, toolDirs: tools.dirs, visible: (dir) => roots.some((root) => within(dir, root)) });
   const workspaceInside = workspace === null ? null : (filesystem.workspaceTarget ?? workspace);
+  // Where a PATH entry can exist for the jail: what it sees of the host, and its own writable places.
+  const jailDirs = [...roots, identity.home, ...filesystem.tmpfs, ...(tmpdir ? [tmpdir] : []), ...(workspaceInside ? [workspaceInside] : []), INSIDE_DIR];
+  const env = jailEnvironment(policy.environment, host.env, identity, {
+    tmpdir,
+    toolDirs: tools.dirs,
+    sees: (dir) => roots.some((root) => within(dir, root)),
+    has: (dir) => jailDirs.some((root) => within(dir, root)),
+  });
   const cwd = workspaceInside ?? identity.home;
   const runtime = options.runtime ?? [];
   const runtimeHost = (path: string): string | undefined => runtime.find((file) => file.sandbox === path)?.host;

@@ -43,11 +43,15 @@ describe('brig run: the jail has its own name and PATH', () => {
     assertOwnIdentity(result.stdout);
   });
 
-  test('a forwarded PATH keeps only the directories the jail sees', async () => {
+  test('a forwarded or set PATH keeps only the directories the jail sees', async () => {
     const env = { ...process.env, PATH: `${PATH_MARKER}:/usr/bin:/bin` };
     const result = await runBrig(['run', '--', '/bin/sh', '-c', 'echo "$PATH"'], { cwd: workspace.dir, env });
     assert.equal(result.code, 0, result.stderr);
     assert.equal(result.stdout, '/usr/bin:/bin\n');
+    // A PATH the policy sets keeps what can exist inside (the workspace, the jail's home), not host-only places.
+    const set = await runBrig(['run', '--env', `PATH=/opt/brig-path-marker-${process.pid}/bin:/usr/bin:${workspace.dir}/bin:${homedir()}/.local/bin`, '--', '/bin/sh', '-c', 'echo "$PATH"'], { cwd: workspace.dir });
+    assert.equal(set.code, 0, set.stderr);
+    assert.equal(set.stdout, `/usr/bin:${workspace.dir}/bin:${homedir()}/.local/bin\n`);
   });
 });
 
