@@ -45,7 +45,8 @@ export function openSource(path: string, field: string): number {
         fd = openSync(`/proc/self/fd/${parent}/${name}`, PATH_FLAGS);
       } catch (error) {
         fd = parent;
-        if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw missing(path, field);
+        const code = (error as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT' || code === 'ENOTDIR') throw missing(path, field);
         throw new BrigError('BRIG_JAIL_SETUP', `${field}: cannot open ${walked}: ${(error as Error).message}`, 'check that brig may read every directory on the way');
       }
       closeSync(parent);
