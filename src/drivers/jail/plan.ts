@@ -11,7 +11,7 @@ import { rlimitArgs } from './rlimits.ts';
 import { planCgroup, type CgroupPlan } from './cgroup.ts';
 import { egressBridge, type EgressBridge } from './egress.ts';
 import { toolLibraries } from '../envd-runtime/index.ts';
-import { fdTable, type PlanFd } from './sources.ts';
+import { fdTable, linksOnTheWay, type PlanFd } from './sources.ts';
 import brigSpawn from 'brig-spawn';
 
 /**
@@ -224,9 +224,11 @@ function resolveTools(names: string[], hostPath: string | undefined, systemDirs:
     const found = name.includes('/') ? (existsSync(name) ? name : null) : findExecutable(name, hostPath);
     if (!found) throw new BrigError('BRIG_PATH_MISSING', `tool '${name}' is not on the host PATH`, 'install it, or give its absolute path in tools');
     const real = realpathSync(found);
-    // A link where a jail writes may have been planted by one: only links outside those are followed.
-    if (real !== found && writable.some((dir) => within(found, dir))) {
-      throw new BrigError('BRIG_PATH_SYMLINK', `tools: ${found} is a symbolic link (to ${real}) inside a directory jails write`, `if ${real} is what you mean, name it directly`);
+    // A link where a jail writes may have been planted by one (even on the way from a host link such as
+    // `npm link` makes into a project): only links outside those are followed.
+    const planted = linksOnTheWay(found).find((link) => writable.some((dir) => within(link, dir)));
+    if (planted) {
+      throw new BrigError('BRIG_PATH_SYMLINK', `tools: ${found} leads through the symbolic link ${planted} (to ${real}), inside a directory jails write`, `if ${real} is what you mean, name it directly`);
     }
     for (const path of [found, real]) {
       paths.add(path);

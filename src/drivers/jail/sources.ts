@@ -1,4 +1,4 @@
-import { closeSync, constants, fstatSync, openSync, readlinkSync, realpathSync } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, openSync, readlinkSync, realpathSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
 import { BrigError } from '../../protocol/index.ts';
 
@@ -121,4 +121,40 @@ export function fdTable(first: number): { entries: PlanFd[]; bind(path: string, 
     },
     data: (text) => add({ kind: 'data', data: text }),
   };
+}
+
+/**
+ * Every symbolic link that resolving `path` goes through, in order, as the
+ * kernel would follow them (at most 40). For paths brig resolves itself
+ * (tools found on PATH): a link inside a directory jails write may have been
+ * planted by one, wherever the path started.
+ */
+export function linksOnTheWay(path: string): string[] {
+  const links: string[] = [];
+  let rest = path.split('/').filter(Boolean);
+  let current = '';
+  while (rest.length > 0) {
+    const name = rest.shift() as string;
+    if (name === '.') continue;
+    if (name === '..') {
+      current = current.slice(0, current.lastIndexOf('/'));
+      continue;
+    }
+    const next = `${current}/${name}`;
+    let target: string | null = null;
+    try {
+      if (lstatSync(next).isSymbolicLink()) target = readlinkSync(next);
+    } catch {
+      return links; // Missing: the caller's own check says so.
+    }
+    if (target === null) {
+      current = next;
+      continue;
+    }
+    links.push(next);
+    if (links.length > 40) return links;
+    rest = [...target.split('/').filter(Boolean), ...rest];
+    if (target.startsWith('/')) current = '';
+  }
+  return links;
 }

@@ -130,6 +130,17 @@ describe('planJail: tools and binds the plan refuses before anything starts', ()
     assert.throws(() => planJail(policy, ['true'], host(dir.dir), { tty: false }), (error: BrigError) => error.code === 'BRIG_PATH_SYMLINK' && error.message.includes(`${dir.dir}/bin/tool`));
   });
 
+  test('a tool whose host link leads into the workspace (as `npm link` makes) is refused at the link planted there', () => {
+    const linkDir = tempWorkspace('brig-npm-link-');
+    try {
+      symlinkSync(`${dir.dir}/bin/tool`, `${linkDir.dir}/tool`);
+      const policy = resolvePolicy(buildPolicy(tools(`${linkDir.dir}/tool`)), { cwd: dir.dir, home: homedir() });
+      assert.throws(() => planJail(policy, ['true'], host(dir.dir), { tty: false }), (error: BrigError) => error.code === 'BRIG_PATH_SYMLINK' && error.message.includes(`the symbolic link ${dir.dir}/bin/tool`));
+    } finally {
+      linkDir.remove();
+    }
+  });
+
   test('a bind under a hidden path is refused: it would unmask part of it', () => {
     mkdirSync(`${dir.dir}/secret/inner`, { recursive: true });
     const policy = resolvePolicy(buildPolicy(hide(`${dir.dir}/secret`), readOnly(`${dir.dir}/secret/inner`)), { cwd: dir.dir, home: homedir() });
