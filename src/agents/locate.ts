@@ -1,6 +1,7 @@
 import { closeSync, existsSync, openSync, readSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join } from 'node:path';
-import { findExecutable } from '../drivers/jail/index.ts';
+import { BrigError } from '../protocol/index.ts';
+import { findExecutable, linksOnTheWay } from '../drivers/jail/index.ts';
 import type { AgentSpec } from './types.ts';
 
 /**
@@ -33,6 +34,13 @@ export function locateAgent(spec: AgentSpec, context: LocateContext): LocatedAge
   const found = findCommand(spec, context);
   if (!found) return null;
   const real = realpathSync(found.path);
+  const inProject = (path: string) => path === context.cwd || path.startsWith(`${context.cwd}/`);
+  // A link in the project may have been planted by a jail (an `npm link`ed CLI leads there): it may lead
+  // only within the project, never to a host file brig would then bind read-only.
+  const planted = linksOnTheWay(found.path).find(inProject);
+  if (planted && !inProject(real)) {
+    throw new BrigError('BRIG_PATH_SYMLINK', `${spec.command}: ${found.path} leads through ${planted}, a link in the project, out of it to ${real}`, 'a jail may have planted that link: remove it, or reinstall the CLI');
+  }
   const seen = (path: string) => context.visible.some((dir) => path === dir || path.startsWith(`${dir}/`));
   const packageRoot = npmPackageRoot(real);
   // The whole node_modules tree it sits in: npm hoists its dependencies (Codex's platform binary, Claude

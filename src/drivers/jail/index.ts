@@ -9,3 +9,4 @@ export { runJail } from './launch.ts';
 export type { JailEnd, RunJailOptions } from './launch.ts';
 export { sweepLeftovers, recordsDir } from './records.ts';
 export { jailDriver } from './sandbox.ts';
+export { linksOnTheWay } from './sources.ts';

@@ -6,6 +6,7 @@ import { runBrig, tempWorkspace } from '../../helpers/brig.ts';
 import { openSource } from '../../../src/drivers/jail/sources.ts';
 import { planJail } from '../../../src/drivers/jail/index.ts';
 import { buildPolicy, hide, readOnly, resolvePolicy, tools } from '../../../src/policy/index.ts';
+import { locateAgent, type AgentSpec } from '../../../src/agents/index.ts';
 import type { BrigError } from '../../../src/protocol/index.ts';
 
 // Issue 10, item 1: a jail plants a symlink in its workspace and waits for a later
@@ -145,5 +146,27 @@ describe('planJail: tools and binds the plan refuses before anything starts', ()
     mkdirSync(`${dir.dir}/secret/inner`, { recursive: true });
     const policy = resolvePolicy(buildPolicy(hide(`${dir.dir}/secret`), readOnly(`${dir.dir}/secret/inner`)), { cwd: dir.dir, home: homedir() });
     assert.throws(() => planJail(policy, ['true'], host(dir.dir), { tty: false }), { code: 'BRIG_BIND_MASKED' });
+  });
+});
+
+describe('locateAgent: an agent CLI whose link leads out of the project through a planted link', () => {
+  let project: { dir: string; remove: () => void };
+  let linkDir: { dir: string; remove: () => void };
+  before(() => {
+    project = tempWorkspace();
+    linkDir = tempWorkspace('brig-npm-link-');
+    // `npm link` leaves a host link into the project; a jail then swaps the CLI for a link to a host file.
+    symlinkSync('/etc/hostname', `${project.dir}/cli.js`);
+    symlinkSync(`${project.dir}/cli.js`, `${linkDir.dir}/agent`);
+  });
+  after(() => {
+    project.remove();
+    linkDir.remove();
+  });
+
+  test('is refused, naming the link in the project', () => {
+    const spec: AgentSpec = { name: 'linked', description: 'an npm-linked CLI', command: `${linkDir.dir}/agent`, configPaths: [], providers: [] };
+    const context = { cwd: project.dir, home: homedir(), env: { PATH: '/usr/bin:/bin' }, visible: ['/usr'] };
+    assert.throws(() => locateAgent(spec, context), (error: BrigError) => error.code === 'BRIG_PATH_SYMLINK' && error.message.includes(`${project.dir}/cli.js`));
   });
 });
