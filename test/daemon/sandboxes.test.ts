@@ -1,6 +1,6 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { Sandbox } from 'e2b';
 import { jailDriver } from '../../src/drivers/index.ts';
 import { createSandboxManager } from '../../src/daemon/sandboxes/manager.ts';
@@ -105,12 +105,15 @@ describe('sandbox manager: lifecycle with real jails', () => {
     await assert.rejects(manager.remove('never-was', { data: false }), { code: 'BRIG_SANDBOX_NOT_FOUND' });
   });
 
-  test('a sandbox whose jail dies by itself is not left listed as running', async () => {
+  test('a sandbox whose jail dies by itself is stopped, not left listed as running; its workspace stays until rm', async () => {
     const record = await manager.create({ name: 'doomed' });
     if (record.handle) process.kill(record.handle.pid, 'SIGKILL');
-    assert.ok(await eventually(() => !(record.handle && jailDriver.alive(record.handle))));
+    assert.ok(await eventually(() => !(record.handle && (jailDriver.liveness(record.handle) === 'alive'))));
     assert.throws(() => manager.get('doomed'), { code: 'BRIG_SANDBOX_NOT_FOUND' });
-    assert.ok(await eventually(() => !existsSync(record.workspace) && leftCgroups(record).length === 0), 'cleaned up');
+    assert.ok(await eventually(() => manager.listAll().find((item) => item.id === record.id)?.state === 'stopped' && leftCgroups(record).length === 0), 'its jail cleaned up');
+    assert.equal(existsSync(record.workspace), true, 'only kill, rm or its timeout delete a workspace');
+    await manager.remove(record.id, { data: true });
+    assert.equal(existsSync(record.workspace), false);
   });
 
   test('bad requests are refused with codes', async () => {
@@ -121,17 +124,17 @@ describe('sandbox manager: lifecycle with real jails', () => {
 });
 
 describe('sandbox manager: a restarted daemon reattaches what runs and cleans up what does not', () => {
-  test('reattach after close; clean up a sandbox that died meanwhile', async () => {
+  test('reattach after close; stop a sandbox that died meanwhile, keeping its workspace', async () => {
     const state = tempWorkspace('brig-daemon-');
     try {
       const first = await managerOn(state.dir);
       const alive = await first.create({ name: 'survivor' });
       const dead = await first.create({ name: 'casualty' });
       await first.close(); // the daemon goes away; its sandboxes do not
-      assert.ok(alive.handle && jailDriver.alive(alive.handle));
+      assert.ok(alive.handle && (jailDriver.liveness(alive.handle) === 'alive'));
       // The casualty's jail dies while no daemon watches.
       if (dead.handle) process.kill(dead.handle.pid, 'SIGKILL');
-      assert.ok(await eventually(() => !(dead.handle && jailDriver.alive(dead.handle))));
+      assert.ok(await eventually(() => !(dead.handle && (jailDriver.liveness(dead.handle) === 'alive'))));
 
       const second = await managerOn(state.dir);
       try {
@@ -143,8 +146,10 @@ describe('sandbox manager: a restarted daemon reattaches what runs and cleans up
           close();
         }
         assert.throws(() => second.get('casualty'), { code: 'BRIG_SANDBOX_NOT_FOUND' });
-        assert.equal(existsSync(dead.workspace), false, "the dead sandbox's workspace is cleaned up");
-        assert.deepEqual(leftCgroups(dead), [], 'and its cgroups');
+        assert.deepEqual(leftCgroups(dead), [], "the dead sandbox's cgroups are cleaned up");
+        assert.equal(existsSync(dead.workspace), true, 'its workspace stays: it died, nobody removed it');
+        await second.remove('casualty', { data: true });
+        assert.equal(existsSync(dead.workspace), false);
         await second.kill('survivor');
         assert.deepEqual(leftCgroups(alive), []);
       } finally {
@@ -192,6 +197,53 @@ describe('sandbox manager: the warm pool', () => {
       await second.close();
       assert.deepEqual(sandboxDirs(state.dir), []);
     } finally {
+      state.remove();
+    }
+  });
+});
+
+describe('sandbox manager: a liveness check that fails is not a death', () => {
+  test('a daemon restarted while the host is out of descriptors keeps a live sandbox and its workspace (and so does its sweep)', async () => {
+    const state = tempWorkspace('brig-daemon-');
+    const filler: number[] = [];
+    const release = (): void => {
+      for (const fd of filler.splice(0)) closeSync(fd);
+    };
+    try {
+      const first = await managerOn(state.dir);
+      const record = await first.create({ name: 'busy' });
+      writeFileSync(`${record.workspace}/work.txt`, 'hours of work\n');
+      await first.close();
+      const store = openSqliteStore(`${state.dir}/brig.db`);
+      // Every descriptor taken, as a flood of connections would: reading /proc/<pid>/stat now fails with EMFILE.
+      for (;;) {
+        try {
+          filler.push(openSync('/dev/null', 'r'));
+        } catch {
+          break;
+        }
+      }
+      const second = await createSandboxManager({ stateDir: state.dir, store, driver: jailDriver, envdBundle: ENVD, egress: { gateway: null, nodeDir: `${REPO}/dist/inside` } });
+      try {
+        // Longer than one sweep of sandboxes that died by themselves.
+        await new Promise((resolve) => setTimeout(resolve, 6000));
+        release();
+        assert.equal(record.handle && jailDriver.liveness(record.handle), 'alive', 'the jail was not killed');
+        assert.equal(readFileSync(`${record.workspace}/work.txt`, 'utf8'), 'hours of work\n', 'its workspace is intact');
+        assert.equal(second.get('busy').id, record.id, 'and it is still served');
+        const { sandbox, close } = await sdkFor(second, second.get('busy'));
+        try {
+          assert.equal((await sandbox.commands.run('cat work.txt')).stdout, 'hours of work\n');
+        } finally {
+          close();
+        }
+        await second.kill('busy');
+      } finally {
+        release();
+        await second.close();
+      }
+    } finally {
+      release();
       state.remove();
     }
   });

@@ -96,7 +96,7 @@ describe('policy → plan', () => {
 
   test('limits: rlimits through brig-exec, cgroup limits as files', () => {
     const result = plan(buildPolicy(memory(512)));
-    assert.deepEqual(result.argv.slice(1, 9), ['--rlimit', 'NOFILE=1024:2048', '--rlimit', 'NPROC=512:1024', '--rlimit', 'CORE=0:0', '--rlimit', `FSIZE=${16384 * 1024 * 1024}:${16384 * 1024 * 1024}`]);
+    assert.deepEqual(result.argv.slice(1, 9), ['--rlimit', 'NOFILE=1024:1024', '--rlimit', 'NPROC=512:512', '--rlimit', 'CORE=0:0', '--rlimit', `FSIZE=${16384 * 1024 * 1024}:${16384 * 1024 * 1024}`]);
     assert.deepEqual(result.argv.slice(9, 11), ['--keep-fds', String(FD.bindSources + result.fds.length - 1)], 'brig-exec keeps exactly the fds brig hands over');
     const limit = result.cgroup.writes.find(([file]) => file.endsWith('memory.limit_in_bytes') || file.endsWith('memory.max'));
     assert.equal(limit?.[1], String(512 * 1024 * 1024));
