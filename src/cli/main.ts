@@ -62,8 +62,8 @@ Budgets: what all sandboxes may commit together (the pool's included); a
 create that would pass one is refused with 503 BRIG_CAPACITY.
   --max-sandboxes N     sandboxes at once (default 100)
   --max-tasks N         the sum of their resources.pids (default: half the kernel's pid_max/threads-max)
-  --max-open-files N    the sum of resources.pids × openFiles.hard (default: 4 × fs.file-max)
-  --max-memory-mib N    the sum of resources.memoryMiB (default: the host's RAM)
+  --max-open-files N    the sum of resources.pids × openFiles.hard (default: 8 × fs.file-max)
+  --max-memory-mib N    the sum of resources.memoryMiB (default: 2 × the host's RAM)
 Connections (default from the daemon's descriptor limit: a quarter of it, half that per client):
   --max-connections N             client connections held at once
   --max-connections-per-client N  from one address`;

@@ -29,13 +29,22 @@ export function commitment(policy: Policy): Budgets {
 }
 
 const DEFAULT_MAX_SANDBOXES = 100;
-/** Open files: the host's table (fs.file-max) may be committed this many times over: a sandbox at the default policy could hold 512 Ki files, and none does. */
-const OPEN_FILES_OVERCOMMIT = 4;
+/**
+ * Open files: the host's table (fs.file-max) may be committed this many
+ * times over. A sandbox at the default policy could hold 512 Ki files (512
+ * tasks × 1024), which would cost it far more kernel memory than real work
+ * does; the root daemon itself may pass fs.file-max, unprivileged host
+ * processes may not.
+ */
+const OPEN_FILES_OVERCOMMIT = 8;
+/** Memory: cgroup limits are ceilings, not reservations; the sum of them may pass RAM this many times over. */
+const MEMORY_OVERCOMMIT = 2;
 
 /**
- * Defaults from the host: memory is never overcommitted (the sum of limits
- * stays within RAM); tasks take at most half of what the kernel allows
- * (pid_max, threads-max), leaving the rest to the host.
+ * Defaults from the host: tasks take at most half of what the kernel allows
+ * (pid_max, threads-max), leaving the rest to the host; memory and open
+ * files overcommit by the factors above (--max-memory-mib set to the host's
+ * RAM never overcommits).
  */
 export function defaultBudgets(): Budgets {
   const kernelTasks = Math.min(readNumber('/proc/sys/kernel/pid_max', 32768), readNumber('/proc/sys/kernel/threads-max', 32768));
@@ -43,7 +52,7 @@ export function defaultBudgets(): Budgets {
     sandboxes: DEFAULT_MAX_SANDBOXES,
     tasks: Math.floor(kernelTasks / 2),
     openFiles: readNumber('/proc/sys/fs/file-max', 1_048_576) * OPEN_FILES_OVERCOMMIT,
-    memoryMiB: Math.floor(totalmem() / 1024 / 1024),
+    memoryMiB: Math.floor(totalmem() / 1024 / 1024) * MEMORY_OVERCOMMIT,
   };
 }
 
