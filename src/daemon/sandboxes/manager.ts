@@ -10,6 +10,7 @@ import { checkBudgets, defaultBudgets, type Budgets } from './budgets.ts';
 import { bindEnvdSocket, checkEnvdSocket } from './envd-socket.ts';
 import { appendMemoryEvent, readMemoryEvents } from './memory-events.ts';
 import { hostOwnerOf } from './host-owner.ts';
+import { makeWorkspace, removeSandboxDir } from './workspace.ts';
 import type { CreateSandboxRequest, ListQuery, Page, SandboxManager, SandboxRecord, SandboxStats, Store } from './types.ts';
 
 /**
@@ -143,9 +144,9 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
     memoryGuards.delete(record.id);
     if (record.handle) await driver.stop(record.handle);
     await stopEgress(record.id);
-    const { root, state } = dirs(record.id);
+    const { state } = dirs(record.id);
     if (removeWorkspace) {
-      rmSync(root, { recursive: true, force: true });
+      await removeSandboxDir(dirs(record.id));
       store.remove(record.id);
     } else {
       rmSync(state, { recursive: true, force: true });
@@ -162,7 +163,7 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
 
   const remove = async (record: SandboxRecord, data: boolean): Promise<void> => {
     if (record.state !== 'stopped') await teardown(record, data);
-    if (data) rmSync(dirs(record.id).root, { recursive: true, force: true });
+    if (data) await removeSandboxDir(dirs(record.id));
     store.remove(record.id);
   };
 
@@ -181,10 +182,11 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
     let handle: SandboxHandle;
     try {
       mkdirSync(paths.root, { mode: 0o711 });
-      mkdirSync(paths.workspace, { mode: 0o755 });
       mkdirSync(paths.state, { mode: 0o711 });
       // As root, the sandbox's files belong to a host uid of its own: never root's, never another sandbox's.
       const owner = hostOwner(record.id);
+      // With resources.diskMiB, a filesystem of that size of its own: what it writes cannot fill the host's disk.
+      await makeWorkspace(paths, record.policy.resources.diskMiB, owner);
       if (owner) chownSync(paths.workspace, owner.uid, owner.gid);
       // A profile's config directories and seed files go in its home, which here is the workspace.
       const profile = record.templateId === 'base' ? null : findAgent(options.agents ?? [], record.templateId);
@@ -205,7 +207,7 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
       handle = await driver.boot({ id: record.id, policy: record.policy, stateDir: paths.state, envd: { bundle: options.envdBundle, accessToken: record.envdAccessToken, socket }, egress, persist });
     } catch (error) {
       await stopEgress(record.id);
-      rmSync(paths.root, { recursive: true, force: true });
+      await removeSandboxDir(paths).catch(() => {});
       store.remove(record.id);
       throw error;
     }
