@@ -1,7 +1,8 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { Sandbox, type SandboxOpts } from 'e2b';
+import { EGRESS_DIR_INSIDE, EGRESS_SOCKET_NAME } from '../../src/protocol/index.ts';
 import { tempWorkspace } from '../helpers/brig.ts';
 import { serveDaemon, type RunningDaemon } from '../helpers/daemon.ts';
 
@@ -55,6 +56,28 @@ describe('brig serve: limits across sandboxes', { skip: process.getuid?.() !== 0
       await sandbox.kill();
       assert.equal(mountedAt(`${root}/workspace`), false, 'unmounted');
       assert.equal(existsSync(root), false, 'its image and directory removed');
+    } finally {
+      await daemon.stop();
+      state.remove();
+    }
+  });
+
+  test('one allowlist sandbox holds at most 256 of the daemon\'s descriptors through its egress socket', async (t) => {
+    const state = tempWorkspace('brig-limits-');
+    const daemon = await serveDaemon(state.dir, { apiKey: API_KEY });
+    try {
+      const { status, body, sandbox } = await createWith(daemon, { network: { mode: 'allowlist', allow: ['example.com'] } });
+      assert.equal(status, 201, JSON.stringify(body));
+      assert.ok(sandbox);
+      const descriptors = () => readdirSync(`/proc/${daemon.process.pid}/fd`).length;
+      const before = descriptors();
+      // Three processes, 900 idle connections each, straight to the egress socket: 2700 asked for.
+      const hold = `perl -MIO::Socket::UNIX -e 'my @s; for (1..900) { my $s = IO::Socket::UNIX->new(Peer => $ARGV[0]) or next; push @s, $s } sleep 600' ${EGRESS_DIR_INSIDE}/${EGRESS_SOCKET_NAME}`;
+      await sandbox.commands.run(`for i in 1 2 3; do ${hold} >/dev/null 2>&1 & done; sleep 3`);
+      const during = descriptors();
+      t.diagnostic(`daemon descriptors: ${before} before, ${during} while the sandbox floods its egress socket`);
+      assert.ok(during - before <= 256 + 16, `the sandbox made the daemon hold ${during - before} more descriptors`);
+      await sandbox.kill();
     } finally {
       await daemon.stop();
       state.remove();
