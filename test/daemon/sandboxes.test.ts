@@ -203,6 +203,32 @@ describe('sandbox manager: the warm pool', () => {
 });
 
 describe('sandbox manager: a liveness check that fails is not a death', () => {
+  test('a handle whose start time was not read at boot (the daemon out of descriptors then) does not get a live sandbox killed at the next restart', async () => {
+    const state = tempWorkspace('brig-daemon-');
+    try {
+      const first = await managerOn(state.dir);
+      const record = await first.create({ name: 'unread' });
+      writeFileSync(`${record.workspace}/work.txt`, 'hours of work\n');
+      await first.close();
+      // What a boot under EMFILE recorded before: no start time, so the pid never matched again.
+      const store = openSqliteStore(`${state.dir}/brig.db`);
+      assert.ok(record.handle);
+      store.update(record.id, { handle: { ...record.handle, pidStart: '' } });
+      store.close();
+      const second = await managerOn(state.dir);
+      try {
+        assert.equal(second.get('unread').id, record.id, 'reattached: its cgroup still holds its processes');
+        assert.equal(jailDriver.liveness(record.handle), 'alive');
+        assert.equal(readFileSync(`${record.workspace}/work.txt`, 'utf8'), 'hours of work\n');
+        await second.kill('unread');
+      } finally {
+        await second.close();
+      }
+    } finally {
+      state.remove();
+    }
+  });
+
   test('a daemon restarted while the host is out of descriptors keeps a live sandbox and its workspace (and so does its sweep)', async () => {
     const state = tempWorkspace('brig-daemon-');
     const filler: number[] = [];
@@ -216,18 +242,25 @@ describe('sandbox manager: a liveness check that fails is not a death', () => {
       await first.close();
       const store = openSqliteStore(`${state.dir}/brig.db`);
       // Every descriptor taken, as a flood of connections would: reading /proc/<pid>/stat now fails with EMFILE.
-      for (;;) {
-        try {
-          filler.push(openSync('/dev/null', 'r'));
-        } catch {
-          break;
+      const exhaust = (): void => {
+        for (;;) {
+          try {
+            filler.push(openSync('/dev/null', 'r'));
+          } catch {
+            return;
+          }
         }
-      }
+      };
+      exhaust();
       const second = await createSandboxManager({ stateDir: state.dir, store, driver: jailDriver, envdBundle: ENVD, egress: { gateway: null, nodeDir: `${REPO}/dist/inside` } });
       try {
         // Longer than one sweep of sandboxes that died by themselves.
         await new Promise((resolve) => setTimeout(resolve, 6000));
+        // Whatever was closed meanwhile is taken too.
+        exhaust();
+        const checked = record.handle && jailDriver.liveness(record.handle);
         release();
+        assert.equal(checked, 'unknown', 'a check that cannot read /proc says so');
         assert.equal(record.handle && jailDriver.liveness(record.handle), 'alive', 'the jail was not killed');
         assert.equal(readFileSync(`${record.workspace}/work.txt`, 'utf8'), 'hours of work\n', 'its workspace is intact');
         assert.equal(second.get('busy').id, record.id, 'and it is still served');

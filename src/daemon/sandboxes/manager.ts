@@ -260,11 +260,12 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
   let closed = false;
   const fill = (): void => {
     while (!closed && pool.length + filling.size < poolSize) {
-      const fresh = newRecord({}, 'pooled');
+      let fresh: SandboxRecord;
       try {
+        fresh = newRecord({}, 'pooled');
         checkRoomFor(fresh.policy);
       } catch {
-        // The budgets are full: the pool waits for room rather than taking it from creates.
+        // The budgets are full (or the host is, EMFILE): the pool waits for room rather than taking it from creates.
         return;
       }
       const booting: Promise<void> = boot(fresh)
@@ -302,7 +303,8 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
       }
     }
   };
-  const sweeper = setInterval(() => void sweepDead().then(() => fill()), SWEEP_MS);
+  // Never a rejection nobody hears: under a flood the store or /proc may fail, and that must not end the daemon.
+  const sweeper = setInterval(() => void sweepDead().then(() => fill()).catch(() => {}), SWEEP_MS);
   sweeper.unref();
 
   // Reconcile what an earlier daemon left: reattach what runs (or could not be checked), clean up
