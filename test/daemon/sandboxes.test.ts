@@ -202,6 +202,31 @@ describe('sandbox manager: the warm pool', () => {
   });
 });
 
+describe('sandbox manager: budgets', () => {
+  test('a create over the sandbox budget stops a pooled sandbox to make room, then is refused with BRIG_CAPACITY', async () => {
+    const state = tempWorkspace('brig-daemon-');
+    const manager = await createSandboxManager({ stateDir: state.dir, store: openSqliteStore(`${state.dir}/brig.db`), driver: jailDriver, envdBundle: ENVD, poolSize: 2, budgets: { sandboxes: 2 }, egress: { gateway: null, nodeDir: `${REPO}/dist/inside` } });
+    try {
+      assert.ok(await eventually(() => manager.pool().ready === 2), 'the pool fills the budget');
+      // envVars: not poolable, so each boots its own.
+      const first = await manager.create({ envVars: { A: '1' } });
+      const second = await manager.create({ envVars: { A: '2' } });
+      assert.equal(manager.pool().ready, 0, 'the pool gave way');
+      await assert.rejects(manager.create({ envVars: { A: '3' } }), (error: Error & { code?: string }) => {
+        assert.equal(error.code, 'BRIG_CAPACITY');
+        assert.match(error.message, /budget of sandboxes is full: its sandboxes commit 2 of 2/);
+        return true;
+      });
+      assert.equal(sandboxDirs(state.dir).length, 2, 'nothing was booted for the refused create');
+      await manager.kill(first.id);
+      await manager.kill(second.id);
+    } finally {
+      await manager.close();
+      state.remove();
+    }
+  });
+});
+
 describe('sandbox manager: a liveness check that fails is not a death', () => {
   test('a handle whose start time was not read at boot (the daemon out of descriptors then) does not get a live sandbox killed at the next restart', async () => {
     const state = tempWorkspace('brig-daemon-');
