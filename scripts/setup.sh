@@ -5,14 +5,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# bubblewrap: the jail. util-linux: setsid. g++, make, python3: node-gyp builds the
-# native parts at npm ci (brig-spawn, brig-relay and brig-exec, node-pty, better-sqlite3).
-# perl: the syscall probes of the tests; libcap2-bin: setcap/getcap, for the test that
-# no jail can give a file capabilities; curl: what the egress tests reach through the
-# proxy. git, jq, wget, unzip, gawk, procps: the rest of the tools every agent jail
-# offers (seed 002's list; brig agent names any that are missing). socat, ripgrep: what
-# sandbox-runtime (srt) needs for the benchmark, ripgrep also an agent tool.
-packages=(bubblewrap util-linux g++ make python3 perl libcap2-bin curl git jq wget unzip gawk procps socat ripgrep)
+# bubblewrap: the jail. util-linux: setsid, and mount/losetup for workspace quotas;
+# e2fsprogs: mkfs.ext4 for them (resources.diskMiB). g++, make, python3: node-gyp
+# builds the native parts at npm ci (brig-spawn, brig-relay and brig-exec, node-pty,
+# better-sqlite3). perl: the syscall probes of the tests; libcap2-bin: setcap/getcap,
+# for the test that no jail can give a file capabilities; curl: what the egress tests
+# reach through the proxy. git, jq, wget, unzip, gawk, procps: the rest of the tools
+# every agent jail offers (seed 002's list; brig agent names any that are missing).
+# socat, ripgrep: what sandbox-runtime (srt) needs for the benchmark, ripgrep also an
+# agent tool.
+packages=(bubblewrap util-linux e2fsprogs g++ make python3 perl libcap2-bin curl git jq wget unzip gawk procps socat ripgrep)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -56,10 +56,36 @@ against it with E2B_API_URL and E2B_SANDBOX_URL set to its address.
   --state DIR   sandboxes, the SQLite store and the API key
                 (default /var/lib/brig as root, ~/.local/state/brig otherwise)
   --pool N      sandboxes kept booted so a create returns at once (default 2)
-  BRIG_API_KEY  sets the API key; otherwise one is made at first start (0600).`;
+  BRIG_API_KEY  sets the API key; otherwise one is made at first start (0600).
+
+Budgets: what all sandboxes may commit together (the pool's included); a
+create that would pass one is refused with 503 BRIG_CAPACITY.
+  --max-sandboxes N     sandboxes at once (default 100)
+  --max-tasks N         the sum of their resources.pids (default: half the kernel's pid_max/threads-max)
+  --max-open-files N    the sum of resources.pids × openFiles.hard (default: 8 × fs.file-max)
+  --max-memory-mib N    the sum of resources.memoryMiB (default: 2 × the host's RAM)
+Connections (default from the daemon's descriptor limit: a quarter of it, half that per client):
+  --max-connections N             client connections held at once
+  --max-connections-per-client N  from one address`;
 
 async function serveCommand(argv: string[]): Promise<number> {
-  const { flags, rest } = parseArgs(argv, { host: { value: true }, port: { value: true }, state: { value: true }, pool: { value: true }, help: { value: false, short: 'h' } }, 'brig serve');
+  const { flags, rest } = parseArgs(
+    argv,
+    {
+      host: { value: true },
+      port: { value: true },
+      state: { value: true },
+      pool: { value: true },
+      'max-sandboxes': { value: true },
+      'max-tasks': { value: true },
+      'max-open-files': { value: true },
+      'max-memory-mib': { value: true },
+      'max-connections': { value: true },
+      'max-connections-per-client': { value: true },
+      help: { value: false, short: 'h' },
+    },
+    'brig serve',
+  );
   if (flags.has('help')) {
     process.stdout.write(SERVE_HELP + '\n');
     return 0;
@@ -72,8 +98,22 @@ async function serveCommand(argv: string[]): Promise<number> {
     return Number(text);
   };
   const daemon = loadBundle('daemon') as { main(options: Record<string, unknown>): Promise<void> };
-  await daemon.main({ host: flags.get('host')?.[0], port: whole('port', 65535), stateDir: flags.get('state')?.[0], poolSize: whole('pool', 1000) });
+  const budgets = { sandboxes: whole('max-sandboxes', 1_000_000), tasks: whole('max-tasks', 2 ** 32), openFiles: whole('max-open-files', 2 ** 52), memoryMiB: whole('max-memory-mib', 2 ** 40) };
+  const connections = { maxConnections: whole('max-connections', 1_048_576), maxPerClient: whole('max-connections-per-client', 1_048_576) };
+  await daemon.main({
+    host: flags.get('host')?.[0],
+    port: whole('port', 65535),
+    stateDir: flags.get('state')?.[0],
+    poolSize: whole('pool', 1000),
+    budgets: definedOnly(budgets),
+    connections: definedOnly(connections),
+  });
   return new Promise<number>(() => {});
+}
+
+/** The fields that were given: an absent flag leaves the daemon's default. */
+function definedOnly<T extends Record<string, number | undefined>>(values: T): Partial<T> {
+  return Object.fromEntries(Object.entries(values).filter(([, value]) => value !== undefined)) as Partial<T>;
 }
 
 /** The sandbox commands over a daemon: their own bundle (dist/client.cjs), so \`brig run\` never pays for loading it. */

@@ -56,7 +56,7 @@ Flags (each changes one field of the policy; see docs/policy.md):
   --on-oom ACTION     at the memory limit: kill-process (default) kills the
                       largest process and the jail goes on; kill-sandbox ends it
   --cpus N            CPU quota in CPUs, fractions allowed (default 2)
-  --pids N            processes and threads alive at once (default 1024)
+  --pids N            processes and threads alive at once (default 512)
   --timeout DURATION  kill the jail after e.g. 30s, 10m, 2h (default: none)
   --workspace DIR     the read-write project directory (default: .)
   --policy FILE       start from a policy file (JSON or YAML); flags apply on top

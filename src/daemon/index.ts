@@ -11,8 +11,8 @@ import { createGateway, loadGatewayConfig } from '../egress/index.ts';
 import { listAgents } from '../agents/index.ts';
 import { homedir } from 'node:os';
 import { jailDriver } from '../drivers/index.ts';
-import { buildApi } from './api/index.ts';
-import { createSandboxManager } from './sandboxes/index.ts';
+import { buildApi, type ConnectionLimits } from './api/index.ts';
+import { createSandboxManager, type Budgets } from './sandboxes/index.ts';
 import { openSqliteStore } from './store/index.ts';
 import { claimStateDir, type StateDirClaim } from './state-dir.ts';
 
@@ -31,6 +31,10 @@ export interface DaemonOptions {
   insideDir: string;
   /** Sandboxes kept booted so a create returns at once. Default 2. */
   poolSize?: number;
+  /** What all sandboxes may commit together (docs/daemon.md, "Limits"); each absent one from the host. */
+  budgets?: Partial<Budgets>;
+  /** Caps on client connections; each absent one from the daemon's descriptor limit. */
+  connections?: Partial<ConnectionLimits>;
 }
 
 export interface Daemon {
@@ -68,8 +72,9 @@ async function serve(stateDir: string, claim: StateDirClaim, options: DaemonOpti
     poolSize: options.poolSize ?? 2,
     egress: { gateway, nodeDir: options.insideDir },
     agents: await listAgents(process.env, process.env.HOME || homedir()),
+    budgets: options.budgets,
   });
-  const app = buildApi(manager, { apiKey });
+  const app = buildApi(manager, { apiKey, connections: options.connections });
   const host = options.host ?? '127.0.0.1';
   const port = options.port ?? 3000;
   let url: string;

@@ -62,6 +62,9 @@ export interface SandboxHandle {
   booting?: true;
 }
 
+/** gone only when known to be: a check that failed says unknown, and whoever destroys on gone keeps an unknown sandbox. */
+export type Liveness = 'alive' | 'gone' | 'unknown';
+
 export interface SandboxUsage {
   /** Memory charged to the sandbox, page cache and tmpfs included. */
   memoryBytes: number;
@@ -75,8 +78,12 @@ export interface Driver {
   readonly name: string;
   /** Start the sandbox; resolves once envd answers on the endpoint. */
   boot(spec: SandboxSpec): Promise<SandboxHandle>;
-  /** Whether the sandbox is still running (also after the booting process restarted). */
-  alive(handle: SandboxHandle): boolean;
+  /**
+   * Whether the sandbox is still running (also after the booting process
+   * restarted). 'unknown' when it could not be checked (the host is out of
+   * file descriptors, /proc unreadable): never a reason to destroy it.
+   */
+  liveness(handle: SandboxHandle): Liveness;
   usage(handle: SandboxHandle): SandboxUsage;
   /**
    * Resolve the sandbox's out-of-memory as its policy says (resources.onOutOfMemory:

@@ -52,8 +52,8 @@ const MAX_HEADER_BYTES = 32 * 1024;
 const HALF_OPEN_IDLE_MS = 120_000;
 /** How long a kept-alive upstream connection may sit unused in the pool. */
 const IDLE_UPSTREAM_MS = 4_000;
-/** Per sandbox; each costs the host two descriptors. */
-const MAX_CONNECTIONS = 1024;
+/** Per sandbox; each costs the host (the daemon) two descriptors, so one sandbox holds at most 512 of them. */
+const MAX_CONNECTIONS = 256;
 const SOCKS_VERSION = 0x05;
 
 

@@ -4,7 +4,8 @@ import type { Policy } from './types.ts';
  * The default policy denies: no home, no credentials, no network, no inherited
  * environment beyond a short safe list, limits on. Every widening is a change
  * a user makes on purpose. Limits follow seed 004 (memory 2 GiB, 2 CPUs,
- * nofile 1024/2048, nproc 512/1024).
+ * nofile 1024/1024, nproc 512/512, pids 512: one jail holds at most 512 Ki
+ * open files, where 1024 tasks × 2048 allowed 2 Mi).
  */
 export const DEFAULT_POLICY: Policy = deepFreeze({
   name: 'default',
@@ -33,10 +34,11 @@ export const DEFAULT_POLICY: Policy = deepFreeze({
     memoryMiB: 2048,
     onOutOfMemory: 'kill-process',
     cpus: 2,
-    pids: 1024,
-    openFiles: { soft: 1024, hard: 2048 },
-    processes: { soft: 512, hard: 1024 },
+    pids: 512,
+    openFiles: { soft: 1024, hard: 1024 },
+    processes: { soft: 512, hard: 512 },
     maxFileSizeMiB: 16384,
+    diskMiB: null,
   },
   syscalls: { extraDeny: [], logOnly: false },
   timeouts: { runMs: 0 },

@@ -63,6 +63,8 @@ const FILE_SIZE_MAX_MIB = 8589934592;
 const CPUS_MAX = 8192;
 // (uid_t)-1 means "no change" to the kernel, so the last usable id is 2^32 - 2.
 const MAX_ID = 4294967294;
+/** The largest workspace image: 16 TiB, ext4's limit for a 4 KiB block size. */
+const MAX_DISK_MIB = 16 * 1024 * 1024;
 
 const ref = (name: string, description: string, defaultValue: unknown): SchemaNode => ({
   $ref: `#/$defs/${name}`,
@@ -320,6 +322,13 @@ export const POLICY_SCHEMA: RootSchema = deepFreeze({
         maximum: FILE_SIZE_MAX_MIB,
         description: `RLIMIT_FSIZE in MiB: the largest file a process may write, so one runaway log cannot fill the disk. At most ${FILE_SIZE_MAX_MIB} (2^53 bytes).`,
         default: D.resources.maxFileSizeMiB,
+      },
+      diskMiB: {
+        type: ['integer', 'null'],
+        minimum: 16,
+        maximum: MAX_DISK_MIB,
+        description: `Daemon sandboxes: the workspace is a filesystem of this many MiB of its own (a sparse ext4 image, mounted nosuid,nodev), so what the sandbox writes there cannot fill the host's disk; past it, writes fail with ENOSPC. null: no quota (the workspace is a plain directory on the daemon's disk). \`brig run\` binds your own directory and refuses a value here. At least 16, at most ${MAX_DISK_MIB} (16 TiB).`,
+        default: D.resources.diskMiB,
       },
     }),
     syscalls: section('The seccomp filter. brig always denies its default list (docs/jail.md); a policy can only add to it.', {

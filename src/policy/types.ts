@@ -127,6 +127,8 @@ export interface ResourcesPolicy {
   processes: SoftHard;
   /** RLIMIT_FSIZE: the largest file a process may write. */
   maxFileSizeMiB: number;
+  /** A daemon sandbox's workspace as a filesystem of this size (a quota on what it can write); null: none. */
+  diskMiB: number | null;
 }
 
 export interface SyscallPolicy {

@@ -1,6 +1,6 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { Sandbox } from 'e2b';
 import { jailDriver } from '../../src/drivers/index.ts';
 import { createSandboxManager } from '../../src/daemon/sandboxes/manager.ts';
@@ -105,12 +105,15 @@ describe('sandbox manager: lifecycle with real jails', () => {
     await assert.rejects(manager.remove('never-was', { data: false }), { code: 'BRIG_SANDBOX_NOT_FOUND' });
   });
 
-  test('a sandbox whose jail dies by itself is not left listed as running', async () => {
+  test('a sandbox whose jail dies by itself is stopped, not left listed as running; its workspace stays until rm', async () => {
     const record = await manager.create({ name: 'doomed' });
     if (record.handle) process.kill(record.handle.pid, 'SIGKILL');
-    assert.ok(await eventually(() => !(record.handle && jailDriver.alive(record.handle))));
+    assert.ok(await eventually(() => !(record.handle && (jailDriver.liveness(record.handle) === 'alive'))));
     assert.throws(() => manager.get('doomed'), { code: 'BRIG_SANDBOX_NOT_FOUND' });
-    assert.ok(await eventually(() => !existsSync(record.workspace) && leftCgroups(record).length === 0), 'cleaned up');
+    assert.ok(await eventually(() => manager.listAll().find((item) => item.id === record.id)?.state === 'stopped' && leftCgroups(record).length === 0), 'its jail cleaned up');
+    assert.equal(existsSync(record.workspace), true, 'only kill, rm or its timeout delete a workspace');
+    await manager.remove(record.id, { data: true });
+    assert.equal(existsSync(record.workspace), false);
   });
 
   test('bad requests are refused with codes', async () => {
@@ -121,17 +124,17 @@ describe('sandbox manager: lifecycle with real jails', () => {
 });
 
 describe('sandbox manager: a restarted daemon reattaches what runs and cleans up what does not', () => {
-  test('reattach after close; clean up a sandbox that died meanwhile', async () => {
+  test('reattach after close; stop a sandbox that died meanwhile, keeping its workspace', async () => {
     const state = tempWorkspace('brig-daemon-');
     try {
       const first = await managerOn(state.dir);
       const alive = await first.create({ name: 'survivor' });
       const dead = await first.create({ name: 'casualty' });
       await first.close(); // the daemon goes away; its sandboxes do not
-      assert.ok(alive.handle && jailDriver.alive(alive.handle));
+      assert.ok(alive.handle && (jailDriver.liveness(alive.handle) === 'alive'));
       // The casualty's jail dies while no daemon watches.
       if (dead.handle) process.kill(dead.handle.pid, 'SIGKILL');
-      assert.ok(await eventually(() => !(dead.handle && jailDriver.alive(dead.handle))));
+      assert.ok(await eventually(() => !(dead.handle && (jailDriver.liveness(dead.handle) === 'alive'))));
 
       const second = await managerOn(state.dir);
       try {
@@ -143,8 +146,10 @@ describe('sandbox manager: a restarted daemon reattaches what runs and cleans up
           close();
         }
         assert.throws(() => second.get('casualty'), { code: 'BRIG_SANDBOX_NOT_FOUND' });
-        assert.equal(existsSync(dead.workspace), false, "the dead sandbox's workspace is cleaned up");
-        assert.deepEqual(leftCgroups(dead), [], 'and its cgroups');
+        assert.deepEqual(leftCgroups(dead), [], "the dead sandbox's cgroups are cleaned up");
+        assert.equal(existsSync(dead.workspace), true, 'its workspace stays: it died, nobody removed it');
+        await second.remove('casualty', { data: true });
+        assert.equal(existsSync(dead.workspace), false);
         await second.kill('survivor');
         assert.deepEqual(leftCgroups(alive), []);
       } finally {
@@ -192,6 +197,111 @@ describe('sandbox manager: the warm pool', () => {
       await second.close();
       assert.deepEqual(sandboxDirs(state.dir), []);
     } finally {
+      state.remove();
+    }
+  });
+});
+
+describe('sandbox manager: budgets', () => {
+  test('a create over the sandbox budget stops a pooled sandbox to make room, then is refused with BRIG_CAPACITY', async () => {
+    const state = tempWorkspace('brig-daemon-');
+    const manager = await createSandboxManager({ stateDir: state.dir, store: openSqliteStore(`${state.dir}/brig.db`), driver: jailDriver, envdBundle: ENVD, poolSize: 2, budgets: { sandboxes: 2 }, egress: { gateway: null, nodeDir: `${REPO}/dist/inside` } });
+    try {
+      assert.ok(await eventually(() => manager.pool().ready === 2), 'the pool fills the budget');
+      // envVars: not poolable, so each boots its own.
+      const first = await manager.create({ envVars: { A: '1' } });
+      const second = await manager.create({ envVars: { A: '2' } });
+      assert.equal(manager.pool().ready, 0, 'the pool gave way');
+      await assert.rejects(manager.create({ envVars: { A: '3' } }), (error: Error & { code?: string }) => {
+        assert.equal(error.code, 'BRIG_CAPACITY');
+        assert.match(error.message, /budget of sandboxes is full: its sandboxes commit 2 of 2/);
+        return true;
+      });
+      assert.equal(sandboxDirs(state.dir).length, 2, 'nothing was booted for the refused create');
+      await manager.kill(first.id);
+      await manager.kill(second.id);
+    } finally {
+      await manager.close();
+      state.remove();
+    }
+  });
+});
+
+describe('sandbox manager: a liveness check that fails is not a death', () => {
+  test('a handle whose start time was not read at boot (the daemon out of descriptors then) does not get a live sandbox killed at the next restart', async () => {
+    const state = tempWorkspace('brig-daemon-');
+    try {
+      const first = await managerOn(state.dir);
+      const record = await first.create({ name: 'unread' });
+      writeFileSync(`${record.workspace}/work.txt`, 'hours of work\n');
+      await first.close();
+      // What a boot under EMFILE recorded before: no start time, so the pid never matched again.
+      const store = openSqliteStore(`${state.dir}/brig.db`);
+      assert.ok(record.handle);
+      store.update(record.id, { handle: { ...record.handle, pidStart: '' } });
+      store.close();
+      const second = await managerOn(state.dir);
+      try {
+        assert.equal(second.get('unread').id, record.id, 'reattached: its cgroup still holds its processes');
+        assert.equal(jailDriver.liveness(record.handle), 'alive');
+        assert.equal(readFileSync(`${record.workspace}/work.txt`, 'utf8'), 'hours of work\n');
+        await second.kill('unread');
+      } finally {
+        await second.close();
+      }
+    } finally {
+      state.remove();
+    }
+  });
+
+  test('a daemon restarted while the host is out of descriptors keeps a live sandbox and its workspace (and so does its sweep)', async () => {
+    const state = tempWorkspace('brig-daemon-');
+    const filler: number[] = [];
+    const release = (): void => {
+      for (const fd of filler.splice(0)) closeSync(fd);
+    };
+    try {
+      const first = await managerOn(state.dir);
+      const record = await first.create({ name: 'busy' });
+      writeFileSync(`${record.workspace}/work.txt`, 'hours of work\n');
+      await first.close();
+      const store = openSqliteStore(`${state.dir}/brig.db`);
+      // Every descriptor taken, as a flood of connections would: reading /proc/<pid>/stat now fails with EMFILE.
+      const exhaust = (): void => {
+        for (;;) {
+          try {
+            filler.push(openSync('/dev/null', 'r'));
+          } catch {
+            return;
+          }
+        }
+      };
+      exhaust();
+      const second = await createSandboxManager({ stateDir: state.dir, store, driver: jailDriver, envdBundle: ENVD, egress: { gateway: null, nodeDir: `${REPO}/dist/inside` } });
+      try {
+        // Longer than one sweep of sandboxes that died by themselves.
+        await new Promise((resolve) => setTimeout(resolve, 6000));
+        // Whatever was closed meanwhile is taken too.
+        exhaust();
+        const checked = record.handle && jailDriver.liveness(record.handle);
+        release();
+        assert.equal(checked, 'unknown', 'a check that cannot read /proc says so');
+        assert.equal(record.handle && jailDriver.liveness(record.handle), 'alive', 'the jail was not killed');
+        assert.equal(readFileSync(`${record.workspace}/work.txt`, 'utf8'), 'hours of work\n', 'its workspace is intact');
+        assert.equal(second.get('busy').id, record.id, 'and it is still served');
+        const { sandbox, close } = await sdkFor(second, second.get('busy'));
+        try {
+          assert.equal((await sandbox.commands.run('cat work.txt')).stdout, 'hours of work\n');
+        } finally {
+          close();
+        }
+        await second.kill('busy');
+      } finally {
+        release();
+        await second.close();
+      }
+    } finally {
+      release();
       state.remove();
     }
   });

@@ -14,9 +14,17 @@ export interface RunningDaemon {
  */
 export async function serveDaemon(
   stateDir: string,
-  options: { apiKey: string; pool?: number; env?: NodeJS.ProcessEnv; /** fds the daemon inherits from 3 on, as a careless parent would leave them */ extraFds?: Array<number | 'ignore' | 'pipe'> },
+  options: {
+    apiKey: string;
+    pool?: number;
+    env?: NodeJS.ProcessEnv;
+    /** fds the daemon inherits from 3 on, as a careless parent would leave them */
+    extraFds?: Array<number | 'ignore' | 'pipe'>;
+    /** More `brig serve` flags (budgets, connection caps). */
+    args?: string[];
+  },
 ): Promise<RunningDaemon> {
-  const child = spawn(BRIG, ['serve', '--port', '0', '--state', stateDir, '--pool', String(options.pool ?? 0)], {
+  const child = spawn(BRIG, ['serve', '--port', '0', '--state', stateDir, '--pool', String(options.pool ?? 0), ...(options.args ?? [])], {
     env: { ...process.env, ...options.env, BRIG_API_KEY: options.apiKey },
     stdio: ['ignore', 'pipe', 'pipe', ...(options.extraFds ?? [])],
   });

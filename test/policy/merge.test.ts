@@ -7,7 +7,7 @@ describe('applyPolicyInput: objects merge field by field, everything else replac
   const merged = applyPolicyInput(DEFAULT_POLICY, {
     filesystem: { readOnly: ['/opt/sdk'], tmpfs: [] },
     environment: { set: { A: '1' } },
-    resources: { memoryMiB: 512, openFiles: { soft: 2000 } },
+    resources: { memoryMiB: 512, openFiles: { soft: 1000 } },
     identity: { uid: 0 },
   });
 
@@ -28,7 +28,7 @@ describe('applyPolicyInput: objects merge field by field, everything else replac
 
   it('replaces scalars, null included, and merges nested objects such as openFiles and environment.set', () => {
     assert.equal(merged.resources.memoryMiB, 512);
-    assert.deepEqual(merged.resources.openFiles, { soft: 2000, hard: 2048 });
+    assert.deepEqual(merged.resources.openFiles, { soft: 1000, hard: 1024 });
     assert.equal(merged.identity.uid, 0);
     assert.equal(applyPolicyInput(merged, { identity: { uid: null } }).identity.uid, null);
     const more = applyPolicyInput(merged, { environment: { set: { B: '2', A: 'changed' } } });
@@ -49,7 +49,7 @@ describe('applyPolicyInput: objects merge field by field, everything else replac
 
   it('judges the merged result as a whole: soft given alone must not exceed the hard it meets', () => {
     const error = brigErrorFrom(() => applyPolicyInput(DEFAULT_POLICY, { resources: { processes: { soft: 4000 } } }, 'team.yaml'), 'BRIG_POLICY_INVALID');
-    assert.deepEqual(problemsOf(error, 'team.yaml'), ['resources.processes: soft (4000) must not exceed hard (1024)']);
+    assert.deepEqual(problemsOf(error, 'team.yaml'), ['resources.processes: soft (4000) must not exceed hard (512)']);
   });
 
   it('refuses a base that is not a complete, valid policy', () => {

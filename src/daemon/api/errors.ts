@@ -77,6 +77,10 @@ function describeError(error: FastifyError, request: FastifyRequest): { status: 
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return { status: 415, body: badRequest(`Content-Type ${JSON.stringify(request.headers['content-type'] ?? '')} is not accepted: send application/json`) };
   }
+  // The daemon ran out of descriptors somewhere (a flood): it is full, not broken.
+  if (error.code === 'EMFILE' || error.code === 'ENFILE') {
+    return { status: 503, body: { code: 'BRIG_CAPACITY', message: `brig is out of file descriptors (${error.code}) on ${request.method} ${request.url.split('?')[0]}`, hint: 'Retry when the load has passed; `brig serve --max-connections` caps what clients can hold.' } };
+  }
   // fastify's own 4xx (a bad Content-Length, …): the client's fault, said plainly.
   const status = error.statusCode ?? 500;
   if (status >= 400 && status < 500) return { status, body: badRequest(error.message) };

@@ -1,6 +1,9 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { SandboxManager } from '../sandboxes/index.ts';
 import { apiKeyCheck } from './auth.ts';
+import { defaultConnectionLimits, limitConnections, type ConnectionLimits } from './connections.ts';
+
+export type { ConnectionLimits } from './connections.ts';
 import { registerE2bRoutes } from './e2b.ts';
 import { frameworkErrors, installErrorHandling } from './errors.ts';
 import { registerGateway } from './gateway.ts';
@@ -21,6 +24,8 @@ export interface ApiOptions {
   bodyLimitBytes?: number;
   /** Shown in the OpenAPI document. */
   version?: string;
+  /** Caps on client connections; each absent one from the daemon's descriptor limit (defaultConnectionLimits). */
+  connections?: Partial<ConnectionLimits>;
 }
 
 export function buildApi(manager: SandboxManager, options: ApiOptions): FastifyInstance {
@@ -33,6 +38,8 @@ export function buildApi(manager: SandboxManager, options: ApiOptions): FastifyI
     ajv: { customOptions: { removeAdditional: false } },
     frameworkErrors,
   });
+  // Before anything reads a request: no client, and no flood of them, can take every descriptor.
+  limitConnections(app.server, { ...defaultConnectionLimits(), ...options.connections });
   // First: envd traffic is taken before any other hook, route or body parser sees it.
   registerGateway(app, manager);
   installErrorHandling(app);

@@ -5,10 +5,12 @@ import { BrigError, type MemoryEvent } from '../../protocol/index.ts';
 import { applyPolicyInput, buildPolicy, network, resolvePolicy, runAs, user, workspace, workspaceAt, type NetworkPolicy, type Policy, type PolicyChange } from '../../policy/index.ts';
 import { agentBasePolicy, agentBinDir, agentPolicyChanges, findAgent, locateAgent, prepareAgentHome, type AgentSpec } from '../../agents/index.ts';
 import { checkNetworkRules, relayBinary, startSandboxEgress, withEgressEnvironment, type EgressLedger, type Gateway, type NetworkRules, type SandboxEgress, type Spent, type Violation } from '../../egress/index.ts';
-import type { Driver, SandboxHandle } from '../../drivers/index.ts';
+import type { Driver, Liveness, SandboxHandle } from '../../drivers/index.ts';
+import { checkBudgets, defaultBudgets, type Budgets } from './budgets.ts';
 import { bindEnvdSocket, checkEnvdSocket } from './envd-socket.ts';
 import { appendMemoryEvent, readMemoryEvents } from './memory-events.ts';
 import { hostOwnerOf } from './host-owner.ts';
+import { makeWorkspace, removeSandboxDir } from './workspace.ts';
 import type { CreateSandboxRequest, ListQuery, Page, SandboxManager, SandboxRecord, SandboxStats, Store } from './types.ts';
 
 /**
@@ -33,6 +35,8 @@ export interface ManagerOptions {
   egress: { gateway: Gateway | null; nodeDir: string };
   /** Agent profiles a sandbox can be created from (templateID or profile): built-in and the daemon user's own. */
   agents?: readonly AgentSpec[];
+  /** What all booted sandboxes may commit together; each absent one from the host (defaultBudgets). */
+  budgets?: Partial<Budgets>;
 }
 
 const E2B_HOME = '/home/user';
@@ -46,6 +50,10 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
   const { store, driver } = options;
   const defaultTimeoutMs = options.defaultTimeoutMs ?? 300_000;
   const timers = new Map<string, NodeJS.Timeout>();
+  const budgets: Budgets = { ...defaultBudgets(), ...options.budgets };
+  /** Throws BRIG_CAPACITY when booting a sandbox of this policy would pass a budget. Synchronous: call it in the tick that inserts the record. */
+  const checkRoomFor = (policy: Policy): void =>
+    checkBudgets(budgets, store.all().filter((record) => record.state !== 'stopped').map((record) => record.policy), policy);
   // Traversable, not listable: a sandbox's jail runs as a host uid of its own and must reach its directory.
   mkdirSync(`${options.stateDir}/sandboxes`, { recursive: true, mode: 0o711 });
   if (process.getuid?.() === 0) chmodSync(options.stateDir, 0o711);
@@ -110,9 +118,10 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
 
   const find = (idOrName: string): SandboxRecord => {
     const record = store.get(idOrName) ?? store.findByName(idOrName);
-    const dead = record?.state === 'running' && record.handle !== null && !driver.alive(record.handle);
+    const dead = record?.state === 'running' && record.handle !== null && driver.liveness(record.handle) === 'gone';
     if (!record || record.state === 'stopped' || record.state === 'pooled' || dead) {
-      if (record && dead) void teardown(record, !record.keepWorkspace).catch(() => {});
+      // Its jail died by itself: stopped, its workspace kept (only kill, rm or its timeout delete one).
+      if (record && dead) void teardown(record, false).catch(() => {});
       throw new BrigError('BRIG_SANDBOX_NOT_FOUND', `no sandbox '${idOrName}'`, 'list them with `brig ls` (or GET /v2/sandboxes); a sandbox ends when its timeout passes, or when its jail dies');
     }
     return record;
@@ -135,9 +144,9 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
     memoryGuards.delete(record.id);
     if (record.handle) await driver.stop(record.handle);
     await stopEgress(record.id);
-    const { root, state } = dirs(record.id);
+    const { state } = dirs(record.id);
     if (removeWorkspace) {
-      rmSync(root, { recursive: true, force: true });
+      await removeSandboxDir(dirs(record.id));
       store.remove(record.id);
     } else {
       rmSync(state, { recursive: true, force: true });
@@ -154,7 +163,7 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
 
   const remove = async (record: SandboxRecord, data: boolean): Promise<void> => {
     if (record.state !== 'stopped') await teardown(record, data);
-    if (data) rmSync(dirs(record.id).root, { recursive: true, force: true });
+    if (data) await removeSandboxDir(dirs(record.id));
     store.remove(record.id);
   };
 
@@ -173,10 +182,11 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
     let handle: SandboxHandle;
     try {
       mkdirSync(paths.root, { mode: 0o711 });
-      mkdirSync(paths.workspace, { mode: 0o755 });
       mkdirSync(paths.state, { mode: 0o711 });
       // As root, the sandbox's files belong to a host uid of its own: never root's, never another sandbox's.
       const owner = hostOwner(record.id);
+      // With resources.diskMiB, a filesystem of that size of its own: what it writes cannot fill the host's disk.
+      await makeWorkspace(paths, record.policy.resources.diskMiB, owner);
       if (owner) chownSync(paths.workspace, owner.uid, owner.gid);
       // A profile's config directories and seed files go in its home, which here is the workspace.
       const profile = record.templateId === 'base' ? null : findAgent(options.agents ?? [], record.templateId);
@@ -197,7 +207,7 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
       handle = await driver.boot({ id: record.id, policy: record.policy, stateDir: paths.state, envd: { bundle: options.envdBundle, accessToken: record.envdAccessToken, socket }, egress, persist });
     } catch (error) {
       await stopEgress(record.id);
-      rmSync(paths.root, { recursive: true, force: true });
+      await removeSandboxDir(paths).catch(() => {});
       store.remove(record.id);
       throw error;
     }
@@ -250,7 +260,15 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
   let closed = false;
   const fill = (): void => {
     while (!closed && pool.length + filling.size < poolSize) {
-      const booting: Promise<void> = boot(newRecord({}, 'pooled'))
+      let fresh: SandboxRecord;
+      try {
+        fresh = newRecord({}, 'pooled');
+        checkRoomFor(fresh.policy);
+      } catch {
+        // The budgets are full (or the host is, EMFILE): the pool waits for room rather than taking it from creates.
+        return;
+      }
+      const booting: Promise<void> = boot(fresh)
         .then((record) => {
           pool.push(record.id);
         })
@@ -265,37 +283,51 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
   const poolable = (request: CreateSandboxRequest): boolean =>
     (request.templateId ?? 'base') === 'base' && !request.policy && Object.keys(request.envVars ?? {}).length === 0 && request.allowInternetAccess !== true;
 
-  const isAlive = (id: string): boolean => {
+  const livenessOf = (id: string): Liveness => {
     const handle = store.get(id)?.handle;
-    return handle !== null && handle !== undefined && driver.alive(handle);
+    return handle ? driver.liveness(handle) : 'gone';
   };
 
-  /** A sandbox whose jail died by itself (its envd crashed, a kill from outside) is cleaned up, not left listed as running. */
+  /**
+   * A sandbox whose jail died by itself (its envd crashed, a kill from
+   * outside) is stopped, not left listed as running; its workspace stays
+   * (`brig rm` or prune removes it). Only a jail known to be gone: one that
+   * could not be checked (the host out of descriptors) is looked at again later.
+   */
   const sweepDead = async (): Promise<void> => {
     for (const record of store.all()) {
-      if ((record.state === 'running' || record.state === 'pooled') && record.handle && !record.handle.booting && !driver.alive(record.handle)) {
+      if ((record.state === 'running' || record.state === 'pooled') && record.handle && !record.handle.booting && driver.liveness(record.handle) === 'gone') {
         const index = pool.indexOf(record.id);
         if (index !== -1) pool.splice(index, 1);
-        await teardown(record, record.state === 'pooled' || !record.keepWorkspace).catch(() => {});
+        await teardown(record, record.state === 'pooled').catch(() => {});
       }
     }
   };
-  const sweeper = setInterval(() => void sweepDead().then(() => fill()), SWEEP_MS);
+  // Never a rejection nobody hears: under a flood the store or /proc may fail, and that must not end the daemon.
+  const sweeper = setInterval(() => void sweepDead().then(() => fill()).catch(() => {}), SWEEP_MS);
   sweeper.unref();
 
-  // Reconcile what an earlier daemon left: reattach what runs, clean up what does not (a
-  // sandbox whose boot it never finished is stopped through the handle written before it started).
+  // Reconcile what an earlier daemon left: reattach what runs (or could not be checked), clean up
+  // what is known to be gone (a sandbox whose boot it never finished is stopped through the handle
+  // written before it started).
   for (const record of store.all()) {
     if (record.state === 'stopped') continue;
-    const alive = record.handle !== null && !record.handle.booting && driver.alive(record.handle);
-    if (alive && record.handle && (record.state === 'running' || record.state === 'pooled')) watchMemory(record.id, record.handle);
-    if (alive && record.state === 'running') {
+    const liveness: Liveness = record.handle === null || record.handle.booting ? 'gone' : driver.liveness(record.handle);
+    const reattached = record.state === 'running' && liveness !== 'gone';
+    const pooled = record.state === 'pooled' && liveness === 'alive' && pool.length < poolSize;
+    if (record.handle && (reattached || pooled)) watchMemory(record.id, record.handle);
+    if (reattached) {
+      // An unknown one too: destroying a live sandbox loses work; the sweep looks again.
       schedule(record);
       // Its jail still sees the egress directory: a new socket there reconnects it.
       await startEgress(record).catch(() => {});
     }
-    else if (alive && record.state === 'pooled' && pool.length < poolSize) pool.push(record.id);
-    else await teardown(record, !record.keepWorkspace).catch(() => {});
+    else if (pooled) pool.push(record.id);
+    else {
+      // A running sandbox that died meanwhile keeps its workspace, unless its timeout has passed too.
+      const expired = Date.parse(record.endAt) <= Date.now();
+      await teardown(record, record.state !== 'running' || (expired && !record.keepWorkspace)).catch(() => {});
+    }
   }
   fill();
 
@@ -307,12 +339,15 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
         throw new BrigError('BRIG_BAD_REQUEST', `unknown template '${templateId}'`, `templates are 'base' (the default policy) and the agent profiles: ${names || 'none'}; pass a brig \`policy\` to change one`);
       }
       if (request.name && store.findByName(request.name)) throw new BrigError('BRIG_NAME_TAKEN', `a sandbox named '${request.name}' already runs`, 'pick another name, or remove that sandbox first');
-      let pooledId = poolable(request) ? pool.shift() : undefined;
-      // A pooled sandbox may have died while it waited: never hand out a dead one.
-      while (pooledId !== undefined && !isAlive(pooledId)) {
-        const dead = store.get(pooledId);
+      // A pooled sandbox may have died while it waited: never hand out a dead one, nor one that cannot be checked now (it goes back; this create boots cold).
+      let pooledId: string | undefined;
+      for (let candidate = poolable(request) ? pool.shift() : undefined; candidate !== undefined; candidate = pool.shift()) {
+        const liveness = livenessOf(candidate);
+        if (liveness === 'alive') pooledId = candidate;
+        if (liveness === 'unknown') pool.push(candidate);
+        if (liveness !== 'gone') break;
+        const dead = store.get(candidate);
         if (dead) await teardown(dead, true).catch(() => {});
-        pooledId = pool.shift();
       }
       let record: SandboxRecord;
       if (pooledId !== undefined) {
@@ -328,7 +363,21 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
         store.update(pooledId, patch);
         record = store.get(pooledId) ?? { ...newRecord(request, 'creating'), ...patch };
       } else {
-        record = await boot(newRecord(request, 'creating'));
+        const fresh = newRecord(request, 'creating');
+        // Over a budget, the warm pool gives way first: it is disposable.
+        for (;;) {
+          try {
+            checkRoomFor(fresh.policy);
+            break;
+          } catch (error) {
+            const pooled = pool.shift();
+            if (pooled === undefined) throw error;
+            const record = store.get(pooled);
+            if (record) await teardown(record, true).catch(() => {});
+          }
+        }
+        // No await since the check: the record is inserted in this same tick, so two creates cannot both take the last room.
+        record = await boot(fresh);
       }
       // Refill after this answer is on its way: booting's synchronous part (the plan, the spawn) would delay it.
       setImmediate(fill);

@@ -80,6 +80,10 @@ export function planJail(policy: Policy, command: string[], host: HostContext, o
     guardWorkspace(workspace, host.home, 'workspace');
   }
   if (filesystem.home !== null) guardWorkspace(filesystem.home, host.home, 'home');
+  // The quota is a filesystem the daemon makes for a sandbox's own workspace; a foreground jail binds the caller's directory as it is.
+  if (policy.resources.diskMiB !== null && !options.outlivesParent) {
+    throw new BrigError('BRIG_POLICY_INVALID', `resources.diskMiB (${policy.resources.diskMiB}): brig run binds your own directory and cannot cap what is written there`, 'drop resources.diskMiB here; it applies to daemon sandboxes (brig create, the e2b SDK), whose workspace brig makes');
+  }
   const bwrap = findExecutable('bwrap', host.env.PATH);
   if (!bwrap) throw new BrigError('BRIG_BWRAP_MISSING', 'bubblewrap (bwrap) is not installed', 'run `npm run setup` (or `sudo apt-get install bubblewrap`)');
   if (host.uid !== 0) checkUserNamespaces();

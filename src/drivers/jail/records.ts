@@ -1,5 +1,6 @@
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { BrigError } from '../../protocol/index.ts';
+import type { Liveness } from '../driver.ts';
 import { removeCgroup } from './cgroup.ts';
 
 /**
@@ -24,15 +25,26 @@ export function recordsDir(): string {
   return uid === 0 ? '/run/brig/jails' : `/tmp/brig-${uid}/jails`;
 }
 
-/** /proc/<pid>/stat from its state field on ([0] state, [1] parent … [19] start time), or null when the process is gone. */
-export function statFields(pid: number | 'self'): string[] | null {
+/**
+ * /proc/<pid>/stat from its state field on ([0] state, [1] parent … [19]
+ * start time); 'gone' when no such process exists, 'unknown' when it could
+ * not be read (EMFILE under a descriptor flood, ENOMEM): not knowing is not dead.
+ */
+function readStat(pid: number | 'self'): string[] | 'gone' | 'unknown' {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // Fields after the command name (which may hold spaces) start at the last ')'.
     return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  } catch {
-    return null;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    return code === 'ENOENT' || code === 'ESRCH' ? 'gone' : 'unknown';
   }
+}
+
+/** /proc/<pid>/stat's fields from the state on, or null when they cannot be read (gone, or not knowable now). */
+export function statFields(pid: number | 'self'): string[] | null {
+  const fields = readStat(pid);
+  return typeof fields === 'string' ? null : fields;
 }
 
 /** A process's start time: with its pid, what names it (pids are reused). */
@@ -41,9 +53,10 @@ export function processStart(pid: number | 'self'): string | null {
 }
 
 /** Whether that process still runs (the same one: its start time matches), a zombie counting as gone. */
-export function processAlive(pid: number, start: string): boolean {
-  const fields = statFields(pid);
-  return fields !== null && fields[19] === start && fields[0] !== 'Z' && fields[0] !== 'X';
+export function processLiveness(pid: number, start: string): Liveness {
+  const fields = readStat(pid);
+  if (typeof fields === 'string') return fields;
+  return fields[19] === start && fields[0] !== 'Z' && fields[0] !== 'X' ? 'alive' : 'gone';
 }
 
 export function writeRecord(record: JailRecord): void {
@@ -81,7 +94,7 @@ export async function sweepLeftovers(): Promise<string[]> {
       rmSync(`${dir}/${name}`, { force: true });
       continue;
     }
-    if (processAlive(record.ownerPid, record.ownerStart)) continue;
+    if (processLiveness(record.ownerPid, record.ownerStart) !== 'gone') continue;
     if (await removeCgroup({ dirs: record.cgroupDirs, killDir: record.killDir })) {
       removeRecord(record.id);
       cleaned.push(record.id);

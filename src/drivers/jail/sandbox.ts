@@ -4,12 +4,12 @@ import type { Readable } from 'node:stream';
 import { BrigError, INSIDE_DIR, type MemoryEvent } from '../../protocol/index.ts';
 import { compose, setEnv, type OutOfMemoryAction, type PolicyChange } from '../../policy/index.ts';
 import { envdRuntime } from '../envd-runtime/index.ts';
-import type { Driver, SandboxHandle, SandboxSpec, SandboxUsage } from '../driver.ts';
+import type { Driver, Liveness, SandboxHandle, SandboxSpec, SandboxUsage } from '../driver.ts';
 import { FD, planJail, type JailPlan } from './plan.ts';
 import { cgroupPids, createCgroup, killCgroup, removeCgroup, type CgroupPlan } from './cgroup.ts';
 import { startBwrap } from './launch.ts';
 import { guardMemory } from './memory.ts';
-import { processAlive, processStart } from './records.ts';
+import { processLiveness, processStart } from './records.ts';
 
 /**
  * The namespace tier as a Driver: a jail whose main process is envd, reached
@@ -65,12 +65,19 @@ export const jailDriver: Driver = {
     }
     const log = openSync(`${spec.stateDir}/envd.log`, 'a', 0o600);
     let jailPid: number;
+    let pidStart: string | null;
     try {
       const child = startBwrap(plan, ['ignore', log, log], socket.fd);
       // Only the jail holds the socket now: when envd dies, connecting to it fails at once.
       closeSync(socket.fd);
-      jailPid = await firstProcess(child.stdio[FD.status] as Readable, () => readLog(spec.stateDir));
-      spec.persist?.({ ...pending, pid: jailPid, pidStart: processStart(jailPid) ?? '' });
+      // A spawn that fails (EMFILE under a flood, EAGAIN) says so in an 'error' event: unheard, it would end the daemon.
+      const spawnFailed = new Promise<never>((_, reject) => child.on('error', (error) => reject(spawnError(error))));
+      const status = child.stdio[FD.status] as Readable | null | undefined;
+      jailPid = await Promise.race([spawnFailed, status ? firstProcess(status, () => readLog(spec.stateDir)) : spawnFailed]);
+      // With the pid, what names the jail later: a handle without it would look dead to the next daemon, which would kill it.
+      pidStart = processStart(jailPid);
+      if (pidStart === null) throw new BrigError('BRIG_CAPACITY', `sandbox ${spec.id}: cannot read its first process's start time in /proc`, 'the host may be out of file descriptors; retry when the load has passed');
+      spec.persist?.({ ...pending, pid: jailPid, pidStart });
       child.unref();
       await envdReady(socket.path, () => child.exitCode !== null || child.signalCode !== null, () => readLog(spec.stateDir));
     } catch (error) {
@@ -81,11 +88,15 @@ export const jailDriver: Driver = {
       closeSync(log);
     }
     const { booting: _booting, ...booted } = pending;
-    return { ...booted, pid: jailPid, pidStart: processStart(jailPid) ?? '' };
+    return { ...booted, pid: jailPid, pidStart };
   },
 
-  alive(handle: SandboxHandle): boolean {
-    return processAlive(handle.pid, handle.pidStart);
+  liveness(handle: SandboxHandle): Liveness {
+    const first = processLiveness(handle.pid, handle.pidStart);
+    if (first !== 'gone') return first;
+    // Its first process is gone: the jail is gone once nothing is left in its cgroups (the kernel is still killing the rest otherwise).
+    const { cgroup } = handle.detail as unknown as JailDetail;
+    return cgroupEmptiness(cgroup.dirs);
   },
 
   usage(handle: SandboxHandle): SandboxUsage {
@@ -123,7 +134,7 @@ export const jailDriver: Driver = {
   async stop(handle: SandboxHandle): Promise<void> {
     const { cgroup } = handle.detail as unknown as JailDetail;
     // pid 1 of the jail's pid namespace: when it dies, the kernel kills every process in it.
-    if (jailDriver.alive(handle)) {
+    if (processLiveness(handle.pid, handle.pidStart) === 'alive') {
       try {
         process.kill(handle.pid, 'SIGKILL');
       } catch {
@@ -145,6 +156,27 @@ function jailDetail(plan: JailPlan): JailDetail {
     cgroup: { version: plan.cgroup.version, dirs: plan.cgroup.dirs, killDir: plan.cgroup.killDir },
     memory: { action: resources.onOutOfMemory, relay: network.mode === 'allowlist' },
   };
+}
+
+/** 'gone' when no process is left in the jail's cgroups (or they are removed), 'alive' while one is, 'unknown' when one could not be read. */
+function cgroupEmptiness(dirs: string[]): Liveness {
+  let unknown = false;
+  for (const dir of dirs) {
+    try {
+      if (readFileSync(`${dir}/cgroup.procs`, 'utf8').trim() !== '') return 'alive';
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') unknown = true;
+    }
+  }
+  return unknown ? 'unknown' : 'gone';
+}
+
+/** Out of descriptors or processes is the host being full, not the sandbox being wrong. */
+function spawnError(error: NodeJS.ErrnoException): BrigError {
+  if (error.code === 'EMFILE' || error.code === 'ENFILE' || error.code === 'EAGAIN') {
+    return new BrigError('BRIG_CAPACITY', `cannot start the sandbox's jail: ${error.code} (the daemon or the host is out of descriptors or processes)`, 'retry when the load has passed; `brig serve --max-connections` caps what clients can hold');
+  }
+  return new BrigError('BRIG_JAIL_SETUP', `cannot start the sandbox's jail: ${error.message}`, 'check that bubblewrap is installed and brig is built (brig-exec): `npm run setup`');
 }
 
 /** cgroup v2's cpu.stat: `usage_usec N`. */

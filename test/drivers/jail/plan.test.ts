@@ -1,7 +1,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { buildPolicy, hide, hostNetwork, readOnly, readWrite, resolvePolicy, setEnv, forwardEnv, memory, runAs, user, workspace, workspaceAt, type Policy } from '../../../src/policy/index.ts';
+import { applyPolicyInput, buildPolicy, hide, hostNetwork, readOnly, readWrite, resolvePolicy, setEnv, forwardEnv, memory, runAs, user, workspace, workspaceAt, type Policy } from '../../../src/policy/index.ts';
 import { planJail, type HostContext, type JailPlan } from '../../../src/drivers/jail/index.ts';
 import { FD } from '../../../src/drivers/jail/plan.ts';
 
@@ -96,10 +96,15 @@ describe('policy → plan', () => {
 
   test('limits: rlimits through brig-exec, cgroup limits as files', () => {
     const result = plan(buildPolicy(memory(512)));
-    assert.deepEqual(result.argv.slice(1, 9), ['--rlimit', 'NOFILE=1024:2048', '--rlimit', 'NPROC=512:1024', '--rlimit', 'CORE=0:0', '--rlimit', `FSIZE=${16384 * 1024 * 1024}:${16384 * 1024 * 1024}`]);
+    assert.deepEqual(result.argv.slice(1, 9), ['--rlimit', 'NOFILE=1024:1024', '--rlimit', 'NPROC=512:512', '--rlimit', 'CORE=0:0', '--rlimit', `FSIZE=${16384 * 1024 * 1024}:${16384 * 1024 * 1024}`]);
     assert.deepEqual(result.argv.slice(9, 11), ['--keep-fds', String(FD.bindSources + result.fds.length - 1)], 'brig-exec keeps exactly the fds brig hands over');
     const limit = result.cgroup.writes.find(([file]) => file.endsWith('memory.limit_in_bytes') || file.endsWith('memory.max'));
     assert.equal(limit?.[1], String(512 * 1024 * 1024));
+  });
+
+  test('a workspace quota (resources.diskMiB) is refused in the foreground: brig run binds the caller\'s own directory', () => {
+    const quota = applyPolicyInput(buildPolicy(), { resources: { diskMiB: 64 } }, 'test');
+    assert.throws(() => plan(quota), { code: 'BRIG_POLICY_INVALID', message: /diskMiB/ });
   });
 
   test('a workspace that contains the home is refused', () => {

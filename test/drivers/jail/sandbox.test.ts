@@ -51,7 +51,7 @@ describe('the jail driver: a sandbox with envd inside', () => {
 
   test('boot returns once envd answers on its socket, and the sandbox is alive', async () => {
     assert.equal(await health(handle.endpoint.socketPath), 204);
-    assert.equal(jailDriver.alive(handle), true);
+    assert.equal(jailDriver.liveness(handle), 'alive');
     assert.deepEqual(JSON.parse(JSON.stringify(handle)), handle, 'the handle is plain JSON');
   });
 
@@ -99,10 +99,10 @@ describe('the jail driver: a sandbox outlives the process that booted it, and st
       booter.kill('SIGKILL');
       await exited;
       assert.equal(await health(handle.endpoint.socketPath), 204, 'envd still answers after its booter died');
-      assert.equal(jailDriver.alive(handle), true);
+      assert.equal(jailDriver.liveness(handle), 'alive');
 
       await jailDriver.stop(handle);
-      assert.equal(jailDriver.alive(handle), false);
+      assert.equal(jailDriver.liveness(handle), 'gone');
       assert.ok(await eventually(() => !existsSync(`/proc/${handle.pid}`)), 'the jail is gone');
       for (const dir of (handle.detail as { cgroup: { dirs: string[] } }).cgroup.dirs) assert.equal(existsSync(dir), false, `${dir} removed`);
       assert.equal(existsSync(handle.endpoint.socketPath), false, 'the socket is removed');
