@@ -52,8 +52,17 @@ const MAX_HEADER_BYTES = 32 * 1024;
 const HALF_OPEN_IDLE_MS = 120_000;
 /** How long a kept-alive upstream connection may sit unused in the pool. */
 const IDLE_UPSTREAM_MS = 4_000;
-/** Per sandbox; each costs the host (the daemon) two descriptors, so one sandbox holds at most 512 of them. */
-const MAX_CONNECTIONS = 256;
+/**
+ * Connections one sandbox may hold open at once. Each costs the host two
+ * descriptors (the sandbox's side and the upstream's), so the cap bounds what
+ * one sandbox can take from the daemon's descriptor table; more than a busy
+ * build or browser keeps open. One past it is answered 503 and closed.
+ */
+export const MAX_SANDBOX_CONNECTIONS = 256;
+/** Beyond the cap, connections are closed unanswered: a flood costs no more than this many 503s in flight. */
+const OVERFLOW_ANSWERED = 64;
+/** Kept-alive upstream connections left idle in the pool, per sandbox. */
+const MAX_IDLE_UPSTREAM = 16;
 const SOCKS_VERSION = 0x05;
 
 
@@ -90,13 +99,16 @@ export function createEgressProxy(session: ProxySession): EgressProxy {
   // Our own pool, so closing the proxy closes every upstream connection it
   // keeps. An idle one is let go before a typical server's keep-alive timeout
   // (Node's is 5 s), so a request seldom meets a connection the server is closing.
-  const agent = new Agent({ keepAlive: true, timeout: IDLE_UPSTREAM_MS });
+  const agent = new Agent({ keepAlive: true, timeout: IDLE_UPSTREAM_MS, maxFreeSockets: MAX_IDLE_UPSTREAM, maxTotalSockets: MAX_SANDBOX_CONNECTIONS });
+  /** The sandbox's connections being served (those answered 503 are not counted). */
+  const clients = new Set<Socket>();
+  let saturated = false;
   const http = createHttpServer({ headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: 0, maxHeaderSize: MAX_HEADER_BYTES });
   // Connections reach it by hand, never through listen(): 'listening' is what
   // starts its connection tracking, which enforces headersTimeout.
   http.emit('listening');
   const server = createNetServer({ allowHalfOpen: true }, accept);
-  server.maxConnections = MAX_CONNECTIONS;
+  server.maxConnections = MAX_SANDBOX_CONNECTIONS + OVERFLOW_ANSWERED;
   // accept(2) failing (EMFILE) is reported here; without a listener it would end the host process.
   server.on('error', () => {});
 
@@ -110,6 +122,12 @@ export function createEgressProxy(session: ProxySession): EgressProxy {
   function accept(socket: Socket): void {
     track(socket);
     if (closed) return void socket.destroy();
+    if (clients.size >= MAX_SANDBOX_CONNECTIONS) return refuseOverLimit(socket);
+    clients.add(socket);
+    socket.once('close', () => {
+      clients.delete(socket);
+      if (clients.size < MAX_SANDBOX_CONNECTIONS) saturated = false;
+    });
     const quit = () => socket.destroy();
     socket.setTimeout(HANDSHAKE_TIMEOUT_MS, quit);
     socket.once('end', quit);
@@ -124,6 +142,16 @@ export function createEgressProxy(session: ProxySession): EgressProxy {
       http.emit('connection', socket);
       socket.resume();
     });
+  }
+
+  /** One violation per episode of saturation, not one per refused connection: a flood must not flood the record. */
+  function refuseOverLimit(socket: Socket): void {
+    if (!saturated) {
+      saturated = true;
+      session.violation({ time: new Date().toISOString(), sandbox: session.sandbox, kind: 'network', target: '(any)', rule: `more than ${MAX_SANDBOX_CONNECTIONS} connections open at once` });
+    }
+    socket.setTimeout(HANDSHAKE_TIMEOUT_MS, () => socket.destroy());
+    endWith(socket, rawResponse(503, `brig: sandbox ${session.sandbox} already has ${MAX_SANDBOX_CONNECTIONS} connections open through its proxy; close some and retry\n`));
   }
 
   function currentRules(): ParsedRules | Error {
@@ -434,7 +462,7 @@ function answer(req: IncomingMessage, res: ServerResponse, status: number, text:
 
 /** An answer written straight to a socket the HTTP server has let go of (after CONNECT). */
 function rawResponse(status: number, text: string): string {
-  const reason = { 400: 'Bad Request', 403: 'Forbidden', 502: 'Bad Gateway', 504: 'Gateway Timeout' }[status] ?? 'Error';
+  const reason = { 400: 'Bad Request', 403: 'Forbidden', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout' }[status] ?? 'Error';
   return `HTTP/1.1 ${status} ${reason}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`;
 }
 

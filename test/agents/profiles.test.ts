@@ -126,7 +126,7 @@ describe('agent profiles', () => {
 
     const unknown = await runBrig(['agent', 'nosuch'], { cwd: project, env: env() });
     assert.equal(unknown.code, 125);
-    assert.match(unknown.stderr, /no agent named 'nosuch' \[BRIG_AGENT_UNKNOWN\]\n {2}hint: known: claude-code, opencode/);
+    assert.match(unknown.stderr, /no agent named 'nosuch' \[BRIG_AGENT_UNKNOWN\]\n {2}hint: known: claude-code \(claude\), opencode/);
 
     const missing = await runBrig(['agent', 'codex', '-p', 'x'], { cwd: project, env: { ...env(), PATH: '/usr/bin:/bin' } });
     assert.equal(missing.code, 127);

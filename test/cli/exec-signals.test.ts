@@ -2,7 +2,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { collect, runBrig, startBrig, tempWorkspace, type Result } from '../helpers/brig.ts';
+import * as pty from 'node-pty';
+import { BRIG, collect, runBrig, startBrig, tempWorkspace, type Result } from '../helpers/brig.ts';
 import { serveDaemon, type RunningDaemon } from '../helpers/daemon.ts';
 
 /**
@@ -21,9 +22,9 @@ describe('brig exec and signals', () => {
   let id: string;
   const brig = (args: string[]): Promise<Result> => runBrig(args, { env });
 
-  /** How many processes in the sandbox run exactly this command line. */
+  /** How many processes in the sandbox run this command line (its program named by name or by path: a terminal's is /usr/bin/…). */
   const running = async (commandLine: string): Promise<number> => {
-    const script = `n=0; for f in /proc/[0-9]*/cmdline; do [ "$(tr '\\0' ' ' < "$f" 2>/dev/null)" = "${commandLine} " ] && n=$((n+1)); done; echo $n`;
+    const script = `n=0; for f in /proc/[0-9]*/cmdline; do case "$(tr '\\0' ' ' < "$f" 2>/dev/null)" in "${commandLine} "|*"/${commandLine} ") n=$((n+1));; esac; done; echo $n`;
     const result = await brig(['exec', id, '--', 'sh', '-c', script]);
     assert.equal(result.code, 0, result.stderr);
     return Number(result.stdout.trim());
@@ -72,8 +73,9 @@ describe('brig exec and signals', () => {
   }
 
   test('a command that ignores SIGTERM gets SIGKILL after the grace period (exit 137)', async () => {
-    const script = 'trap "" TERM; while :; do sleep 1; done';
+    const script = "trap '' TERM; while :; do sleep 1; done";
     const child = await started(['sh', '-c', script]);
+    assert.equal(await running(`sh -c ${script}`), 1);
     child.kill('SIGTERM');
     const result = await collect(child);
     assert.equal(result.code, 137, result.stderr);
@@ -100,13 +102,16 @@ describe('brig exec and signals', () => {
 
   test('a signal before the pid came back (the start request queued in a frozen sandbox) leaves nothing running', async () => {
     freeze();
-    let result: Result;
+    let result: Result | null = null;
     try {
-      const child = startBrig(['exec', id, '--', 'sleep', '1401'], { env });
-      // The start request goes out at once; its answer cannot come while envd is frozen.
-      await new Promise((resolve) => setTimeout(resolve, 1000));
-      child.kill('SIGTERM');
-      result = await collect(child);
+      // The start request goes out within a moment of starting; its answer cannot come while envd is frozen.
+      // A client killed by the signal itself had not yet set its handlers, so had sent nothing: tried again, later.
+      for (let waitMs = 1000; result === null || result.code === null; waitMs *= 2) {
+        const child = startBrig(['exec', id, '--', 'sleep', '1401'], { env });
+        await new Promise((resolve) => setTimeout(resolve, waitMs));
+        child.kill('SIGTERM');
+        result = await collect(child);
+      }
     } finally {
       thaw();
     }
@@ -116,6 +121,18 @@ describe('brig exec and signals', () => {
     assert.equal(await running('sleep 1401'), 0);
     await new Promise((resolve) => setTimeout(resolve, 500));
     assert.equal(await running('sleep 1401'), 0);
+  });
+
+  test('brig shell: a SIGTERM from outside its terminal ends the session and its command in the sandbox', async () => {
+    const term = pty.spawn(BRIG, ['shell', id, '--', 'sleep', '1501'], { name: 'xterm-256color', cols: 80, rows: 24, env: env as Record<string, string> });
+    const exit = new Promise<{ exitCode: number; signal?: number }>((resolve) => term.onExit(resolve));
+    let started = 0;
+    for (let attempt = 0; attempt < 500 && started === 0; attempt++) started = await running('sleep 1501');
+    assert.equal(started, 1);
+    process.kill(term.pid, 'SIGTERM');
+    // The shell's Ctrl-C is a key, so a signal from elsewhere means "end it": SIGKILL, 128 + 9.
+    assert.equal((await exit).exitCode, 137);
+    assert.equal(await running('sleep 1501'), 0);
   });
 
   /** The cgroup freezer over every process of the sandbox: v2's cgroup.freeze, or a v1 freezer cgroup they are moved into. */
@@ -139,11 +156,16 @@ describe('brig exec and signals', () => {
     if (dir && existsSync(join(dir, 'cgroup.freeze'))) writeFileSync(join(dir, 'cgroup.freeze'), '0');
     if (!existsSync(frozenGroup)) return;
     writeFileSync(join(frozenGroup, 'freezer.state'), 'THAWED');
-    for (const pid of readFileSync(join(frozenGroup, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean)) {
-      try {
-        writeFileSync(join(FREEZER_V1, 'cgroup.procs'), pid);
-      } catch {
-        // It exited meanwhile.
+    // Thawed, envd may spawn (a child is born in this group): moved out until none is left.
+    for (let attempt = 0; attempt < 1000; attempt++) {
+      const pids = readFileSync(join(frozenGroup, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean);
+      if (pids.length === 0) break;
+      for (const pid of pids) {
+        try {
+          writeFileSync(join(FREEZER_V1, 'cgroup.procs'), pid);
+        } catch {
+          // It exited meanwhile.
+        }
       }
     }
     rmdirSync(frozenGroup);
