@@ -120,7 +120,7 @@ export async function benchSoak(seconds: number): Promise<string> {
   const first = steady[0];
   const last = steady.at(-1);
   const flat = !result.crash && Number.isFinite(slope) && slope <= 1;
-  const every10s = result.samples.filter((sample) => sample.at % 10 === 0).map((sample) => sample.rssMiB.toFixed(0));
+  const every10s = result.samples.filter((sample) => sample.at % 10 === 0);
   return [
     `### soak: ${describe(size)}`,
     '',
@@ -129,7 +129,9 @@ export async function benchSoak(seconds: number): Promise<string> {
     `| daemon RSS at its lowest (after a collection) in the first and the last third of that | ${troughs(steady)} | reported |`,
     `| daemon RSS slope after the ramp and warm-up (least squares, ${steady.length} samples) | ${Number.isFinite(slope) ? `${slope.toFixed(2)} MiB/min` : 'not measured'} | flat (≤ 1 MiB/min): ${flat ? 'pass' : 'FAIL'} |`,
     '',
-    `daemon RSS every 10 s, MiB: ${every10s.join(' ')}`,
+    `daemon RSS every 10 s, MiB: ${every10s.map((sample) => sample.rssMiB.toFixed(0)).join(' ')}`,
+    '',
+    `daemon fds every 10 s: ${every10s.map((sample) => sample.fds).join(' ')}`,
   ].join('\n');
 }
 
