@@ -120,15 +120,18 @@ export async function benchSoak(seconds: number): Promise<string> {
   const first = steady[0];
   const last = steady.at(-1);
   const flat = !result.crash && Number.isFinite(slope) && slope <= 1;
-  const every10s = result.samples.filter((sample) => sample.at % 10 === 0).map((sample) => sample.rssMiB.toFixed(0));
+  const every10s = result.samples.filter((sample) => sample.at % 10 === 0);
   return [
     `### soak: ${describe(size)}`,
     '',
     ...loadTable(result),
     `| daemon RSS after the ramp and warm-up (${warmUp.toFixed(0)} s) → end | ${first ? first.rssMiB.toFixed(1) : '—'} → ${last ? last.rssMiB.toFixed(1) : '—'} MiB | reported |`,
+    `| daemon RSS at its lowest (after a collection) in the first and the last third of that | ${troughs(steady)} | reported |`,
     `| daemon RSS slope after the ramp and warm-up (least squares, ${steady.length} samples) | ${Number.isFinite(slope) ? `${slope.toFixed(2)} MiB/min` : 'not measured'} | flat (≤ 1 MiB/min): ${flat ? 'pass' : 'FAIL'} |`,
     '',
-    `daemon RSS every 10 s, MiB: ${every10s.join(' ')}`,
+    `daemon RSS every 10 s, MiB: ${every10s.map((sample) => sample.rssMiB.toFixed(0)).join(' ')}`,
+    '',
+    `daemon fds every 10 s: ${every10s.map((sample) => sample.fds).join(' ')}`,
   ].join('\n');
 }
 
@@ -379,6 +382,14 @@ function killLeftovers(ids: string[]): void {
       }
     }
   }
+}
+
+/** The lowest RSS of the first and of the last third: V8 lets the heap grow between collections, so a leak shows in the troughs first. */
+function troughs(samples: Sample[]): string {
+  if (samples.length < 3) return 'too few samples';
+  const third = Math.floor(samples.length / 3);
+  const lowest = (part: Sample[]): string => Math.min(...part.map((sample) => sample.rssMiB)).toFixed(1);
+  return `${lowest(samples.slice(0, third))} → ${lowest(samples.slice(-third))} MiB`;
 }
 
 function slopeMiBPerMinute(samples: Sample[]): number {
