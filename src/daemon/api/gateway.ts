@@ -87,6 +87,9 @@ function serve(manager: SandboxManager, agent: Agent, client: IncomingMessage, r
     // 502, as E2B's edge answers for a sandbox that is not running: the SDK's
     // isRunning() is false on it and its RPCs throw SandboxNotFoundError.
     if (isBrigError(error) && error.httpStatus === 404) return refuse(client, response, 502, error.code, error.message, NOT_RUNNING_HINT);
+    // Out of descriptors (a flood) is the daemon being full, not a bug.
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EMFILE' || code === 'ENFILE') return refuse(client, response, 503, 'BRIG_CAPACITY', `brig is out of file descriptors (${code}) looking up sandbox ${JSON.stringify(sandbox)}`, 'Retry when the load has passed.');
     log.error({ err: error }, 'gateway: looking up the sandbox failed');
     return refuse(client, response, 500, 'BRIG_INTERNAL', `brig failed to look up sandbox ${JSON.stringify(sandbox)}`, 'This is a bug in brig: the daemon log has the stack.');
   }
