@@ -1,6 +1,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
 import { Sandbox, type SandboxOpts } from 'e2b';
 import { tempWorkspace } from '../helpers/brig.ts';
 import { serveDaemon, type RunningDaemon } from '../helpers/daemon.ts';
@@ -71,6 +72,65 @@ describe('brig serve under a flood of idle connections', () => {
       assert.ok((await Sandbox.list(opts(daemon)).nextItems()).some((info) => info.sandboxId === sandbox.sandboxId), 'no sandbox was lost');
     } finally {
       for (const each of made) await each.kill().catch(() => {});
+      await daemon.stop();
+      state.remove();
+    }
+  });
+});
+
+/** A raw connection to the daemon, open once connected. */
+function rawConnection(daemon: RunningDaemon): Promise<Socket> {
+  const url = new URL(daemon.url);
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: url.hostname, port: Number(url.port) }, () => resolve(socket));
+    socket.once('error', reject);
+  });
+}
+
+describe('brig serve: the connection caps', () => {
+  test('at the cap an idle connection makes room for a new one; when every held one is busy the newcomer gets 503 BRIG_CAPACITY', async () => {
+    const state = tempWorkspace('brig-flood-');
+    const daemon = await serveDaemon(state.dir, { apiKey: API_KEY, args: ['--max-connections', '2', '--max-connections-per-client', '2'] });
+    const sockets: Socket[] = [];
+    try {
+      // Two that never say anything fill the cap; a working client still gets in.
+      for (let index = 0; index < 2; index++) sockets.push(await rawConnection(daemon));
+      const closed = sockets.map((socket) => new Promise<void>((resolve) => socket.once('close', () => resolve())));
+      await listSandboxes(daemon);
+      await Promise.race(closed);
+      assert.ok(sockets.some((socket) => socket.destroyed || socket.readableEnded), 'an idle connection was closed to make room');
+
+      // Two requests in flight (a body promised and never sent) fill the cap: nothing to evict.
+      const busy: Socket[] = [];
+      for (let index = 0; index < 2; index++) {
+        const socket = await rawConnection(daemon);
+        // Node answers 100 Continue as it hands the request on: from then on the connection is busy.
+        const continued = new Promise<void>((resolve) => socket.on('data', (chunk: Buffer) => chunk.toString().includes('100 Continue') && resolve()));
+        socket.write(`POST /sandboxes HTTP/1.1\r\nhost: brig\r\nx-api-key: ${API_KEY}\r\ncontent-type: application/json\r\ncontent-length: 100\r\nexpect: 100-continue\r\n\r\n{`);
+        busy.push(socket);
+        sockets.push(socket);
+        await continued;
+      }
+      const response = await fetch(`${daemon.url}/v2/sandboxes`, { headers: { 'X-API-KEY': API_KEY } });
+      assert.equal(response.status, 503);
+      assert.equal(response.headers.get('retry-after'), '1');
+      const body = (await response.json()) as { code: string; message: string; hint: string };
+      assert.equal(body.code, 'BRIG_CAPACITY');
+      assert.match(body.message, /2 in all, 2 per client/);
+      assert.match(body.hint, /--max-connections/);
+      assert.equal(busy.every((socket) => !socket.destroyed), true, 'requests in flight are never cut');
+
+      // Once they are done, the daemon serves again.
+      await Promise.all(busy.map((socket) => new Promise<void>((resolve) => socket.once('close', () => resolve()).destroy())));
+      let status = 0;
+      // The daemon sees them close a moment after they do.
+      for (let attempt = 0; attempt < 50 && status !== 200; attempt++) {
+        status = (await fetch(`${daemon.url}/v2/sandboxes`, { headers: { 'X-API-KEY': API_KEY } })).status;
+        if (status !== 200) await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      assert.equal(status, 200, 'served again once the busy connections are gone');
+    } finally {
+      for (const socket of sockets) socket.destroy();
       await daemon.stop();
       state.remove();
     }
