@@ -116,6 +116,20 @@ describe('sandbox manager: lifecycle with real jails', () => {
     assert.equal(existsSync(record.workspace), false);
   });
 
+  test('a sandbox whose jail died keeps its workspace until its timeout, then goes as a timeout takes it; one stopped on request stays', async () => {
+    const dying = await manager.create({ name: 'short-lived', timeoutMs: 8_000 });
+    const stopped = await manager.create({ name: 'stopped-on-request', timeoutMs: 8_000 });
+    await manager.kill(stopped.id, { removeWorkspace: false });
+    if (dying.handle) process.kill(dying.handle.pid, 'SIGKILL');
+    assert.ok(await eventually(() => manager.listAll().find((item) => item.id === dying.id)?.state === 'stopped'), 'the sweep found it dead');
+    assert.equal(existsSync(dying.workspace), true, 'its files stay while its time runs');
+    assert.ok(await eventually(() => !manager.listAll().some((item) => item.id === dying.id), 1_500), 'gone at its timeout');
+    assert.equal(existsSync(dying.workspace), false, 'its workspace with it');
+    assert.equal(manager.listAll().find((item) => item.id === stopped.id)?.state, 'stopped', 'a sandbox stopped on request is kept');
+    assert.equal(existsSync(stopped.workspace), true);
+    await manager.remove(stopped.id, { data: true });
+  });
+
   test('bad requests are refused with codes', async () => {
     await assert.rejects(manager.create({ templateId: 'gpu-xl' }), { code: 'BRIG_BAD_REQUEST' });
     await assert.rejects(manager.create({ policy: { resources: { memoryMiB: 1 } } }), { code: 'BRIG_POLICY_INVALID' });

@@ -169,7 +169,30 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
 
   const kill = async (idOrName: string, removeWorkspace?: boolean): Promise<void> => {
     const record = find(idOrName);
+    // Stopped on request to keep the workspace: kept until rm, like one created to be kept.
+    if (removeWorkspace === false && !record.keepWorkspace) store.update(record.id, { keepWorkspace: true });
     await teardown(record, removeWorkspace ?? !record.keepWorkspace);
+  };
+
+  /**
+   * A sandbox whose jail died by itself keeps its workspace until its timeout,
+   * as it would have running (someone may still want its files); then it goes
+   * the way a timeout takes it. One stopped on request, or created to be kept,
+   * stays until rm.
+   */
+  const expireDead = (id: string): void => {
+    const record = store.get(id);
+    if (!record || record.state !== 'stopped' || record.keepWorkspace) return;
+    clearTimeout(timers.get(id));
+    const left = Date.parse(record.endAt) - Date.now();
+    const timer = setTimeout(() => (left > MAX_TIMER_MS ? expireDead(id) : void removeDead(id)), Math.max(0, Math.min(left, MAX_TIMER_MS)));
+    timer.unref();
+    timers.set(id, timer);
+  };
+  const removeDead = async (id: string): Promise<void> => {
+    timers.delete(id);
+    const record = store.get(id);
+    if (record?.state === 'stopped' && !record.keepWorkspace) await remove(record, true).catch(() => {});
   };
 
   /**
@@ -300,6 +323,7 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
         const index = pool.indexOf(record.id);
         if (index !== -1) pool.splice(index, 1);
         await teardown(record, record.state === 'pooled').catch(() => {});
+        if (record.state === 'running') expireDead(record.id);
       }
     }
   };
@@ -311,7 +335,10 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
   // what is known to be gone (a sandbox whose boot it never finished is stopped through the handle
   // written before it started).
   for (const record of store.all()) {
-    if (record.state === 'stopped') continue;
+    if (record.state === 'stopped') {
+      expireDead(record.id);
+      continue;
+    }
     const liveness: Liveness = record.handle === null || record.handle.booting ? 'gone' : driver.liveness(record.handle);
     const reattached = record.state === 'running' && liveness !== 'gone';
     const pooled = record.state === 'pooled' && liveness === 'alive' && pool.length < poolSize;
@@ -327,6 +354,7 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
       // A running sandbox that died meanwhile keeps its workspace, unless its timeout has passed too.
       const expired = Date.parse(record.endAt) <= Date.now();
       await teardown(record, record.state !== 'running' || (expired && !record.keepWorkspace)).catch(() => {});
+      expireDead(record.id);
     }
   }
   fill();
