@@ -117,7 +117,7 @@ describe('brig run: the jail as seen from inside', () => {
     // dash's ulimit: -n open files, -p processes, -c core blocks, -f file size in 512-byte blocks.
     const result = await run('ulimit -Sn; ulimit -Hn; ulimit -Sp; ulimit -Hp; ulimit -c; ulimit -f', ['--policy', 'small-files.json']);
     assert.equal(result.code, 0, result.stderr);
-    assert.deepEqual(result.stdout.trim().split('\n'), ['1024', '2048', '512', '1024', '0', String((64 * 1024 * 1024) / 512)]);
+    assert.deepEqual(result.stdout.trim().split('\n'), ['1024', '1024', '512', '512', '0', String((64 * 1024 * 1024) / 512)]);
   });
 
   test('the CPU quota and the limits are set on the jail\'s own cgroups while it runs', async () => {
@@ -196,7 +196,7 @@ describe('brig run: errors have codes, hints and their own exit codes', () => {
     assert.equal(result.code, 0, result.stderr);
     assert.match(result.stdout, /bwrap/);
     assert.match(result.stdout, /seccomp: \d+ BPF instructions/);
-    assert.match(result.stdout, /limits: memory 2048 MiB, cpus 2, pids 1024/);
+    assert.match(result.stdout, /limits: memory 2048 MiB, cpus 2, pids 512/);
     assert.equal(existsSync(`${workspace.dir}/ran`), false);
     const json = JSON.parse((await runBrig(['run', '--dry-run', '--json', '--', 'true'], { cwd: workspace.dir })).stdout) as { argv: string[]; limits: { memoryMiB: number } };
     assert.ok(json.argv.includes('--unshare-net'));
