@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { Sandbox, type SandboxOpts } from 'e2b';
@@ -30,6 +31,12 @@ export interface LoadSize {
    * spins the CPU).
    */
   rate: number;
+  /**
+   * The daemon's open-files limit, set with prlimit(1) once it runs (0: leave
+   * it): on a busy machine the flood cannot outpace the daemon's 60 s idle
+   * timeout, and a lower limit reaches the same state deterministically.
+   */
+  daemonFiles: number;
 }
 
 /**
@@ -50,6 +57,7 @@ export function loadSize(seconds?: number): LoadSize {
     idle: read('BRIG_LOAD_IDLE', 24000),
     egress: read('BRIG_LOAD_EGRESS', 4000),
     rate: Math.max(1, read('BRIG_LOAD_RATE', 100)),
+    daemonFiles: read('BRIG_LOAD_DAEMON_FILES', 0),
   };
 }
 
@@ -192,6 +200,7 @@ async function loadPhase(size: LoadSize, daemon: RunningDaemon, opts: () => Sand
   let sampler: NodeJS.Timeout | undefined;
   let stopping = false;
   try {
+    if (size.daemonFiles > 0) execFileSync('prlimit', ['--pid', String(daemon.process.pid), `--nofile=${size.daemonFiles}:${size.daemonFiles}`]);
     const created = await Promise.allSettled(Array.from({ length: size.sandboxes }, () => Sandbox.create({ ...opts(), ...lifetime })));
     const workers = created.flatMap((outcome) => (outcome.status === 'fulfilled' ? [outcome.value] : []));
     ids.push(...workers.map((sandbox) => sandbox.sandboxId));
