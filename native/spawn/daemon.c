@@ -12,20 +12,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 #include <node_api.h>
-
-static napi_value daemon_throw(napi_env env, int err, const char *syscall) {
-  const char *name = strerrorname_np(err);
-  napi_value code, message, error, value;
-  napi_create_string_utf8(env, name ? name : "EUNKNOWN", NAPI_AUTO_LENGTH, &code);
-  napi_create_string_utf8(env, strerror(err), NAPI_AUTO_LENGTH, &message);
-  napi_create_error(env, code, message, &error);
-  napi_create_int32(env, -err, &value);
-  napi_set_named_property(env, error, "errno", value);
-  napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &value);
-  napi_set_named_property(env, error, "syscall", value);
-  napi_throw(env, error);
-  return NULL;
-}
+#include "errors.h"
 
 // listenUnix(path, backlog) -> fd: bound and listening, close-on-exec (only a spawn's stdio hands it on).
 static napi_value ListenUnix(napi_env env, napi_callback_info info) {
@@ -37,15 +24,15 @@ static napi_value ListenUnix(napi_env env, napi_callback_info info) {
   int32_t backlog = 0;
   if (argc < 2 || napi_get_value_string_utf8(env, args[0], address.sun_path, sizeof address.sun_path, &length) != napi_ok ||
       napi_get_value_int32(env, args[1], &backlog) != napi_ok)
-    return daemon_throw(env, EINVAL, "listenUnix");
+    return throw_errno(env, EINVAL, "listenUnix");
   // Too long for sun_path (it was cut), empty, or holding a NUL: refuse rather than bind elsewhere.
-  if (length == 0 || length >= sizeof address.sun_path - 1 || strlen(address.sun_path) != length) return daemon_throw(env, ENAMETOOLONG, "bind");
+  if (length == 0 || length >= sizeof address.sun_path - 1 || strlen(address.sun_path) != length) return throw_errno(env, ENAMETOOLONG, "bind");
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return daemon_throw(env, errno, "socket");
+  if (fd < 0) return throw_errno(env, errno, "socket");
   if (bind(fd, (struct sockaddr *)&address, sizeof address) < 0 || listen(fd, backlog) < 0) {
     int err = errno;
     close(fd);
-    return daemon_throw(env, err, "bind");
+    return throw_errno(env, err, "bind");
   }
   napi_value result;
   napi_create_int32(env, fd, &result);
@@ -58,10 +45,10 @@ static napi_value LockExclusive(napi_env env, napi_callback_info info) {
   napi_value arg, result;
   napi_get_cb_info(env, info, &argc, &arg, NULL, NULL);
   int32_t fd = -1;
-  if (argc < 1 || napi_get_value_int32(env, arg, &fd) != napi_ok || fd < 0) return daemon_throw(env, EINVAL, "flock");
+  if (argc < 1 || napi_get_value_int32(env, arg, &fd) != napi_ok || fd < 0) return throw_errno(env, EINVAL, "flock");
   int got;
   do got = flock(fd, LOCK_EX | LOCK_NB); while (got < 0 && errno == EINTR);
-  if (got < 0 && errno != EWOULDBLOCK) return daemon_throw(env, errno, "flock");
+  if (got < 0 && errno != EWOULDBLOCK) return throw_errno(env, errno, "flock");
   napi_get_boolean(env, got == 0, &result);
   return result;
 }
@@ -72,9 +59,9 @@ static napi_value CloseOnExec(napi_env env, napi_callback_info info) {
   napi_value arg;
   napi_get_cb_info(env, info, &argc, &arg, NULL, NULL);
   int32_t fd = -1;
-  if (argc < 1 || napi_get_value_int32(env, arg, &fd) != napi_ok || fd < 0) return daemon_throw(env, EINVAL, "fcntl");
+  if (argc < 1 || napi_get_value_int32(env, arg, &fd) != napi_ok || fd < 0) return throw_errno(env, EINVAL, "fcntl");
   int flags = fcntl(fd, F_GETFD);
-  if (flags < 0 || fcntl(fd, F_SETFD, flags | FD_CLOEXEC) < 0) return daemon_throw(env, errno, "fcntl");
+  if (flags < 0 || fcntl(fd, F_SETFD, flags | FD_CLOEXEC) < 0) return throw_errno(env, errno, "fcntl");
   return NULL;
 }
 

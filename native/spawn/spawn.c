@@ -12,8 +12,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <node_api.h>
+#include "errors.h"
 
-static napi_value throw_errno(napi_env env, int err, const char *syscall) {
+napi_value throw_errno(napi_env env, int err, const char *syscall) {
   const char *name = strerrorname_np(err);
   napi_value code, message, error, value;
   napi_create_string_utf8(env, name ? name : "EUNKNOWN", NAPI_AUTO_LENGTH, &code);
