@@ -58,6 +58,7 @@ export const ERROR_CODES = {
   BRIG_NO_HOST_ID: { exit: EXIT.brigError, http: 503, when: 'The daemon (as root) has no host uid left in its range to give a new sandbox.' },
   BRIG_DAEMON_UNAVAILABLE: { exit: EXIT.brigError, http: 503, when: 'No brig daemon answers at the address the CLI uses.' },
   BRIG_SANDBOX_UNRESPONSIVE: { exit: EXIT.brigError, http: 504, when: 'The sandbox stopped answering (frozen, or its envd hung): a command asked to stop did not end in time.' },
+  BRIG_ARCHIVE_INVALID: { exit: EXIT.brigError, http: 400, when: 'An archive (an image layer or root filesystem tarball) is malformed, truncated, or passes a limit on entries, sizes or path length; nothing of it is kept.' },
   BRIG_CAPACITY: { exit: EXIT.brigError, http: 503, when: 'The daemon is full: too many connections, or a create would pass one of its budgets (sandboxes, tasks, open files, memory), or the host is out of file descriptors.' },
 } as const satisfies Record<string, ErrorSpec>;
 
