@@ -60,6 +60,9 @@ const SPECIAL: Record<string, string> = { '3': 'character device', '4': 'block d
 
 class Dropped extends Error {}
 
+/** 9999-12-31T23:59:59Z, in seconds. */
+const MAX_MTIME = 253_402_300_799;
+
 export async function extractLayer(archive: Readable | string, destDir: string, limits: Partial<ExtractLimits> = {}): Promise<ExtractResult> {
   const limit: ExtractLimits = { ...DEFAULT_LIMITS, ...limits };
   await prepareDest(destDir);
@@ -242,7 +245,8 @@ class Extractor {
         left -= piece.length;
       }
       await handle.chmod(mode);
-      await handle.utimes(mtime, mtime);
+      // a hostile mtime past year 9999 is not worth an error: the file keeps the time it was written
+      if (mtime <= MAX_MTIME) await handle.utimes(mtime, mtime);
     } finally {
       await handle.close();
     }

@@ -19,6 +19,8 @@ interface Entry {
   /** The size written in the header, when it should lie. */
   size?: number;
   linkname?: string;
+  /** Raw bytes for the 12-byte mtime field. */
+  mtime?: Buffer;
 }
 
 function octal(value: number, length: number): string {
@@ -34,6 +36,7 @@ function header(entry: Entry): Buffer {
   block.write(octal(0, 8), 116, 'latin1');
   block.write(octal(entry.size ?? data.length, 12), 124, 'latin1');
   block.write(octal(1_700_000_000, 12), 136, 'latin1');
+  entry.mtime?.copy(block, 136);
   block.write('        ', 148, 'latin1');
   block.write(entry.type ?? '0', 156, 'latin1');
   block.write(entry.linkname ?? '', 157, 100, 'utf8');
@@ -314,6 +317,9 @@ test('destDir must be new or empty; NUL and empty names are dropped', async (t) 
   assert.deepEqual(result.dropped, [{ path: 'a\0b', why: 'NUL byte in name' }, { path: '/', why: 'empty name' }]);
   assert.deepEqual(readdirSync(empty), []);
   const tooLong = tar([{ name: 'PaxHeader', type: 'x', data: paxRecord('path', `d/${'n'.repeat(300)}`) }, { name: 'x', data: 'data' }, { name: 'after', data: 'ok' }]);
+  const farFuture = Buffer.from([0x80, 0, 0, 0, 0, 0x1f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+  await extractLayer(Readable.from([tar([{ name: 'future', data: 'f', mtime: farFuture }])]), join(base, 'future'));
+  assert.equal(readFileSync(join(base, 'future', 'future'), 'utf8'), 'f');
   const long = await extractLayer(Readable.from([tooLong]), join(base, 'long'));
   assert.deepEqual(long.dropped.map((entry) => entry.why), ['a name component is longer than the filesystem allows']);
   assert.equal(readFileSync(join(base, 'long', 'after'), 'utf8'), 'ok');
