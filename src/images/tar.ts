@@ -109,8 +109,9 @@ export async function openArchive(source: Readable): Promise<AsyncIterator<Buffe
       try {
         return await inner.next();
       } catch (error) {
-        if (error instanceof BrigError) throw error;
-        throw invalid(`the gzip stream is corrupt: ${(error as Error).message}`);
+        // zlib's own errors (Z_DATA_ERROR, Z_BUF_ERROR for a cut stream) are the archive's fault; a read error of the source is not
+        if (String((error as NodeJS.ErrnoException).code).startsWith('Z_')) throw invalid(`the gzip stream is corrupt or cut short: ${(error as Error).message}`);
+        throw error;
       }
     },
     return: async () => {

@@ -300,6 +300,9 @@ test('a declared size beyond the stream, a truncated archive and a bad checksum 
   await rejects(extractLayer(Readable.from([corrupt]), join(base, 'd')), /checksum/);
   const gz = gzipSync(whole);
   await rejects(extractLayer(Readable.from([gz.subarray(0, gz.length - 20)]), join(base, 'e')), /gzip|truncated/);
+  const badGz = Buffer.from(gz);
+  badGz.fill(0xaa, 10, 30);
+  await rejects(extractLayer(Readable.from([badGz]), join(base, 'g')), /gzip stream is corrupt/);
   await rejects(extractLayer(Readable.from([Buffer.from('not a tar archive at all')]), join(base, 'f')), /truncated|checksum|octal/);
   assert.deepEqual(readdirSync(base), ['sentinel']);
 });
