@@ -59,6 +59,8 @@ export const ERROR_CODES = {
   BRIG_DAEMON_UNAVAILABLE: { exit: EXIT.brigError, http: 503, when: 'No brig daemon answers at the address the CLI uses.' },
   BRIG_SANDBOX_UNRESPONSIVE: { exit: EXIT.brigError, http: 504, when: 'The sandbox stopped answering (frozen, or its envd hung): a command asked to stop did not end in time.' },
   BRIG_ARCHIVE_INVALID: { exit: EXIT.brigError, http: 400, when: 'An archive (an image layer or root filesystem tarball) is malformed, truncated, or passes a limit on entries, sizes or path length; nothing of it is kept.' },
+  BRIG_IMAGE_INVALID: { exit: EXIT.brigError, http: 400, when: 'An image name, tag or reference is not of the allowed form, or a manifest names a layer the store does not hold.' },
+  BRIG_IMAGE_NOT_FOUND: { exit: EXIT.brigError, http: 404, when: 'No image in the store has that name and tag.' },
   BRIG_CAPACITY: { exit: EXIT.brigError, http: 503, when: 'The daemon is full: too many connections, or a create would pass one of its budgets (sandboxes, tasks, open files, memory), or the host is out of file descriptors.' },
 } as const satisfies Record<string, ErrorSpec>;
 
