@@ -1,0 +1,270 @@
+/**
+ * The image store: content-addressed layers and named, tagged images, in a
+ * directory the caller gives (under brig's state dir). Layout and rules are in
+ * docs/images.md, "The store":
+ *
+ *   layers/<hex>/       a layer's files, root mode 0555, immutable by convention
+ *   layers/<hex>.json   its metadata (size, whiteouts, dropped entries); a layer
+ *                       exists only when both are there
+ *   images.json         every image's manifest, replaced atomically
+ *   tmp/                extractions under way; cleared by openImageStore
+ *
+ * One process writes a store at a time (the daemon, or the CLI without one).
+ */
+import { promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { BrigError } from '../protocol/index.ts';
+import type { ExtractLimits } from './archive.ts';
+import { extractDigested } from './digest.ts';
+import { randomName, readJson, removeTree, writeJsonAtomic } from './files.ts';
+import { checkName, checkTag, formatRef, parseRef } from './names.ts';
+
+export interface ImageConfig {
+  /** KEY=value, as Docker's config.Env. */
+  env: string[];
+  /** @default '/' */
+  workdir: string;
+  /** @default 'root' */
+  user: string;
+  cmd: string[] | null;
+  entrypoint: string[] | null;
+  labels: Record<string, string>;
+}
+
+export interface ImageManifest {
+  name: string;
+  tag: string;
+  /** Layer digests ("sha256:<hex>"), lowest first. */
+  layers: string[];
+  config: ImageConfig;
+  /** ISO 8601, when the image was tagged. */
+  created: string;
+}
+
+export interface LayerInfo {
+  digest: string;
+  /** Bytes of file data the layer holds. */
+  bytes: number;
+  /** Bytes of its uncompressed tar stream. */
+  tarBytes: number;
+  files: number;
+  dropped: Array<{ path: string; why: string }>;
+  whiteouts: string[];
+  created: string;
+}
+
+export interface ImportedLayer {
+  digest: string;
+  bytes: number;
+  dropped: Array<{ path: string; why: string }>;
+  whiteouts: string[];
+  /** True when the store already held this layer and the new copy was discarded. */
+  existed: boolean;
+}
+
+export interface ImageSummary {
+  name: string;
+  tag: string;
+  layers: number;
+  /** Bytes of all its layers. */
+  size: number;
+  /** Bytes of its layers that another image uses too. */
+  shared: number;
+  created: string;
+}
+
+export interface PruneResult {
+  /** Digests of the layers removed. */
+  layers: string[];
+  /** Bytes of file data they held. */
+  bytes: number;
+}
+
+const DIGEST = /^sha256:([0-9a-f]{64})$/;
+const HEX = /^[0-9a-f]{64}$/;
+
+export class ImageStore {
+  private readonly layersDir: string;
+  private readonly tmpDir: string;
+  private readonly indexFile: string;
+  /** Index writes, one after another: read, change, replace. */
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(readonly dir: string) {
+    this.layersDir = join(dir, 'layers');
+    this.tmpDir = join(dir, 'tmp');
+    this.indexFile = join(dir, 'images.json');
+  }
+
+  /** Unpacks a tar or tar.gz layer; a layer the store already holds is kept once. */
+  async importLayer(archive: string | Readable, limits: Partial<ExtractLimits> = {}): Promise<ImportedLayer> {
+    const temp = join(this.tmpDir, randomName());
+    try {
+      const result = await extractDigested(archive, temp, limits);
+      const hex = result.digest.slice('sha256:'.length);
+      const report = { digest: result.digest, bytes: result.bytes, dropped: result.dropped, whiteouts: result.whiteouts };
+      if ((await this.layer(result.digest)) !== undefined) return { ...report, existed: true };
+      const info: LayerInfo = { ...report, tarBytes: result.tarBytes, files: result.files, created: new Date().toISOString() };
+      const target = join(this.layersDir, hex);
+      // a directory without its .json is a crash's leftover (or a concurrent import): replace it
+      await removeTree(target);
+      await fs.rename(temp, target);
+      await fs.chmod(target, 0o555);
+      // the .json last: until it exists the layer does not
+      await writeJsonAtomic(`${target}.json`, info);
+      return { ...report, existed: false };
+    } finally {
+      await removeTree(temp);
+    }
+  }
+
+  /** A layer's metadata, or undefined when the store does not hold it. */
+  async layer(digest: string): Promise<LayerInfo | undefined> {
+    const hex = DIGEST.exec(digest)?.[1];
+    if (hex === undefined) return undefined;
+    return (await readJson(join(this.layersDir, `${hex}.json`))) as LayerInfo | undefined;
+  }
+
+  /** The host directory of a layer's files (read-only; nothing may write there). */
+  layerPath(digest: string): string {
+    const hex = DIGEST.exec(digest)?.[1];
+    if (hex === undefined) throw new BrigError('BRIG_IMAGE_INVALID', `${JSON.stringify(digest)} is not a layer digest`, 'a digest is sha256: and 64 lowercase hex digits');
+    return join(this.layersDir, hex);
+  }
+
+  /** Names `name:tag` for a manifest of layers the store holds; replaces what had that name and tag. */
+  async tagImage(name: string, tag: string, manifest: { layers: string[]; config?: Partial<ImageConfig> }): Promise<ImageManifest> {
+    checkName(name);
+    checkTag(tag);
+    for (const digest of manifest.layers) {
+      if ((await this.layer(digest)) === undefined) {
+        throw new BrigError('BRIG_IMAGE_INVALID', `the manifest for ${name}:${tag} names layer ${JSON.stringify(digest)}, which the store does not hold`, 'import the layer first (importLayer), then tag the image');
+      }
+    }
+    const config = manifest.config ?? {};
+    const image: ImageManifest = {
+      name,
+      tag,
+      layers: [...manifest.layers],
+      config: {
+        env: [...(config.env ?? [])],
+        workdir: config.workdir ?? '/',
+        user: config.user ?? 'root',
+        cmd: config.cmd ? [...config.cmd] : null,
+        entrypoint: config.entrypoint ? [...config.entrypoint] : null,
+        labels: { ...(config.labels ?? {}) },
+      },
+      created: new Date().toISOString(),
+    };
+    await this.change((images) => [...images.filter((other) => other.name !== name || other.tag !== tag), image]);
+    return image;
+  }
+
+  /** The manifest of "name" (tag latest) or "name:tag"; BRIG_IMAGE_NOT_FOUND lists what exists. */
+  async getImage(ref: string): Promise<ImageManifest> {
+    const wanted = parseRef(ref);
+    const images = await this.readIndex();
+    const image = images.find((one) => one.name === wanted.name && one.tag === wanted.tag);
+    if (image === undefined) throw notFound(formatRef(wanted), images);
+    return image;
+  }
+
+  async listImages(): Promise<ImageSummary[]> {
+    const images = await this.readIndex();
+    const users = new Map<string, number>();
+    for (const image of images) for (const digest of new Set(image.layers)) users.set(digest, (users.get(digest) ?? 0) + 1);
+    const summaries: ImageSummary[] = [];
+    for (const image of images) {
+      let size = 0;
+      let shared = 0;
+      for (const digest of new Set(image.layers)) {
+        const bytes = (await this.layer(digest))?.bytes ?? 0;
+        size += bytes;
+        if ((users.get(digest) ?? 0) > 1) shared += bytes;
+      }
+      summaries.push({ name: image.name, tag: image.tag, layers: image.layers.length, size, shared, created: image.created });
+    }
+    return summaries.sort((a, b) => formatRef(a).localeCompare(formatRef(b)));
+  }
+
+  /** Removes the name and tag; its layers stay until prune. */
+  async removeImage(ref: string): Promise<ImageManifest> {
+    const wanted = parseRef(ref);
+    let removed: ImageManifest | undefined;
+    await this.change((images) => {
+      removed = images.find((one) => one.name === wanted.name && one.tag === wanted.tag);
+      if (removed === undefined) throw notFound(formatRef(wanted), images);
+      return images.filter((one) => one !== removed);
+    });
+    return removed as ImageManifest;
+  }
+
+  /** Removes every layer no image names (and leftovers of crashed imports). */
+  async prune(): Promise<PruneResult> {
+    const result: PruneResult = { layers: [], bytes: 0 };
+    await this.change(async (images) => {
+      const used = new Set(images.flatMap((image) => image.layers));
+      for (const name of await fs.readdir(this.layersDir)) {
+        const hex = name.endsWith('.json') ? name.slice(0, -5) : undefined;
+        if (hex === undefined || !HEX.test(hex) || used.has(`sha256:${hex}`)) continue;
+        const info = await this.layer(`sha256:${hex}`);
+        await this.removeLayer(hex);
+        result.layers.push(`sha256:${hex}`);
+        result.bytes += info?.bytes ?? 0;
+      }
+      return images;
+    });
+    return result;
+  }
+
+  /** The .json first, so a crash midway leaves a directory without metadata, which open() removes. */
+  private async removeLayer(hex: string): Promise<void> {
+    await fs.rm(join(this.layersDir, `${hex}.json`), { force: true });
+    await removeTree(join(this.layersDir, hex));
+  }
+
+  private async readIndex(): Promise<ImageManifest[]> {
+    const index = (await readJson(this.indexFile)) as { images?: ImageManifest[] } | undefined;
+    return index?.images ?? [];
+  }
+
+  private change(edit: (images: ImageManifest[]) => ImageManifest[] | Promise<ImageManifest[]>): Promise<void> {
+    const next = this.queue.then(async () => {
+      const before = await this.readIndex();
+      const after = await edit(before);
+      if (after !== before) await writeJsonAtomic(this.indexFile, { images: after });
+    });
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  /** Clears tmp/ and removes half-made or half-removed layers: a directory without its .json, a .json without its directory. */
+  async recover(): Promise<void> {
+    await removeTree(this.tmpDir);
+    await fs.mkdir(this.tmpDir, { mode: 0o700 });
+    const names = new Set(await fs.readdir(this.layersDir));
+    for (const name of names) {
+      const path = join(this.layersDir, name);
+      if (HEX.test(name) && names.has(`${name}.json`)) continue;
+      if (name.endsWith('.json') && HEX.test(name.slice(0, -5)) && names.has(name.slice(0, -5))) continue;
+      await removeTree(path);
+    }
+    for (const name of await fs.readdir(this.dir)) if (name.endsWith('.tmp')) await fs.rm(join(this.dir, name), { force: true });
+  }
+}
+
+function notFound(ref: string, images: ImageManifest[]): BrigError {
+  const names = images.map(formatRef).sort();
+  const hint = names.length === 0 ? 'the store has no images yet' : `images in the store: ${names.join(', ')}`;
+  return new BrigError('BRIG_IMAGE_NOT_FOUND', `no image ${ref} in the store`, hint);
+}
+
+/** Opens (creating, mode 0700) the store in `dir` and clears what a crash left behind. */
+export async function openImageStore(dir: string): Promise<ImageStore> {
+  await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+  await fs.mkdir(join(dir, 'layers'), { recursive: true, mode: 0o700 });
+  const store = new ImageStore(dir);
+  await store.recover();
+  return store;
+}
