@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -70,6 +71,17 @@ test('the same tar imported twice, once gzipped and from a stream, is one layer'
   assert.equal(second.existed, true);
   assert.deepEqual(readdirSync(join(base, 'store/layers')).sort(), [first.digest.slice(7), `${first.digest.slice(7)}.json`].sort());
   assert.deepEqual(readdirSync(join(base, 'store/tmp')), []);
+});
+
+test('a large layer streamed in small chunks, gzipped, hashes to sha256sum of its tar', async (t) => {
+  const base = scratch(t);
+  const archive = systemTar(base, 'large', { 'blob': randomBytes(3 << 20).toString('base64'), 'small': 's' });
+  const store = await openImageStore(join(base, 'store'));
+  const gz = gzipSync(readFileSync(archive));
+  const pieces = Array.from({ length: Math.ceil(gz.length / 1000) }, (_, index) => gz.subarray(index * 1000, (index + 1) * 1000));
+  const layer = await store.importLayer(Readable.from(pieces));
+  assert.equal(layer.digest, sha256sum(archive));
+  assert.equal(readFileSync(join(store.layerPath(layer.digest), 'small'), 'utf8'), 's');
 });
 
 test('images sharing a layer: list shows sizes and shared bytes; remove one and prune frees only its own layer', async (t) => {
