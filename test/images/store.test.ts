@@ -153,6 +153,16 @@ test('a truncated tar leaves nothing under layers/, and the next open clears tmp
   assert.deepEqual(readdirSync(join(base, 'store/layers')), []);
 });
 
+test('more than 16 MiB after the end-of-archive block is refused, with nothing kept', async (t) => {
+  const base = scratch(t);
+  const archive = systemTar(base, 'tail', { 'f': 'f' });
+  const store = await openImageStore(join(base, 'store'));
+  const padded = gzipSync(Buffer.concat([readFileSync(archive), Buffer.alloc(17 << 20)]));
+  assert.equal(await code(store.importLayer(Readable.from([padded]))), 'BRIG_ARCHIVE_INVALID');
+  assert.deepEqual(readdirSync(join(base, 'store/layers')), []);
+  assert.deepEqual(readdirSync(join(base, 'store/tmp')), []);
+});
+
 test('bad names, tags and references are BRIG_IMAGE_INVALID; unknown images BRIG_IMAGE_NOT_FOUND with the names that exist', async (t) => {
   const base = scratch(t);
   const store = await openImageStore(join(base, 'store'));
