@@ -67,9 +67,14 @@ export const jailDriver: Driver = {
     let jailPid: number;
     let pidStart: string | null;
     try {
-      const child = startBwrap(plan, ['ignore', log, log], socket.fd);
-      // Only the jail holds the socket now: when envd dies, connecting to it fails at once.
-      closeSync(socket.fd);
+      let child: ReturnType<typeof startBwrap>;
+      try {
+        child = startBwrap(plan, ['ignore', log, log], socket.fd);
+      } finally {
+        // Only the jail holds the socket now (or nobody, when a bind source failed its check at launch):
+        // when envd dies, connecting to it fails at once.
+        closeSync(socket.fd);
+      }
       // A spawn that fails (EMFILE under a flood, EAGAIN) says so in an 'error' event: unheard, it would end the daemon.
       const spawnFailed = new Promise<never>((_, reject) => child.on('error', (error) => reject(spawnError(error))));
       const status = child.stdio[FD.status] as Readable | null | undefined;
