@@ -130,6 +130,7 @@ function v2Check(dir: string, options: MemoryGuardOptions): () => Outcome {
     const now = counts();
     if (!now) return 'ended';
     if (!marked) marked = markProtected(dir, options);
+    else unprotectChildren(dir, options);
     const fresh = now.kills - seen.kills;
     const groupKilled = now.groupKills > seen.groupKills;
     seen = now;
@@ -231,6 +232,25 @@ function markProtected(dir: string, options: MemoryGuardOptions): boolean {
     }
   }
   return true;
+}
+
+/**
+ * cgroup v2: oom_score_adj is inherited through fork and exec, so every
+ * command envd (or the agent) starts would carry its -1000 and the kernel's
+ * killer would find nothing it may kill. Each tick puts the others back to 0
+ * (raising it needs no privilege).
+ */
+function unprotectChildren(dir: string, options: MemoryGuardOptions): void {
+  const processes = jailProcesses(dir);
+  const spared = protectedPids(processes, options);
+  for (const { hostPid } of processes) {
+    if (spared.has(hostPid)) continue;
+    try {
+      if (readFileSync(`/proc/${hostPid}/oom_score_adj`, 'utf8').trim() === '-1000') writeFileSync(`/proc/${hostPid}/oom_score_adj`, '0');
+    } catch {
+      // Gone meanwhile.
+    }
+  }
 }
 
 function printable(text: string): string {
