@@ -132,17 +132,7 @@ async function envdCommand(argv: string[]): Promise<number> {
   }
   process.stderr.write('brig envd: WARNING: envd runs unjailed here; whoever reaches it acts as you (see brig envd --help)\n');
   const envd = loadBundle('envd') as { main(argv: string[]): Promise<void> };
-  try {
-    await envd.main(argv);
-  } catch (error) {
-    // Like brig serve's: the address is the user's choice, so a busy or refused one is a usage error, not a bug.
-    const code = (error as NodeJS.ErrnoException).code;
-    const message = (error as Error).message;
-    if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL' || message.startsWith('cannot listen on')) {
-      throw new BrigError('BRIG_USAGE', message.replace(/^listen \w+: /, 'brig envd cannot listen: '), 'pick another --listen address (HOST:PORT or unix:/path), or stop what already listens there');
-    }
-    throw error;
-  }
+  await envd.main(argv);
   return new Promise<number>(() => {});
 }
 

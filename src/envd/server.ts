@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { chmodSync, rmSync } from 'node:fs';
 import brigSpawn from 'brig-spawn';
-import { ConnectError, sameSecret } from '../protocol/index.ts';
+import { BrigError, ConnectError, sameSecret } from '../protocol/index.ts';
 import {
   sendUnaryError,
   serveClientStream,
@@ -92,8 +92,11 @@ export class EnvdServer implements Router {
    * it over). Returns the address.
    */
   listen(address: string): Promise<string> {
+    // The address is the caller's choice: a busy, refused or malformed one is a usage error, not a bug.
+    const refused = (message: string): BrigError =>
+      new BrigError('BRIG_USAGE', message, 'pick another --listen address (HOST:PORT, unix:/path or fd:N), or stop what already listens there');
     return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
+      this.server.once('error', (error: Error) => reject(refused(error.message.replace(/^listen \w+: /, 'brig envd cannot listen: '))));
       const inherited = /^fd:(\d+)$/.exec(address);
       if (inherited) {
         const fd = Number(inherited[1]);
@@ -101,7 +104,7 @@ export class EnvdServer implements Router {
         try {
           brigSpawn.closeOnExec(fd);
         } catch (error) {
-          return reject(new Error(`cannot listen on '${address}': ${(error as Error).message}`));
+          return reject(refused(`cannot listen on '${address}': ${(error as Error).message}`));
         }
         this.server.listen({ fd }, () => resolve(address));
         return;
@@ -116,7 +119,7 @@ export class EnvdServer implements Router {
         return;
       }
       const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(address);
-      if (!match) return reject(new Error(`cannot listen on '${address}': give host:port or a unix socket path`));
+      if (!match) return reject(refused(`cannot listen on '${address}': give host:port or a unix socket path`));
       const host = match[1] ?? (match[2] || '127.0.0.1');
       this.server.listen(Number(match[3]), host, () => {
         const bound = this.server.address();
