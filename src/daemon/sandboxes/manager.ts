@@ -120,8 +120,8 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
     const record = store.get(idOrName) ?? store.findByName(idOrName);
     const dead = record?.state === 'running' && record.handle !== null && driver.liveness(record.handle) === 'gone';
     if (!record || record.state === 'stopped' || record.state === 'pooled' || dead) {
-      // Its jail died by itself: stopped, its workspace kept (only kill, rm or its timeout delete one).
-      if (record && dead) void teardown(record, false).catch(() => {});
+      // Its jail died by itself: stopped, its workspace kept until its timeout (only kill, rm or that delete one).
+      if (record && dead) void teardown(record, false).then(() => expireDead(record.id)).catch(() => {});
       throw new BrigError('BRIG_SANDBOX_NOT_FOUND', `no sandbox '${idOrName}'`, 'list them with `brig ls` (or GET /v2/sandboxes); a sandbox ends when its timeout passes, or when its jail dies');
     }
     return record;
