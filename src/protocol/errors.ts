@@ -96,6 +96,12 @@ export class BrigError extends Error {
  * Also true for a BrigError from another bundle (dist/daemon.cjs, the CLI
  * client's), whose class is a copy: instanceof cannot see across them.
  */
+/** The process or the host is out of file descriptors (a flood): brig is full, not broken (503 BRIG_CAPACITY). */
+export function outOfDescriptors(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException | null)?.code;
+  return code === 'EMFILE' || code === 'ENFILE';
+}
+
 export function isBrigError(error: unknown): error is BrigError {
   if (error instanceof BrigError) return true;
   const candidate = error as Partial<BrigError> | null;

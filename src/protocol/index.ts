@@ -1,5 +1,5 @@
 /** protocol/: the types shared across rooms — the error registry, the Connect wire form, envd's messages. */
-export { BrigError, ERROR_CODES, EXIT, isBrigError } from './errors.ts';
+export { BrigError, ERROR_CODES, EXIT, isBrigError, outOfDescriptors } from './errors.ts';
 export type { ErrorCode } from './errors.ts';
 export { CONNECT_CODES, ConnectError, ENVELOPE_FLAG, EnvelopeReader, encodeEndStream, encodeEnvelope, parseMessage } from './connect.ts';
 export type { ConnectCode, Envelope } from './connect.ts';

@@ -1,5 +1,5 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { isBrigError } from '../../protocol/index.ts';
+import { isBrigError, outOfDescriptors } from '../../protocol/index.ts';
 
 /**
  * The API's one error handler: every failure leaves as `{code, message, hint}`
@@ -78,7 +78,7 @@ function describeError(error: FastifyError, request: FastifyRequest): { status: 
       return { status: 415, body: badRequest(`Content-Type ${JSON.stringify(request.headers['content-type'] ?? '')} is not accepted: send application/json`) };
   }
   // The daemon ran out of descriptors somewhere (a flood): it is full, not broken.
-  if (error.code === 'EMFILE' || error.code === 'ENFILE') {
+  if (outOfDescriptors(error)) {
     return { status: 503, body: { code: 'BRIG_CAPACITY', message: `brig is out of file descriptors (${error.code}) on ${request.method} ${request.url.split('?')[0]}`, hint: 'Retry when the load has passed; `brig serve --max-connections` caps what clients can hold.' } };
   }
   // fastify's own 4xx (a bad Content-Length, …): the client's fault, said plainly.

@@ -1,7 +1,7 @@
 import { Agent, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
-import { ENVD_PORT, forwardedHeaders, isBrigError, sameSecret, signatureExpired, signedWith, type SignedFileRequest } from '../../protocol/index.ts';
+import { ENVD_PORT, forwardedHeaders, isBrigError, outOfDescriptors, sameSecret, signatureExpired, signedWith, type SignedFileRequest } from '../../protocol/index.ts';
 import type { SandboxManager } from '../sandboxes/index.ts';
 import { errorPayload } from './errors.ts';
 import { signedFileRequest } from './signature.ts';
@@ -88,8 +88,7 @@ function serve(manager: SandboxManager, agent: Agent, client: IncomingMessage, r
     // isRunning() is false on it and its RPCs throw SandboxNotFoundError.
     if (isBrigError(error) && error.httpStatus === 404) return refuse(client, response, 502, error.code, error.message, NOT_RUNNING_HINT);
     // Out of descriptors (a flood) is the daemon being full, not a bug.
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'EMFILE' || code === 'ENFILE') return refuse(client, response, 503, 'BRIG_CAPACITY', `brig is out of file descriptors (${code}) looking up sandbox ${JSON.stringify(sandbox)}`, 'Retry when the load has passed.');
+    if (outOfDescriptors(error)) return refuse(client, response, 503, 'BRIG_CAPACITY', `brig is out of file descriptors (${(error as NodeJS.ErrnoException).code}) looking up sandbox ${JSON.stringify(sandbox)}`, 'Retry when the load has passed.');
     log.error({ err: error }, 'gateway: looking up the sandbox failed');
     return refuse(client, response, 500, 'BRIG_INTERNAL', `brig failed to look up sandbox ${JSON.stringify(sandbox)}`, 'This is a bug in brig: the daemon log has the stack.');
   }

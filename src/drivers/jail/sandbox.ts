@@ -1,7 +1,7 @@
 import { closeSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
 import type { Readable } from 'node:stream';
-import { BrigError, INSIDE_DIR, type MemoryEvent } from '../../protocol/index.ts';
+import { BrigError, INSIDE_DIR, outOfDescriptors, type MemoryEvent } from '../../protocol/index.ts';
 import { compose, setEnv, type OutOfMemoryAction, type PolicyChange } from '../../policy/index.ts';
 import { envdRuntime } from '../envd-runtime/index.ts';
 import type { Driver, Liveness, SandboxHandle, SandboxSpec, SandboxUsage } from '../driver.ts';
@@ -178,7 +178,7 @@ function cgroupEmptiness(dirs: string[]): Liveness {
 
 /** Out of descriptors or processes is the host being full, not the sandbox being wrong. */
 function spawnError(error: NodeJS.ErrnoException): BrigError {
-  if (error.code === 'EMFILE' || error.code === 'ENFILE' || error.code === 'EAGAIN') {
+  if (outOfDescriptors(error) || error.code === 'EAGAIN') {
     return new BrigError('BRIG_CAPACITY', `cannot start the sandbox's jail: ${error.code} (the daemon or the host is out of descriptors or processes)`, 'retry when the load has passed; `brig serve --max-connections` caps what clients can hold');
   }
   return new BrigError('BRIG_JAIL_SETUP', `cannot start the sandbox's jail: ${error.message}`, 'check that bubblewrap is installed and brig is built (brig-exec): `npm run setup`');
