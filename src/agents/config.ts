@@ -78,14 +78,12 @@ export function checkAgent(name: string, definition: unknown, source: string): A
     problems.push('env: must map variable names to strings');
   }
   const path = (value: string) => (value.startsWith('/') || value.startsWith('~/')) && !value.split('/').includes('..');
-  const settings = given.jsonSettings;
   const plainObject = (value: unknown) => typeof value === 'object' && value !== null && !Array.isArray(value);
-  if (settings !== undefined && (!plainObject(settings) || !Object.entries(settings as object).every(([key, value]) => key.startsWith('~/') && !key.split('/').includes('..') && plainObject(value)))) {
-    problems.push('jsonSettings: must map paths under the home (~/…, no ..) to objects of fields');
-  }
-  const unattended = given.unattendedSettings;
-  if (unattended !== undefined && (!plainObject(unattended) || !Object.entries(unattended as object).every(([key, value]) => key.startsWith('~/') && !key.split('/').includes('..') && plainObject(value)))) {
-    problems.push('unattendedSettings: must map paths under the home (~/…, no ..) to objects of fields');
+  for (const field of ['jsonSettings', 'unattendedSettings'] as const) {
+    const settings = given[field];
+    if (settings !== undefined && (!plainObject(settings) || !Object.entries(settings as object).every(([key, value]) => key.startsWith('~/') && !key.split('/').includes('..') && plainObject(value)))) {
+      problems.push(`${field}: must map paths under the home (~/…, no ..) to objects of fields`);
+    }
   }
   const seeds = given.seedFiles;
   if (seeds !== undefined && (typeof seeds !== 'object' || seeds === null || Array.isArray(seeds) || !Object.entries(seeds).every(([key, value]) => key.startsWith('~/') && !key.split('/').includes('..') && typeof value === 'string'))) {
@@ -103,8 +101,8 @@ export function checkAgent(name: string, definition: unknown, source: string): A
     deny: strings('deny'),
     env: env as Record<string, string> | undefined,
     seedFiles: seeds as Record<string, string> | undefined,
-    jsonSettings: settings as Record<string, Record<string, unknown>> | undefined,
-    unattendedSettings: unattended as Record<string, Record<string, unknown>> | undefined,
+    jsonSettings: given.jsonSettings as Record<string, Record<string, unknown>> | undefined,
+    unattendedSettings: given.unattendedSettings as Record<string, Record<string, unknown>> | undefined,
     forwardEnv: strings('forwardEnv', (value) => ENV_NAME.test(value), 'a list of variable names'),
     extraTools: strings('extraTools'),
     extraReadWriteDirs: strings('extraReadWriteDirs', path, 'a list of paths starting with ~/ or / (no ..)'),
