@@ -29,14 +29,16 @@ export async function info(daemon: Daemon, argv: string[]): Promise<number> {
   const sandbox = await findSandbox(daemon, name);
   // A stopped sandbox's policy and usage went with it: only its record is left.
   const live = sandbox.state !== 'stopped';
-  const [detail, policy, usage] = live
-    ? await Promise.all([
-        daemon.call<{ envdVersion: string; memoryMB: number }>('GET', `/sandboxes/${segment(sandbox.id)}`),
-        daemon.call<Record<string, unknown>>('GET', `/v1/sandboxes/${segment(sandbox.id)}/policy`),
-        daemon.call<Usage>('GET', `/v1/sandboxes/${segment(sandbox.id)}/stats`),
-      ])
-    : [null, null, null];
-  const memoryEvents = await daemon.call<MemoryEvent[]>('GET', `/v1/sandboxes/${segment(sandbox.id)}/memory-events?limit=${SHOWN_MEMORY_EVENTS}`);
+  const [[detail, policy, usage], memoryEvents] = await Promise.all([
+    live
+      ? Promise.all([
+          daemon.call<{ envdVersion: string; memoryMB: number }>('GET', `/sandboxes/${segment(sandbox.id)}`),
+          daemon.call<Record<string, unknown>>('GET', `/v1/sandboxes/${segment(sandbox.id)}/policy`),
+          daemon.call<Usage>('GET', `/v1/sandboxes/${segment(sandbox.id)}/stats`),
+        ])
+      : ([null, null, null] as const),
+    daemon.call<MemoryEvent[]>('GET', `/v1/sandboxes/${segment(sandbox.id)}/memory-events?limit=${SHOWN_MEMORY_EVENTS}`),
+  ]);
   if (parsed.flags.has('json')) {
     process.stdout.write(json({ ...sandbox, envdVersion: detail?.envdVersion ?? null, usage, memoryEvents, policy }));
     return 0;
