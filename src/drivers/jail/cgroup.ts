@@ -1,6 +1,6 @@
 import { mkdirSync, readFileSync, rmdirSync, writeFileSync, existsSync } from 'node:fs';
 import { BrigError } from '../../protocol/index.ts';
-import type { OutOfMemoryAction, ResourcesPolicy } from '../../policy/index.ts';
+import type { ResourcesPolicy } from '../../policy/index.ts';
 
 /**
  * The jail's cgroups: memory, CPU and task limits, a way to kill every
@@ -145,15 +145,13 @@ export function spawnInside<T>(plan: CgroupPlan, spawn: () => T): T {
 }
 
 /**
- * Whether the whole jail was stopped by its memory limit: paused at it (v1),
- * or killed whole by the kernel (v2 with memory.oom.group 1). A single
- * process killed under kill-process does not count.
+ * Whether the jail hit its memory limit: paused at it (v1) or had the kernel
+ * kill in it (v2). Under kill-process that is memory.ts's to resolve, so only
+ * kill-sandbox asks.
  */
-export function outOfMemory(plan: CgroupPlan, action: OutOfMemoryAction): boolean {
-  // Under kill-process a jail paused at its limit is memory.ts's to resolve, not yet stopped.
-  const whole = action === 'kill-sandbox' ? /^(under_oom 1|oom_kill [1-9]\d*|oom_group_kill [1-9]\d*)$/m : /^oom_group_kill [1-9]\d*$/m;
+export function outOfMemory(plan: CgroupPlan): boolean {
   try {
-    return whole.test(readFileSync(plan.oomFile, 'utf8'));
+    return /^(under_oom 1|oom_kill [1-9]\d*|oom_group_kill [1-9]\d*)$/m.test(readFileSync(plan.oomFile, 'utf8'));
   } catch {
     return false;
   }

@@ -148,7 +148,7 @@ function watch(plan: JailPlan, child: ChildProcess, options: RunJailOptions): Pr
     });
     child.on('close', (code, signal) => {
       cleanup();
-      if (!ended && outOfMemory(plan.cgroup, action)) ended = { reason: 'oom' };
+      if (!ended && action === 'kill-sandbox' && outOfMemory(plan.cgroup)) ended = { reason: 'oom' };
       if (ended) return resolve(ended);
       const exit = /"exit-code"\s*:\s*(\d+)/.exec(status);
       // bwrap reports an exit code only for a command it started: anything else failed in its setup.

@@ -2,7 +2,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import type { MemoryEvent } from '../../protocol/index.ts';
 import type { OutOfMemoryAction } from '../../policy/index.ts';
 import { cgroupPids, type CgroupPlan } from './cgroup.ts';
-import { statFields } from './records.ts';
+import { processStart, statFields } from './records.ts';
 
 /**
  * What happens when a jail uses all of its memory (resources.onOutOfMemory).
@@ -83,7 +83,7 @@ function v1Check(dir: string, options: MemoryGuardOptions): () => Outcome {
     }
     if (!/^under_oom 1$/m.test(control)) return 'watching';
     // The last victim may still be freeing its memory: wait for it rather than kill a second process.
-    if (victim && statFields(victim.hostPid)?.[19] === victim.start && victim.polls++ < VICTIM_WAIT_POLLS) return 'watching';
+    if (victim && processStart(victim.hostPid) === victim.start && victim.polls++ < VICTIM_WAIT_POLLS) return 'watching';
     if (options.action === 'kill-sandbox') return endJail(options, 'the jail used all of its memory; resources.onOutOfMemory is kill-sandbox');
     const processes = jailProcesses(dir);
     const spared = protectedPids(processes, options);
@@ -92,7 +92,7 @@ function v1Check(dir: string, options: MemoryGuardOptions): () => Outcome {
     const chosen = candidates.sort((a, b) => b.badnessKiB - a.badnessKiB)[0];
     if (!chosen) return endJail(options, 'the jail used all of its memory and only its protected processes hold it');
     // Pids are reused: kill only the process that was chosen.
-    if (statFields(chosen.hostPid)?.[19] !== chosen.start) return 'watching';
+    if (processStart(chosen.hostPid) !== chosen.start) return 'watching';
     try {
       process.kill(chosen.hostPid, 'SIGKILL');
     } catch {
