@@ -230,8 +230,10 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
       handle = await driver.boot({ id: record.id, policy: record.policy, stateDir: paths.state, envd: { bundle: options.envdBundle, accessToken: record.envdAccessToken, socket }, egress, persist });
     } catch (error) {
       await stopEgress(record.id);
-      await removeSandboxDir(paths).catch(() => {});
-      store.remove(record.id);
+      // A directory that would not go keeps its record (stopped, retried at its timeout): the record
+      // holds the host uid its leftover files belong to, which must not go to the next sandbox.
+      if (await removeSandboxDir(paths).then(() => true, () => false)) store.remove(record.id);
+      else store.update(record.id, { state: 'stopped', handle: null });
       throw error;
     }
     const state = record.state === 'pooled' ? 'pooled' : 'running';
