@@ -5,7 +5,16 @@ import { tempWorkspace } from '../test/helpers/brig.ts';
 import { serveDaemon } from '../test/helpers/daemon.ts';
 
 /** `brig serve` in a process of its own, as users run it: the client's timings are not the daemon's work. */
-const serve = (stateDir: string, pool: number) => serveDaemon(stateDir, { apiKey: 'bench', pool });
+const serve = (stateDir: string, pool: number, args: string[] = []) => serveDaemon(stateDir, { apiKey: 'bench', pool, args });
+
+/**
+ * Budgets that fit `count` sandboxes of the default policy (2 GiB, 512 tasks,
+ * 512 × 1024 open files each): the defaults (100 sandboxes, 2 × RAM of
+ * memory) stop a 24 GiB machine at 23, before the idle row's 200.
+ */
+export function budgetsFor(count: number): string[] {
+  return ['--max-sandboxes', String(count), '--max-memory-mib', String(count * 2048), '--max-tasks', String(count * 512), '--max-open-files', String(count * 512 * 1024)];
+}
 
 /**
  * Issue 4's benchmark (so far): a cold create → first commands.run("true")
@@ -18,21 +27,13 @@ export async function benchDaemon(creates: number, idle: number): Promise<string
   const warm = await benchWarmPool(creates);
   const sustained = await benchSustainedCycles(40, 2);
   const state = tempWorkspace('brig-bench-daemon-');
-  const daemon = await serve(state.dir, 0);
+  const daemon = await serve(state.dir, 0, budgetsFor(idle + 10));
   const opts = { apiKey: 'bench', apiUrl: daemon.url, sandboxUrl: daemon.url } as SandboxOpts;
   try {
     for (let warm = 0; warm < 3; warm++) await (await Sandbox.create(opts)).kill();
-    const cold: number[] = [];
     const start = process.hrtime.bigint();
-    for (let index = 0; index < creates; index++) {
-      const began = process.hrtime.bigint();
-      const sandbox = await Sandbox.create(opts);
-      await sandbox.commands.run('true');
-      cold.push(Number(process.hrtime.bigint() - began) / 1e6);
-      await sandbox.kill();
-    }
+    const cold = await coldCreates(opts, creates);
     const cyclesPerSecond = creates / (Number(process.hrtime.bigint() - start) / 1e9);
-    cold.sort((a, b) => a - b);
 
     // Many idle sandboxes at once, created 8 at a time; each must answer a command.
     const sandboxes: Sandbox[] = [];
@@ -133,7 +134,21 @@ async function waitForPool(url: string, size: number): Promise<void> {
 }
 
 /** Sum of Pss over every process in the sandbox's pids cgroup. */
-function sandboxPssMiB(_stateDir: string, id: string): number {
+/** `count` cold creates → first commands.run("true"), each killed after; the times sorted, in ms. */
+export async function coldCreates(opts: SandboxOpts, count: number): Promise<number[]> {
+  const times: number[] = [];
+  for (let index = 0; index < count; index++) {
+    const began = process.hrtime.bigint();
+    const sandbox = await Sandbox.create(opts);
+    await sandbox.commands.run('true');
+    times.push(Number(process.hrtime.bigint() - began) / 1e6);
+    await sandbox.kill();
+  }
+  return times.sort((a, b) => a - b);
+}
+
+/** PSS of every host process in the sandbox's cgroup (the jail's processes; gVisor's Sentry, gofer and stubs). */
+export function sandboxPssMiB(_stateDir: string, id: string): number {
   let kib = 0;
   let pids: string[] = [];
   for (const dir of [`/sys/fs/cgroup/pids/brig-${id}`, `/sys/fs/cgroup/brig-${id}`]) {

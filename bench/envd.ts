@@ -118,7 +118,7 @@ function pipeThroughput(mebibytes: number): { bytes: number; ms: number } {
 }
 
 function rssMiB(envd: TestEnvd): number {
-  const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${envd.process.pid}/status`, 'utf8'));
+  const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${envd.envdPid()}/status`, 'utf8'));
   return Number(match?.[1] ?? 0) / 1024;
 }
 

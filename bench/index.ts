@@ -11,7 +11,13 @@ import { fileURLToPath } from 'node:url';
  * Sections are chosen by name: `npm run bench -- load egress` runs those two;
  * no name runs every section but the soak, which takes 10 minutes and is
  * asked for (`npm run bench -- soak`, its length in seconds as a number
- * argument or BRIG_SOAK_SECONDS). The load test's size: BRIG_LOAD_* (bench/load.ts).
+ * argument or BRIG_SOAK_SECONDS), and `base`, the ~5-minute build of the base
+ * template from the network (`npm run bench -- base`). The load test's size:
+ * BRIG_LOAD_* (bench/load.ts); the image section's: BENCH_IMAGE_CREATES
+ * (interleaved creates per row, ≥ 20) and BENCH_IMAGE_IDLE (idle image
+ * sandboxes held at once, default 200). The tiers section compares the jail
+ * with the brig of BENCH_BASELINE (a git revision, built in a worktree) when
+ * it is set; BENCH_TIER_CREATES sets its creates per tier (≥ 10).
  */
 const runs = Number(process.env.BENCH_RUNS ?? 25);
 const roundTrips = Number(process.env.BENCH_ROUND_TRIPS ?? 300);
@@ -26,6 +32,19 @@ if (!Number.isInteger(soakSeconds) || soakSeconds < 10) {
   process.exit(2);
 }
 
+const imageCreates = Number(process.env.BENCH_IMAGE_CREATES ?? 30);
+const imageIdle = Number(process.env.BENCH_IMAGE_IDLE ?? 200);
+if (!Number.isInteger(imageCreates) || imageCreates < 20 || !Number.isInteger(imageIdle) || imageIdle < 1) {
+  process.stderr.write('bench: BENCH_IMAGE_CREATES must be a whole number ≥ 20 and BENCH_IMAGE_IDLE ≥ 1\n');
+  process.exit(2);
+}
+
+const tierCreates = Number(process.env.BENCH_TIER_CREATES ?? 20);
+if (!Number.isInteger(tierCreates) || tierCreates < 10) {
+  process.stderr.write('bench: BENCH_TIER_CREATES must be a whole number ≥ 10\n');
+  process.exit(2);
+}
+
 const sections: Record<string, [file: string, call: string]> = {
   startup: ['run-startup.ts', `console.log(m.benchStartup(${runs}))`],
   envd: ['envd.ts', `console.log(await m.benchEnvd(${roundTrips}))`],
@@ -33,14 +52,19 @@ const sections: Record<string, [file: string, call: string]> = {
   egress: ['egress.ts', 'console.log(await m.benchEgress(2000))'],
   load: ['load.ts', 'console.log(await m.benchLoad())'],
   soak: ['load.ts', `console.log(await m.benchSoak(${soakSeconds}))`],
+  images: ['images.ts', `console.log(await m.benchImages(${imageCreates}, ${imageIdle}))`],
+  base: ['images.ts', 'console.log(await m.benchBaseBuild())'],
+  tiers: ['tiers.ts', `console.log(await m.benchTiers(${runs}, ${tierCreates}))`],
 };
+/** Asked for by name only: the soak takes 10 minutes, the base build ~5 and the network. */
+const optIn = new Set(['soak', 'base']);
 const asked = process.argv.slice(2).filter((arg) => !/^\d+$/.test(arg));
 const unknown = asked.filter((name) => !(name in sections));
 if (unknown.length > 0) {
   process.stderr.write(`bench: no section named ${unknown.join(', ')}; the sections: ${Object.keys(sections).join(', ')}\n`);
   process.exit(2);
 }
-const chosen = asked.length > 0 ? asked : Object.keys(sections).filter((name) => name !== 'soak');
+const chosen = asked.length > 0 ? asked : Object.keys(sections).filter((name) => !optIn.has(name));
 
 process.stdout.write(`brig benchmarks — ${new Date().toISOString()}, medians\n\n`);
 let failed = false;

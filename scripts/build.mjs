@@ -3,6 +3,7 @@
 // reading one file. envd is its own bundle: it is the one file mounted
 // read-only into every sandbox; the daemon is its own too: `brig run` loads
 // neither. Native and heavy packages stay in node_modules (external).
+import { cpSync } from 'node:fs';
 import { build } from 'esbuild';
 
 const common = {
@@ -14,6 +15,8 @@ const common = {
   // node-pty and brig-spawn are native (their .node files load from node_modules); yaml loads only for YAML files.
   external: ['node-pty', 'brig-spawn', 'yaml', 'better-sqlite3', 'fastify', '@fastify/swagger', '@fastify/swagger-ui'],
   logLevel: 'warning',
+  // The tier registry reads import.meta.url only when it runs from the sources (under tsx); bundled, it uses __filename.
+  logOverride: { 'empty-import-meta': 'silent' },
 };
 
 await Promise.all([
@@ -23,7 +26,14 @@ await Promise.all([
   build({ ...common, entryPoints: ['src/cli/client/main.ts'], outfile: 'dist/client.cjs' }),
   // brig agent and an allowlist brig run's proxy and gateway: loaded only by those (src/cli/bundles.ts).
   build({ ...common, entryPoints: ['src/cli/agent.ts'], outfile: 'dist/agent.cjs' }),
+  // brig image: the image store, loaded only by that command.
+  build({ ...common, entryPoints: ['src/cli/image.ts'], outfile: 'dist/image.cjs' }),
   build({ ...common, entryPoints: ['src/cli/run-egress.ts'], outfile: 'dist/run-egress.cjs' }),
+  // Each tier but the jail: loaded by the registry (src/drivers/registry.ts) when first asked for.
+  build({ ...common, entryPoints: ['src/drivers/gvisor/index.ts'], outfile: 'dist/tier-gvisor.cjs' }),
+  build({ ...common, entryPoints: ['src/drivers/vm/index.ts'], outfile: 'dist/tier-vm.cjs' }),
   // Mounted into allowlist jails, which see none of brig's node_modules: undici is bundled in.
   build({ ...common, external: [], sourcemap: false, minify: true, entryPoints: ['src/egress/inside/node-proxy.ts', 'src/egress/inside/undici.ts'], outdir: 'dist/inside', outExtension: { '.js': '.cjs' } }),
 ]);
+// The built-in image templates (brig image build base) are read at run time from beside the bundles.
+cpSync('src/images/templates', 'dist/templates', { recursive: true });

@@ -13,20 +13,30 @@ cd "$(dirname "$0")/.."
 # reach through the proxy. git, jq, wget, unzip, gawk, procps: the rest of the tools
 # every agent jail offers (seed 002's list; brig agent names any that are missing).
 # socat, ripgrep: what sandbox-runtime (srt) needs for the benchmark, ripgrep also an
-# agent tool.
-packages=(bubblewrap util-linux e2fsprogs g++ make python3 perl libcap2-bin curl git jq wget unzip gawk procps socat ripgrep)
-missing=()
-for package in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
-done
-if [ ${#missing[@]} -gt 0 ]; then
+# agent tool. mmdebstrap: images FROM debian:SUITE, bootstrapped from the Debian mirror
+# (no container registry needed). runsc: gVisor, the gvisor tier (brig tiers).
+# qemu-system-x86 (with virtiofsd): the vm tier, without its recommends (firmware,
+# display and audio libraries a microvm never uses).
+packages=(bubblewrap util-linux e2fsprogs g++ make python3 perl libcap2-bin curl git jq wget unzip gawk procps socat ripgrep mmdebstrap runsc)
+lean_packages=(qemu-system-x86)
+missing_in() {
+  local package
+  for package in "$@"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || echo "$package"
+  done
+}
+mapfile -t missing < <(missing_in "${packages[@]}")
+mapfile -t missing_lean < <(missing_in "${lean_packages[@]}")
+if [ $((${#missing[@]} + ${#missing_lean[@]})) -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
-    echo "setup: installing ${missing[*]}"
+    echo "setup: installing ${missing[*]} ${missing_lean[*]}"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    [ ${#missing[@]} -eq 0 ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    [ ${#missing_lean[@]} -eq 0 ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing_lean[@]}" >/dev/null
   else
-    echo "setup: brig needs these system packages: ${missing[*]}"
-    echo "setup: run:  sudo apt-get install -y ${missing[*]}"
+    echo "setup: brig needs these system packages: ${missing[*]} ${missing_lean[*]}"
+    [ ${#missing[@]} -eq 0 ] || echo "setup: run:  sudo apt-get install -y ${missing[*]}"
+    [ ${#missing_lean[@]} -eq 0 ] || echo "setup: run:  sudo apt-get install -y --no-install-recommends ${missing_lean[*]}"
     exit 1
   fi
 fi

@@ -200,10 +200,12 @@ static napi_value Reap(napi_env env, napi_callback_info info) {
 }
 
 void brig_daemon_init(napi_env env, napi_value exports);  // daemon.c
+void brig_layerfs_init(napi_env env, napi_value exports);  // layerfs.c
 
 NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
   napi_value fn;
   brig_daemon_init(env, exports);
+  brig_layerfs_init(env, exports);
   napi_create_function(env, "spawn", NAPI_AUTO_LENGTH, Spawn, NULL, &fn);
   napi_set_named_property(env, exports, "spawn", fn);
   napi_create_function(env, "reap", NAPI_AUTO_LENGTH, Reap, NULL, &fn);

@@ -1,7 +1,7 @@
 import { closeSync, existsSync, openSync, readSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join } from 'node:path';
 import { BrigError } from '../protocol/index.ts';
-import { findExecutable, linksOnTheWay } from '../drivers/jail/index.ts';
+import { findExecutable, linksOnTheWay } from '../drivers/index.ts';
 import type { AgentSpec } from './types.ts';
 
 /**

@@ -14,7 +14,7 @@ import {
   type Policy,
   type PolicyChange,
 } from '../policy/index.ts';
-import { findExecutable } from '../drivers/jail/index.ts';
+import { findExecutable } from '../drivers/index.ts';
 import type { LocatedAgent } from './locate.ts';
 import type { AgentSpec } from './types.ts';
 

@@ -137,7 +137,7 @@ function agentHomeDir(spec: AgentSpec, workspace: string | null): string {
   const self = process.getuid?.() ?? 0;
   const jailUser = self === 0 && workspace !== null ? statSync(workspace).uid : self;
   const agentHome = `${defaultStateDir()}/agents/${spec.name}/${jailUser === self ? 'home' : `home-${jailUser}`}`;
-  // planJail checks the kept home exists; a dry run must not fail for a home the first real run creates.
+  // The plan checks the kept home exists; a dry run must not fail for a home the first real run creates.
   mkdirSync(dirname(agentHome), { recursive: true, mode: 0o711 });
   mkdirSync(agentHome, { recursive: true, mode: 0o700 });
   return agentHome;

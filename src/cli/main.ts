@@ -1,7 +1,10 @@
-import { BrigError, EXIT, isBrigError } from '../protocol/index.ts';
+import { closeSync, openSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { BrigError, EXIT, defaultStateDir, isBrigError } from '../protocol/index.ts';
 import { runCommand } from './run.ts';
 import { loadBundle } from './bundles.ts';
 import { parseArgs } from './args.ts';
+import { tierStatuses } from '../drivers/index.ts';
 
 const HELP = `brig — put AI coding agents, and every command they run, in a jail.
 
@@ -11,16 +14,19 @@ Usage:
                                              crush, yours) jailed, its key kept outside (brig agent --help)
   brig serve [--host H] [--port P] [--state DIR] [--pool N]   the daemon: sandboxes behind E2B's API
   brig envd [--listen ADDRESS]               run envd UNJAILED, for development (brig envd --help)
+  brig image build|ls|inspect|rm|prune|import|export   the image store (brig image --help)
+  brig tiers [--json]                        the isolation tiers, and which run on this host
   brig --version
 
 Sandboxes in a running daemon (brig COMMAND --help for each):
-  brig create [--name N] [--policy FILE] [--memory SIZE] [--cpus N] [--timeout D] [--keep]
+  brig create [--name N] [--image NAME] [--policy FILE] [--memory SIZE] [--cpus N] [--timeout D] [--keep]
   brig ls [--all]                            list them (stopped ones too with --all)
   brig exec [-i] NAME -- <command> [args…]  run a command in one, its exit code passed through
   brig shell NAME                            a terminal in one
   brig logs [-f] NAME                        envd's log from inside one
   brig cp SRC DST                            copy files in or out (NAME:PATH is the sandbox side)
   brig stop NAME…                            kill, keep the workspace
+  brig commit NAME IMAGE[:TAG]               its root (an image sandbox's) as a new image
   brig rm [--data] NAME…                     remove (--data: the workspace too)
   brig prune [--older-than 7d]               remove stopped ones and their workspaces
   brig stats [NAME]                          memory, tasks, disk (and CPU when reported)
@@ -30,7 +36,7 @@ Sandboxes in a running daemon (brig COMMAND --help for each):
   brig transcript NAME                       its LLM gateway exchanges, as JSON lines
   --json on each (but shell) prints JSON for scripts.
 
-Docs: README.md, docs/policy.md, docs/jail.md, docs/errors.md`;
+Docs: README.md, docs/policy.md, docs/jail.md, docs/images.md, docs/errors.md`;
 
 const VERSION = '0.1.0';
 
@@ -56,6 +62,11 @@ against it with E2B_API_URL and E2B_SANDBOX_URL set to its address.
   --state DIR   sandboxes, the SQLite store and the API key
                 (default /var/lib/brig as root, ~/.local/state/brig otherwise)
   --pool N      sandboxes kept booted so a create returns at once (default 2)
+  --tier TIER   the tier sandboxes get unless their create or policy names one:
+                jail (default) or gvisor; brig tiers says which run here
+  --build-base  build the base image (brig image build base) in the background if
+                it is not built yet: templateID 'base' then boots from it, with
+                root inside (as root only; until then 'base' is the host view)
   BRIG_API_KEY  sets the API key; otherwise one is made at first start (0600).
 
 Budgets: what all sandboxes may commit together (the pool's included); a
@@ -82,6 +93,8 @@ async function serveCommand(argv: string[]): Promise<number> {
       'max-memory-mib': { value: true },
       'max-connections': { value: true },
       'max-connections-per-client': { value: true },
+      'build-base': { value: false },
+      tier: { value: true },
       help: { value: false, short: 'h' },
     },
     'brig serve',
@@ -107,8 +120,25 @@ async function serveCommand(argv: string[]): Promise<number> {
     poolSize: whole('pool', 1000),
     budgets: definedOnly(budgets),
     connections: definedOnly(connections),
+    tier: flags.get('tier')?.[0],
   });
+  if (flags.has('build-base')) buildBaseInBackground(flags.get('state')?.[0] ?? defaultStateDir());
   return new Promise<number>(() => {});
+}
+
+/**
+ * `brig serve --build-base`: the base image built beside the serving daemon
+ * (by `brig image build base`, a process of its own; all cache hits when it
+ * is there already). Creates of 'base' get it from the first one after it is
+ * tagged; until then they get the host view.
+ */
+function buildBaseInBackground(stateDir: string): void {
+  const log = `${stateDir}/build-base.log`;
+  const out = openSync(log, 'a', 0o600);
+  const child = spawn(process.execPath, [__filename, 'image', 'build', 'base', '--state', stateDir], { stdio: ['ignore', out, out] });
+  closeSync(out);
+  process.stdout.write(`building the base image in the background (log: ${log}); 'base' is the host view until it is tagged\n`);
+  child.on('exit', (code) => process.stdout.write(code === 0 ? 'the base image is built: creates of base now boot from it\n' : `building the base image failed (exit ${code}): see ${log}\n`));
 }
 
 /** The fields that were given: an absent flag leaves the daemon's default. */
@@ -116,8 +146,26 @@ function definedOnly<T extends Record<string, number | undefined>>(values: T): P
   return Object.fromEntries(Object.entries(values).filter(([, value]) => value !== undefined)) as Partial<T>;
 }
 
+/** brig tiers: each tier, what it defends against, and whether it runs here (and if not, what fixes it). */
+function tiersCommand(argv: string[]): number {
+  const { flags } = parseArgs(argv, { json: { value: false }, help: { value: false, short: 'h' } }, 'brig tiers');
+  if (flags.has('help')) {
+    process.stdout.write('Usage: brig tiers [--json]\n\nThe isolation tiers (brig run --tier, brig create --tier, brig serve --tier),\nwhat each defends against, and whether it runs on this host. docs/tiers.md\nsays when to pick which.\n');
+    return 0;
+  }
+  const tiers = tierStatuses();
+  if (flags.has('json')) {
+    process.stdout.write(JSON.stringify(tiers.map(({ tier, summary, status }) => ({ tier, summary, ...status })), null, 2) + '\n');
+    return 0;
+  }
+  for (const { tier, summary, status } of tiers) {
+    process.stdout.write(`${tier.padEnd(8)} ${status.available ? 'available  ' : 'unavailable'}  ${summary}\n${' '.repeat(8)} ${status.detail}\n${status.fix && !status.available ? `${' '.repeat(8)} fix: ${status.fix}\n` : ''}`);
+  }
+  return 0;
+}
+
 /** The sandbox commands over a daemon: their own bundle (dist/client.cjs), so \`brig run\` never pays for loading it. */
-const CLIENT_COMMANDS = new Set(['create', 'ls', 'exec', 'shell', 'logs', 'cp', 'stop', 'rm', 'prune', 'stats', 'info', 'net', 'violations', 'transcript']);
+const CLIENT_COMMANDS = new Set(['create', 'ls', 'exec', 'shell', 'logs', 'cp', 'stop', 'commit', 'rm', 'prune', 'stats', 'info', 'net', 'violations', 'transcript']);
 
 function clientCommand(argv: string[]): Promise<number> {
   const client = loadBundle('client') as { main(argv: string[]): Promise<number> };
@@ -154,6 +202,11 @@ async function main(argv: string[]): Promise<number> {
       return envdCommand(rest);
     case 'serve':
       return serveCommand(rest);
+    case 'tiers':
+      return tiersCommand(rest);
+    case 'image':
+      // Loaded only for this command: the image store and its archive formats.
+      return (loadBundle('image') as typeof import('./image.ts')).imageCommand(rest, { insideDir: `${__dirname}/inside`, templatesDir: `${__dirname}/templates` });
     case '--version':
     case '-V':
       process.stdout.write(`brig ${VERSION}\n`);
@@ -169,7 +222,14 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-main(process.argv.slice(2)).then(
+// Should the event loop ever run dry before main settles (a promise nothing will resolve: a bug), brig
+// must not end with 0 as if the command had succeeded.
+process.exitCode = EXIT.brigError;
+process.once('beforeExit', () => {
+  if (!settled) process.stderr.write('brig: internal error: brig ran out of work before the command ended\n  hint: this is a bug in brig; please report it with the command you ran\n');
+});
+let settled = false;
+main(process.argv.slice(2)).finally(() => (settled = true)).then(
   (code) => exit(code),
   (error: unknown) => {
     if (isBrigError(error)) {

@@ -2,7 +2,7 @@ import { appendFileSync, existsSync, mkdirSync, readdirSync, rmSync } from 'node
 import { dirname } from 'node:path';
 import { defaultStateDir, llmKeyFile, traversable } from '../protocol/index.ts';
 import { checkNetworkRules, createGateway, loadGatewayConfig, relayBinary, startSandboxEgress, withEgressEnvironment, type Spent, type TranscriptEntry, type Violation } from '../egress/index.ts';
-import type { JailPlan } from '../drivers/jail/index.ts';
+import type { SandboxPlan } from '../drivers/index.ts';
 import type { Policy } from '../policy/index.ts';
 
 /**
@@ -42,7 +42,7 @@ export function prepareRunEgress(policy: Policy, id: string, insideDir: string) 
   };
 }
 
-export async function startRunEgress(plan: JailPlan, dir: string): Promise<RunEgress> {
+export async function startRunEgress(plan: SandboxPlan, dir: string): Promise<RunEgress> {
   const stateDir = defaultStateDir();
   const network = plan.policy.network;
   const gateway = network.llm.length > 0 ? createGateway(loadGatewayConfig(process.env, llmKeyFile(stateDir))) : null;
@@ -52,7 +52,8 @@ export async function startRunEgress(plan: JailPlan, dir: string): Promise<RunEg
   let transcribed = false;
   const exchanges = { total: 0, failed: new Map<number, number>(), firstFailure: '' };
   sweepStaleSockets(dirname(dir));
-  const owner = plan.identity.dropPrivileges ? { uid: plan.identity.hostUid, gid: plan.identity.hostGid } : null;
+  // An image jail runs as its range's ids too (brig-exec drops to them), not as root.
+  const owner = plan.identity.hostUid !== process.getuid?.() ? { uid: plan.identity.hostUid, gid: plan.identity.hostGid } : null;
   // As root running the jail as the workspace's owner: bubblewrap, as that user, must pass through brig's state directory.
   if (owner) traversable(stateDir);
   const egress = await startSandboxEgress({

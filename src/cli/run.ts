@@ -16,12 +16,14 @@ import {
   loadPolicyFile,
   memory,
   network,
+  onTier,
   onOutOfMemory,
   parseDurationMs,
   parseSizeMiB,
   pids,
   readOnly,
   readWrite,
+  imageEnvironment,
   resolvePolicy,
   setEnv,
   timeout,
@@ -29,9 +31,11 @@ import {
   type Policy,
   type PolicyChange,
 } from '../policy/index.ts';
-import { FD, planJail, runJail, type JailEnd, type JailPlan } from '../drivers/jail/index.ts';
+import type { ImageConfig } from '../images/index.ts';
+import { DEFAULT_TIER, planSandbox, usableDriver, type Driver, type ImageRoot, type RunEnd, type SandboxPlan } from '../drivers/index.ts';
 import { parseArgs, type FlagSpec } from './args.ts';
 import { loadBundle } from './bundles.ts';
+import { runForeground } from './foreground.ts';
 
 export const RUN_HELP = `Usage: brig run [flags] [--] <command> [args…]
 
@@ -59,6 +63,11 @@ Flags (each changes one field of the policy; see docs/policy.md):
   --pids N            processes and threads alive at once (default 512)
   --timeout DURATION  kill the jail after e.g. 30s, 10m, 2h (default: none)
   --workspace DIR     the read-write project directory (default: .)
+  --tier TIER         the isolation tier: jail (default; namespaces on the host
+                      kernel) or gvisor (a user-space kernel); brig tiers lists them
+  --image NAME        the jail's root is this image's (brig image ls), copy-on-write,
+                      root inside; its writes are dropped at the end. Needs root;
+                      a built-in template (base) is built on first use
   --policy FILE       start from a policy file (JSON or YAML); flags apply on top
   --dry-run           print the plan (bwrap argv, syscall filter, limits) and exit
   --json              with --dry-run: print the plan as JSON
@@ -87,11 +96,13 @@ export const POLICY_FLAGS: Record<string, FlagSpec> = {
   pids: { value: true },
   timeout: { value: true },
   workspace: { value: true },
+  tier: { value: true },
   policy: { value: true },
 };
 
 const FLAGS: Record<string, FlagSpec> = {
   ...POLICY_FLAGS,
+  image: { value: true },
   'dry-run': { value: false },
   json: { value: false },
   help: { value: false, short: 'h' },
@@ -113,8 +124,21 @@ export async function runCommand(argv: string[], context: RunContext): Promise<n
   let policy: Policy = DEFAULT_POLICY;
   const file = flags.get('policy')?.[0];
   if (file) policy = applyPolicyInput(policy, await loadPolicyFile(file), file);
+  const image = flags.get('image')?.[0];
+  if (image !== undefined) policy = applyPolicyInput(policy, { image }, '--image');
   policy = resolvePolicy(compose(...flagChanges(flags))(policy), { cwd, home });
-  return runPolicy(policy, rest, { ...context, cwd, home, dryRun: flags.has('dry-run'), json: flags.has('json') });
+  const options = { ...context, cwd, home, dryRun: flags.has('dry-run'), json: flags.has('json') };
+  if (policy.image === null) return runPolicy(policy, rest, options);
+  // The image store loads only for an image jail: brig run's own start stays as small as it was.
+  const images = loadBundle('image') as typeof import('./image.ts');
+  const resolved = policy;
+  // As docker run: the image's ENV, and its USER unless the policy names one.
+  const fromImage = (config: ImageConfig): Policy => {
+    const withEnv = imageEnvironment(config.env)(resolved);
+    return withEnv.identity.uid === null && withEnv.identity.user === null ? { ...withEnv, identity: { ...withEnv.identity, user: config.user } } : withEnv;
+  };
+  const { mapsIds } = usableDriver(resolved.tier ?? DEFAULT_TIER);
+  return images.withRunImage(resolved.image ?? '', (image, config) => runPolicy(fromImage(config), rest, { ...options, image }), { ...context, templatesDir: `${__dirname}/templates`, mapsIds });
 }
 
 export interface RunOptions extends RunContext {
@@ -122,31 +146,41 @@ export interface RunOptions extends RunContext {
   home: string;
   dryRun: boolean;
   json: boolean;
-  /** Called with the plan before the jail starts (brig agent prepares the agent's home for the jail's user). */
-  beforeStart?: (plan: JailPlan) => void;
+  /** Called with the plan before the sandbox starts (brig agent prepares the agent's home for its user). */
+  beforeStart?: (plan: SandboxPlan) => void;
   /** At the memory limit, never kill the command's own process, only what it started (brig agent: the agent lives on). */
   protectMain?: boolean;
+  /** The jail's root is this image's (policy.image, resolved: cli/image-jail.ts). */
+  image?: ImageRoot;
+  /** The command's output, instead of brig's own stdio (a build step's). */
+  output?: (chunk: Buffer) => void;
+  /** Where the command starts inside an image jail (a build step's WORKDIR). */
+  workdir?: string;
+  /** Ends the jail when aborted (a build step stopped by its caller). */
+  signal?: AbortSignal;
 }
 
-/** A resolved policy and a command: planned, then printed (dry run) or run, in allowlist mode with its proxy and gateway. */
+/** A resolved policy and a command: planned, then printed (dry run) or run by its tier's driver, in allowlist mode with its proxy and gateway. */
 export async function runPolicy(resolved: Policy, command: string[], options: RunOptions): Promise<number> {
-  const tty = Boolean(process.stdin.isTTY && process.stdout.isTTY);
+  // Asking for a tier that cannot run here is an error, never a weaker tier.
+  const driver = usableDriver(resolved.tier ?? DEFAULT_TIER);
+  const tty = !options.output && Boolean(process.stdin.isTTY && process.stdout.isTTY);
   const id = `${process.pid}-${randomBytes(4).toString('hex')}`;
   const host = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, home: options.home, cwd: options.cwd, env: process.env };
   // The egress room (proxy, gateway, the relay's path) loads only for allowlist jails: the others never pay for it.
   const egressRoom = resolved.network.mode === 'allowlist' ? (loadBundle('run-egress') as typeof import('./run-egress.ts')) : null;
   const allowlist = egressRoom?.prepareRunEgress(resolved, id, options.insideDir) ?? null;
   const policy = allowlist?.policy ?? resolved;
-  const plan = planJail(policy, command, host, { tty, id, egress: allowlist?.bridge });
+  const plan = planSandbox(policy, command, host, { tty, id, egress: allowlist?.bridge, image: options.image, cwd: options.workdir });
   if (options.dryRun) {
-    process.stdout.write(options.json ? JSON.stringify(planSummary(plan), null, 2) + '\n' : formatPlan(plan));
+    process.stdout.write(options.json ? JSON.stringify(planSummary(plan, driver), null, 2) + '\n' : formatPlan(plan, driver));
     return 0;
   }
   options.beforeStart?.(plan);
   const memoryEvents: MemoryEvent[] = [];
   const run = async (): Promise<number> => {
     try {
-      return exitCodeOf(await runJail(plan, { protectMain: options.protectMain ?? false, onMemoryEvent: (event) => memoryEvents.push(event) }), plan);
+      return exitCodeOf(await runForeground(driver, plan, { protectMain: options.protectMain ?? false, onMemoryEvent: (event) => memoryEvents.push(event), output: options.output, signal: options.signal }), plan);
     } finally {
       process.stderr.write(memorySummary(memoryEvents, plan));
     }
@@ -162,7 +196,7 @@ export async function runPolicy(resolved: Policy, command: string[], options: Ru
 }
 
 /** What was killed at the memory limit, for the end of the run. */
-function memorySummary(events: MemoryEvent[], plan: JailPlan): string {
+function memorySummary(events: MemoryEvent[], plan: SandboxPlan): string {
   const processKills = events.filter((event) => event.action === 'kill-process');
   if (processKills.length === 0) return '';
   const lines = processKills.map((event) => `  ${describeMemoryEvent(event)}`);
@@ -210,6 +244,8 @@ export function flagChanges(flags: Map<string, string[]>): PolicyChange[] {
   if (limit !== undefined) changes.push(timeout(parseDurationMs(limit)));
   const dir = one('workspace');
   if (dir !== undefined) changes.push(workspace(dir));
+  const tier = one('tier');
+  if (tier !== undefined) changes.push(onTier(tier));
   return changes;
 }
 
@@ -219,7 +255,7 @@ function numberFlag(name: string, text: string): number {
   return value;
 }
 
-function exitCodeOf(end: JailEnd, plan: JailPlan): number {
+function exitCodeOf(end: RunEnd, plan: SandboxPlan): number {
   switch (end.reason) {
     case 'exit':
       return end.exitCode;
@@ -236,7 +272,7 @@ function exitCodeOf(end: JailEnd, plan: JailPlan): number {
     case 'timeout':
       return report(new BrigError('BRIG_TIMEOUT', `the command ran past its ${plan.policy.timeouts.runMs} ms timeout and the jail was killed`, 'raise --timeout, or set it to 0 for none'));
     case 'setup':
-      return report(new BrigError('BRIG_JAIL_SETUP', `bubblewrap could not build the jail (exit ${end.bwrapExitCode}; its message is above)`, 'check the paths and flags it names; `brig run --dry-run …` prints the full plan'));
+      return report(new BrigError(end.code, end.message, end.hint));
   }
 }
 
@@ -245,18 +281,17 @@ function report(error: BrigError): number {
   return error.exitCode;
 }
 
-function planSummary(plan: JailPlan) {
+function planSummary(plan: SandboxPlan, driver: Driver) {
   const { resources, timeouts, network: net } = plan.policy;
   return {
     policy: plan.policy.name,
+    tier: driver.name,
     command: plan.command,
-    argv: plan.argv,
-    // What each fd from 8 on carries: `--bind-fd 10 /work` binds fds[2].
-    fds: plan.fds.map((entry, index) => ({ fd: FD.bindSources + index, ...entry })),
     cwd: plan.cwd,
     identity: { hostUid: plan.identity.hostUid, hostGid: plan.identity.hostGid, uid: plan.identity.uid, gid: plan.identity.gid, user: plan.identity.user, home: plan.identity.home },
     environment: plan.env,
     network: net.mode === 'allowlist' ? { mode: net.mode, allow: net.allow, deny: net.deny, llm: net.llm, budget: net.budget } : { mode: net.mode },
+    mounts: plan.mounts,
     limits: {
       memoryMiB: resources.memoryMiB,
       cpus: resources.cpus,
@@ -266,8 +301,9 @@ function planSummary(plan: JailPlan) {
       maxFileSizeMiB: resources.maxFileSizeMiB,
       timeoutMs: timeouts.runMs,
     },
-    cgroup: { version: plan.cgroup.version, dirs: plan.cgroup.dirs, writes: plan.cgroup.writes },
-    seccomp: { instructions: plan.seccompProgram.length / 8, logOnly: plan.policy.syscalls.logOnly, rules: plan.seccompSummary },
+    cgroup: { version: plan.limits.cgroup.version, dirs: plan.limits.cgroup.dirs, writes: plan.limits.cgroup.writes },
+    // The tier's own rendering: bubblewrap argv and seccomp program (jail), runsc argv and OCI spec (gvisor).
+    ...driver.describe(plan).json,
   };
 }
 
@@ -278,25 +314,19 @@ function formatNetwork(net: Policy['network']): string {
   return `allowlist — allow ${list(net.allow)}; deny ${list(net.deny)}; LLM gateway ${list(net.llm)}${budget ? ` (budget ${budget})` : ''}`;
 }
 
-function formatPlan(plan: JailPlan): string {
-  const summary = planSummary(plan);
-  const quote = (word: string): string => (/^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`);
+function formatPlan(plan: SandboxPlan, driver: Driver): string {
+  const summary = planSummary(plan, driver);
   const limits = summary.limits;
   return [
     `policy: ${summary.policy}`,
+    `tier: ${driver.name}`,
     `identity: uid ${summary.identity.uid} (${summary.identity.user}) inside, host uid ${summary.identity.hostUid}; home ${summary.identity.home}`,
     `network: ${formatNetwork(plan.policy.network)}`,
     `limits: memory ${limits.memoryMiB} MiB, cpus ${limits.cpus}, pids ${limits.pids}, nofile ${limits.openFiles.soft}/${limits.openFiles.hard}, ` +
       `nproc ${limits.processes.soft}/${limits.processes.hard}, fsize ${limits.maxFileSizeMiB} MiB, core 0, timeout ${limits.timeoutMs ? `${limits.timeoutMs} ms` : 'none'}`,
     `cgroup (${summary.cgroup.version}): ${summary.cgroup.dirs.join(' ')}`,
     `environment: ${Object.keys(summary.environment).sort().join(' ')}`,
-    `seccomp: ${summary.seccomp.instructions} BPF instructions${summary.seccomp.logOnly ? ' (log only: nothing is denied)' : ''}`,
-    ...summary.seccomp.rules.map((rule) => `  ${rule}`),
-    'fds:',
-    ...summary.fds.map((entry) => `  ${entry.fd}: ${entry.kind === 'path' ? `${entry.path} (${entry.field}, opened without following links)` : `data: ${JSON.stringify(entry.data)}`}`),
-    'argv:',
-    `  ${summary.argv.map(quote).join(' \\\n    ')}`,
+    ...driver.describe(plan).lines,
     '',
   ].join('\n');
 }
-

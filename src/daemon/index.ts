@@ -10,9 +10,10 @@ import { BrigError, apiKeyFile, defaultStateDir, llmKeyFile } from '../protocol/
 import { createGateway, loadGatewayConfig } from '../egress/index.ts';
 import { listAgents } from '../agents/index.ts';
 import { homedir } from 'node:os';
-import { jailDriver } from '../drivers/index.ts';
+import { DEFAULT_TIER, usableDriver } from '../drivers/index.ts';
 import { buildApi, type ConnectionLimits } from './api/index.ts';
 import { createSandboxManager, type Budgets } from './sandboxes/index.ts';
+import { openImageStore } from '../images/index.ts';
 import { openSqliteStore } from './store/index.ts';
 import { claimStateDir, type StateDirClaim } from './state-dir.ts';
 
@@ -35,6 +36,8 @@ export interface DaemonOptions {
   budgets?: Partial<Budgets>;
   /** Caps on client connections; each absent one from the daemon's descriptor limit. */
   connections?: Partial<ConnectionLimits>;
+  /** The tier sandboxes get unless their create or policy names one (default: jail). Checked at start: one that cannot run here stops it. */
+  tier?: string;
 }
 
 export interface Daemon {
@@ -60,6 +63,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
 }
 
 async function serve(stateDir: string, claim: StateDirClaim, options: DaemonOptions): Promise<Daemon> {
+  // A default tier that cannot run would fail every create: say so now, before anything listens.
+  usableDriver(options.tier ?? DEFAULT_TIER);
   const { apiKey, created } = apiKeyFor(stateDir, options.apiKey ?? process.env.BRIG_API_KEY);
   const store = openSqliteStore(`${stateDir}/brig.db`);
   // Model keys from the daemon's environment or its key file; a bad key file stops the start, loudly.
@@ -67,12 +72,14 @@ async function serve(stateDir: string, claim: StateDirClaim, options: DaemonOpti
   const manager = await createSandboxManager({
     stateDir,
     store,
-    driver: jailDriver,
+    tier: options.tier ?? DEFAULT_TIER,
     envdBundle: options.envdBundle,
     poolSize: options.poolSize ?? 2,
     egress: { gateway, nodeDir: options.insideDir },
     agents: await listAgents(process.env, process.env.HOME || homedir()),
     budgets: options.budgets,
+    // Image sandboxes map id ranges and mount layers: only a daemon running as root boots them.
+    images: process.getuid?.() === 0 ? await openImageStore(`${stateDir}/images`) : undefined,
   });
   const app = buildApi(manager, { apiKey, connections: options.connections });
   const host = options.host ?? '127.0.0.1';

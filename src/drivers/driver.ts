@@ -1,12 +1,16 @@
-import type { MemoryEvent } from '../protocol/index.ts';
+import type { ErrorCode, MemoryEvent } from '../protocol/index.ts';
 import type { Policy } from '../policy/index.ts';
+import type { SandboxPlan } from './plan/index.ts';
 
 /**
- * The Driver contract (DESIGN.md): an isolation tier boots a sandbox with
- * envd running inside as its main process, hands back where envd listens,
+ * The Driver contract (DESIGN.md): the only way into an isolation tier. A
+ * driver renders the tier-neutral plan (plan/) into its mechanism and either
+ * runs one command in the foreground (brig run: the caller owns the
+ * terminal, signals, exit codes and summary), or boots a sandbox with envd
+ * running inside as its main process, hands back where envd listens,
  * reports usage and stops it. Drivers know nothing of HTTP, the store or the
  * CLI; a handle is plain JSON, so whoever stores it can reattach after a
- * restart.
+ * restart. Drivers sit in the registry (registry.ts) by tier name.
  */
 
 export interface SandboxSpec {
@@ -44,6 +48,20 @@ export interface SandboxSpec {
    * stop a sandbox whose boot it never saw finish (it was killed mid-create).
    */
   persist?: (handle: SandboxHandle) => void;
+  /**
+   * The root filesystem, when the policy names an image: its layers
+   * (read-only directories, lowest first, never written), where the
+   * sandbox's own writes go (rwDir: an empty directory of the caller's, on
+   * the layers' filesystem), and the host ids its ids 0 … idCount-1 map to.
+   */
+  image?: SandboxImage;
+}
+
+export interface SandboxImage {
+  layers: string[];
+  rwDir: string;
+  idBase: number;
+  idCount: number;
 }
 
 export type Endpoint = { socketPath: string };
@@ -74,8 +92,63 @@ export interface SandboxUsage {
   cpuUsec: number;
 }
 
+/** How a foreground run ended. */
+export type RunEnd =
+  | { reason: 'exit'; exitCode: number }
+  /** The memory limit ended the whole sandbox. */
+  | { reason: 'oom' }
+  | { reason: 'timeout' }
+  /** The caller ended it (RunIo.signal), with this signal as the reason. */
+  | { reason: 'signal'; signal: NodeJS.Signals }
+  /** The tier could not build the sandbox; its own message went to stderr, `message` says what failed, `code` and `hint` are the tier's. */
+  | { reason: 'setup'; code: ErrorCode; message: string; hint: string };
+
+export type RunStdio = 'inherit' | 'ignore' | number;
+
+export interface RunIo {
+  /** The command's stdin, stdout and stderr: the caller's own, /dev/null, or a descriptor (a terminal's slave, when plan.tty). */
+  stdio: [RunStdio, RunStdio, RunStdio];
+  /** Instead of stdio 1 and 2: the command's output as it comes. */
+  output?: (chunk: Buffer) => void;
+  /** Called once the command's process exists: a caller that handed over a terminal's slave closes its copy then. */
+  started?: () => void;
+  /** Aborting ends the sandbox; the end reports the abort's reason when it is a signal name, SIGTERM otherwise. */
+  signal?: AbortSignal;
+  /** At the memory limit, never kill the command's own process, only what it started (brig agent: the agent lives on). */
+  protectMain?: boolean;
+  /** Each decision at the memory limit, as it is made. */
+  onMemoryEvent?: (event: MemoryEvent) => void;
+}
+
+/** Whether a tier works on this host, and if not, why and what fixes it. */
+export interface TierStatus {
+  available: boolean;
+  /** What it runs on (e.g. runsc's version and platform), or why it cannot. */
+  detail: string;
+  /** The command or step that makes it available. */
+  fix?: string;
+  /** The error a request for it gets (default BRIG_TIER_UNAVAILABLE): the jail's missing bubblewrap keeps its own code. */
+  code?: ErrorCode;
+}
+
 export interface Driver {
   readonly name: string;
+  /** What the tier defends against, in a line (brig tiers). */
+  readonly summary: string;
+  /**
+   * Whether the sandbox's ids are mapped onto host ids of the caller's
+   * choosing (a user namespace: the jail). Without (gVisor), a file the
+   * sandbox writes in a bind belongs on the host to its uid inside, so a
+   * caller that wants the workspace's files to be its host owner's runs the
+   * sandbox's user as that uid.
+   */
+  readonly mapsIds: boolean;
+  /** Checked on this host now: the package, device or kernel feature it needs. */
+  status(): TierStatus;
+  /** The plan as this tier renders it, for --dry-run: lines for people, and JSON. */
+  describe(plan: SandboxPlan): { lines: string[]; json: Record<string, unknown> };
+  /** Run plan.command in the foreground, attached to io, and report how it ended; everything it started is gone when this resolves. */
+  run(plan: SandboxPlan, io: RunIo): Promise<RunEnd>;
   /** Start the sandbox; resolves once envd answers on the endpoint. */
   boot(spec: SandboxSpec): Promise<SandboxHandle>;
   /**
@@ -93,4 +166,9 @@ export interface Driver {
   watchMemory(handle: SandboxHandle, onEvent: (event: MemoryEvent) => void): { close(): void };
   /** Kill everything in it and remove what it held on the host. Safe to call twice. */
   stop(handle: SandboxHandle): Promise<void>;
+}
+
+/** The signal a run's end reports for an abort: the one the caller aborted with (the CLI passes the signal it got), SIGTERM for any other reason. */
+export function abortSignal(reason: unknown): NodeJS.Signals {
+  return typeof reason === 'string' && /^SIG[A-Z0-9]+$/.test(reason) ? (reason as NodeJS.Signals) : 'SIGTERM';
 }

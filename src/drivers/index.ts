@@ -1,7 +1,12 @@
 /**
- * drivers/: the isolation tiers behind one contract (driver.ts). Each tier's
- * folder offers its Driver; the jail tier also offers `brig run`'s
- * foreground jail (drivers/jail/index.ts).
+ * drivers/: the isolation tiers behind one contract (driver.ts). The plan
+ * (plan/) is computed once from a Policy; each tier's folder renders and runs
+ * it; the registry (registry.ts) finds a tier's driver by name.
  */
-export type { Driver, Endpoint, Liveness, SandboxHandle, SandboxSpec, SandboxUsage } from './driver.ts';
-export { jailDriver } from './jail/index.ts';
+export { abortSignal } from './driver.ts';
+export type { Driver, Endpoint, Liveness, RunEnd, RunIo, RunStdio, SandboxHandle, SandboxImage, SandboxSpec, SandboxUsage, TierStatus } from './driver.ts';
+export { DEFAULT_TIER, driverFor, tierNames, tierStatuses, usableDriver } from './registry.ts';
+export { IMAGE_ID_COUNT, imageIdBase, findExecutable, planSandbox } from './plan/index.ts';
+export type { HostContext, ImageRoot, PlanOptions, SandboxPlan } from './plan/index.ts';
+export { linksOnTheWay } from './host/index.ts';
+export { prepareImageRoot } from './jail/index.ts';

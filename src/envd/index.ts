@@ -13,6 +13,8 @@ export interface EnvdOptions {
   listen: string;
   /** When set, callers must present it (X-Access-Token, or a signed /files URL). */
   accessToken?: string | null;
+  /** Where processes start when a call names no cwd (an image's WORKDIR); default: the user's home. */
+  workdir?: string | null;
 }
 
 export interface Envd {
@@ -22,7 +24,7 @@ export interface Envd {
 }
 
 export async function startEnvd(options: EnvdOptions): Promise<Envd> {
-  const server = new EnvdServer({ accessToken: options.accessToken ?? null });
+  const server = new EnvdServer({ accessToken: options.accessToken ?? null, workdir: options.workdir ?? null });
   registerProcess(server);
   registerFilesystem(server);
   const address = await server.listen(options.listen);

@@ -22,10 +22,13 @@ export async function main(argv: string[]): Promise<void> {
   }
   const accessToken = process.env.BRIG_ENVD_ACCESS_TOKEN || null;
   delete process.env.BRIG_ENVD_ACCESS_TOKEN;
+  // An image's WORKDIR: where processes start by default (only envd's, as the token).
+  const workdir = process.env.BRIG_ENVD_WORKDIR || null;
+  delete process.env.BRIG_ENVD_WORKDIR;
   // A sandboxed process can misbehave in every way; envd logs and keeps serving.
   process.on('uncaughtException', (error) => process.stderr.write(`envd: ${error.stack ?? error.message}\n`));
   process.on('unhandledRejection', (error) => process.stderr.write(`envd: ${String(error)}\n`));
-  const envd = await startEnvd({ listen, accessToken });
+  const envd = await startEnvd({ listen, accessToken, workdir });
   process.stdout.write(`envd listening on ${envd.address}\n`);
   const stop = (): void => {
     void envd.close().then(() => process.exit(0));

@@ -19,6 +19,8 @@ export interface RpcContext {
   signal: AbortSignal;
   /** Connect-Timeout-Ms, when the client sent one. On process Start it is the process's lifetime. */
   timeoutMs: number | null;
+  /** Where a process starts when its call names no cwd: the image's WORKDIR (E2B's default workdir); null: the user's home. */
+  workdir: string | null;
 }
 
 export type Message = Record<string, unknown>;

@@ -42,11 +42,14 @@ export interface EnvdServerOptions {
   /** When set, every call must carry it as X-Access-Token (or, for /files, a valid signature). */
   accessToken: string | null;
   identity?: User;
+  /** The default cwd of processes (RpcContext.workdir). */
+  workdir?: string | null;
 }
 
 export class EnvdServer implements Router {
   readonly identity: User;
   readonly accessToken: string | null;
+  private readonly workdir: string | null;
   private readonly rpcs = new Map<string, Route>();
   private readonly pages = new Map<string, HttpHandler>();
   private readonly server: Server;
@@ -55,6 +58,7 @@ export class EnvdServer implements Router {
   constructor(options: EnvdServerOptions) {
     this.identity = options.identity ?? envdIdentity();
     this.accessToken = options.accessToken;
+    this.workdir = options.workdir ?? null;
     this.server = createServer({ requestTimeout: 0, keepAliveTimeout: 65_000 }, (request, response) => {
       this.handle(request, response).catch((error: unknown) => sendUnaryError(response, toConnectError(error)));
     });
@@ -159,6 +163,7 @@ export class EnvdServer implements Router {
       user: resolveUser(this.identity, userFromAuthorization(request)),
       signal: abort.signal,
       timeoutMs: timeoutHeader(request),
+      workdir: this.workdir,
     };
     switch (route.kind) {
       case 'unary':

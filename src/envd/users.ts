@@ -1,14 +1,18 @@
 import { readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
-import { isAbsolute, resolve } from 'node:path';
+import { lchown, mkdir } from 'node:fs/promises';
+import { dirname, isAbsolute, resolve } from 'node:path';
 import type { IncomingMessage } from 'node:http';
 import { ConnectError } from '../protocol/index.ts';
 
 /**
- * Who a call runs as. envd runs as one identity (the sandbox's) and has no
- * capability to become another, so it serves the users that name it: E2B's
- * default `user`, the identity's own name, and `root` when it is uid 0.
- * Asking for anyone else is refused, never quietly served as someone else.
+ * Who a call runs as. envd not running as root (a host-view sandbox) has no
+ * capability to become anyone else, so it serves the users that name it:
+ * E2B's default `user`, the identity's own name, and `root` when it is uid 0.
+ * envd running as root (an image sandbox, where root is the sandbox's own)
+ * serves every user of the sandbox's /etc/passwd, `user` by default when it
+ * exists, as E2B's envd does. Asking for anyone else is refused, never
+ * quietly served as someone else.
  */
 export interface User {
   name: string;
@@ -36,6 +40,15 @@ export function envdIdentity(): User {
 }
 
 export function resolveUser(identity: User, requested: string | null): User {
+  if (identity.uid === 0) {
+    const name = requested === null || requested === '' ? DEFAULT_USER : requested;
+    if (name === 'root' || name === identity.name) return identity;
+    const found = passwdUser(name);
+    if (found) return found;
+    // No `user` in this root filesystem: the default is root itself.
+    if (name === DEFAULT_USER) return identity;
+    throw new ConnectError('permission_denied', `there is no user '${requested}' in this sandbox's /etc/passwd; call without a user, as root, or as one it has`);
+  }
   if (requested === null || requested === '' || requested === DEFAULT_USER || requested === identity.name || (requested === 'root' && identity.uid === 0)) {
     return identity;
   }
@@ -43,6 +56,36 @@ export function resolveUser(identity: User, requested: string | null): User {
     'permission_denied',
     `this sandbox runs as ${identity.name} (uid ${identity.uid}) and cannot act as '${requested}'; call without a user, or as '${DEFAULT_USER}'`,
   );
+}
+
+/** What a file made for `user` must be chowned to: envd is root (an image sandbox) and the user is not. */
+export function ownerFor(user: User): { uid: number; gid: number } | null {
+  return process.getuid?.() === 0 && user.uid !== 0 ? { uid: user.uid, gid: user.gid } : null;
+}
+
+/** mkdir -p, each directory it made given to owner (root's otherwise, when envd is root). */
+export async function makeDirs(path: string, owner: { uid: number; gid: number } | null): Promise<void> {
+  const first = await mkdir(path, { recursive: true });
+  if (!owner || first === undefined) return;
+  for (let dir = path; dir.length >= first.length; dir = dirname(dir)) {
+    await lchown(dir, owner.uid, owner.gid);
+    if (dir === first) break;
+  }
+}
+
+/** A user of the sandbox's own /etc/passwd, by name. */
+function passwdUser(name: string): User | null {
+  let text: string;
+  try {
+    text = readFileSync('/etc/passwd', 'utf8');
+  } catch {
+    return null;
+  }
+  for (const line of text.split('\n')) {
+    const [entry, , uid, gid, , home] = line.split(':');
+    if (entry === name && /^\d+$/.test(uid ?? '') && /^\d+$/.test(gid ?? '')) return { name, uid: Number(uid), gid: Number(gid), home: home || '/' };
+  }
+  return null;
 }
 
 /** The user an RPC names in `Authorization: Basic base64("<user>:")`, or null. */

@@ -4,13 +4,17 @@
  * with '..' are dropped, parents are created one component at a time and a
  * symlink met on the way drops the entry, files are opened O_NOFOLLOW|O_EXCL,
  * hard links only reach files this archive already wrote. Device nodes and
- * fifos are dropped, set-id bits cleared, whiteouts recorded (not created).
+ * fifos are dropped, set-id bits cleared. The result is overlay-ready (the
+ * layer format in docs/images.md): entries keep the tar's uid/gid (as root),
+ * a whiteout `.wh.NAME` becomes a character device 0/0 named NAME and
+ * `.wh..wh..opq` the xattr trusted.overlay.opaque=y on its directory.
  * A broken archive or a passed limit throws BRIG_ARCHIVE_INVALID and removes
  * destDir. The rules are in docs/images.md.
  */
 import { constants, createReadStream, promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
+import brigSpawn from 'brig-spawn';
 import { BrigError } from '../protocol/index.ts';
 import { BLOCK, ByteReader, invalid, openArchive, padding, parseHeader, parsePax } from './tar.ts';
 
@@ -40,9 +44,9 @@ export interface ExtractResult {
   files: number;
   /** Bytes of file data written. */
   bytes: number;
-  /** Entries refused (not written) or changed (set-id bits cleared), with why. */
+  /** Entries refused (not written) or changed (set-id bits cleared, an id past 65535 made 65534), with why. */
   dropped: Array<{ path: string; why: string }>;
-  /** Paths a whiteout removes from lower layers; an opaque directory ends with '/'. */
+  /** Paths a whiteout removes from lower layers (each written as a whiteout device); an opaque directory ends with '/'. */
   whiteouts: string[];
 }
 
@@ -62,6 +66,22 @@ class Dropped extends Error {}
 
 /** 9999-12-31T23:59:59Z, in seconds. */
 const MAX_MTIME = 253_402_300_799;
+
+/** Ids a layer keeps: one id-mapped range of 65536 (0 to 65535); a larger one becomes NOBODY. */
+export const MAX_LAYER_ID = 65535;
+export const NOBODY = 65534;
+
+/** The tar names of overlay's two markers (OCI image spec, layer.md: whiteouts). */
+export const WHITEOUT_PREFIX = '.wh.';
+export const OPAQUE_MARKER = '.wh..wh..opq';
+
+/** What an entry's header says besides its name, link and size. */
+interface Meta {
+  mode: number;
+  mtime: number;
+  uid: number;
+  gid: number;
+}
 
 export async function extractLayer(archive: Readable | string, destDir: string, limits: Partial<ExtractLimits> = {}): Promise<ExtractResult> {
   const limit: ExtractLimits = { ...DEFAULT_LIMITS, ...limits };
@@ -99,8 +119,16 @@ class Extractor {
   private readonly result: ExtractResult = { files: 0, bytes: 0, dropped: [], whiteouts: [] };
   /** Regular files this archive wrote, by cleaned path: the only hard link targets allowed. */
   private readonly written = new Set<string>();
-  /** Directory modes, applied last so a read-only directory does not stop its own entries. */
-  private readonly dirModes = new Map<string, number>();
+  /** Directory modes, owners and times, applied last so a read-only directory does not stop its own entries (and its time is not moved by them). */
+  private readonly dirModes = new Map<string, Meta>();
+  /**
+   * Host paths already made or checked to be real directories: nothing but
+   * this extractor writes destDir and it never turns a directory into
+   * anything else, so each parent is lstat'ed once, not once per entry.
+   */
+  private readonly knownDirs = new Set<string>();
+  /** Only root may give files away; anyone else's layers are owned by whoever extracted them. */
+  private readonly keepOwners = process.geteuid?.() === 0;
   private entries = 0;
   private declared = 0;
 
@@ -122,11 +150,7 @@ class Extractor {
       if (++this.entries > this.limit.maxEntries) throw invalid(`the archive has more than ${this.limit.maxEntries} entries (limit maxEntries)`);
       const meta = header.type === 'x' || header.type === 'g' || header.type === 'L' || header.type === 'K';
       let size = header.size;
-      if (!meta && pax.has('size')) {
-        const value = pax.get('size') ?? '';
-        if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value))) throw invalid(`a pax size is not a number: ${JSON.stringify(value)}`);
-        size = Number(value);
-      }
+      if (!meta && pax.has('size')) size = paxNumber(pax, 'size');
       if (meta && size > this.limit.maxPaxBytes) throw invalid(`a ${header.type} header of ${size} bytes passes the limit of ${this.limit.maxPaxBytes} (limit maxPaxBytes)`);
       if (size > this.limit.maxEntryBytes) throw invalid(`an entry declares ${size} bytes, more than the limit of ${this.limit.maxEntryBytes} (limit maxEntryBytes)`);
       this.declared += size;
@@ -141,10 +165,12 @@ class Extractor {
       }
       const name = pax.get('path') ?? longName ?? header.name;
       const linkname = pax.get('linkpath') ?? longLink ?? header.linkname;
+      const uid = pax.has('uid') ? paxNumber(pax, 'uid') : header.uid;
+      const gid = pax.has('gid') ? paxNumber(pax, 'gid') : header.gid;
       pax = new Map();
       longName = undefined;
       longLink = undefined;
-      const consumed = await this.entry(header.type, name, linkname, header.mode, header.mtime, size);
+      const consumed = await this.entry(header.type, name, linkname, { mode: header.mode, mtime: header.mtime, uid, gid }, size);
       if (!consumed) await this.bytes.skip(size);
       await this.bytes.need(padding(size));
     }
@@ -162,7 +188,8 @@ class Extractor {
   }
 
   /** Writes one entry; true when it consumed its data. */
-  private async entry(type: string, rawName: string, linkname: string, mode: number, mtime: number, size: number): Promise<boolean> {
+  private async entry(type: string, rawName: string, linkname: string, meta: Meta, size: number): Promise<boolean> {
+    const mode = meta.mode;
     const clean = cleanName(rawName);
     if ('why' in clean) return this.drop(rawName, clean.why);
     const path = clean.path;
@@ -171,29 +198,79 @@ class Extractor {
     const slash = path.lastIndexOf('/');
     const base = path.slice(slash + 1);
     const parent = slash === -1 ? '' : path.slice(0, slash);
-    if (base.startsWith('.wh.')) {
-      if (base === '.wh..wh..opq') this.result.whiteouts.push(`${parent}/`);
-      else if (base === '.wh.') return this.drop(path, 'whiteout without a name');
-      else this.result.whiteouts.push(parent === '' ? base.slice(4) : `${parent}/${base.slice(4)}`);
-      return false;
-    }
+    if (base.startsWith(WHITEOUT_PREFIX)) return this.whiteout(path, parent, base.slice(WHITEOUT_PREFIX.length));
     const special = SPECIAL[type];
     if (special !== undefined) return this.drop(path, `${special} not allowed in a layer`);
     if (!['0', '7', '1', '2', '5'].includes(type)) return this.drop(path, `unsupported entry type ${JSON.stringify(type)}`);
-    if ((type === '0' || type === '7' || type === '5') && (mode & 0o7000) !== 0) this.drop(path, 'set-id bits cleared');
+    // a directory keeps its sticky bit (/tmp's 1777: users may not remove each other's files); set-id bits go everywhere
+    const kept = type === '5' ? 0o1777 : 0o777;
+    if ((type === '0' || type === '7' || type === '5') && (mode & 0o7000 & ~kept) !== 0) this.drop(path, 'set-id bits cleared');
+    const owned = type === '1' ? meta : { ...meta, mode: mode & kept, uid: this.layerId(path, 'uid', meta.uid), gid: this.layerId(path, 'gid', meta.gid) };
     try {
       const target = await this.parents(path);
-      if (type === '5') await this.directory(path, target, mode & 0o777);
-      else if (type === '2') await this.symlink(path, target, linkname);
+      if (type === '5') await this.directory(path, target, owned);
+      else if (type === '2') await this.symlink(path, target, linkname, owned);
       else if (type === '1') await this.hardlink(path, target, linkname);
       else {
-        await this.file(path, target, mode & 0o777, mtime, size);
+        await this.file(path, target, owned, size);
         return true;
       }
     } catch (error) {
-      if (error instanceof Dropped) return this.drop(path, error.message);
-      if ((error as NodeJS.ErrnoException).code === 'ENAMETOOLONG') return this.drop(path, 'a name component is longer than the filesystem allows');
-      throw error;
+      return this.dropOn(path, error);
+    }
+    return false;
+  }
+
+  /** Drops the entry for a Dropped or a name too long for the filesystem; anything else is not the entry's fault. */
+  private dropOn(path: string, error: unknown): false {
+    if (error instanceof Dropped) return this.drop(path, error.message);
+    if ((error as NodeJS.ErrnoException).code === 'ENAMETOOLONG') return this.drop(path, 'a name component is longer than the filesystem allows');
+    throw error;
+  }
+
+  /** An id the layer can keep: past MAX_LAYER_ID it becomes NOBODY, listed. */
+  private layerId(path: string, which: string, id: number): number {
+    if (id <= MAX_LAYER_ID) return id;
+    this.drop(path, `${which} ${id} is past ${MAX_LAYER_ID}: made ${NOBODY} (nobody)`);
+    return NOBODY;
+  }
+
+  /**
+   * `.wh.NAME` becomes an overlay whiteout (a character device 0/0) named NAME
+   * beside it; `.wh..wh..opq` makes its directory opaque. Parents are made
+   * and checked as for any entry, so a whiteout never lands through a symlink.
+   */
+  private async whiteout(path: string, parent: string, hidden: string): Promise<false> {
+    try {
+      if (WHITEOUT_PREFIX + hidden === OPAQUE_MARKER) {
+        if (parent === '') return this.drop(path, 'an opaque marker at the layer\'s root hides nothing a layer may hide');
+        await this.parents(path);
+        const dir = join(this.root, ...parent.split('/'));
+        try {
+          brigSpawn.setOpaque(dir);
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code !== 'EPERM') throw error;
+          return this.drop(path, 'opaque marker not kept: the trusted.overlay.opaque xattr needs root');
+        }
+        this.result.whiteouts.push(`${parent}/`);
+        return false;
+      }
+      if (hidden === '' || hidden === '.' || hidden === '..') return this.drop(path, 'whiteout without a name a file can have');
+      if (hidden.startsWith(WHITEOUT_PREFIX)) return this.drop(path, 'whiteout metadata of another format (aufs) not supported');
+      const hiddenPath = parent === '' ? hidden : `${parent}/${hidden}`;
+      this.checkLength(hiddenPath, 'name');
+      const target = await this.parents(hiddenPath);
+      if ((await lstatOrNull(target)) !== null) return this.drop(path, 'this layer has an entry of the name it whites out');
+      try {
+        brigSpawn.makeWhiteout(target);
+      } catch (error) {
+        // kernels before 5.8 let only CAP_MKNOD make even a 0/0 device
+        if ((error as NodeJS.ErrnoException).code !== 'EPERM') throw error;
+        return this.drop(path, 'whiteout not kept: this kernel lets only root make the whiteout device');
+      }
+      this.result.whiteouts.push(hiddenPath);
+    } catch (error) {
+      return this.dropOn(path, error);
     }
     return false;
   }
@@ -204,10 +281,12 @@ class Extractor {
     let at = this.root;
     for (const part of parts.slice(0, -1)) {
       at = join(at, part);
+      if (this.knownDirs.has(at)) continue;
       const info = await lstatOrNull(at);
       if (info === null) await fs.mkdir(at, { mode: 0o755 });
       else if (info.isSymbolicLink()) throw new Dropped(`a parent (${part}) is a symlink`);
       else if (!info.isDirectory()) throw new Dropped(`a parent (${part}) is not a directory`);
+      this.knownDirs.add(at);
     }
     return join(at, parts[parts.length - 1] ?? '');
   }
@@ -221,7 +300,7 @@ class Extractor {
     this.written.delete(path);
   }
 
-  private async directory(path: string, target: string, mode: number): Promise<void> {
+  private async directory(path: string, target: string, meta: Meta): Promise<void> {
     const info = await lstatOrNull(target);
     if (info !== null && !info.isDirectory()) {
       await fs.unlink(target);
@@ -231,10 +310,10 @@ class Extractor {
       await fs.mkdir(target, { mode: 0o700 });
       this.result.files++;
     }
-    this.dirModes.set(target, mode);
+    this.dirModes.set(target, meta);
   }
 
-  private async file(path: string, target: string, mode: number, mtime: number, size: number): Promise<void> {
+  private async file(path: string, target: string, meta: Meta, size: number): Promise<void> {
     await this.replace(path, target);
     const handle = await fs.open(target, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
     try {
@@ -244,9 +323,11 @@ class Extractor {
         for (let done = 0; done < piece.length; ) done += (await handle.write(piece, done, piece.length - done)).bytesWritten;
         left -= piece.length;
       }
-      await handle.chmod(mode);
+      // chown before chmod: chown clears set-id bits, chmod sets the mode it is given
+      if (this.keepOwners) await handle.chown(meta.uid, meta.gid);
+      await handle.chmod(meta.mode);
       // a hostile mtime past year 9999 is not worth an error: the file keeps the time it was written
-      if (mtime <= MAX_MTIME) await handle.utimes(mtime, mtime);
+      if (meta.mtime <= MAX_MTIME) await handle.utimes(meta.mtime, meta.mtime);
     } finally {
       await handle.close();
     }
@@ -255,11 +336,13 @@ class Extractor {
     this.result.bytes += size;
   }
 
-  private async symlink(path: string, target: string, linkname: string): Promise<void> {
+  private async symlink(path: string, target: string, linkname: string, meta: Meta): Promise<void> {
     if (linkname === '' || linkname.includes('\0')) throw new Dropped('symlink with an empty target or a NUL byte in it');
     this.checkLength(linkname, 'link target');
     await this.replace(path, target);
     await fs.symlink(linkname, target);
+    if (this.keepOwners) await fs.lchown(target, meta.uid, meta.gid);
+    if (meta.mtime <= MAX_MTIME) await fs.lutimes(target, meta.mtime, meta.mtime);
     this.result.files++;
   }
 
@@ -280,15 +363,24 @@ class Extractor {
 
   private async applyDirModes(): Promise<void> {
     const deepestFirst = [...this.dirModes].sort(([a], [b]) => b.length - a.length);
-    for (const [target, mode] of deepestFirst) {
+    for (const [target, meta] of deepestFirst) {
       const handle = await fs.open(target, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
       try {
-        await handle.chmod(mode);
+        if (this.keepOwners) await handle.chown(meta.uid, meta.gid);
+        await handle.chmod(meta.mode);
+        if (meta.mtime <= MAX_MTIME) await handle.utimes(meta.mtime, meta.mtime);
       } finally {
         await handle.close();
       }
     }
   }
+}
+
+/** A pax record that must be a decimal number (size, uid, gid). */
+function paxNumber(pax: Map<string, string>, key: string): number {
+  const value = pax.get(key) ?? '';
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value))) throw invalid(`a pax ${key} is not a number: ${JSON.stringify(value)}`);
+  return Number(value);
 }
 
 function trimNul(data: Buffer): string {

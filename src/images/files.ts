@@ -12,13 +12,13 @@ export function randomName(): string {
   return randomBytes(8).toString('hex');
 }
 
-/** Writes `value` as JSON to `path` so a reader sees the old file or the new one, never half of one. */
-export async function writeJsonAtomic(path: string, value: unknown): Promise<void> {
+/** Writes `value` as JSON to `path` so a reader sees the old file or the new one, never half of one; durable (synced) unless said otherwise. */
+export async function writeJsonAtomic(path: string, value: unknown, options: { durable: boolean } = { durable: true }): Promise<void> {
   const temp = join(dirname(path), `.${randomName()}.tmp`);
   const handle = await fs.open(temp, 'wx', 0o600);
   try {
     await handle.writeFile(`${JSON.stringify(value, null, 2)}\n`);
-    await handle.sync();
+    if (options.durable) await handle.sync();
   } finally {
     await handle.close();
   }

@@ -44,3 +44,6 @@ export function parseRef(ref: string): ImageRef {
 export function formatRef({ name, tag }: ImageRef): string {
   return `${name}:${tag}`;
 }
+
+/** The most layers an image may have: what a sandbox boots from (brig-exec's IMAGE_MAX_LAYERS, native/spawn/image-root.h); Docker's own limit is 127. */
+export const MAX_IMAGE_LAYERS = 128;

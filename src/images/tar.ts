@@ -1,6 +1,6 @@
 /**
  * A small tar reader for hostile input: ustar headers, pax extended headers
- * (path, linkpath, size) and GNU long names ('L', 'K'), read from a byte
+ * (path, linkpath, size, uid, gid) and GNU long names ('L', 'K'), read from a byte
  * stream that may be gzip-compressed (detected by its magic bytes). It only
  * parses; archive.ts decides what to write.
  */
@@ -126,6 +126,8 @@ export async function openArchive(source: Readable): Promise<AsyncIterator<Buffe
 export interface RawHeader {
   name: string;
   mode: number;
+  uid: number;
+  gid: number;
   size: number;
   mtime: number;
   type: string;
@@ -178,6 +180,8 @@ export function parseHeader(block: Buffer): RawHeader | null {
   return {
     name,
     mode: numeric(block, 100, 8, 'mode'),
+    uid: numeric(block, 108, 8, 'uid'),
+    gid: numeric(block, 116, 8, 'gid'),
     size: numeric(block, 124, 12, 'size'),
     mtime: numeric(block, 136, 12, 'mtime'),
     type: typeByte === 0 ? '0' : String.fromCharCode(typeByte),

@@ -74,6 +74,20 @@ export function setEnv(name: string, value: string): PolicyChange {
   return replace(call('setEnv', [name, value]), { environment: { set: { [name]: value } } });
 }
 
+/**
+ * An image's ENV (KEY=value entries, as its config holds them) under the
+ * variables the policy sets already, which win (as `docker run -e` does).
+ */
+export function imageEnvironment(entries: string[]): PolicyChange {
+  const fromImage: Record<string, string> = {};
+  for (const entry of entries) {
+    const at = entry.indexOf('=');
+    if (at > 0) fromImage[entry.slice(0, at)] = entry.slice(at + 1);
+  }
+  validatePolicyInput({ environment: { set: fromImage } }, call('imageEnvironment', [entries.length]));
+  return (policy) => ({ ...policy, environment: { ...policy.environment, set: { ...fromImage, ...policy.environment.set } } });
+}
+
 export function network(mode: NetworkMode): PolicyChange {
   return replace(call('network', [mode]), { network: { mode } });
 }
@@ -171,6 +185,11 @@ export function logSyscallsOnly(): PolicyChange {
 }
 
 /** Wall-clock limit in milliseconds; 0 for none. */
+/** The isolation tier that runs the sandbox (brig tiers lists them); checked against the registry when it runs. */
+export function onTier(name: string): PolicyChange {
+  return replace(call('onTier', [name]), { tier: name });
+}
+
 export function timeout(ms: number): PolicyChange {
   return replace(call('timeout', [ms]), { timeouts: { runMs: ms } });
 }

@@ -10,6 +10,8 @@ import type { Policy } from './types.ts';
 export const DEFAULT_POLICY: Policy = deepFreeze({
   name: 'default',
   description: 'The project directory read-write, system directories read-only, a private home and /tmp, no network.',
+  image: null,
+  tier: null,
   filesystem: {
     workspace: '.',
     workspaceTarget: null,

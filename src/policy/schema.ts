@@ -169,6 +169,22 @@ export const POLICY_SCHEMA: RootSchema = deepFreeze({
         default: D.filesystem.tmpfsSizeMiB,
       },
     }),
+    image: {
+      type: ['string', 'null'],
+      maxLength: 384,
+      pattern: '^[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?$',
+      errorMessage: 'must be an image reference, NAME or NAME:TAG (brig image ls lists them), or null',
+      description: 'The image whose root filesystem the jail gets, from brig\'s image store (NAME or NAME:TAG): copy-on-write, its writes its own, root inside mapped to unprivileged host ids. null: the host\'s own view, system directories read-only. Needs brig to run as root (the daemon).',
+      default: D.image,
+    },
+    tier: {
+      type: ['string', 'null'],
+      maxLength: 32,
+      pattern: '^[a-z][a-z0-9-]*$',
+      errorMessage: 'must be a tier name (brig tiers lists them: jail, gvisor), or null',
+      description: 'The isolation tier that runs the sandbox: jail (namespaces, seccomp and cgroups on the host kernel) or gvisor (a user-space kernel, runsc). null: the caller\'s default (brig run: jail; a daemon: its --tier). A tier that cannot run on the host is an error, never a fallback.',
+      default: D.tier,
+    },
     tools: {
       type: 'array',
       errorMessage: 'must be a list of command names or absolute paths',

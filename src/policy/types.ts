@@ -10,6 +10,17 @@ export interface Policy {
   name: string;
   /** What this policy opens and why, in a sentence or two. */
   description: string;
+  /**
+   * The image whose root filesystem the jail gets (`NAME` or `NAME:TAG` from
+   * brig's image store), copy-on-write and with root inside; null: the
+   * host's own view (system directories read-only).
+   */
+  image: string | null;
+  /**
+   * The isolation tier that runs it (`brig tiers` lists them: jail, gvisor);
+   * null: the caller's default (brig run: jail; a daemon: its --tier).
+   */
+  tier: string | null;
   filesystem: FilesystemPolicy;
   /** Host commands made available inside, by name (looked up on the host PATH) or absolute path. */
   tools: string[];

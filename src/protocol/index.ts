@@ -29,3 +29,4 @@ export type {
   WatchDirMessage,
   WriteInfo,
 } from './envd.ts';
+export { processAlive } from './pids.ts';

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runBrig } from '../helpers/brig.ts';
 import { serveDaemon, type RunningDaemon } from '../helpers/daemon.ts';
-import { createCgroup, type CgroupPlan } from '../../src/drivers/jail/cgroup.ts';
+import { createCgroup, type CgroupPlan } from '../../src/drivers/host/cgroup.ts';
 import { isBrigError } from '../../src/protocol/index.ts';
 
 /**
@@ -161,7 +161,8 @@ describe('policy files that are not plain files', () => {
       const result = await runBrig(['run', '--workspace', dir, '--policy', link, '--', 'true']);
       assert.equal(result.code, 125, `${name}: ${result.stderr}`);
       assert.match(result.stderr, /\[BRIG_POLICY_(FILE|INVALID)\]/, name);
-      assert.doesNotMatch(result.stderr, /Q|ZJ|secret/, `${name} echoed the file: ${result.stderr}`);
+      // The temporary directory's random name may hold a Q itself: only what follows it counts.
+      assert.doesNotMatch(result.stderr.replaceAll(dir, '<dir>'), /Q|ZJ|secret/, `${name} echoed the file: ${result.stderr}`);
     }
   });
 });

@@ -26,6 +26,7 @@ interface Listed {
   id: string;
   name: string | null;
   state: string;
+  tier: string;
   workspace: string;
 }
 
@@ -58,10 +59,10 @@ describe('the brig CLI over brig serve', () => {
     const id = created.stdout.trim();
     const table = await brig(['ls']);
     assert.equal(table.code, 0, table.stderr);
-    assert.match(table.stdout, /^ID\s+NAME\s+STATE\s+CREATED\s+ENDS\n/);
-    assert.match(table.stdout, new RegExp(`^${id}\\s+box\\s+running\\s+\\d+s ago\\s+in (19|20)m$`, 'm'));
+    assert.match(table.stdout, /^ID\s+NAME\s+STATE\s+TIER\s+CREATED\s+ENDS\n/);
+    assert.match(table.stdout, new RegExp(`^${id}\\s+box\\s+running\\s+jail\\s+\\d+s ago\\s+in (19|20)m$`, 'm'));
     const sandboxes = JSON.parse((await brig(['ls', '--json'])).stdout) as Listed[];
-    assert.deepEqual(sandboxes.map(({ id: each, name, state: status }) => ({ id: each, name, state: status })), [{ id, name: 'box', state: 'running' }]);
+    assert.deepEqual(sandboxes.map(({ id: each, name, state: status, tier }) => ({ id: each, name, state: status, tier })), [{ id, name: 'box', state: 'running', tier: 'jail' }]);
     const taken = await brig(['create', '--name', 'box']);
     assert.equal(taken.code, 125);
     assert.match(taken.stderr, /\[BRIG_NAME_TAKEN\]/);

@@ -179,6 +179,18 @@ class StandInManager implements SandboxManager {
     return this.memoryLog.slice(-limit);
   }
 
+  async commit(): Promise<never> {
+    throw new BrigError('BRIG_COMMIT_UNSUPPORTED', 'the stand-in has no images', 'none');
+  }
+
+  async templates(): Promise<[]> {
+    return [];
+  }
+
+  async removeImage(ref: string): Promise<never> {
+    throw new BrigError('BRIG_IMAGE_NOT_FOUND', `no image ${ref}`, 'none');
+  }
+
   async close(): Promise<void> {}
 
   private live(): SandboxRecord[] {

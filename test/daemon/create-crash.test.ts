@@ -4,7 +4,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { Sandbox, type SandboxOpts } from 'e2b';
 import { buildPolicy } from '../../src/policy/index.ts';
-import { planCgroup } from '../../src/drivers/jail/cgroup.ts';
+import { planCgroup } from '../../src/drivers/host/cgroup.ts';
 import { eventually, tempWorkspace } from '../helpers/brig.ts';
 import { serveDaemon, type RunningDaemon } from '../helpers/daemon.ts';
 

@@ -135,4 +135,50 @@ describe('brig serve: the connection caps', () => {
       state.remove();
     }
   });
+
+  test('at the cap a connection that never sent a request is closed before a kept-alive one a client is using', async () => {
+    const state = tempWorkspace('brig-flood-');
+    const daemon = await serveDaemon(state.dir, { apiKey: API_KEY, args: ['--max-connections', '2', '--max-connections-per-client', '2'] });
+    const sockets: Socket[] = [];
+    try {
+      // A client's kept-alive connection, idle after its answer; then a silent one.
+      const client = await rawConnection(daemon);
+      sockets.push(client);
+      const answered = (): Promise<string> =>
+        new Promise((resolve) => {
+          let text = '';
+          const onData = (chunk: Buffer): void => {
+            text += chunk.toString();
+            // One whole answer: its headers, then a body of content-length bytes or a chunked body's last chunk.
+            const head = text.indexOf('\r\n\r\n');
+            const length = /content-length: (\d+)/i.exec(text.slice(0, head));
+            if (head >= 0 && (length ? text.length >= head + 4 + Number(length[1]) : text.endsWith('0\r\n\r\n'))) {
+              client.off('data', onData);
+              resolve(text);
+            }
+          };
+          client.on('data', onData);
+          // Closed by the daemon: no answer (the assertion below says so).
+          client.once('close', () => resolve(text));
+        });
+      const request = `GET /v2/sandboxes HTTP/1.1\r\nhost: brig\r\nx-api-key: ${API_KEY}\r\n\r\n`;
+      let reply = answered();
+      client.write(request);
+      assert.match(await reply, /^HTTP\/1.1 200/);
+      const silent = await rawConnection(daemon);
+      sockets.push(silent);
+      const closed = (socket: Socket, name: string): Promise<string> => new Promise((resolve) => socket.once('close', () => resolve(name)));
+      // A newcomer at the cap: the silent one makes room, the client's stays.
+      const first = Promise.race([closed(silent, 'the silent one'), closed(client, "the client's")]);
+      sockets.push(await rawConnection(daemon));
+      assert.equal(await first, 'the silent one', 'the connection closed to make room');
+      reply = answered();
+      client.write(request);
+      assert.match(await reply, /^HTTP\/1.1 200/, 'the kept-alive connection still serves');
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await daemon.stop();
+      state.remove();
+    }
+  });
 });

@@ -2,16 +2,18 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { Sandbox } from 'e2b';
-import { jailDriver } from '../../src/drivers/index.ts';
+import { driverFor } from '../../src/drivers/index.ts';
 import { createSandboxManager } from '../../src/daemon/sandboxes/manager.ts';
 import { openSqliteStore } from '../../src/daemon/store/index.ts';
 import type { SandboxManager, SandboxRecord } from '../../src/daemon/sandboxes/types.ts';
 import { ENVD, REPO, tcpToUnix } from '../helpers/envd.ts';
 import { eventually, tempWorkspace } from '../helpers/brig.ts';
 
+const jailDriver = driverFor('jail');
+
 // The manager with the real store and the real jail driver: sandboxes are real jails with envd inside.
 function managerOn(stateDir: string, poolSize = 0): Promise<SandboxManager> {
-  return createSandboxManager({ stateDir, store: openSqliteStore(`${stateDir}/brig.db`), driver: jailDriver, envdBundle: ENVD, poolSize, egress: { gateway: null, nodeDir: `${REPO}/dist/inside` } });
+  return createSandboxManager({ stateDir, store: openSqliteStore(`${stateDir}/brig.db`), tier: 'jail', envdBundle: ENVD, poolSize, egress: { gateway: null, nodeDir: `${REPO}/dist/inside` } });
 }
 
 function sandboxDirs(stateDir: string): string[] {
@@ -219,7 +221,7 @@ describe('sandbox manager: the warm pool', () => {
 describe('sandbox manager: budgets', () => {
   test('a create over the sandbox budget stops a pooled sandbox to make room, then is refused with BRIG_CAPACITY', async () => {
     const state = tempWorkspace('brig-daemon-');
-    const manager = await createSandboxManager({ stateDir: state.dir, store: openSqliteStore(`${state.dir}/brig.db`), driver: jailDriver, envdBundle: ENVD, poolSize: 2, budgets: { sandboxes: 2 }, egress: { gateway: null, nodeDir: `${REPO}/dist/inside` } });
+    const manager = await createSandboxManager({ stateDir: state.dir, store: openSqliteStore(`${state.dir}/brig.db`), tier: 'jail', envdBundle: ENVD, poolSize: 2, budgets: { sandboxes: 2 }, egress: { gateway: null, nodeDir: `${REPO}/dist/inside` } });
     try {
       assert.ok(await eventually(() => manager.pool().ready === 2), 'the pool fills the budget');
       // envVars: not poolable, so each boots its own.
@@ -291,7 +293,7 @@ describe('sandbox manager: a liveness check that fails is not a death', () => {
         }
       };
       exhaust();
-      const second = await createSandboxManager({ stateDir: state.dir, store, driver: jailDriver, envdBundle: ENVD, egress: { gateway: null, nodeDir: `${REPO}/dist/inside` } });
+      const second = await createSandboxManager({ stateDir: state.dir, store, tier: 'jail', envdBundle: ENVD, egress: { gateway: null, nodeDir: `${REPO}/dist/inside` } });
       try {
         // Longer than one sweep of sandboxes that died by themselves.
         await new Promise((resolve) => setTimeout(resolve, 6000));

@@ -2,7 +2,9 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { Sandbox, type SandboxOpts } from 'e2b';
-import { envdRuntime } from '../../src/drivers/envd-runtime/index.ts';
+import { appendFileSync, copyFileSync, mkdirSync } from 'node:fs';
+import { envdRuntime, toolLibraries } from '../../src/drivers/envd-runtime/index.ts';
+import { tempWorkspace } from '../helpers/brig.ts';
 import { ENVD } from '../helpers/envd.ts';
 
 /**
@@ -53,5 +55,28 @@ describe('envd on a foreign root filesystem', () => {
     const sandbox = await Sandbox.create({ debug: true, sandboxUrl: url, apiKey: 'test' } as SandboxOpts);
     await assert.rejects(sandbox.commands.run('true'));
     assert.equal((await fetch(`${url}/health`)).status, 204, 'envd still serves');
+  });
+});
+
+describe("ldd's answers", () => {
+  test('are reused for the same binary, and asked again once the binary changes', () => {
+    const scratch = tempWorkspace('brig-ldd-');
+    const path = process.env.PATH;
+    try {
+      const binary = `${scratch.dir}/true`;
+      copyFileSync('/bin/true', binary);
+      const first = toolLibraries(binary);
+      assert.ok(first.some((library) => /\/libc[.-]/.test(library)), `ldd lists libc: ${first.join(' ')}`);
+      // With no ldd to run, only a remembered answer can come back.
+      mkdirSync(`${scratch.dir}/empty`);
+      process.env.PATH = `${scratch.dir}/empty`;
+      assert.deepEqual(toolLibraries(binary), first);
+      // The binary replaced (as an upgrade does): ldd is asked again, and cannot be run here.
+      appendFileSync(binary, '\0');
+      assert.deepEqual(toolLibraries(binary), []);
+    } finally {
+      process.env.PATH = path;
+      scratch.remove();
+    }
   });
 });

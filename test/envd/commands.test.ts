@@ -1,10 +1,10 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { CommandExitError, InvalidArgumentError, type CommandHandle, type Sandbox } from 'e2b';
 import { encodeEnvelope, EnvelopeReader, ENVELOPE_FLAG } from '../../src/protocol/index.ts';
 import { eventually } from '../helpers/brig.ts';
-import { ENVD, useEnvd, type TestEnvd } from '../helpers/envd.ts';
+import { ENVD_MODES, envdSkip, envdWhere, useEnvd, type TestEnvd } from '../helpers/envd.ts';
 
 /** process.Process through the real e2b SDK, and its hostile cases through plain Connect calls. */
 
@@ -95,32 +95,6 @@ async function until(check: () => Promise<boolean>, attempts = 500, pauseMs = 20
   return check();
 }
 
-/** envd's pid as the host sees it: the started process unjailed, brig's descendant running dist/envd.cjs when jailed. */
-function envdHostPid(envd: TestEnvd): number {
-  const parents = new Map<number, number>();
-  for (const entry of readdirSync('/proc').filter((name) => /^\d+$/.test(name))) {
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      parents.set(Number(entry), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
-    } catch {
-      // exited meanwhile
-    }
-  }
-  const descends = (pid: number): boolean => pid === envd.process.pid || (pid > 1 && descends(parents.get(pid) ?? 0));
-  for (const pid of parents.keys()) {
-    if (!descends(pid)) continue;
-    const argv = (() => {
-      try {
-        return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-      } catch {
-        return [];
-      }
-    })();
-    if (argv[0] === process.execPath && argv[1] === ENVD) return pid;
-  }
-  throw new Error(`no envd process under pid ${envd.process.pid}`);
-}
-
 async function pidsRunning(sandbox: Sandbox): Promise<number[]> {
   return (await sandbox.commands.list()).map((process) => process.pid);
 }
@@ -131,13 +105,13 @@ async function aliveInSandbox(sandbox: Sandbox, pid: number): Promise<boolean> {
   return result.stdout.trim() === 'alive';
 }
 
-for (const jailed of [false, true]) {
-  const where = jailed ? 'inside a jail' : 'unjailed';
+for (const mode of ENVD_MODES) {
+  const where = envdWhere(mode);
 
-  describe(`commands through the e2b SDK, envd ${where}`, () => {
+  describe(`commands through the e2b SDK, envd ${where}`, { skip: envdSkip(mode) }, () => {
     let envd: TestEnvd;
     let sandbox: Sandbox;
-    useEnvd(jailed, (started) => ({ envd, sandbox } = started));
+    useEnvd(mode, (started) => ({ envd, sandbox } = started));
 
     test('run in the foreground gives stdout, stderr and the exit code', async () => {
       const result = await sandbox.commands.run('echo out; echo err >&2; echo more');
@@ -290,10 +264,10 @@ for (const jailed of [false, true]) {
     });
   });
 
-  describe(`process.Process over plain Connect: hostile processes and bad input, envd ${where}`, () => {
+  describe(`process.Process over plain Connect: hostile processes and bad input, envd ${where}`, { skip: envdSkip(mode) }, () => {
     let envd: TestEnvd;
     let sandbox: Sandbox;
-    useEnvd(jailed, (started) => ({ envd, sandbox } = started));
+    useEnvd(mode, (started) => ({ envd, sandbox } = started));
 
     test('events: start first, then data, then end with a Go-like status', async () => {
       const stream = await ProcessStream.open(envd, 'Start', startMessage('echo hi; exit 4'));
@@ -355,6 +329,19 @@ for (const jailed of [false, true]) {
       assert.deepEqual((messages[0]?.body.error as Record<string, unknown>).code, 'invalid_argument');
       assert.match(String((messages[0]?.body.error as Record<string, unknown>).message), /\/no\/such\/program/);
     });
+
+    if (mode === 'image') {
+      test('a program only root may execute answers invalid_argument for the user, and runs for root', async () => {
+        // envd is root here and starts the user's programs through brig-exec --as, which execs only after the spawn: envd must look first.
+        await sandbox.commands.run('printf "#!/bin/sh\\necho ran\\n" > /usr/local/bin/only-root && chmod 700 /usr/local/bin/only-root', { user: 'root' });
+        for (const cmd of ['/usr/local/bin/only-root', 'only-root']) {
+          const messages = await (await ProcessStream.open(envd, 'Start', { process: { cmd } })).all();
+          assert.equal(messages.length, 1, cmd);
+          assert.equal((messages[0]?.body.error as Record<string, unknown>).code, 'invalid_argument', cmd);
+        }
+        assert.equal((await sandbox.commands.run('only-root', { user: 'root' })).stdout, 'ran\n');
+      });
+    }
 
     test('an unknown pid or tag answers not_found', async () => {
       for (const method of ['SendSignal', 'SendInput', 'CloseStdin', 'Update']) {
@@ -421,8 +408,8 @@ for (const jailed of [false, true]) {
       assert.ok(await until(async () => !(await pidsRunning(sandbox)).includes(pid), 3000), 'the flood ran to its end with nobody reading');
     });
 
-    test('a process flooding output to a slow reader does not grow envd\'s memory', async () => {
-      const envdPid = envdHostPid(envd);
+    test('a process flooding output to a slow reader does not grow envd\'s memory', { skip: mode === 'gvisor' && "envd's memory is the Sentry's there: the host has no process of its own to read" }, async () => {
+      const envdPid = envd.envdPid();
       const before = vmRssKiB(envdPid);
       const stream = await ProcessStream.open(envd, 'Start', startMessage('head -c 1073741824 /dev/zero'));
       const pid = eventOf((await stream.next()) ?? undefined).start?.pid as number;

@@ -2,16 +2,15 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
-import { userInfo } from 'node:os';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { FileNotFoundError, NotEnoughSpaceError, Sandbox } from 'e2b';
 import { eventually } from '../helpers/brig.ts';
-import { sandboxFor, startTestEnvd, useEnvd, type TestEnvd } from '../helpers/envd.ts';
+import { ENVD_MODES, envdSkip, envdWhere, sandboxFor, startTestEnvd, useEnvd, type TestEnvd } from '../helpers/envd.ts';
 
 /**
- * Files through the real e2b SDK, against envd unjailed and inside a brig
- * jail: the SDK's own calls, then the wire (gzip, error bodies, signed URLs,
- * streaming) with plain HTTP.
+ * Files through the real e2b SDK, against envd unjailed, inside a brig
+ * jail and in a sandbox from an image: the SDK's own calls, then the wire
+ * (gzip, error bodies, signed URLs, streaming) with plain HTTP.
  */
 
 const TOKEN = 'test-access-token-0123456789';
@@ -63,18 +62,23 @@ async function* zeros(mebibytes: number): AsyncGenerator<Uint8Array> {
   for (let index = 0; index < mebibytes; index++) yield chunk;
 }
 
+/** What envd made for the caller belongs to the user it serves (in an image sandbox envd is root, and chowns). */
+async function assertOwnedByUser(sandbox: Sandbox, envd: TestEnvd, ...paths: string[]): Promise<void> {
+  for (const path of paths) assert.equal((await sandbox.files.getInfo(path)).owner, envd.user, path);
+}
+
 /** Entries an upload may leave behind in a directory if it were not atomic. */
 function uploadLeftovers(dir: string): string[] {
   return readdirSync(dir).filter((name) => name.startsWith('.brig-upload-'));
 }
 
-for (const jailed of [false, true]) {
-  const where = jailed ? 'inside a jail' : 'unjailed';
+for (const mode of ENVD_MODES) {
+  const where = envdWhere(mode);
 
-  describe(`files through the e2b SDK, envd ${where}`, () => {
+  describe(`files through the e2b SDK, envd ${where}`, { skip: envdSkip(mode) }, () => {
     let envd: TestEnvd;
     let sandbox: Sandbox;
-    useEnvd(jailed, (started) => ({ envd, sandbox } = started));
+    useEnvd(mode, (started) => ({ envd, sandbox } = started));
 
     test('write one file, then read it as text, bytes, blob and stream', async () => {
       const info = await sandbox.files.write('one/all-bytes.bin', new Uint8Array(ALL_BYTES).buffer);
@@ -105,6 +109,7 @@ for (const jailed of [false, true]) {
       assert.equal(await sandbox.files.read('many/deep/b.txt'), 'B');
       assert.equal(readFileSync(`${envd.workspace}/many-c.txt`, 'utf8'), 'C');
       assert.equal(await sandbox.files.read('many/ünïcode name.txt'), 'D');
+      await assertOwnedByUser(sandbox, envd, 'many', 'many/deep', 'many/deep/b.txt', `${envd.workspace}/many-c.txt`);
     });
 
     test('an empty file reads as empty in every format, with Content-Length: 0', async () => {
@@ -120,10 +125,12 @@ for (const jailed of [false, true]) {
       const target = `${envd.workspace}/kept-mode.txt`;
       writeFileSync(target, 'old');
       chmodSync(target, 0o600);
+      envd.own(target);
       const stream = new Blob(['new ', 'content']).stream();
       await sandbox.files.write(target, stream);
       assert.equal(readFileSync(target, 'utf8'), 'new content');
       assert.equal(lstatSync(target).mode & 0o777, 0o600);
+      await assertOwnedByUser(sandbox, envd, target);
       assert.deepEqual(uploadLeftovers(envd.workspace), []);
     });
 
@@ -157,7 +164,7 @@ for (const jailed of [false, true]) {
       assert.equal(info.size, 5);
       assert.equal(info.mode, 0o640);
       assert.equal(info.permissions, '-rw-r-----');
-      assert.equal(info.owner, userInfo().username);
+      assert.equal(info.owner, envd.user, 'what the SDK writes belongs to the user envd serves');
       assert.equal(typeof info.group, 'string');
       assert.equal(info.modifiedTime?.getTime(), Math.floor(host.mtimeMs));
       assert.equal(info.symlinkTarget, undefined);
@@ -189,6 +196,8 @@ for (const jailed of [false, true]) {
       await sandbox.files.rename('cross', `${envd.workspace}/crossed`);
       assert.equal(readFileSync(`${envd.workspace}/crossed/a.txt`, 'utf8'), 'across');
       assert.equal(await sandbox.files.exists('cross'), false);
+      // A move keeps owners, copied or not: the user's files stay the user's (envd copies them as root in an image sandbox).
+      for (const path of ['crossed', 'crossed/a.txt']) assert.equal((await sandbox.files.getInfo(`${envd.workspace}/${path}`)).owner, envd.user, path);
     });
 
     test('remove a file, a whole tree, and (as E2B) a path already gone', async () => {
@@ -207,6 +216,7 @@ for (const jailed of [false, true]) {
       assert.equal(await sandbox.files.makeDir('made/with/parents'), true);
       assert.equal((await sandbox.files.getInfo('made/with/parents')).type, 'dir');
       assert.equal(await sandbox.files.makeDir('made/with/parents'), false);
+      await assertOwnedByUser(sandbox, envd, 'made', 'made/with', 'made/with/parents');
       await sandbox.files.write('made/file', 'x');
       await assert.rejects(sandbox.files.makeDir('made/file'), /not a directory/);
     });
@@ -229,6 +239,7 @@ for (const jailed of [false, true]) {
       assert.equal(raw.headers['content-encoding'], 'gzip');
       assert.ok(raw.body.length < text.length / 10, 'the body is compressed');
       assert.equal(gunzipSync(raw.body).toString(), text);
+      await assertOwnedByUser(sandbox, envd, 'gz', 'gz/sdk.txt', 'gz/raw.txt');
 
       const identity = await rawGet(`${envd.url}/files?path=gz/raw.txt`);
       assert.equal(identity.headers['content-encoding'], undefined);
@@ -299,10 +310,13 @@ for (const jailed of [false, true]) {
       );
       assert.equal(await sandbox.files.read('mp/été.txt'), 'summer');
       assert.equal(await sandbox.files.read('mp/quoted "name".txt'), '\r\n--b0undary-almost\r\n');
+      await assertOwnedByUser(sandbox, envd, 'mp', 'mp/été.txt');
     });
 
     test('an upload cut off midway leaves neither the file nor a temporary file', async () => {
       mkdirSync(`${envd.workspace}/cut`, { recursive: true });
+      // Made on the host: in an image sandbox it must be the sandbox's user's, or the upload fails at once and proves nothing.
+      envd.own(`${envd.workspace}/cut`);
       const abort = new AbortController();
       async function* body(): AsyncGenerator<Uint8Array> {
         yield new Uint8Array(1 << 20);
@@ -324,7 +338,7 @@ for (const jailed of [false, true]) {
       assert.equal(existsSync(`${envd.workspace}/cut/file.bin`), false);
     });
 
-    if (jailed) {
+    if (mode !== 'unjailed') {
       test('a full disk answers 507 (NotEnoughSpaceError) and leaves nothing behind (the jail /tmp is a 1 GiB tmpfs)', async () => {
         let mebibytes = 0;
         const stream = new ReadableStream<Uint8Array>({
@@ -341,11 +355,11 @@ for (const jailed of [false, true]) {
     }
   });
 
-  describe(`signed URLs and the access token, envd ${where}`, () => {
+  describe(`signed URLs and the access token, envd ${where}`, { skip: envdSkip(mode) }, () => {
     let envd: TestEnvd;
     let sandbox: Sandbox;
     before(async () => {
-      envd = await startTestEnvd({ jailed, accessToken: TOKEN });
+      envd = await startTestEnvd({ mode, accessToken: TOKEN });
       // What Sandbox.create returns when the control plane hands out a token: the SDK signs URLs only then.
       const Constructor = Sandbox as unknown as new (options: Record<string, unknown>) => Sandbox;
       sandbox = new Constructor({ sandboxId: 'signed', envdVersion: '0.6.3', envdAccessToken: TOKEN, sandboxUrl: envd.url, debug: true, apiKey: 'k' });
@@ -371,6 +385,7 @@ for (const jailed of [false, true]) {
       const upload = await fetch(await sandbox.uploadUrl('by-url.txt'), { method: 'POST', body: form });
       assert.equal(upload.status, 200, await upload.clone().text());
       assert.equal(await sandbox.files.read('by-url.txt'), 'uploaded by URL');
+      await assertOwnedByUser(sandbox, envd, 'by-url.txt');
 
       const asUser = await fetch(await sandbox.downloadUrl('secret.txt', { user: 'user' }));
       assert.equal(await asUser.text(), 'signed content', 'a named user is part of the signature');
@@ -425,55 +440,58 @@ for (const jailed of [false, true]) {
   });
 }
 
-describe('envd memory while streaming large files (unjailed, so its RSS can be read)', () => {
-  let envd: TestEnvd;
-  let sandbox: Sandbox;
-  useEnvd(false, (started) => ({ envd, sandbox } = started));
+// envd's RSS is read from the host's /proc, wherever it runs.
+for (const mode of ENVD_MODES) {
+  describe(`envd memory while streaming large files, envd ${envdWhere(mode)}`, { skip: envdSkip(mode) }, () => {
+    let envd: TestEnvd;
+    let sandbox: Sandbox;
+    useEnvd(mode, (started) => ({ envd, sandbox } = started));
 
-  const LARGE_MIB = 200;
-  // Chunks in flight, garbage not yet collected and the allocator's slack (about 45 MiB
-  // measured): buffering a body would add all of its 200 MiB.
-  const ALLOWED_GROWTH_KIB = (LARGE_MIB / 2) * 1024;
+    const LARGE_MIB = 200;
+    // Chunks in flight, garbage not yet collected and the allocator's slack (about 45 MiB
+    // measured): buffering a body would add all of its 200 MiB.
+    const ALLOWED_GROWTH_KIB = (LARGE_MIB / 2) * 1024;
 
-  test(`a ${LARGE_MIB} MiB octet-stream upload, a ${LARGE_MIB} MiB multipart upload and a download do not grow envd's RSS by their size`, async () => {
-    const pid = envd.process.pid ?? 0;
-    await sandbox.files.write('warm-up.txt', 'x'.repeat(1 << 20));
-    await sandbox.files.read('warm-up.txt');
-    const before = vmRssKiB(pid);
+    test(`a ${LARGE_MIB} MiB octet-stream upload, a ${LARGE_MIB} MiB multipart upload and a download do not grow envd's RSS by their size`, { skip: mode === 'gvisor' && "envd's memory is the Sentry's there: the host has no process of its own to read" }, async () => {
+      const pid = envd.envdPid();
+      await sandbox.files.write('warm-up.txt', 'x'.repeat(1 << 20));
+      await sandbox.files.read('warm-up.txt');
+      const before = vmRssKiB(pid);
 
-    const raw = await fetch(`${envd.url}/files?path=large/raw.bin`, {
-      method: 'POST',
-      body: zeros(LARGE_MIB) as unknown as BodyInit,
-      headers: { 'content-type': 'application/octet-stream' },
-      duplex: 'half',
-    } as RequestInit);
-    assert.equal(raw.status, 200, await raw.clone().text());
-    const afterRaw = vmRssKiB(pid);
+      const raw = await fetch(`${envd.url}/files?path=large/raw.bin`, {
+        method: 'POST',
+        body: zeros(LARGE_MIB) as unknown as BodyInit,
+        headers: { 'content-type': 'application/octet-stream' },
+        duplex: 'half',
+      } as RequestInit);
+      assert.equal(raw.status, 200, await raw.clone().text());
+      const afterRaw = vmRssKiB(pid);
 
-    const boundary = 'large-upload-boundary';
-    async function* form(): AsyncGenerator<Uint8Array> {
-      yield Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="large/form.bin"\r\n\r\n`);
-      yield* zeros(LARGE_MIB);
-      yield Buffer.from(`\r\n--${boundary}--\r\n`);
-    }
-    const multi = await fetch(`${envd.url}/files`, {
-      method: 'POST',
-      body: form() as unknown as BodyInit,
-      headers: { 'content-type': `multipart/form-data; boundary=${boundary}` },
-      duplex: 'half',
-    } as RequestInit);
-    assert.equal(multi.status, 200, await multi.clone().text());
-    const afterForm = vmRssKiB(pid);
+      const boundary = 'large-upload-boundary';
+      async function* form(): AsyncGenerator<Uint8Array> {
+        yield Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="large/form.bin"\r\n\r\n`);
+        yield* zeros(LARGE_MIB);
+        yield Buffer.from(`\r\n--${boundary}--\r\n`);
+      }
+      const multi = await fetch(`${envd.url}/files`, {
+        method: 'POST',
+        body: form() as unknown as BodyInit,
+        headers: { 'content-type': `multipart/form-data; boundary=${boundary}` },
+        duplex: 'half',
+      } as RequestInit);
+      assert.equal(multi.status, 200, await multi.clone().text());
+      const afterForm = vmRssKiB(pid);
 
-    let downloaded = 0;
-    for await (const chunk of await sandbox.files.read('large/form.bin', { format: 'stream' })) downloaded += chunk.length;
-    const afterDownload = vmRssKiB(pid);
+      let downloaded = 0;
+      for await (const chunk of await sandbox.files.read('large/form.bin', { format: 'stream' })) downloaded += chunk.length;
+      const afterDownload = vmRssKiB(pid);
 
-    assert.equal((await sandbox.files.getInfo('large/raw.bin')).size, LARGE_MIB << 20);
-    assert.equal((await sandbox.files.getInfo('large/form.bin')).size, LARGE_MIB << 20);
-    assert.equal(downloaded, LARGE_MIB << 20);
-    for (const [step, rss] of [['octet-stream', afterRaw], ['multipart', afterForm], ['download', afterDownload]] as const) {
-      assert.ok(rss - before < ALLOWED_GROWTH_KIB, `${step}: RSS grew from ${before} KiB to ${rss} KiB`);
-    }
+      assert.equal((await sandbox.files.getInfo('large/raw.bin')).size, LARGE_MIB << 20);
+      assert.equal((await sandbox.files.getInfo('large/form.bin')).size, LARGE_MIB << 20);
+      assert.equal(downloaded, LARGE_MIB << 20);
+      for (const [step, rss] of [['octet-stream', afterRaw], ['multipart', afterForm], ['download', afterDownload]] as const) {
+        assert.ok(rss - before < ALLOWED_GROWTH_KIB, `${step}: RSS grew from ${before} KiB to ${rss} KiB`);
+      }
+    });
   });
-});
+}

@@ -94,7 +94,7 @@ describe('envd protocol: bad input gets a Connect error, never a crash or a hang
 
   test('envd is still serving after all of that', async () => {
     assert.equal((await fetch(`${envd.url}/health`)).status, 204);
-    assert.equal(envd.process.exitCode, null);
+    assert.equal(envd.process?.exitCode, null);
   });
 });
 

@@ -2,7 +2,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CommandExitError, type CommandHandle, type Sandbox } from 'e2b';
 import { eventually } from '../helpers/brig.ts';
-import { useEnvd } from '../helpers/envd.ts';
+import { ENVD_MODES, envdSkip, envdWhere, useEnvd } from '../helpers/envd.ts';
 
 /** Terminals through the real e2b SDK's `pty`: a real pseudo-terminal inside the sandbox. */
 
@@ -21,10 +21,10 @@ async function openTerminal(sandbox: Sandbox, size = { cols: 80, rows: 24 }): Pr
   return { handle, output: () => output, type: (text) => sandbox.pty.sendInput(handle.pid, encoder.encode(text)) };
 }
 
-for (const jailed of [false, true]) {
-  describe(`pty through the e2b SDK, envd ${jailed ? 'inside a jail' : 'unjailed'}`, () => {
+for (const mode of ENVD_MODES) {
+  describe(`pty through the e2b SDK, envd ${envdWhere(mode)}`, { skip: envdSkip(mode) }, () => {
     let sandbox: Sandbox;
-    useEnvd(jailed, (started) => ({ sandbox } = started));
+    useEnvd(mode, (started) => ({ sandbox } = started));
 
     test('create gives a terminal of the asked size, with the SDK\'s TERM, and keystrokes reach the shell', async () => {
       const terminal = await openTerminal(sandbox, { cols: 91, rows: 27 });
@@ -67,7 +67,7 @@ for (const jailed of [false, true]) {
       assert.equal(await sandbox.pty.kill(terminal.handle.pid), false);
     });
 
-    test('Ctrl-C goes to the program running in the terminal', async () => {
+    test('Ctrl-C goes to the program running in the terminal', { skip: mode === 'gvisor' && "Debian's runsc delivers no SIGINT for a terminal's ^C (a known limit: docs/tiers.md)" }, async () => {
       const terminal = await openTerminal(sandbox);
       try {
         // What the program prints is built at run time, so the terminal's echo of the typed line does not match it.

@@ -4,11 +4,12 @@ import { chmodSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { FileNotFoundError, FilesystemEventType, type FilesystemEvent, type Sandbox, type WatchHandle } from 'e2b';
 import { EventQueue, MAX_QUEUED_EVENTS } from '../../src/envd/filesystem/watch-rpc.ts';
 import { eventually } from '../helpers/brig.ts';
-import { useEnvd, type TestEnvd } from '../helpers/envd.ts';
+import { ENVD_MODES, envdSkip, envdWhere, useEnvd, type TestEnvd } from '../helpers/envd.ts';
 
 /**
  * Watching directories through the real e2b SDK (WatchDir, a server stream)
- * and through the polling RPCs, against envd unjailed and inside a jail.
+ * and through the polling RPCs, against envd unjailed, inside a jail and in
+ * a sandbox from an image.
  * Changes come both from the SDK and from the host side of the workspace.
  */
 
@@ -41,11 +42,11 @@ async function rpc(url: string, method: string, body: unknown): Promise<{ status
   return { status: response.status, json: (await response.json()) as Record<string, unknown> };
 }
 
-for (const jailed of [false, true]) {
-  describe(`watching directories, envd ${jailed ? 'inside a jail' : 'unjailed'}`, () => {
+for (const mode of ENVD_MODES) {
+  describe(`watching directories, envd ${envdWhere(mode)}`, { skip: envdSkip(mode) }, () => {
     let envd: TestEnvd;
     let sandbox: Sandbox;
-    useEnvd(jailed, (started) => ({ envd, sandbox } = started));
+    useEnvd(mode, (started) => ({ envd, sandbox } = started));
 
     test('create, write and remove are seen; a rewrite (which lands by rename) is a WRITE', async () => {
       await sandbox.files.makeDir('flat');
@@ -91,10 +92,12 @@ for (const jailed of [false, true]) {
       await watched.handle.stop();
     });
 
-    test('a rename is RENAME of the old name and CREATE of the new; chmod is CHMOD', async () => {
+    test('a rename is RENAME of the old name and CREATE of the new; chmod is CHMOD', { skip: mode === 'gvisor' && "gVisor's inotify sees no change made from the host in a bound directory (a known limit: docs/tiers.md)" }, async () => {
       const dir = `${envd.workspace}/renames`;
       mkdirSync(`${dir}/sub`, { recursive: true });
       writeFileSync(`${dir}/a.txt`, 'a');
+      // Made by the test's user on the host: in an image sandbox, given to the sandbox's user so envd may move them.
+      envd.own(dir);
       const watched = await watch(sandbox, dir, { recursive: true });
       renameSync(`${dir}/a.txt`, `${dir}/b.txt`);
       await watched.seen(FilesystemEventType.RENAME, 'a.txt');

@@ -6,63 +6,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
+import brigSpawn from 'brig-spawn';
 import { extractLayer } from '../../src/images/index.ts';
 import { isBrigError } from '../../src/protocol/index.ts';
+import { paxRecord, tar } from '../helpers/tar.ts';
 
 // ---- a tiny tar writer, so the hostile archives are built here byte by byte ----
-
-interface Entry {
-  name: string;
-  type?: string;
-  mode?: number;
-  data?: string | Buffer;
-  /** The size written in the header, when it should lie. */
-  size?: number;
-  linkname?: string;
-  /** Raw bytes for the 12-byte mtime field. */
-  mtime?: Buffer;
-}
-
-function octal(value: number, length: number): string {
-  return value.toString(8).padStart(length - 1, '0') + '\0';
-}
-
-function header(entry: Entry): Buffer {
-  const block = Buffer.alloc(512);
-  const data = Buffer.from(entry.data ?? '');
-  block.write(entry.name, 0, 100, 'utf8');
-  block.write(octal(entry.mode ?? 0o644, 8), 100, 'latin1');
-  block.write(octal(0, 8), 108, 'latin1');
-  block.write(octal(0, 8), 116, 'latin1');
-  block.write(octal(entry.size ?? data.length, 12), 124, 'latin1');
-  block.write(octal(1_700_000_000, 12), 136, 'latin1');
-  entry.mtime?.copy(block, 136);
-  block.write('        ', 148, 'latin1');
-  block.write(entry.type ?? '0', 156, 'latin1');
-  block.write(entry.linkname ?? '', 157, 100, 'utf8');
-  block.write('ustar\0' + '00', 257, 'latin1');
-  let sum = 0;
-  for (const byte of block) sum += byte;
-  block.write(octal(sum, 7) + ' ', 148, 'latin1');
-  return block;
-}
-
-function paxRecord(key: string, value: string): string {
-  const body = ` ${key}=${value}\n`;
-  let length = body.length + 1;
-  while (String(length).length + body.length !== length) length++;
-  return `${length}${body}`;
-}
-
-function tar(entries: Entry[], { end = true }: { end?: boolean } = {}): Buffer {
-  const parts: Buffer[] = [];
-  for (const entry of entries) {
-    const data = Buffer.from(entry.data ?? '');
-    parts.push(header(entry), data, Buffer.alloc((512 - (data.length % 512)) % 512));
-  }
-  if (end) parts.push(Buffer.alloc(1024));
-  return Buffer.concat(parts);
-}
 
 // ---- fixtures ----
 
@@ -220,6 +169,8 @@ test('device nodes and fifos are dropped and listed; set-id bits are cleared and
     { name: 'pipe', type: '6' },
     { name: 'bin/su', mode: 0o4755, data: 'elf' },
     { name: 'tmp/', type: '5', mode: 0o1777 },
+    { name: 'var/mail/', type: '5', mode: 0o2775 },
+    { name: 'sticky-file', mode: 0o1644 },
   ]);
   const result = await extractLayer(Readable.from([archive]), dest);
   assert.deepEqual(result.dropped, [
@@ -227,24 +178,107 @@ test('device nodes and fifos are dropped and listed; set-id bits are cleared and
     { path: 'dev/null', why: 'character device not allowed in a layer' },
     { path: 'pipe', why: 'fifo not allowed in a layer' },
     { path: 'bin/su', why: 'set-id bits cleared' },
-    { path: 'tmp', why: 'set-id bits cleared' },
+    { path: 'var/mail', why: 'set-id bits cleared' },
+    { path: 'sticky-file', why: 'set-id bits cleared' },
   ]);
   assert.equal(statSync(join(dest, 'bin', 'su')).mode & 0o7777, 0o755);
-  assert.equal(statSync(join(dest, 'tmp')).mode & 0o7777, 0o777);
-  assert.deepEqual(tree(dest), ['bin', 'bin/su', 'tmp']);
+  assert.equal(statSync(join(dest, 'tmp')).mode & 0o7777, 0o1777, 'a directory keeps its sticky bit');
+  assert.equal(statSync(join(dest, 'var/mail')).mode & 0o7777, 0o775);
+  assert.equal(statSync(join(dest, 'sticky-file')).mode & 0o7777, 0o644);
+  assert.deepEqual(tree(dest), ['bin', 'bin/su', 'sticky-file', 'tmp', 'var', 'var/mail']);
 });
 
-test('whiteouts are recorded, not created', async (t) => {
+const asRoot = process.geteuid?.() === 0;
+
+function isWhiteout(path: string): boolean {
+  const info = lstatSync(path);
+  return info.isCharacterDevice() && info.rdev === 0;
+}
+
+test('whiteouts become overlay whiteouts (char 0/0) and an opaque marker the trusted.overlay.opaque xattr', { skip: !asRoot && 'trusted xattrs need root' }, async (t) => {
   const { dest } = scratch(t);
   const archive = tar([
     { name: 'etc/', type: '5', mode: 0o755 },
     { name: 'etc/.wh.motd' },
     { name: '.wh.root-file' },
     { name: 'var/cache/.wh..wh..opq' },
+    { name: 'var/cache/kept', data: 'k' },
   ]);
   const result = await extractLayer(Readable.from([archive]), dest);
   assert.deepEqual(result.whiteouts, ['etc/motd', 'root-file', 'var/cache/']);
-  assert.deepEqual(tree(dest), ['etc']);
+  assert.deepEqual(result.dropped, []);
+  assert.deepEqual(tree(dest), ['etc', 'etc/motd', 'root-file', 'var', 'var/cache', 'var/cache/kept']);
+  assert.ok(isWhiteout(join(dest, 'etc/motd')));
+  assert.ok(isWhiteout(join(dest, 'root-file')));
+  assert.equal(result.files, 2, 'whiteouts are not counted as files');
+  assert.equal(brigSpawn.isOpaque(join(dest, 'var/cache')), true);
+  assert.equal(brigSpawn.isOpaque(join(dest, 'var')), false);
+  assert.equal(brigSpawn.isOpaque(join(dest, 'etc')), false);
+  // the xattr is the kernel's own, as another reader (Python's os.getxattr) sees it
+  const script = 'import os, sys; sys.stdout.write(os.getxattr(sys.argv[1], "trusted.overlay.opaque").decode())';
+  assert.equal(execFileSync('python3', ['-c', script, join(dest, 'var/cache')], { encoding: 'utf8' }), 'y');
+});
+
+test('a whiteout named "..", ".", aufs metadata, at an existing entry or through a symlinked parent is dropped; nothing lands outside', async (t) => {
+  const { dest, sentinel } = scratch(t);
+  const archive = tar([
+    { name: '.wh...' },
+    { name: 'a/.wh..' },
+    { name: '.wh..wh.plnk' },
+    { name: '.wh..wh..opq' },
+    { name: 'link', type: '2', linkname: sentinel },
+    { name: 'link/.wh.victim' },
+    { name: 'link/.wh..wh..opq' },
+    { name: 'file', data: 'x' },
+    { name: '.wh.file' },
+  ]);
+  const result = await extractLayer(Readable.from([archive]), dest);
+  assert.deepEqual(result.dropped.map((one) => one.path), ['.wh...', 'a/.wh..', '.wh..wh.plnk', '.wh..wh..opq', 'link/.wh.victim', 'link/.wh..wh..opq', '.wh.file']);
+  assert.deepEqual(result.whiteouts, []);
+  assert.deepEqual(readdirSync(sentinel), []);
+  if (asRoot) assert.equal(brigSpawn.isOpaque(sentinel), false);
+  assert.equal(readFileSync(join(dest, 'file'), 'utf8'), 'x');
+  assert.deepEqual(tree(dest), ['file', 'link']);
+});
+
+test('entries keep the tar\'s uid and gid; an id past 65535 becomes 65534 and is listed', { skip: !asRoot && 'chown needs root' }, async (t) => {
+  const { dest } = scratch(t);
+  const archive = tar([
+    { name: 'home/user/', type: '5', mode: 0o750, uid: 1000, gid: 1000 },
+    { name: 'home/user/notes', data: 'n', uid: 1000, gid: 100 },
+    { name: 'home/user/link', type: '2', linkname: 'notes', uid: 1000, gid: 1000 },
+    { name: 'home/user/hard', type: '1', linkname: 'home/user/notes', uid: 7, gid: 7 },
+    { name: 'big-ids', data: 'b', uid: 70000, gid: 2_000_000 },
+    { name: 'root-file', data: 'r' },
+  ]);
+  const result = await extractLayer(Readable.from([archive]), dest);
+  const owner = (path: string): string => {
+    const info = lstatSync(join(dest, path));
+    return `${info.uid}:${info.gid}`;
+  };
+  assert.equal(owner('home/user'), '1000:1000');
+  assert.equal(owner('home/user/notes'), '1000:100');
+  assert.equal(owner('home/user/link'), '1000:1000');
+  assert.equal(owner('home/user/hard'), '1000:100', 'a hard link is the same file: its own header\'s ids do not apply');
+  assert.equal(owner('big-ids'), '65534:65534');
+  assert.equal(owner('root-file'), '0:0');
+  assert.equal(owner('home'), '0:0', 'a parent the archive never named is root\'s');
+  assert.equal(statSync(join(dest, 'home/user')).mode & 0o7777, 0o750);
+  assert.deepEqual(result.dropped, [
+    { path: 'big-ids', why: 'uid 70000 is past 65535: made 65534 (nobody)' },
+    { path: 'big-ids', why: 'gid 2000000 is past 65535: made 65534 (nobody)' },
+  ]);
+});
+
+test('a pax uid and gid override the header\'s', { skip: !asRoot && 'chown needs root' }, async (t) => {
+  const { dest } = scratch(t);
+  const archive = tar([
+    { name: 'PaxHeader', type: 'x', data: paxRecord('uid', '4242') + paxRecord('gid', '4343') },
+    { name: 'owned', data: 'o', uid: 1, gid: 1 },
+  ]);
+  await extractLayer(Readable.from([archive]), dest);
+  assert.equal(statSync(join(dest, 'owned')).uid, 4242);
+  assert.equal(statSync(join(dest, 'owned')).gid, 4343);
 });
 
 test('pax path, linkpath and size, and GNU long names, are honoured', async (t) => {

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -100,6 +101,8 @@ test('images sharing a layer: list shows sizes and shared bytes; remove one and 
   ]);
   assert.deepEqual((await store.getImage('app-b')).layers, [common.digest, onlyB.digest]);
   assert.equal((await store.getImage('team/app-a:v1')).name, 'team/app-a');
+  // The names alone (what a daemon reads on every create) are the list's, in the index's order.
+  assert.deepEqual(await store.imageNames(), [{ name: 'team/app-a', tag: 'v1' }, { name: 'app-b', tag: 'latest' }]);
 
   await store.removeImage('team/app-a:v1');
   const pruned = await store.prune();
@@ -189,4 +192,58 @@ test('bad names, tags and references are BRIG_IMAGE_INVALID; unknown images BRIG
     assert.match(error.hint, /ok:v1, registry\.local\/team\/ok_2:latest/);
   }
   assert.equal(await code(store.removeImage('nothing:here')), 'BRIG_IMAGE_NOT_FOUND');
+});
+
+test('layerDir is the absolute directory of a layer the store holds; BRIG_IMAGE_NOT_FOUND for one it does not', async (t) => {
+  const base = scratch(t);
+  const store = await openImageStore(join(base, 'store'));
+  const layer = await store.importLayer(systemTar(base, 'x', { 'etc/f': 'f' }));
+  const dir = await store.layerDir(layer.digest);
+  assert.equal(dir, join(base, 'store/layers', layer.digest.slice(7)));
+  assert.ok(dir.startsWith('/'));
+  assert.equal(readFileSync(join(dir, 'etc/f'), 'utf8'), 'f');
+  assert.equal(await code(store.layerDir(`sha256:${'0'.repeat(64)}`)), 'BRIG_IMAGE_NOT_FOUND');
+  assert.equal(await code(store.layerDir('sha256:../../etc')), 'BRIG_IMAGE_NOT_FOUND');
+});
+
+test('a write waits while another process holds the store lock, and an open leaves that process\'s tmp/ alone', async (t) => {
+  const base = scratch(t);
+  const storeDir = join(base, 'store');
+  const store = await openImageStore(storeDir);
+  const layer = await store.importLayer(systemTar(base, 'x', { 'f': 'f' }));
+  // another writer: flock(1) holds <store>/lock until its stdin closes
+  const holder = spawn('flock', [join(storeDir, 'lock'), '-c', 'echo locked; cat >/dev/null'], { stdio: ['pipe', 'pipe', 'inherit'] });
+  t.after(() => holder.kill());
+  await once(holder.stdout, 'data');
+  mkdirSync(join(storeDir, 'tmp/in-use'));
+  await openImageStore(storeDir);
+  assert.deepEqual(readdirSync(join(storeDir, 'tmp')), ['in-use'], 'the other writer\'s extraction is not cleared');
+
+  let tagged = false;
+  const tagging = store.tagImage('waits', 'latest', { layers: [layer.digest] }).then(() => (tagged = true));
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  assert.equal(tagged, false, 'the tag waits for the lock');
+  assert.equal(await code(store.getImage('waits')), 'BRIG_IMAGE_NOT_FOUND', 'readers do not wait');
+  holder.stdin.end();
+  await tagging;
+  assert.equal((await store.getImage('waits')).layers[0], layer.digest);
+  await openImageStore(storeDir);
+  assert.deepEqual(readdirSync(join(storeDir, 'tmp')), [], 'once idle, an open clears tmp/');
+});
+
+test('prune keeps leased layers: a sandbox\'s until released, a process\'s until that process is gone', async (t) => {
+  const base = scratch(t);
+  const store = await openImageStore(join(base, 'store'));
+  const used = await store.importLayer(systemTar(base, 'used', { 'etc/x': 'x' }));
+  const byDead = await store.importLayer(systemTar(base, 'dead', { 'etc/y': 'y' }));
+  const loose = await store.importLayer(systemTar(base, 'loose', { 'etc/z': 'z' }));
+  await store.lease('isandbox1', [used.digest]);
+  // A pid that cannot be running: above the kernel's pid_max.
+  await store.lease('pid-4194305-run-aa', [byDead.digest]);
+  assert.deepEqual((await store.prune()).layers.sort(), [byDead.digest, loose.digest].sort());
+  assert.ok(existsSync(store.layerPath(used.digest)));
+  assert.deepEqual(await store.leaseHolders(), ['isandbox1']);
+  await store.release('isandbox1');
+  assert.deepEqual((await store.prune()).layers, [used.digest]);
+  await assert.rejects(store.lease('../escape', []), /lease holder/);
 });

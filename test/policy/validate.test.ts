@@ -150,7 +150,7 @@ describe('validatePolicyInput', () => {
     const checked = validatePolicyInput(input, 'x');
     assert.equal(Object.getPrototypeOf(checked.environment?.set), Object.prototype);
     assert.deepEqual(Object.keys(checked.environment?.set ?? {}), ['__proto__']);
-    assert.deepEqual(problems(JSON.parse('{"__proto__": {"name": "x"}}')), ['__proto__: unknown field (known: $schema, name, description, filesystem, tools, environment, network, identity, resources, syscalls, timeouts)']);
+    assert.deepEqual(problems(JSON.parse('{"__proto__": {"name": "x"}}')), ['__proto__: unknown field (known: $schema, name, description, filesystem, image, tier, tools, environment, network, identity, resources, syscalls, timeouts)']);
   });
 
   it('drops $schema (for editors) and fields given as undefined', () => {

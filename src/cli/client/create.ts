@@ -11,6 +11,10 @@ until its timeout kills it.
 
   --name NAME          a name to use instead of the id (unique among running sandboxes)
   --profile AGENT      start from an agent profile (claude-code, opencode, …; brig agent ls)
+  --image NAME         boot from an image of the daemon's store (brig image ls): its own
+                       root filesystem, root inside (the daemon must run as root)
+  --tier TIER          the isolation tier: jail or gvisor (default: the daemon's --tier;
+                       brig tiers lists what runs on this host)
   --allow DEST         let its proxy reach DEST (example.com, *.example.com, host:443,
                        10.0.0.0/8); repeatable; turns network mode allowlist on
   --deny DEST          refuse DEST even when --allow matches (repeatable)
@@ -25,6 +29,8 @@ until its timeout kills it.
 const FLAGS = {
   name: { value: true },
   profile: { value: true },
+  image: { value: true },
+  tier: { value: true },
   allow: { value: true, repeat: true },
   deny: { value: true, repeat: true },
   llm: { value: true, repeat: true },
@@ -82,6 +88,8 @@ export async function create(daemon: Daemon, argv: string[]): Promise<number> {
   const created = await daemon.call<{ sandboxID: string; name: string | null; templateID: string; envdVersion: string }>('POST', '/v2/sandboxes', {
     name: one('name'),
     templateID: one('profile'),
+    image: one('image'),
+    tier: one('tier'),
     policy,
     keepWorkspace: flags.has('keep') ? true : undefined,
     timeout: timeoutMs === undefined ? undefined : timeoutMs === 0 ? NEVER_SECONDS : Math.min(NEVER_SECONDS, Math.max(1, Math.ceil(timeoutMs / 1000))),

@@ -49,6 +49,7 @@ export async function info(daemon: Daemon, argv: string[]): Promise<number> {
     ['Name', sandbox.name ?? '-'],
     ['State', sandbox.state],
     ['Template', sandbox.templateId],
+    ['Tier', sandbox.tier],
     ['Created', `${sandbox.startedAt} (${span(now - Date.parse(sandbox.startedAt))} ago)`],
     ['Ends', live ? `${sandbox.endAt} (in ${span(Date.parse(sandbox.endAt) - now)})` : '-'],
     ['Workspace', `${sandbox.workspace} (/home/user inside)`],

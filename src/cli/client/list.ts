@@ -31,10 +31,11 @@ export async function ls(daemon: Daemon, argv: string[]): Promise<number> {
       sandbox.id,
       sandbox.name ?? '-',
       sandbox.state,
+      sandbox.tier,
       `${span(now - Date.parse(sandbox.startedAt))} ago`,
       sandbox.state === 'stopped' ? '-' : `in ${span(Date.parse(sandbox.endAt) - now)}`,
     ]);
-    process.stdout.write(table(['ID', 'NAME', 'STATE', 'CREATED', 'ENDS'], rows));
+    process.stdout.write(table(['ID', 'NAME', 'STATE', 'TIER', 'CREATED', 'ENDS'], rows));
   }
   return 0;
 }

@@ -1,4 +1,5 @@
 import { BrigError } from '../../protocol/index.ts';
+import { commit, COMMIT_HELP } from './commit.ts';
 import { connect, type Daemon } from './connection.ts';
 import { cp, CP_HELP } from './cp.ts';
 import { create, CREATE_HELP } from './create.ts';
@@ -33,6 +34,7 @@ export const COMMANDS: Record<string, Command> = {
   logs: { run: logs, help: LOGS_HELP },
   cp: { run: cp, help: CP_HELP },
   stop: { run: stop, help: STOP_HELP },
+  commit: { run: commit, help: COMMIT_HELP },
   rm: { run: rm, help: RM_HELP },
   prune: { run: prune, help: PRUNE_HELP },
   stats: { run: stats, help: STATS_HELP },

@@ -7,6 +7,8 @@ export interface ListedSandbox {
   name: string | null;
   state: 'creating' | 'running' | 'stopped';
   templateId: string;
+  /** The isolation tier it runs in. */
+  tier: string;
   metadata: Record<string, string>;
   /** RFC 3339. */
   startedAt: string;

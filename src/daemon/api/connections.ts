@@ -9,9 +9,11 @@ import { errorPayload } from './errors.ts';
  * this) died on the first spawn that failed. So:
  *   - a connection must send its first request within `firstRequestMs`, or it is closed;
  *   - at most `maxConnections` are held, and at most `maxPerClient` from one address;
- *   - when a cap is reached, the connection that has been idle longest (no
- *     request in flight: never sent one, or kept alive after its answer) is
- *     closed to make room, so an idle flood cannot keep a working client out;
+ *   - when a cap is reached, an idle connection (no request in flight) is
+ *     closed to make room, so an idle flood cannot keep a working client out:
+ *     first the longest-waiting one that never sent a request, and only when
+ *     there is none a kept-alive one (a client may be sending its next
+ *     request on it that moment, and would see the connection reset);
  *   - when every held connection is busy, the newcomer's request is answered
  *     503 BRIG_CAPACITY and its connection closed.
  * A request in flight is never cut: a stream through the gateway lasts as
@@ -31,6 +33,8 @@ interface Held {
   client: string;
   /** A request is in flight on it. */
   busy: boolean;
+  /** It has sent a request: a client is using it. */
+  used: boolean;
 }
 
 /** How long a connection may wait to send its first request. */
@@ -78,15 +82,22 @@ export function limitConnections(server: Server, limits: ConnectionLimits): void
     else perClient.set(entry.client, count);
   };
 
-  /** Close the longest-idle connection (of this client only, when given); false when every one is busy. */
+  /** Close the longest-idle connection (of this client only, when given), one never used first; false when every one is busy. */
   const evictIdle = (client: string | null): boolean => {
+    let kept: Socket | null = null;
     for (const [socket, entry] of held) {
       if (entry.busy || (client !== null && entry.client !== client)) continue;
-      release(socket);
-      socket.destroy();
-      return true;
+      if (entry.used) {
+        kept ??= socket;
+        continue;
+      }
+      kept = socket;
+      break;
     }
-    return false;
+    if (!kept) return false;
+    release(kept);
+    kept.destroy();
+    return true;
   };
 
   const refuse = (socket: Socket): void => {
@@ -101,7 +112,7 @@ export function limitConnections(server: Server, limits: ConnectionLimits): void
     const roomForClient = (perClient.get(client) ?? 0) < limits.maxPerClient || evictIdle(client);
     const room = roomForClient && (held.size < limits.maxConnections || evictIdle(null));
     if (!room) return refuse(socket);
-    held.set(socket, { client, busy: false });
+    held.set(socket, { client, busy: false, used: false });
     perClient.set(client, (perClient.get(client) ?? 0) + 1);
     socket.once('close', () => release(socket));
     // Until its first request: a connection that says nothing is closed (Node times keep-alive waits after that).
@@ -125,6 +136,7 @@ export function limitConnections(server: Server, limits: ConnectionLimits): void
     const entry = held.get(socket);
     if (entry) {
       entry.busy = true;
+      entry.used = true;
       if (socket.listeners('timeout').includes(silent)) {
         socket.off('timeout', silent);
         socket.setTimeout(0);

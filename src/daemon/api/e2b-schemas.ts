@@ -22,7 +22,7 @@ export const NEW_SANDBOX = {
   type: 'object',
   description: 'E2B\'s NewSandbox. Fields brig cannot honour (autoPause, autoResume, mcp, iam, volumeMounts, network rules) are refused, not ignored; unknown fields are ignored.',
   properties: {
-    templateID: { type: 'string', minLength: 1, maxLength: 128, description: '"base" (the default policy), or an agent profile: claude-code, opencode, gemini-cli, codex, crush, or one of the daemon user\'s own (brig agent ls)' },
+    templateID: { type: 'string', minLength: 1, maxLength: 128, description: '"base" (the image base once built, else the default policy), an image of the store or a snapshot (NAME or NAME:TAG, as GET /templates lists them), or an agent profile: claude-code, opencode, gemini-cli, codex, crush, or one of the daemon user\'s own (brig agent ls)' },
     timeout: { ...SECONDS, description: 'Seconds until the sandbox is killed (default 300)' },
     metadata: { ...STRINGS, description: 'Your labels, for filtering lists' },
     envVars: { ...STRINGS, description: 'Variables set in every command\'s environment' },
@@ -41,6 +41,8 @@ export const NEW_SANDBOX = {
     volumeMounts: { type: 'array' },
     name: { type: 'string', minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$', description: 'brig: a name usable instead of the id, unique among running sandboxes' },
     profile: { type: 'string', minLength: 1, maxLength: 64, description: 'brig: an agent profile to start from (the same as templateID)' },
+    image: { type: 'string', minLength: 1, maxLength: 384, description: 'brig: an image of the daemon\'s store to boot from (NAME or NAME:TAG); unknown names are a 404 that lists the images' },
+    tier: { type: 'string', minLength: 1, maxLength: 32, pattern: '^[a-z][a-z0-9-]*$', description: 'brig: the isolation tier (jail, gvisor; GET /v1/tiers lists what runs here); default: the policy\'s, else the daemon\'s --tier' },
     policy: { type: 'object', description: 'brig: a policy applied on top of the template\'s (docs/policy.md; refused with BRIG_POLICY_INVALID naming every bad field)' },
     keepWorkspace: { type: 'boolean', description: 'brig: keep the workspace directory when the sandbox ends' },
   },

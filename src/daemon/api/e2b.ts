@@ -34,6 +34,8 @@ interface NewSandboxBody {
   volumeMounts?: unknown[];
   name?: string;
   profile?: string;
+  image?: string;
+  tier?: string;
   policy?: Record<string, unknown>;
   keepWorkspace?: boolean;
 }
@@ -172,7 +174,9 @@ function createCommand(body: NewSandboxBody): CreateSandboxRequest {
   const network = e2bNetwork(body.network ?? {});
   const policy = body.policy === undefined ? undefined : validatePolicyInput(body.policy, 'policy');
   return {
-    templateId: body.profile ?? body.templateID,
+    templateId: body.profile ?? body.templateID ?? body.image,
+    ...(body.image === undefined ? {} : { image: body.image }),
+    ...(body.tier === undefined ? {} : { tier: body.tier }),
     timeoutMs: body.timeout === undefined ? undefined : body.timeout * 1000,
     metadata: body.metadata,
     envVars: body.envVars,

@@ -5,6 +5,7 @@ import { defaultConnectionLimits, limitConnections, type ConnectionLimits } from
 
 export type { ConnectionLimits } from './connections.ts';
 import { registerE2bRoutes } from './e2b.ts';
+import { registerE2bTemplateRoutes } from './e2b-templates.ts';
 import { frameworkErrors, installErrorHandling } from './errors.ts';
 import { registerGateway } from './gateway.ts';
 import { registerOpenApi } from './openapi.ts';
@@ -55,6 +56,7 @@ export function buildApi(manager: SandboxManager, options: ApiOptions): FastifyI
   void app.register(async (controlPlane) => {
     controlPlane.addHook('onRequest', checkApiKey);
     registerE2bRoutes(controlPlane, manager);
+    registerE2bTemplateRoutes(controlPlane, manager);
     registerV1Routes(controlPlane, manager);
   });
   return app;

@@ -30,12 +30,13 @@ export function registerV1Routes(app: FastifyInstance, manager: SandboxManager):
               name: { type: ['string', 'null'] },
               state: { type: 'string', enum: ['creating', 'running', 'stopped'] },
               templateId: { type: 'string' },
+              tier: { type: 'string', description: 'the isolation tier it runs in (jail, gvisor)' },
               metadata: { type: 'object', additionalProperties: { type: 'string' } },
               startedAt: { type: 'string' },
               endAt: { type: 'string' },
               workspace: { type: 'string', description: 'The host directory mounted at /home/user' },
             },
-            required: ['id', 'name', 'state', 'templateId', 'metadata', 'startedAt', 'endAt', 'workspace'],
+            required: ['id', 'name', 'state', 'templateId', 'tier', 'metadata', 'startedAt', 'endAt', 'workspace'],
           },
         },
       },
@@ -44,7 +45,7 @@ export function registerV1Routes(app: FastifyInstance, manager: SandboxManager):
       manager
         .listAll()
         .filter((record) => request.query.all === true || record.state !== 'stopped')
-        .map(({ id, name, state, templateId, metadata, startedAt, endAt, workspace }) => ({ id, name, state, templateId, metadata, startedAt, endAt, workspace })),
+        .map(({ id, name, state, templateId, metadata, startedAt, endAt, workspace, policy, handle }) => ({ id, name, state, templateId, tier: handle?.driver ?? policy.tier ?? 'jail' /* records from before tiers ran in the jail */, metadata, startedAt, endAt, workspace })),
   });
 
   app.get('/v1/pool', {
@@ -61,6 +62,31 @@ export function registerV1Routes(app: FastifyInstance, manager: SandboxManager):
     handler: async (request, reply) => {
       await manager.kill(request.params.sandboxID, { removeWorkspace: false });
       return reply.code(204).send();
+    },
+  });
+
+  app.post<{ Params: IdParams; Body: { image: string } }>('/v1/sandboxes/:sandboxID/commit', {
+    schema: {
+      tags,
+      summary: 'A running image sandbox\'s root as a new image: the layers it booted from plus its writes, its image\'s config. It keeps running',
+      params: ID_PARAMS,
+      body: { type: 'object', properties: { image: { type: 'string', minLength: 1, maxLength: 300, description: 'NAME[:TAG]; an image of that name and tag is replaced' } }, required: ['image'], additionalProperties: false },
+      response: {
+        201: {
+          type: 'object',
+          properties: {
+            image: { type: 'string', description: 'NAME:TAG' },
+            layers: { type: 'array', items: { type: 'string' }, description: 'Layer digests, lowest first; the last holds the sandbox\'s writes' },
+            dropped: { type: 'array', items: { type: 'object', properties: { path: { type: 'string' }, why: { type: 'string' } }, required: ['path', 'why'] }, description: 'Writes the store changed: set-id bits cleared, owners outside the sandbox\'s range made nobody (devices, fifos and sockets are left out of the layer)' },
+          },
+          required: ['image', 'layers', 'dropped'],
+        },
+        ...errors(400, 404),
+      },
+    },
+    handler: async (request, reply) => {
+      const committed = await manager.commit(request.params.sandboxID, request.body.image);
+      return reply.code(201).send({ image: committed.ref, layers: committed.layers, dropped: committed.dropped });
     },
   });
 

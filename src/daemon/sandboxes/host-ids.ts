@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { BrigError } from '../../protocol/index.ts';
+import { IMAGE_ID_COUNT, imageIdBase } from '../../drivers/index.ts';
 
 /**
  * The host uid (and gid, the same number) each sandbox's files and jail
@@ -70,4 +71,23 @@ export function pickHostId(taken: ReadonlySet<number>, used: ReadonlyArray<[numb
     return id;
   }
   throw new BrigError('BRIG_NO_HOST_ID', `no host uid is free for another sandbox in ${first}-${last} (${taken.size} held by sandboxes, the rest used by host accounts or /etc/subuid and /etc/subgid ranges)`, 'remove stopped sandboxes (brig rm, brig prune), or free ids in that range');
+}
+
+/**
+ * The host ids an image sandbox's ids 0 … IMAGE_ID_COUNT-1 map to: the range
+ * whose slot is its host id's place in the table, so two sandboxes never
+ * share one. Refused (BRIG_NO_HOST_ID) when a host account or subordinate
+ * range overlaps it, or it would pass the largest id.
+ */
+export function idRangeOf(hostId: number, used: ReadonlyArray<[number, number]>): number {
+  const base = hostId < HOST_ID_FIRST ? null : imageIdBase(hostId - HOST_ID_FIRST);
+  if (base === null) {
+    throw new BrigError('BRIG_NO_HOST_ID', `sandbox host id ${hostId} has no id range for an image sandbox (it would pass the largest uid)`, 'remove stopped sandboxes (brig rm, brig prune) so lower ids are free');
+  }
+  const last = base + IMAGE_ID_COUNT - 1;
+  const overlap = used.find(([low, high]) => low <= last && high >= base);
+  if (overlap) {
+    throw new BrigError('BRIG_NO_HOST_ID', `the ids ${base}-${last} an image sandbox would map to overlap host ids ${overlap[0]}-${overlap[1]} (an account, or a range in /etc/subuid or /etc/subgid)`, 'free that range on the host, or remove stopped sandboxes so another range is used');
+  }
+  return base;
 }

@@ -2,4 +2,4 @@
 export { createSandboxManager } from './manager.ts';
 export type { ManagerOptions } from './manager.ts';
 export type { Budgets } from './budgets.ts';
-export type { CreateSandboxRequest, ListQuery, Page, SandboxManager, SandboxRecord, SandboxState, SandboxStats, Store } from './types.ts';
+export type { CreateSandboxRequest, ListQuery, Page, SandboxManager, SandboxRecord, SandboxState, SandboxStats, Store, TemplateInfo, CommittedImage } from './types.ts';

@@ -2,16 +2,20 @@ import { appendFileSync, chmodSync, chownSync, existsSync, lstatSync, mkdirSync,
 import { randomBytes } from 'node:crypto';
 import { homedir } from 'node:os';
 import { BrigError, type MemoryEvent } from '../../protocol/index.ts';
-import { applyPolicyInput, buildPolicy, network, resolvePolicy, runAs, user, workspace, workspaceAt, type NetworkPolicy, type Policy, type PolicyChange } from '../../policy/index.ts';
+import { applyPolicyInput, buildPolicy, compose, imageEnvironment, network, setEnv, resolvePolicy, runAs, user, workspace, workspaceAt, type NetworkPolicy, type Policy, type PolicyChange } from '../../policy/index.ts';
 import { agentBasePolicy, agentBinDir, agentPolicyChanges, findAgent, locateAgent, prepareAgentHome, type AgentSpec } from '../../agents/index.ts';
 import { checkNetworkRules, relayBinary, startSandboxEgress, withEgressEnvironment, type EgressLedger, type Gateway, type NetworkRules, type SandboxEgress, type Spent, type Violation } from '../../egress/index.ts';
-import type { Driver, Liveness, SandboxHandle } from '../../drivers/index.ts';
+import { IMAGE_ID_COUNT, driverFor, usableDriver, type Driver, type Liveness, type SandboxHandle, type SandboxImage } from '../../drivers/index.ts';
 import { checkBudgets, defaultBudgets, type Budgets } from './budgets.ts';
 import { bindEnvdSocket, checkEnvdSocket } from './envd-socket.ts';
 import { appendMemoryEvent, readMemoryEvents } from './memory-events.ts';
 import { hostOwnerOf } from './host-owner.ts';
+import { idRangeOf, readHostAccounts, usedHostIds } from './host-ids.ts';
+import { parseRef, type ImageConfig, type ImageStore } from '../../images/index.ts';
 import { makeWorkspace, removeSandboxDir } from './workspace.ts';
-import type { CreateSandboxRequest, ListQuery, Page, SandboxManager, SandboxRecord, SandboxStats, Store } from './types.ts';
+import { commitSandbox, writeImageSource } from './commit.ts';
+import { listTemplates } from './templates.ts';
+import type { CommittedImage, CreateSandboxRequest, ListQuery, Page, SandboxManager, SandboxRecord, SandboxStats, Store, TemplateInfo } from './types.ts';
 
 /**
  * The sandboxes' lifecycle, HTTP-free: create (written down before it boots),
@@ -24,7 +28,8 @@ export interface ManagerOptions {
   /** Where sandboxes live: <stateDir>/sandboxes/<id>/{workspace,state}. */
   stateDir: string;
   store: Store;
-  driver: Driver;
+  /** The tier a sandbox gets when neither its create nor its policy names one (brig serve --tier). */
+  tier: string;
   /** The envd bundle every sandbox runs (dist/envd.cjs). */
   envdBundle: string;
   /** E2B's default: 300 s. */
@@ -37,6 +42,12 @@ export interface ManagerOptions {
   agents?: readonly AgentSpec[];
   /** What all booted sandboxes may commit together; each absent one from the host (defaultBudgets). */
   budgets?: Partial<Budgets>;
+  /**
+   * brig's image store: a templateID (or `image`) naming one of its images
+   * boots a sandbox from it, and 'base' means the image `base` once it is
+   * built. Needs the daemon to run as root.
+   */
+  images?: ImageStore;
 }
 
 const E2B_HOME = '/home/user';
@@ -47,13 +58,36 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 const SWEEP_MS = 5000;
 
 export async function createSandboxManager(options: ManagerOptions): Promise<SandboxManager> {
-  const { store, driver } = options;
+  const { store } = options;
+  /** A sandbox's driver is the one its handle names: each record keeps its own tier, whatever the daemon's default is now. */
+  const driverOf = (handle: SandboxHandle): Driver => driverFor(handle.driver);
   const defaultTimeoutMs = options.defaultTimeoutMs ?? 300_000;
   const timers = new Map<string, NodeJS.Timeout>();
   const budgets: Budgets = { ...defaultBudgets(), ...options.budgets };
   /** Throws BRIG_CAPACITY when booting a sandbox of this policy would pass a budget. Synchronous: call it in the tick that inserts the record. */
   const checkRoomFor = (policy: Policy): void =>
     checkBudgets(budgets, store.all().filter((record) => record.state !== 'stopped').map((record) => record.policy), policy);
+  /** The store's images as `name:tag`, read at each create: pool fills between creates decide from it synchronously. */
+  let imageRefs = new Set<string>();
+  const refreshImages = async (): Promise<void> => {
+    if (options.images) imageRefs = new Set((await options.images.imageNames()).map((image) => `${image.name}:${image.tag}`));
+  };
+  await refreshImages();
+  /** The image a create boots from, as `name:tag`: the one it names, or the template's when an image has its name; null for the host's view. */
+  const imageOf = (request: CreateSandboxRequest): string | null => {
+    const wanted = request.image ?? request.templateId ?? 'base';
+    let ref: string;
+    try {
+      const parsed = parseRef(wanted);
+      ref = `${parsed.name}:${parsed.tag}`;
+    } catch {
+      if (request.image !== undefined) throw new BrigError('BRIG_IMAGE_INVALID', `image '${request.image}' is not an image reference`, 'give NAME or NAME:TAG, as `brig image ls` lists them');
+      return null;
+    }
+    if (imageRefs.has(ref)) return ref;
+    if (request.image !== undefined) throw new BrigError('BRIG_IMAGE_NOT_FOUND', `no image '${request.image}'`, `images: ${[...imageRefs].join(', ') || 'none (brig image build base makes the default one)'}`);
+    return null;
+  };
   // Traversable, not listable: a sandbox's jail runs as a host uid of its own and must reach its directory.
   mkdirSync(`${options.stateDir}/sandboxes`, { recursive: true, mode: 0o711 });
   if (process.getuid?.() === 0) chmodSync(options.stateDir, 0o711);
@@ -70,7 +104,7 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
   const memoryGuards = new Map<string, { close(): void }>();
   const watchMemory = (id: string, handle: SandboxHandle): void => {
     memoryGuards.get(id)?.close();
-    memoryGuards.set(id, driver.watchMemory(handle, (event: MemoryEvent) => {
+    memoryGuards.set(id, driverOf(handle).watchMemory(handle, (event: MemoryEvent) => {
       appendMemoryEvent(dirs(id).memoryEvents, event);
       const record = store.get(id);
       if (event.action !== 'kill-sandbox' || !record) return;
@@ -118,7 +152,7 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
 
   const find = (idOrName: string): SandboxRecord => {
     const record = store.get(idOrName) ?? store.findByName(idOrName);
-    const dead = record?.state === 'running' && record.handle !== null && driver.liveness(record.handle) === 'gone';
+    const dead = record?.state === 'running' && record.handle !== null && driverOf(record.handle).liveness(record.handle) === 'gone';
     if (!record || record.state === 'stopped' || record.state === 'pooled' || dead) {
       // Its jail died by itself: stopped, its workspace kept until its timeout (only kill, rm or that delete one).
       if (record && dead) void teardown(record, false).then(() => expireDead(record.id)).catch(() => {});
@@ -142,7 +176,9 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
     timers.delete(record.id);
     memoryGuards.get(record.id)?.close();
     memoryGuards.delete(record.id);
-    if (record.handle) await driver.stop(record.handle);
+    if (record.handle) await driverOf(record.handle).stop(record.handle);
+    // Its overlay is gone with its jail: prune may take the image's layers again.
+    await options.images?.release(record.id);
     await stopEgress(record.id);
     const { state } = dirs(record.id);
     if (removeWorkspace) {
@@ -208,11 +244,23 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
       mkdirSync(paths.state, { mode: 0o711 });
       // As root, the sandbox's files belong to a host uid of its own: never root's, never another sandbox's.
       const owner = hostOwner(record.id);
+      const driver = usableDriver(record.policy.tier ?? options.tier);
+      const image = record.policy.image === null ? undefined : await imageRoot(record.id, record.policy.image, owner, paths.workspace, driver.mapsIds);
+      // What it boots from, for a later commit: the ref may be retagged meanwhile.
+      if (image && record.policy.image !== null) writeImageSource(paths.root, { ref: record.policy.image, layers: image.digests, config: image.config, idBase: image.idBase });
+      // The image's ENV, and its WORKDIR as where commands start by default (as E2B's template workdir), for envd alone.
+      // A tier that maps no ids (gVisor) leaves a file the uid it has inside: there the sandbox's user is its host owner.
+      const policy = compose(
+        ...(image ? [imageEnvironment(image.config.env), ...(image.config.workdir === '/' ? [] : [setEnv('BRIG_ENVD_WORKDIR', image.config.workdir)])] : []),
+        ...(!driver.mapsIds && owner && !image && record.policy.identity.uid === SANDBOX_UID ? [runAs(owner.uid, owner.gid)] : []),
+      )(record.policy);
       // With resources.diskMiB, a filesystem of that size of its own: what it writes cannot fill the host's disk.
-      await makeWorkspace(paths, record.policy.resources.diskMiB, owner);
-      if (owner) chownSync(paths.workspace, owner.uid, owner.gid);
+      // An image sandbox's workspace holds its overlay's upper and work directories: root's, never listed by others.
+      await makeWorkspace(paths, record.policy.resources.diskMiB, image ? null : owner);
+      if (image) chmodSync(paths.workspace, 0o700);
+      else if (owner) chownSync(paths.workspace, owner.uid, owner.gid);
       // A profile's config directories and seed files go in its home, which here is the workspace.
-      const profile = record.templateId === 'base' ? null : findAgent(options.agents ?? [], record.templateId);
+      const profile = record.templateId === 'base' || image ? null : findAgent(options.agents ?? [], record.templateId);
       if (profile) {
         prepareAgentHome(profile, paths.workspace, { cwd: E2B_HOME, owner, unattended: true });
         // E2B's SDK runs commands in a login shell, whose /etc/profile resets PATH: its ~/.profile puts the CLI back.
@@ -227,9 +275,10 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
       const socket = bindEnvdSocket(paths.envd);
       // The driver's handle is written down before the jail starts: a daemon killed mid-boot leaves the next one what it needs to stop it.
       const persist = (pending: SandboxHandle): void => store.update(record.id, { handle: pending });
-      handle = await driver.boot({ id: record.id, policy: record.policy, stateDir: paths.state, envd: { bundle: options.envdBundle, accessToken: record.envdAccessToken, socket }, egress, persist });
+      handle = await driver.boot({ id: record.id, policy, stateDir: paths.state, envd: { bundle: options.envdBundle, accessToken: record.envdAccessToken, socket }, egress, persist, image });
     } catch (error) {
       await stopEgress(record.id);
+      await options.images?.release(record.id).catch(() => {});
       // A directory that would not go keeps its record (stopped, retried at its timeout): the record
       // holds the host uid its leftover files belong to, which must not go to the next sandbox.
       if (await removeSandboxDir(paths).then(() => true, () => false)) store.remove(record.id);
@@ -240,6 +289,23 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
     store.update(record.id, { state, handle });
     watchMemory(record.id, handle);
     return { ...record, state, handle };
+  };
+
+  /**
+   * An image sandbox's root: the image's layers now (a later retag does not change a booting sandbox), its writes
+   * in rwDir, its ids a range of its own — on a tier that maps ids; on one that maps none (gVisor) its files keep
+   * the ids they have inside, so its upper holds what a layer holds, and a commit shifts nothing.
+   */
+  const imageRoot = async (id: string, ref: string, owner: { uid: number } | null, rwDir: string, mapsIds: boolean): Promise<SandboxImage & { digests: string[]; config: ImageConfig }> => {
+    if (!options.images || owner === null) {
+      throw new BrigError('BRIG_IMAGE_NEEDS_ROOT', `sandbox image '${ref}': image sandboxes need the daemon to run as root`, 'start brig serve as root');
+    }
+    const manifest = await options.images.getImage(ref);
+    // Held before anything mounts them: a prune meanwhile would delete files under the sandbox's root.
+    await options.images.lease(id, manifest.layers);
+    const layers = await Promise.all(manifest.layers.map((digest) => options.images?.layerDir(digest) as Promise<string>));
+    const idBase = mapsIds ? idRangeOf(owner.uid, usedHostIds(readHostAccounts())) : 0;
+    return { layers, rwDir, idBase, idCount: IMAGE_ID_COUNT, digests: manifest.layers, config: manifest.config };
   };
 
   const agentBinPath = (spec: AgentSpec): string => `${options.stateDir}/agents/${spec.name}/bin`;
@@ -261,13 +327,14 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
     const id = newId();
     const now = Date.now();
     const workspacePath = dirs(id).workspace;
+    const image = imageOf(request);
     return {
       id,
       name: request.name ?? null,
       templateId: request.templateId ?? 'base',
       metadata: request.metadata ?? {},
       envVars: request.envVars ?? {},
-      policy: sandboxPolicy(workspacePath, request, profileOf(request.templateId)),
+      policy: withTier(image ? imageSandboxPolicy(image, workspacePath, request) : sandboxPolicy(workspacePath, request, profileOf(request.templateId)), request.tier ?? null, options.tier),
       state,
       startedAt: new Date(now).toISOString(),
       endAt: new Date(now + (request.timeoutMs ?? defaultTimeoutMs)).toISOString(),
@@ -306,11 +373,11 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
   };
   /** A create the pool can serve: nothing a pooled sandbox was not booted with. */
   const poolable = (request: CreateSandboxRequest): boolean =>
-    (request.templateId ?? 'base') === 'base' && !request.policy && Object.keys(request.envVars ?? {}).length === 0 && request.allowInternetAccess !== true;
+    (request.templateId ?? 'base') === 'base' && request.image === undefined && (request.tier ?? options.tier) === options.tier && !request.policy && Object.keys(request.envVars ?? {}).length === 0 && request.allowInternetAccess !== true;
 
   const livenessOf = (id: string): Liveness => {
     const handle = store.get(id)?.handle;
-    return handle ? driver.liveness(handle) : 'gone';
+    return handle ? driverOf(handle).liveness(handle) : 'gone';
   };
 
   /**
@@ -321,7 +388,7 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
    */
   const sweepDead = async (): Promise<void> => {
     for (const record of store.all()) {
-      if ((record.state === 'running' || record.state === 'pooled') && record.handle && !record.handle.booting && driver.liveness(record.handle) === 'gone') {
+      if ((record.state === 'running' || record.state === 'pooled') && record.handle && !record.handle.booting && driverOf(record.handle).liveness(record.handle) === 'gone') {
         const index = pool.indexOf(record.id);
         if (index !== -1) pool.splice(index, 1);
         await teardown(record, record.state === 'pooled').catch(() => {});
@@ -341,7 +408,7 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
       expireDead(record.id);
       continue;
     }
-    const liveness: Liveness = record.handle === null || record.handle.booting ? 'gone' : driver.liveness(record.handle);
+    const liveness: Liveness = record.handle === null || record.handle.booting ? 'gone' : driverOf(record.handle).liveness(record.handle);
     const reattached = record.state === 'running' && liveness !== 'gone';
     const pooled = record.state === 'pooled' && liveness === 'alive' && pool.length < poolSize;
     if (record.handle && (reattached || pooled)) watchMemory(record.id, record.handle);
@@ -359,20 +426,30 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
       expireDead(record.id);
     }
   }
+  // Leases of sandboxes that ended while no daemon watched (a crash, rm by hand) would hold their layers forever.
+  const live = new Set(store.all().filter((record) => record.state !== 'stopped').map((record) => record.id));
+  for (const holder of (await options.images?.leaseHolders()) ?? []) if (!holder.startsWith('pid-') && !live.has(holder)) await options.images?.release(holder);
   fill();
 
   return {
     async create(request: CreateSandboxRequest): Promise<SandboxRecord> {
       const templateId = request.templateId ?? 'base';
-      if (templateId !== 'base' && !(options.agents ?? []).some((agent) => agent.name === templateId || agent.aliases?.includes(templateId))) {
+      await refreshImages();
+      if (request.image === undefined && templateId !== 'base' && imageOf(request) === null && !(options.agents ?? []).some((agent) => agent.name === templateId || agent.aliases?.includes(templateId))) {
         const names = (options.agents ?? []).map((agent) => agent.name).join(', ');
-        throw new BrigError('BRIG_BAD_REQUEST', `unknown template '${templateId}'`, `templates are 'base' (the default policy) and the agent profiles: ${names || 'none'}; pass a brig \`policy\` to change one`);
+        throw new BrigError(
+          'BRIG_BAD_REQUEST',
+          `unknown template '${templateId}': templates are 'base', the images (${[...imageRefs].join(', ') || 'none'}) and the agent profiles (${names || 'none'})`,
+          'build or import an image with that name (brig image build, brig image import), or pass a brig `policy` to change a template',
+        );
       }
       if (request.name && store.findByName(request.name)) throw new BrigError('BRIG_NAME_TAKEN', `a sandbox named '${request.name}' already runs`, 'pick another name, or remove that sandbox first');
       // A pooled sandbox may have died while it waited: never hand out a dead one, nor one that cannot be checked now (it goes back; this create boots cold).
       let pooledId: string | undefined;
       for (let candidate = poolable(request) ? pool.shift() : undefined; candidate !== undefined; candidate = pool.shift()) {
-        const liveness = livenessOf(candidate);
+        // Booted before the base image was built (the host view): not what 'base' means now.
+        const stale = store.get(candidate)?.policy.image !== imageOf(request);
+        const liveness = stale ? 'gone' : livenessOf(candidate);
         if (liveness === 'alive') pooledId = candidate;
         if (liveness === 'unknown') pool.push(candidate);
         if (liveness !== 'gone') break;
@@ -462,7 +539,7 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
 
     stats(idOrName: string): SandboxStats {
       const record = find(idOrName);
-      const usage = record.handle ? driver.usage(record.handle) : { memoryBytes: 0, pids: 0, cpuUsec: 0 };
+      const usage = record.handle ? driverOf(record.handle).usage(record.handle) : { memoryBytes: 0, pids: 0, cpuUsec: 0 };
       return { ...usage, diskBytes: diskUsage(record.workspace) };
     },
 
@@ -510,6 +587,22 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
       return existsSync(file) ? file : null;
     },
 
+    async commit(idOrName: string, ref: string, commitOptions?: { labels?: Record<string, string> }): Promise<CommittedImage> {
+      const record = find(idOrName);
+      if (!record.handle || record.handle.booting) throw new BrigError('BRIG_SANDBOX_NOT_FOUND', `sandbox '${idOrName}' is still starting`, 'wait for its create call to return');
+      const { image, dropped } = await commitSandbox(options.images, { sandbox: record.id, sandboxDir: dirs(record.id).root, fromImage: record.policy.image !== null, ref, labels: commitOptions?.labels });
+      return { ref: `${image.name}:${image.tag}`, layers: image.layers, dropped };
+    },
+
+    templates(): Promise<TemplateInfo[]> {
+      return listTemplates(options.images, options.agents ?? []);
+    },
+
+    async removeImage(ref: string): Promise<void> {
+      if (!options.images) throw new BrigError('BRIG_IMAGE_NOT_FOUND', `no image ${ref}: this daemon has no image store (it does not run as root)`, 'start brig serve as root to use images');
+      await options.images.removeImage(ref);
+    },
+
     async close(): Promise<void> {
       // Handed-out sandboxes keep running, to be reattached by the next daemon. The pool is
       // disposable: a clean shutdown stops it (after boots in flight finish, so none is left
@@ -533,6 +626,13 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
 }
 
 /** E2B's layout on brig's default policy: user `user`, the workspace as /home/user, an agent profile's changes, then the caller's policy on top. */
+/** The sandbox's tier, written into its policy: the create's, else its policy's, else the daemon's default; one that cannot run here is refused now. */
+function withTier(policy: Policy, requested: string | null, fallback: string): Policy {
+  const tier = requested ?? policy.tier ?? fallback;
+  usableDriver(tier);
+  return { ...policy, tier };
+}
+
 function sandboxPolicy(hostWorkspace: string, request: CreateSandboxRequest, profile: PolicyChange[]): Policy {
   let policy = buildPolicy(
     workspace(hostWorkspace),
@@ -542,6 +642,22 @@ function sandboxPolicy(hostWorkspace: string, request: CreateSandboxRequest, pro
     ...profile,
     ...(request.allowInternetAccess === true ? [network('host')] : []),
   );
+  if (Object.keys(request.envVars ?? {}).length > 0) policy = applyPolicyInput(policy, { environment: { set: { ...policy.environment.set, ...request.envVars } } }, 'envVars');
+  if (request.policy) policy = applyPolicyInput(policy, request.policy, 'policy');
+  policy = resolvePolicy(policy, { cwd: hostWorkspace, home: process.env.HOME || homedir() });
+  checkNetworkRules(policy.network);
+  return withEgressEnvironment(policy);
+}
+
+/**
+ * A sandbox from an image: its root filesystem the image's, no host
+ * workspace bound (the sandbox's writes are its overlay's, in the workspace
+ * directory), envd as root inside (it serves `root` and the image's users, as
+ * E2B's does), then the caller's policy on top.
+ */
+function imageSandboxPolicy(image: string, hostWorkspace: string, request: CreateSandboxRequest): Policy {
+  const fromImage: PolicyChange = (policy) => ({ ...policy, image, filesystem: { ...policy.filesystem, workspace: null } });
+  let policy = buildPolicy(fromImage, runAs(0, 0), user('root', '/root'), ...(request.allowInternetAccess === true ? [network('host')] : []));
   if (Object.keys(request.envVars ?? {}).length > 0) policy = applyPolicyInput(policy, { environment: { set: { ...policy.environment.set, ...request.envVars } } }, 'envVars');
   if (request.policy) policy = applyPolicyInput(policy, request.policy, 'policy');
   policy = resolvePolicy(policy, { cwd: hostWorkspace, home: process.env.HOME || homedir() });

@@ -94,6 +94,10 @@ export interface Store {
 
 export interface CreateSandboxRequest {
   templateId?: string;
+  /** An image of the daemon's store to boot from (NAME or NAME:TAG); by default the template's, when an image has its name. */
+  image?: string;
+  /** The isolation tier (brig tiers); by default the policy's, else the daemon's --tier. */
+  tier?: string;
   /** Default 300 000 (E2B's 300 s). */
   timeoutMs?: number;
   metadata?: Record<string, string>;
@@ -109,6 +113,30 @@ export interface CreateSandboxRequest {
 export interface SandboxStats extends SandboxUsage {
   /** Bytes used by the workspace directory. */
   diskBytes: number;
+}
+
+/** Something Sandbox.create (a templateID) can name: an image of the store, 'base' as the host view, an agent profile. */
+export interface TemplateInfo {
+  /** What a create takes: an image's NAME:TAG, 'base', or a profile's name. */
+  id: string;
+  /** Other names it answers to: an image tagged latest by its bare name, a profile's aliases. */
+  aliases: string[];
+  kind: 'image' | 'host' | 'profile';
+  /** RFC 3339, when the image was tagged; null for the host view and profiles. */
+  created: string | null;
+  /** Bytes of an image's layers; 0 for the others. */
+  sizeBytes: number;
+  /** An image's labels (a snapshot's `brig.snapshot.sandbox` names the sandbox it came from). */
+  labels: Record<string, string>;
+}
+
+/** A commit's outcome: the new image and what the store refused of the sandbox's writes. */
+export interface CommittedImage {
+  /** NAME:TAG. */
+  ref: string;
+  layers: string[];
+  /** Entries of the sandbox's writes not kept as they were (devices dropped, set-id bits cleared). */
+  dropped: Array<{ path: string; why: string }>;
 }
 
 export interface SandboxManager {
@@ -148,6 +176,17 @@ export interface SandboxManager {
   memoryEvents(idOrName: string, limit: number): MemoryEvent[];
   /** The file of its gateway transcript (JSON lines), or null before its first exchange. */
   transcript(idOrName: string): string | null;
+  /**
+   * A running image sandbox's root as a new image NAME[:TAG]: the layers it
+   * booted from plus one of its writes, the config of its image. It keeps
+   * running (a consistent copy is the caller's concern). BRIG_COMMIT_UNSUPPORTED
+   * for a host-view sandbox.
+   */
+  commit(idOrName: string, ref: string, options?: { labels?: Record<string, string> }): Promise<CommittedImage>;
+  /** What a create can name: the store's images, 'base' (the host view until an image 'base' exists), the agent profiles. */
+  templates(): Promise<TemplateInfo[]>;
+  /** Removes an image's name and tag from the store (its layers stay until `brig image prune`); BRIG_IMAGE_NOT_FOUND when none. */
+  removeImage(ref: string): Promise<void>;
   /** Stop timers and close the store; sandboxes keep running, to be reattached by the next daemon. */
   close(): Promise<void>;
 }

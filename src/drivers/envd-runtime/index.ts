@@ -1,6 +1,8 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, realpathSync } from 'node:fs';
+import { existsSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import { INSIDE_DIR } from '../../protocol/index.ts';
+import { compose, setEnv, type PolicyChange } from '../../policy/index.ts';
 
 /**
  * drivers/envd-runtime: what a sandbox needs to run envd when its root
@@ -79,8 +81,32 @@ export function toolLibraries(binary: string): string[] {
   }
 }
 
+/**
+ * ldd's answers by binary, with the binary's identity then. ldd is a shell
+ * script that runs the loader three times: 15–100 ms, synchronous, and a
+ * daemon asked on every sandbox boot with its event loop blocked. An answer
+ * is reused while the binary is the same file unchanged and every library
+ * and loader it named is still there (an upgrade that replaces the binary,
+ * or moves a library, asks ldd again).
+ */
+const lddAnswers = new Map<string, { identity: string; answer: { libraries: Library[]; loader: Library } }>();
+
+function fileIdentity(path: string): string {
+  const stats = statSync(path);
+  return `${stats.dev}:${stats.ino}:${stats.size}:${stats.mtimeMs}:${stats.ctimeMs}`;
+}
+
 /** The libraries ldd resolves for a binary, and its dynamic loader. */
 function sharedLibraries(binary: string): { libraries: Library[]; loader: Library } {
+  const identity = fileIdentity(binary);
+  const known = lddAnswers.get(binary);
+  if (known && known.identity === identity && [known.answer.loader, ...known.answer.libraries].every((library) => existsSync(library.path))) return known.answer;
+  const answer = askLdd(binary);
+  lddAnswers.set(binary, { identity, answer });
+  return answer;
+}
+
+function askLdd(binary: string): { libraries: Library[]; loader: Library } {
   const output = execFileSync('ldd', [binary], { encoding: 'utf8' });
   const libraries: Library[] = [];
   let loader: Library | null = null;
@@ -104,4 +130,22 @@ function nodeModule(bundle: string, name: string): string | null {
     if (existsSync(candidate)) return realpathSync(candidate);
   }
   return null;
+}
+
+/** Where a daemon sandbox's envd runtime appears inside (under brig's own directory). */
+export const ENVD_INSIDE = `${INSIDE_DIR}/envd`;
+/** A sandbox's PATH is its own, never the daemon's (which names the host's layout). */
+const SANDBOX_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/**
+ * What every tier adds to a daemon sandbox's policy for envd: its access
+ * token, and a PATH of the sandbox's own (the daemon's stays out; a PATH the
+ * sandbox's policy sets still wins).
+ */
+export function envdPolicy(accessToken: string): PolicyChange {
+  const ownPath: PolicyChange = (policy) => {
+    const { environment } = policy;
+    return { ...policy, environment: { ...environment, forward: environment.forward.filter((name) => name !== 'PATH'), set: { PATH: SANDBOX_PATH, ...environment.set } } };
+  };
+  return compose(setEnv('BRIG_ENVD_ACCESS_TOKEN', accessToken), ownPath);
 }

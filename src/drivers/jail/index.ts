@@ -1,12 +1,14 @@
 /**
- * drivers/jail: the namespace tier. A Policy becomes a plan (bubblewrap argv,
- * seccomp program, cgroup limits, rlimits), and a plan becomes a running jail.
- * See docs/jail.md for every step and why.
+ * drivers/jail: the namespace tier. A sandbox plan (drivers/plan) becomes
+ * bubblewrap argv, a seccomp program brig compiles, cgroup limits and
+ * rlimits (bwrap.ts), and a running jail: in the foreground (launch.ts) or
+ * as a daemon sandbox with envd inside (sandbox.ts). See docs/jail.md.
  */
-export { FD, findExecutable, planJail } from './plan.ts';
-export type { HostContext, JailPlan, JailPlanOptions } from './plan.ts';
-export { runJail } from './launch.ts';
-export type { JailEnd, RunJailOptions } from './launch.ts';
-export { sweepLeftovers, recordsDir } from './records.ts';
+export { FD, renderJail } from './bwrap.ts';
+export type { JailPlan } from './bwrap.ts';
 export { jailDriver } from './sandbox.ts';
-export { linksOnTheWay } from './sources.ts';
+export { startBwrap } from './launch.ts';
+export { renderHostView } from './host-view.ts';
+export { compileSeccomp } from './seccomp/index.ts';
+export type { HostViewOptions } from './host-view.ts';
+export { prepareImageRoot } from './image-root.ts';

@@ -1,15 +1,14 @@
 import { closeSync, openSync, readFileSync, rmSync } from 'node:fs';
-import { request } from 'node:http';
 import type { Readable } from 'node:stream';
-import { BrigError, INSIDE_DIR, outOfDescriptors, type MemoryEvent } from '../../protocol/index.ts';
-import { compose, setEnv, type OutOfMemoryAction, type PolicyChange } from '../../policy/index.ts';
-import { envdRuntime } from '../envd-runtime/index.ts';
-import type { Driver, Liveness, SandboxHandle, SandboxSpec, SandboxUsage } from '../driver.ts';
-import { FD, planJail, type JailPlan } from './plan.ts';
-import { cgroupPids, createCgroup, killCgroup, removeCgroup, type CgroupPlan } from './cgroup.ts';
-import { startBwrap } from './launch.ts';
-import { guardMemory } from './memory.ts';
-import { processLiveness, processStart } from './records.ts';
+import { BrigError, outOfDescriptors, type MemoryEvent } from '../../protocol/index.ts';
+import type { OutOfMemoryAction } from '../../policy/index.ts';
+import { ENVD_INSIDE, envdPolicy, envdRuntime } from '../envd-runtime/index.ts';
+import type { Driver, Liveness, RunEnd, RunIo, SandboxHandle, SandboxSpec, SandboxUsage, TierStatus } from '../driver.ts';
+import { findExecutable, planSandbox, type SandboxPlan } from '../plan/index.ts';
+import { cgroupLiveness, cgroupPids, cgroupUsage, createCgroup, envdHealthy, guardMemory, killCgroup, processLiveness, processStart, removeCgroup, type CgroupPlan } from '../host/index.ts';
+import { FD, renderJail, type JailPlan } from './bwrap.ts';
+import { runJail, startBwrap } from './launch.ts';
+import { prepareImageRoot } from './image-root.ts';
 
 /**
  * The namespace tier as a Driver: a jail whose main process is envd, reached
@@ -19,16 +18,7 @@ import { processLiveness, processStart } from './records.ts';
  * reattach; its handle holds everything stop() needs.
  */
 
-/** Where envd's runtime appears inside a sandbox. */
-const ENVD_INSIDE = `${INSIDE_DIR}/envd`;
-/** A sandbox's PATH is its own, never the daemon's (which names the host's layout). */
-const SANDBOX_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
-/** The daemon's PATH stays out; a PATH the sandbox's policy sets still wins. */
-const ownPath: PolicyChange = (policy) => {
-  const { environment } = policy;
-  return { ...policy, environment: { ...environment, forward: environment.forward.filter((name) => name !== 'PATH'), set: { PATH: SANDBOX_PATH, ...environment.set } } };
-};
 const READY_ATTEMPTS = 10_000;
 // A failed connect to a socket not yet there costs microseconds: look often, answer sooner.
 const READY_PAUSE_MS = 1;
@@ -41,6 +31,40 @@ interface JailDetail {
 
 export const jailDriver: Driver = {
   name: 'jail',
+  summary: 'namespaces, seccomp and cgroups on the host kernel (bubblewrap): the fastest start, the kernel shared',
+  mapsIds: true,
+
+  status(): TierStatus {
+    const bwrap = findExecutable('bwrap', process.env.PATH);
+    if (!bwrap) return { available: false, detail: 'bubblewrap (bwrap) is not installed', fix: 'run `npm run setup` (or `sudo apt-get install bubblewrap`)', code: 'BRIG_BWRAP_MISSING' };
+    return { available: true, detail: `bubblewrap at ${bwrap}` };
+  },
+
+  describe(plan: SandboxPlan) {
+    const jail = render(plan);
+    return {
+      lines: [
+        `seccomp: ${jail.seccompProgram.length / 8} BPF instructions${plan.syscalls.logOnly ? ' (log only: nothing is denied)' : ''}`,
+        ...jail.seccompSummary.map((rule) => `  ${rule}`),
+        'fds:',
+        ...jail.fds.map((entry, index) => `  ${FD.bindSources + index}: ${entry.kind === 'path' ? `${entry.path} (${entry.field}, opened without following links)` : entry.kind === 'data' ? `data: ${JSON.stringify(entry.data)}` : "filled by brig-exec: the image jail's user namespace or root"}`),
+        'argv:',
+        `  ${jail.argv.map(shellQuote).join(' \\\n    ')}`,
+      ],
+      json: {
+        argv: jail.argv,
+        // What each fd from FD.bindSources on carries: `--bind-fd 8 /work` binds fds[2].
+        fds: jail.fds.map((entry, index) => ({ fd: FD.bindSources + index, ...entry })),
+        seccomp: { instructions: jail.seccompProgram.length / 8, logOnly: plan.syscalls.logOnly, rules: jail.seccompSummary },
+      },
+    };
+  },
+
+  run(plan: SandboxPlan, io: RunIo): Promise<RunEnd> {
+    const jail = render(plan);
+    if (plan.image) prepareImageRoot(plan.image);
+    return runJail(jail, io);
+  },
 
   async boot(spec: SandboxSpec): Promise<SandboxHandle> {
     const { socket } = spec.envd;
@@ -52,13 +76,16 @@ export const jailDriver: Driver = {
       // under INSIDE_DIR: nothing else of brig's install (its sources, tests, .git) is visible.
       // Its socket comes on a fd.
       const runtime = envdRuntime({ envdBundle: spec.envd.bundle, root: ENVD_INSIDE });
-      const policy = compose(setEnv('BRIG_ENVD_ACCESS_TOKEN', spec.envd.accessToken), ownPath)(spec.policy);
+      const policy = envdPolicy(spec.envd.accessToken)(spec.policy);
       const host = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, home: process.env.HOME ?? '/', cwd: spec.stateDir, env: process.env };
-      plan = planJail(policy, runtime.argv(`fd:${FD.envdSocket}`), host, { tty: false, outlivesParent: true, id: spec.id, egress: spec.egress, runtime: runtime.files });
+      // Its mount points live in the sandbox's state directory, removed with it; the mounts themselves die with the jail.
+      const image = spec.image && { ...spec.image, dir: `${spec.stateDir}/image` };
+      if (image) prepareImageRoot(image);
+      plan = render(planSandbox(policy, runtime.argv(`fd:${FD.envdSocket}`), host, { tty: false, outlivesParent: true, id: spec.id, egress: spec.egress, runtime: runtime.files, image }));
       // Written down before anything exists: a daemon killed from here on leaves what stop() needs.
       pending = { id: spec.id, driver: 'jail', endpoint: { socketPath: socket.path }, pid: 0, pidStart: '', detail: { ...jailDetail(plan) }, stateDir: spec.stateDir, booting: true };
       spec.persist?.(pending);
-      createCgroup(plan.cgroup);
+      createCgroup(plan.limits.cgroup);
     } catch (error) {
       closeSync(socket.fd);
       throw error;
@@ -86,8 +113,8 @@ export const jailDriver: Driver = {
       child.unref();
       await envdReady(socket.path, () => child.exitCode !== null || child.signalCode !== null, () => readLog(spec.stateDir));
     } catch (error) {
-      killCgroup(plan.cgroup);
-      await removeCgroup(plan.cgroup);
+      killCgroup(plan.limits.cgroup);
+      await removeCgroup(plan.limits.cgroup);
       throw error;
     } finally {
       closeSync(log);
@@ -100,25 +127,11 @@ export const jailDriver: Driver = {
     const first = processLiveness(handle.pid, handle.pidStart);
     if (first !== 'gone') return first;
     // Its first process is gone: the jail is gone once nothing is left in its cgroups (the kernel is still killing the rest otherwise).
-    const { cgroup } = handle.detail as unknown as JailDetail;
-    return cgroupEmptiness(cgroup.dirs);
+    return cgroupLiveness((handle.detail as unknown as JailDetail).cgroup.dirs);
   },
 
   usage(handle: SandboxHandle): SandboxUsage {
-    const { cgroup } = handle.detail as unknown as JailDetail;
-    const read = (file: string): number => {
-      for (const dir of cgroup.dirs) {
-        try {
-          return Number(readFileSync(`${dir}/${file}`, 'utf8').trim());
-        } catch {
-          // Not in this hierarchy.
-        }
-      }
-      return 0;
-    };
-    const memoryBytes = cgroup.version === 'v1' ? read('memory.usage_in_bytes') : read('memory.current');
-    const cpuUsec = cgroup.version === 'v1' ? Math.round(read('cpuacct.usage') / 1000) : cpuStatUsec(cgroup.dirs);
-    return { memoryBytes, pids: read('pids.current'), cpuUsec };
+    return cgroupUsage((handle.detail as unknown as JailDetail).cgroup);
   },
 
   watchMemory(handle: SandboxHandle, onEvent: (event: MemoryEvent) => void) {
@@ -155,25 +168,23 @@ export const jailDriver: Driver = {
   },
 };
 
-function jailDetail(plan: JailPlan): JailDetail {
-  const { resources, network } = plan.policy;
-  return {
-    cgroup: { version: plan.cgroup.version, dirs: plan.cgroup.dirs, killDir: plan.cgroup.killDir },
-    memory: { action: resources.onOutOfMemory, relay: network.mode === 'allowlist' },
-  };
+/** The jail for this host's bubblewrap, as this brig's user. */
+function render(plan: SandboxPlan): JailPlan {
+  return renderJail(plan, process.getuid?.() ?? 0, process.env.PATH);
 }
 
-/** 'gone' when no process is left in the jail's cgroups (or they are removed), 'alive' while one is, 'unknown' when one could not be read. */
-function cgroupEmptiness(dirs: string[]): Liveness {
-  let unknown = false;
-  for (const dir of dirs) {
-    try {
-      if (readFileSync(`${dir}/cgroup.procs`, 'utf8').trim() !== '') return 'alive';
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') unknown = true;
-    }
-  }
-  return unknown ? 'unknown' : 'gone';
+/** A word as a shell reads it back. */
+function shellQuote(word: string): string {
+  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
+function jailDetail(plan: JailPlan): JailDetail {
+  const { resources, network } = plan.policy;
+  const { cgroup } = plan.limits;
+  return {
+    cgroup: { version: cgroup.version, dirs: cgroup.dirs, killDir: cgroup.killDir },
+    memory: { action: resources.onOutOfMemory, relay: network.mode === 'allowlist' },
+  };
 }
 
 /** Out of descriptors or processes is the host being full, not the sandbox being wrong. */
@@ -182,19 +193,6 @@ function spawnError(error: NodeJS.ErrnoException): BrigError {
     return new BrigError('BRIG_CAPACITY', `cannot start the sandbox's jail: ${error.code} (the daemon or the host is out of descriptors or processes)`, 'retry when the load has passed; `brig serve --max-connections` caps what clients can hold');
   }
   return new BrigError('BRIG_JAIL_SETUP', `cannot start the sandbox's jail: ${error.message}`, 'check that bubblewrap is installed and brig is built (brig-exec): `npm run setup`');
-}
-
-/** cgroup v2's cpu.stat: `usage_usec N`. */
-function cpuStatUsec(dirs: string[]): number {
-  for (const dir of dirs) {
-    try {
-      const match = /^usage_usec (\d+)$/m.exec(readFileSync(`${dir}/cpu.stat`, 'utf8'));
-      if (match) return Number(match[1]);
-    } catch {
-      // Not here.
-    }
-  }
-  return 0;
 }
 
 /** bubblewrap's first status document names the jail's first process. */
@@ -220,21 +218,10 @@ function firstProcess(status: Readable, log: () => string): Promise<number> {
 async function envdReady(socketPath: string, died: () => boolean, log: () => string): Promise<void> {
   for (let attempt = 0; attempt < READY_ATTEMPTS; attempt++) {
     if (died()) break;
-    if (await healthy(socketPath)) return;
+    if (await envdHealthy(socketPath)) return;
     await new Promise((resolve) => setTimeout(resolve, READY_PAUSE_MS));
   }
   throw new BrigError('BRIG_JAIL_SETUP', `envd did not start in the sandbox: ${log().trim().split('\n').slice(-3).join(' | ')}`, 'the sandbox log (envd.log in its state directory) says why');
-}
-
-function healthy(socketPath: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const req = request({ socketPath, path: '/health', method: 'GET' }, (response) => {
-      response.resume();
-      resolve(response.statusCode === 204);
-    });
-    req.on('error', () => resolve(false));
-    req.end();
-  });
 }
 
 function readLog(stateDir: string): string {

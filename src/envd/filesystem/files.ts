@@ -6,7 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import { constants as zlib, createGzip, createGunzip } from 'node:zlib';
 import type { WriteInfo } from '../../protocol/index.ts';
 import type { HttpContext } from '../server.ts';
-import { resolveUser, userPath, type User } from '../users.ts';
+import { ownerFor, resolveUser, userPath, type User } from '../users.ts';
 import { HttpError, sendHttpError } from './http-error.ts';
 import { boundaryOf, MultipartReader } from './multipart.ts';
 import { checkFileAccess } from './signature.ts';
@@ -64,7 +64,7 @@ export async function upload(request: IncomingMessage, response: ServerResponse,
     if (mediaType === 'application/octet-stream') {
       if (queryPath === null) throw new HttpError(400, 'an application/octet-stream upload needs the path query parameter');
       const path = userPath(user, queryPath);
-      await writeFileAtomically(path, requestBody(request, gzip));
+      await writeFileAtomically(path, requestBody(request, gzip), ownerFor(user));
       written = [writeInfo(path)];
     } else if (mediaType.startsWith('multipart/')) {
       const boundary = boundaryOf(contentType);
@@ -100,7 +100,7 @@ async function writeParts(reader: MultipartReader, user: User, queryPath: string
     if (!target) throw new HttpError(400, 'a file part needs a filename (its path) when the path query parameter is not given');
     const path = userPath(user, target);
     if (written.some((file) => file.path === path)) throw new HttpError(400, `cannot upload several files to the same path '${path}' in one request; the first was written`);
-    await writeFileAtomically(path, part.body);
+    await writeFileAtomically(path, part.body, ownerFor(user));
     written.push(writeInfo(path));
   }
   return written;

@@ -1,9 +1,9 @@
 import type { Dirent } from 'node:fs';
-import { cp, lstat, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { cp, lchown, lstat, readdir, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { ConnectError, type EntryInfo } from '../../protocol/index.ts';
 import type { Message, RpcContext } from '../rpc.ts';
-import { userPath } from '../users.ts';
+import { makeDirs, ownerFor, userPath } from '../users.ts';
 import { entryFromStats, entryInfo, OwnerNames } from './entry.ts';
 
 /**
@@ -69,7 +69,7 @@ export async function makeDir(message: Message, context: RpcContext): Promise<{ 
   });
   if (existing?.isDirectory()) throw new ConnectError('already_exists', `directory already exists: ${path}`);
   if (existing) throw new ConnectError('invalid_argument', `path already exists but it is not a directory: ${path}`);
-  await mkdir(path, { recursive: true });
+  await makeDirs(path, ownerFor(context.user));
   return { entry: await entryInfo(path, new OwnerNames()) };
 }
 
@@ -77,16 +77,25 @@ export async function move(message: Message, context: RpcContext): Promise<{ ent
   const source = userPath(context.user, message.source, 'source');
   const destination = userPath(context.user, message.destination, 'destination');
   await lstat(source); // a missing source is not_found, before any directory is made for it
-  await mkdir(dirname(destination), { recursive: true });
+  await makeDirs(dirname(destination), ownerFor(context.user));
   try {
     await rename(source, destination);
   } catch (error) {
     // The jail's home and /tmp are tmpfs mounts apart from the workspace: rename(2) cannot cross them.
     if ((error as NodeJS.ErrnoException).code !== 'EXDEV') throw error;
     await cp(source, destination, { recursive: true, force: true, preserveTimestamps: true, verbatimSymlinks: true });
+    // cp makes its copies envd's own: as root (an image sandbox), each gets its source's owner back, as mv does.
+    if (process.getuid?.() === 0) await keepOwners(source, destination);
     await rm(source, { recursive: true, force: true });
   }
   return { entry: await entryInfo(destination, new OwnerNames()) };
+}
+
+/** Gives each entry of a copied tree the owner of its source (lchown: a link itself, never what it names). */
+async function keepOwners(source: string, copy: string): Promise<void> {
+  const stats = await lstat(source);
+  await lchown(copy, stats.uid, stats.gid);
+  if (stats.isDirectory()) for (const name of await readdir(source)) await keepOwners(join(source, name), join(copy, name));
 }
 
 /**

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { createWriteStream, type Stats } from 'node:fs';
-import { chmod, lstat, mkdir, realpath, rename, rm, stat } from 'node:fs/promises';
+import { chmod, chown, lstat, realpath, rename, rm, stat } from 'node:fs/promises';
+import { makeDirs } from '../users.ts';
 import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { HttpError } from './http-error.ts';
@@ -26,18 +27,20 @@ export function isUploadTempName(name: string): boolean {
  * a symlink is written through (as writing to it in place would), a dangling
  * one is replaced.
  */
-export async function writeFileAtomically(target: string, source: AsyncIterable<Buffer>): Promise<void> {
+export async function writeFileAtomically(target: string, source: AsyncIterable<Buffer>, owner: { uid: number; gid: number } | null = null): Promise<void> {
   const destination = await followLink(target);
   const existing = await stat(destination).catch(missingAsNull);
   if (existing?.isDirectory()) throw new HttpError(400, `path is a directory: ${target}`);
   const directory = dirname(destination);
-  await mkdir(directory, { recursive: true });
+  await makeDirs(directory, owner);
   const temp = join(directory, TEMP_PREFIX + randomBytes(8).toString('hex'));
   try {
     // A 1 MiB buffer lets the stream gather the socket's 64 KiB chunks into one writev.
     await pipeline(source, createWriteStream(temp, { flags: 'wx', mode: 0o666, highWaterMark: 1024 * 1024 }));
     // The umask applied at creation; a replaced file keeps its rwx bits (never setuid/setgid: new content).
     if (existing) await chmod(temp, existing.mode & 0o777);
+    // Written by root for another user (an image sandbox): the file is theirs, as if they wrote it.
+    if (owner) await chown(temp, owner.uid, owner.gid);
     await rename(temp, destination);
   } catch (error) {
     await rm(temp, { force: true });

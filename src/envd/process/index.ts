@@ -88,7 +88,7 @@ export function registerProcess(server: Pick<EnvdServer, 'serverStream' | 'unary
 
 async function start(table: ProcessTable, message: Message, context: RpcContext, writer: StreamWriter): Promise<void> {
   const request = parseStart(message);
-  const cwd = userPath(context.user, request.config.cwd ?? '', 'process.cwd');
+  const cwd = userPath(context.user, request.config.cwd || context.workdir || '', 'process.cwd');
   // A local stat takes microseconds; a trip through the thread pool would cost more than the call.
   const directory = statOrNull(cwd);
   if (!directory?.isDirectory()) throw new ConnectError('invalid_argument', `cwd '${cwd}' does not exist or is not a directory`);
@@ -96,6 +96,9 @@ async function start(table: ProcessTable, message: Message, context: RpcContext,
   // envd's own environment (the sandbox's), then the caller's variables.
   const env: Record<string, string> = {};
   for (const [name, value] of Object.entries(process.env)) if (value !== undefined) env[name] = value;
+  // A call as another user than envd's (root in an image sandbox) gets that user's own variables.
+  const as = context.user.uid === process.getuid?.() ? undefined : { uid: context.user.uid, gid: context.user.gid };
+  if (as) Object.assign(env, { HOME: context.user.home, USER: context.user.name, LOGNAME: context.user.name });
   Object.assign(env, request.config.envs);
 
   // A caller that left before its process started never learnt the pid (a client
@@ -103,7 +106,7 @@ async function start(table: ProcessTable, message: Message, context: RpcContext,
   // sandbox): nothing is started for nobody.
   const callerLeft = (): boolean => context.signal.aborted || context.request.socket.destroyed;
   if (callerLeft()) throw new ConnectError('canceled', 'the caller left before the process started');
-  const spawnOptions = { cmd: request.config.cmd, args: request.config.args, cwd, env };
+  const spawnOptions = { cmd: request.config.cmd, args: request.config.args, cwd, env, as };
   const child = request.pty ? await spawnPty({ ...spawnOptions, size: request.pty }) : await spawnPiped({ ...spawnOptions, stdin: request.stdin });
   const running = new RunningProcess(child, { config: { ...request.config, cwd }, tag: request.tag }, (ended) => table.remove(ended));
   table.add(running);

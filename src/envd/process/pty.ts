@@ -1,10 +1,8 @@
-import { accessSync, constants, statSync } from 'node:fs';
-import { delimiter, join } from 'node:path';
 import type * as NodePty from 'node-pty';
 import { ConnectError, type PtySize } from '../../protocol/index.ts';
 import type { Child, OutputSource } from './child.ts';
 import { signalFromNumber, type ExitInfo } from './signals.ts';
-import { startError, type SpawnOptions } from './spawn.ts';
+import { findExecutable, startError, type SpawnOptions } from './spawn.ts';
 
 /**
  * A program on a new pseudo-terminal (node-pty): it leads a session of its
@@ -21,7 +19,7 @@ let nodePty: typeof NodePty | null = null;
 export async function spawnPty(options: SpawnOptions & { size: PtySize }): Promise<Child> {
   const pty = (nodePty ??= await import('node-pty'));
   // node-pty forks before exec and reports a failed exec as output and exit code 1; check first, for a real error.
-  const file = findExecutable(options.cmd, options.env.PATH ?? '');
+  const file = findExecutable(options.cmd, options.env.PATH ?? '', { cwd: options.cwd, as: options.as });
   let term: NodePty.IPty;
   try {
     term = pty.spawn(file, options.args, {
@@ -31,6 +29,7 @@ export async function spawnPty(options: SpawnOptions & { size: PtySize }): Promi
       cwd: options.cwd,
       env: options.env,
       encoding: null,
+      ...(options.as ?? {}),
     });
   } catch (error) {
     throw startError(options.cmd, error);
@@ -73,18 +72,4 @@ export async function spawnPty(options: SpawnOptions & { size: PtySize }): Promi
       }
     },
   };
-}
-
-/** The file execvp would run: `cmd` itself when it has a slash, otherwise the first executable match on PATH. */
-export function findExecutable(cmd: string, path: string): string {
-  const candidates = cmd.includes('/') ? [cmd] : path.split(delimiter).filter(Boolean).map((dir) => join(dir, cmd));
-  for (const candidate of candidates) {
-    try {
-      accessSync(candidate, constants.X_OK);
-      if (statSync(candidate).isFile()) return candidate;
-    } catch {
-      // Not here; try the next.
-    }
-  }
-  throw new ConnectError('invalid_argument', cmd.includes('/') ? `cannot start '${cmd}': no such file, or not executable` : `cannot start '${cmd}': not found on PATH`);
 }

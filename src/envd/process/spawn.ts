@@ -1,5 +1,7 @@
 import { Socket } from 'node:net';
 import type { Readable, Writable } from 'node:stream';
+import { accessSync, constants, statSync, type Stats } from 'node:fs';
+import { delimiter, join, resolve } from 'node:path';
 import posixSpawn from 'brig-spawn';
 import { ConnectError } from '../../protocol/index.ts';
 import type { Child, OutputSource } from './child.ts';
@@ -12,6 +14,17 @@ export interface SpawnOptions {
   args: string[];
   cwd: string;
   env: Record<string, string>;
+  /** Start it as this user (envd is root in an image sandbox); absent: as envd. */
+  as?: { uid: number; gid: number };
+}
+
+/**
+ * brig-exec (native/spawn) becomes the user and execs the program. It is
+ * linked statically: it starts in any image, needing nothing of its
+ * libraries or loader, and costs one exec less than through brig's loader.
+ */
+export function asUserArgv(as: { uid: number; gid: number }, cmd: string, args: string[]): string[] {
+  return [posixSpawn.execPath, '--as', `${as.uid}:${as.gid}`, '--keep-fds', '2', '--', cmd, ...args];
 }
 
 /**
@@ -44,9 +57,13 @@ export async function spawnPiped(options: SpawnOptions & { stdin: boolean }): Pr
     listening = true;
   }
   const envp = Object.entries(options.env).map(([name, value]) => `${name}=${value}`);
+  // As another user, brig-exec does the exec after the spawn, where a failure is only an exit code and a
+  // line of stderr: look first, so a program that cannot start is an error here too, never a started process.
+  if (options.as) findExecutable(options.cmd, options.env.PATH ?? '', { cwd: options.cwd, as: options.as });
   let fds: [number, number, number, number];
   try {
-    fds = posixSpawn.spawn(options.cmd, [options.cmd, ...options.args], envp, options.cwd, options.stdin);
+    const argv = options.as ? asUserArgv(options.as, options.cmd, options.args) : [options.cmd, ...options.args];
+    fds = posixSpawn.spawn(argv[0] as string, argv, envp, options.cwd, options.stdin);
   } catch (error) {
     throw startError(options.cmd, error);
   }
@@ -130,4 +147,32 @@ export function startError(cmd: string, error: unknown): ConnectError {
   }
   const message = reason[code] ?? (error instanceof Error ? error.message : String(error));
   return new ConnectError('invalid_argument', `cannot start '${cmd}': ${message}`);
+}
+
+/**
+ * The file execvp would run: `cmd` itself when it has a slash, otherwise the
+ * first executable match on PATH; relative ones from cwd, the program's own
+ * (absent: envd's). With `as` (envd, root, starting it as another user), one
+ * that user may execute: that user's execute bit by owner, group (the user's
+ * one group: brig-exec --as sets no others) or other, as the exec will judge.
+ */
+export function findExecutable(cmd: string, path: string, options: { cwd?: string; as?: { uid: number; gid: number } } = {}): string {
+  const candidates = cmd.includes('/') ? [cmd] : path.split(delimiter).filter(Boolean).map((dir) => join(dir, cmd));
+  for (const candidate of candidates) {
+    const file = options.cwd ? resolve(options.cwd, candidate) : candidate;
+    try {
+      accessSync(file, constants.X_OK);
+      const stats = statSync(file);
+      if (stats.isFile() && (!options.as || executableBy(stats, options.as))) return candidate;
+    } catch {
+      // Not here; try the next.
+    }
+  }
+  throw new ConnectError('invalid_argument', cmd.includes('/') ? `cannot start '${cmd}': no such file, or not executable` : `cannot start '${cmd}': not found on PATH`);
+}
+
+function executableBy(stats: Stats, as: { uid: number; gid: number }): boolean {
+  if (stats.uid === as.uid) return (stats.mode & 0o100) !== 0;
+  if (stats.gid === as.gid) return (stats.mode & 0o010) !== 0;
+  return (stats.mode & 0o001) !== 0;
 }

@@ -2,8 +2,9 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { applyPolicyInput, buildPolicy, hide, hostNetwork, readOnly, readWrite, resolvePolicy, setEnv, forwardEnv, memory, runAs, user, workspace, workspaceAt, type Policy } from '../../../src/policy/index.ts';
-import { planJail, type HostContext, type JailPlan } from '../../../src/drivers/jail/index.ts';
-import { FD } from '../../../src/drivers/jail/plan.ts';
+import type { HostContext } from '../../../src/drivers/index.ts';
+import { FD, type JailPlan } from '../../../src/drivers/jail/index.ts';
+import { planJail } from '../../helpers/plan.ts';
 
 // Policy → plan, without starting anything. The golden files pin the whole bwrap argv on
 // the reference machine (Debian 12, as CI); rerun with UPDATE_GOLDEN=1 after a deliberate change.
@@ -78,7 +79,10 @@ describe('policy → plan', () => {
     assert.ok(after_(argv, '--ro-bind', '/proc/sys') > after_(argv, '--proc', '/proc'));
     assert.equal(argv[argv.indexOf('/etc/shadow') - 2], '--ro-bind', '/etc/shadow is covered');
     assert.equal(argv[argv.indexOf('/etc/shadow') - 1], '/dev/null');
-    assert.ok(after_(argv, '--ro-bind-data', '5') > after_(argv, '--ro-bind', '/etc'), "the jail's passwd replaces the host's");
+    const result = plan(buildPolicy());
+    const passwd = result.fds.findIndex((entry) => entry.kind === 'data' && entry.data === result.identity.passwd);
+    const etc = result.fds.findIndex((entry) => entry.kind === 'path' && entry.path === '/etc');
+    assert.ok(after_(argv, '--ro-bind-data', String(FD.bindSources + passwd)) > after_(argv, '--ro-bind-fd', String(FD.bindSources + etc)), "the jail's passwd replaces the host's");
   });
 
   test('the environment is built from nothing', () => {
@@ -98,7 +102,7 @@ describe('policy → plan', () => {
     const result = plan(buildPolicy(memory(512)));
     assert.deepEqual(result.argv.slice(1, 9), ['--rlimit', 'NOFILE=1024:1024', '--rlimit', 'NPROC=512:512', '--rlimit', 'CORE=0:0', '--rlimit', `FSIZE=${16384 * 1024 * 1024}:${16384 * 1024 * 1024}`]);
     assert.deepEqual(result.argv.slice(9, 11), ['--keep-fds', String(FD.bindSources + result.fds.length - 1)], 'brig-exec keeps exactly the fds brig hands over');
-    const limit = result.cgroup.writes.find(([file]) => file.endsWith('memory.limit_in_bytes') || file.endsWith('memory.max'));
+    const limit = result.limits.cgroup.writes.find(([file]) => file.endsWith('memory.limit_in_bytes') || file.endsWith('memory.max'));
     assert.equal(limit?.[1], String(512 * 1024 * 1024));
   });
 
@@ -136,5 +140,39 @@ describe('policy → plan: the workspace elsewhere inside, as an E2B sandbox lay
     const policy = resolvePolicy(buildPolicy(workspace(HOST_WS), workspaceAt('/home/user'), user('user', '/home/user')), { cwd: HOST_WS, home: HOME });
     assert.throws(() => planJail(policy, ['./run.sh'], host, { tty: false }), { code: 'BRIG_COMMAND_NOT_EXECUTABLE' }, 'found (in the host workspace), just not executable');
     assert.throws(() => planJail(policy, ['./missing.sh'], host, { tty: false }), { code: 'BRIG_COMMAND_NOT_FOUND' });
+  });
+});
+
+describe('an image jail (policy → plan)', () => {
+  const layer = '/tmp/brig-golden-layer';
+  before(() => {
+    mkdirSync(`${layer}/etc`, { recursive: true });
+    writeFileSync(`${layer}/etc/passwd`, 'root:x:0:0:root:/root:/bin/bash\nuser:x:1000:1000::/home/user:/bin/bash\n');
+  });
+  after(() => rmSync(layer, { recursive: true, force: true }));
+  const image = { layers: [layer], dir: '/tmp/brig-golden-image', rwDir: '/tmp/brig-golden-rw', idBase: 1 << 20, idCount: 65_536 };
+  const rootHost: HostContext = { ...host, uid: 0, gid: 0 };
+
+  test('joins the namespace brig-exec makes, binds its root as /, and keeps no host file, account or $TMPDIR', () => {
+    const planned = planJail(resolvePolicy(buildPolicy(workspace(null), runAs(0, 0)), { cwd: WORKSPACE, home: HOME }), ['bash'], rootHost, { tty: false, image });
+    const { argv } = planned;
+    const bwrapAt = argv.findIndex((arg) => arg.endsWith('bwrap'));
+    const exec = argv.slice(0, bwrapAt);
+    const bwrap = argv.slice(bwrapAt);
+    assert.deepEqual(exec.slice(exec.indexOf('--image-dir')), ['--image-dir', image.dir, '--rw-dir', image.rwDir, '--layer', layer, '--idmap', `${1 << 20}:65536`, '--owner', `${1 << 20}:${1 << 20}`, '--userns-fd', String(FD.bindSources), '--root-fd', String(FD.bindSources + 1), '--']);
+    assert.deepEqual(bwrap.slice(bwrap.indexOf('--userns'), bwrap.indexOf('--userns') + 2), ['--userns', String(FD.bindSources)]);
+    assert.ok(!bwrap.includes('--unshare-user') && !bwrap.includes('--disable-userns'));
+    assert.deepEqual(bwrap.slice(bwrap.indexOf('--bind-fd'), bwrap.indexOf('--bind-fd') + 3), ['--bind-fd', String(FD.bindSources + 1), '/']);
+    assert.ok(!bwrap.includes('/usr') && !bwrap.includes('/etc/passwd') && !bwrap.includes('/etc/shadow'), 'no host system directory or account file');
+    assert.ok(bwrap.includes('CAP_CHOWN') && !bwrap.includes('CAP_SYS_ADMIN'));
+    assert.equal(planned.identity.hostUid, 1 << 20);
+  });
+
+  test('a user of the image runs as its ids, without capabilities; ids past the range are refused', () => {
+    const planned = planJail(resolvePolicy(buildPolicy(workspace(null), user('user', null)), { cwd: WORKSPACE, home: HOME }), ['bash'], rootHost, { tty: false, image });
+    assert.deepEqual([planned.identity.uid, planned.identity.gid, planned.identity.home, planned.identity.hostUid], [1000, 1000, '/home/user', (1 << 20) + 1000]);
+    assert.ok(!planned.argv.includes('--cap-add'));
+    assert.throws(() => planJail(resolvePolicy(buildPolicy(workspace(null), runAs(70_000, 70_000)), { cwd: WORKSPACE, home: HOME }), ['bash'], rootHost, { tty: false, image }), /outside the image jail's ids/);
+    assert.throws(() => planJail(resolvePolicy(buildPolicy(workspace(null)), { cwd: WORKSPACE, home: HOME }), ['bash'], host, { tty: false, image }), /needs brig to run as root/);
   });
 });

@@ -6,7 +6,8 @@ import type { Server } from 'node:net';
 import { request } from 'node:http';
 import { Sandbox } from 'e2b';
 import { buildPolicy, resolvePolicy, workspace } from '../../../src/policy/index.ts';
-import { jailDriver, type SandboxHandle } from '../../../src/drivers/index.ts';
+import type { SandboxHandle } from '../../../src/drivers/index.ts';
+import { jailDriver } from '../../../src/drivers/jail/index.ts';
 import { ENVD, REPO, tcpToUnix } from '../../helpers/envd.ts';
 import { eventually, tempWorkspace } from '../../helpers/brig.ts';
 import { bindEnvdSocket } from '../../../src/daemon/sandboxes/envd-socket.ts';
@@ -79,7 +80,7 @@ describe('the jail driver: a sandbox outlives the process that booted it, and st
     const work = tempWorkspace('brig-work-');
     try {
       const script = `
-        import { jailDriver } from '${REPO}/src/drivers/index.ts';
+        import { jailDriver } from '${REPO}/src/drivers/jail/index.ts';
         import { buildPolicy, resolvePolicy, workspace } from '${REPO}/src/policy/index.ts';
         import { bindEnvdSocket } from '${REPO}/src/daemon/sandboxes/envd-socket.ts';
         const policy = resolvePolicy(buildPolicy(workspace(${JSON.stringify(work.dir)})), { cwd: ${JSON.stringify(work.dir)}, home: process.env.HOME });

@@ -575,3 +575,22 @@ describe('seccomp in the real kernel (bwrap --seccomp)', () => {
     assert.match(logging.stdout, /^status Seccomp:\t2$/m);
   });
 });
+
+describe("seccomp for brig's host helpers (the VM tier's virtiofsd)", () => {
+  const EPERM = 1;
+  for (const arch of ARCH_LIST) {
+    it(`${arch}: the jail's list with chroot, and unshare of CLONE_FS or CLONE_FILES alone; every namespace, mount and set-id mode still refused`, () => {
+      const program = compileSeccomp({ arch, extraDeny: [], logOnly: false, profile: 'host-helper' }).program;
+      assert.deepEqual(run(program, arch, 'chroot'), { action: 'allow' });
+      assert.deepEqual(run(program, arch, 'unshare', [0x200n]), { action: 'allow' });
+      assert.deepEqual(run(program, arch, 'unshare', [0x600n]), { action: 'allow' });
+      for (const flags of [0x10000000n, 0x20000n, 0x200n | 0x40000000n]) assert.deepEqual(run(program, arch, 'unshare', [flags]), { action: 'errno', errno: EPERM }, `unshare ${flags.toString(16)}`);
+      assert.deepEqual(run(program, arch, 'mount'), { action: 'errno', errno: EPERM });
+      assert.deepEqual(run(program, arch, 'fchmodat', [0n, 0n, 0o4755n]), { action: 'errno', errno: EPERM });
+      assert.deepEqual(run(program, arch, 'fchmodat', [0n, 0n, 0o755n]), { action: 'allow' });
+      // The jail's own filter is unchanged.
+      assert.deepEqual(run(compiled(arch), arch, 'chroot'), { action: 'errno', errno: EPERM });
+      assert.deepEqual(run(compiled(arch), arch, 'unshare', [0x200n]), { action: 'errno', errno: EPERM });
+    });
+  }
+});

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { Sandbox, type SandboxOpts } from 'e2b';
 import { runBrig, tempWorkspace } from '../../helpers/brig.ts';
 import { serveDaemon, type RunningDaemon } from '../../helpers/daemon.ts';
+import { TEST_TIERS } from '../../helpers/tiers.ts';
 
 // Issue 10, item 2: when the jail keeps host uid 0 (a root-owned workspace),
 // `cp /usr/bin/id s; chmod 4755 s` used to leave a setuid-root program in the
@@ -43,21 +44,22 @@ function assertNoPrivilege(dir: string): void {
 const asRoot = process.getuid?.() === 0;
 
 describe('no jail leaves a file the host would run with privileges', () => {
-  let workspace: { dir: string; remove: () => void };
-  before(() => {
-    workspace = tempWorkspace();
-  });
-  after(() => workspace.remove());
-
-  test('brig run in a root-owned workspace (the jail keeps host uid 0)', { skip: !asRoot && 'needs root: only then does the jail keep host uid 0' }, async () => {
-    assert.equal(statSync(workspace.dir).uid, 0, 'the workspace is root-owned');
-    const result = await runBrig(['run', '--', '/bin/sh', '-c', `id -u; ${ATTACK}`], { cwd: workspace.dir });
-    assert.equal(result.code, 0, result.stderr);
-    assert.match(result.stdout, /^0\n/, 'the jail is uid 0 inside, host uid 0 outside');
-    assert.match(result.stdout, /done/);
-    assert.match(result.stderr, /Operation not permitted/);
-    assertNoPrivilege(workspace.dir);
-  });
+  for (const { tier, skip } of TEST_TIERS) {
+    test(`brig run --tier ${tier} in a root-owned workspace (the sandbox keeps host uid 0)`, { skip: (!asRoot && 'needs root: only then does the sandbox keep host uid 0') || skip }, async () => {
+      const workspace = tempWorkspace();
+      try {
+        assert.equal(statSync(workspace.dir).uid, 0, 'the workspace is root-owned');
+        const result = await runBrig(['run', '--tier', tier, '--', '/bin/sh', '-c', `id -u; ${ATTACK}`], { cwd: workspace.dir });
+        assert.equal(result.code, 0, result.stderr);
+        assert.match(result.stdout, /^0\n/, 'uid 0 inside, host uid 0 outside');
+        assert.match(result.stdout, /done/);
+        assert.match(result.stderr, /Operation not permitted/);
+        assertNoPrivilege(workspace.dir);
+      } finally {
+        workspace.remove();
+      }
+    });
+  }
 });
 
 describe('no daemon sandbox leaves a file the host would run with privileges', () => {

@@ -44,7 +44,7 @@ import {
   SECCOMP_RET_ERRNO, SECCOMP_RET_KILL_PROCESS, SECCOMP_RET_LOG, X32_SYSCALL_BIT, argLowOffset,
 } from './bpf.ts';
 import type { ErrnoName } from './bpf.ts';
-import { DENY_RULES } from './rules.ts';
+import { DENY_RULES, HELPER_RULES } from './rules.ts';
 import type { ArgCheck, DenyRule } from './rules.ts';
 import type { CompiledSeccomp, SeccompArch, SeccompOptions } from './types.ts';
 
@@ -91,7 +91,7 @@ export function compileSeccomp(options: SeccompOptions): CompiledSeccomp {
 
   const summary: string[] = [`kill process: syscalls from any ABI but native ${arch} (seccomp_data.arch != ${hex(info.auditArch)})`];
   if (info.hasX32) summary.push(`deny (ENOSYS): x32 ABI syscalls (nr & ${hex(X32_SYSCALL_BIT)}), as a kernel without x32 answers`);
-  const rules = DENY_RULES.concat(extraRules(arch, options.extraDeny, summary));
+  const rules = (options.profile === 'host-helper' ? HELPER_RULES : DENY_RULES).concat(extraRules(arch, options.extraDeny, summary));
   const decisions = decide(arch, info, rules, style, summary);
   summary.push(`${style.verb.ENOSYS} numbers the Linux 6.19 ${arch} table does not name (unassigned, or above ${info.last}): unknown to brig, refused as a kernel without them would refuse them`);
 

@@ -20,6 +20,7 @@
  */
 
 import type { ErrnoName } from './bpf.ts';
+import { MODE_SETTING_CALLS, SETID_BITS } from '../../plan/index.ts';
 
 /**
  * A condition on one syscall argument. Compared on the low 32 bits only:
@@ -55,33 +56,17 @@ export const CLONE_NEW_MASK = 0x7e020000;
 export const TIOCSTI = 0x5412;
 export const TIOCLINUX = 0x541c;
 export const AF_VSOCK = 40;
-/**
- * S_ISUID | S_ISGID: a file the host would run with its owner's (or group's)
- * privileges. A jail that keeps host uid 0 (a root-owned workspace) could
- * otherwise leave a setuid-root program on the host for any user to run.
- */
-export const SETID_BITS = 0o6000;
 /** personality() values Docker allows: PER_LINUX, PER_LINUX32, UNAME26, UNAME26|PER_LINUX32, and 0xffffffff (query only). */
 export const PERSONALITY_ALLOWED = [0x0, 0x8, 0x20000, 0x20008, 0xffffffff] as const;
 
 const NO_ENTRY = 'no entry point in Linux 6.19 (removed or never implemented): ENOSYS is what the kernel itself answers';
 const NEWER = 'newer than Docker\'s profile, which does not allow it; ENOSYS, as from a kernel without it, so callers fall back';
 
-/**
- * Every call that sets a file's mode, refused when the mode carries the
- * setuid or setgid bit: chmod and its fd/at forms, and the calls that create
- * a file with a mode (open and openat with O_CREAT or O_TMPFILE, creat,
- * mknod). The kernel truncates every mode to umode_t, so the low 32 bits
- * decide. openat2 passes its mode inside a struct that seccomp cannot read:
- * ENOSYS, and glibc and musl fall back to openat, which is checked.
- * Directories are caught too: a jail cannot make a setgid directory.
- */
+/** The setuid and setgid rule (plan/setid.ts), for bubblewrap's filter: directories are caught too, a jail cannot make a setgid directory. */
 function setidRules(): DenyRule[] {
   const why = 'brig: a setuid or setgid file written into the workspace stays on the host, where another user could run it with the jail\'s host uid (uid 0 when the workspace is root\'s); mode';
-  const mode = (name: string, arg: number): DenyRule => ({ name, args: { arg, label: 'mode', op: 'hasAnyBit', mask: SETID_BITS }, reason: `${why} is arg${arg}` });
   return [
-    mode('chmod', 1), mode('fchmod', 1), mode('fchmodat', 2), mode('fchmodat2', 2),
-    mode('open', 2), mode('openat', 3), mode('creat', 1), mode('mknod', 1), mode('mknodat', 2),
+    ...MODE_SETTING_CALLS.map(({ name, arg }): DenyRule => ({ name, args: { arg, label: 'mode', op: 'hasAnyBit', mask: SETID_BITS }, reason: `${why} is arg${arg}` })),
     { name: 'openat2', errno: 'ENOSYS', reason: `brig: openat2 carries its mode in a struct seccomp cannot read, so a setuid file could be created through it; ENOSYS makes glibc and musl fall back to openat, whose mode is checked (Docker allows it)` },
   ];
 }
@@ -192,3 +177,20 @@ export const DENY_RULES: readonly DenyRule[] = [
   { name: 'vserver', errno: 'ENOSYS', reason: `x86_64; ${NO_ENTRY}` },
   { name: 'lookup_dcookie', errno: 'ENOSYS', reason: `oprofile helper (Docker: CAP_SYS_ADMIN); ${NO_ENTRY}` },
 ];
+
+/** CLONE_FS | CLONE_FILES: what unshare may ask for in a host helper, a thread's own working directory and fd table (no namespace). */
+const UNSHARE_HELPER_FLAGS = 0x200 | 0x400;
+
+/**
+ * The filter of brig's host helpers that serve a sandbox's files to another
+ * kernel (the VM tier's virtiofsd, in the sandbox's view: jail/host-view.ts):
+ * the jail's list, setuid rule included, with two calls that helper needs.
+ * chroot: it locks itself into the view (sandbox=chroot). unshare: each of its
+ * threads takes a working directory of its own (CLONE_FS); every other flag,
+ * a namespace among them, is still denied.
+ */
+export const HELPER_RULES: readonly DenyRule[] = DENY_RULES.flatMap((rule): DenyRule[] => {
+  if (rule.name === 'chroot') return [];
+  if (rule.name !== 'unshare') return [rule];
+  return [{ name: 'unshare', args: { arg: 0, label: 'flags', op: 'hasAnyBit', mask: 0xffffffff & ~UNSHARE_HELPER_FLAGS }, reason: 'brig (a host helper): a thread may take its own working directory or fd table (CLONE_FS, CLONE_FILES), never a namespace' }];
+});

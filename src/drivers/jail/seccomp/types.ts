@@ -10,6 +10,8 @@ export interface SeccompOptions {
   extraDeny: readonly string[];
   /** Log what would be denied (SECCOMP_RET_LOG) instead of denying it: for tuning only. */
   logOnly: boolean;
+  /** Whose filter: the jail's (default), or the one for brig's host helpers (HELPER_RULES in rules.ts). */
+  profile?: 'jail' | 'host-helper';
 }
 
 export interface CompiledSeccomp {

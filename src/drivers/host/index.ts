@@ -1,0 +1,18 @@
+/**
+ * drivers/host: what every tier that runs as processes on this host shares
+ * (the jail, gVisor, the VM's QEMU): cgroups for the limits and the kill,
+ * records that let a later brig clean up after one killed mid-run, the
+ * memory guard, and bind sources opened without following links.
+ */
+export { cgroupPids, createCgroup, killCgroup, outOfMemory, planCgroup, removeCgroup, spawnInside } from './cgroup.ts';
+export type { CgroupPlan } from './cgroup.ts';
+export { processLiveness, processStart, recordsDir, removeRecord, statFields, sweepLeftovers, writeRecord } from './records.ts';
+export { guardMemory } from './memory.ts';
+export type { MemoryGuard } from './memory.ts';
+export { checkSource, fdTable, linksOnTheWay, openPlanFds, openSource } from './sources.ts';
+export type { PlanFd } from './sources.ts';
+export { cgroupLiveness, cgroupUsage, envdHealthy } from './usage.ts';
+export { prepareUpper } from './image-upper.ts';
+export { watchWholeSandboxOom } from './whole-oom.ts';
+export { callerOutput, readCallerInput } from './caller-io.ts';
+export { dieWithParent, tierRunDir } from './lifetime.ts';

@@ -1,0 +1,65 @@
+import { readFileSync } from 'node:fs';
+import { request } from 'node:http';
+import type { Liveness, SandboxUsage } from '../driver.ts';
+import type { CgroupPlan } from './cgroup.ts';
+
+/**
+ * What a daemon sandbox's host side says about it, for every tier that runs
+ * as host processes: its cgroups' usage and emptiness, and whether envd
+ * answers on its socket.
+ */
+
+/** Memory, tasks and CPU time charged to the sandbox's cgroups (v1 or v2). */
+export function cgroupUsage(cgroup: Pick<CgroupPlan, 'version' | 'dirs'>): SandboxUsage {
+  const read = (file: string): number => {
+    for (const dir of cgroup.dirs) {
+      try {
+        return Number(readFileSync(`${dir}/${file}`, 'utf8').trim());
+      } catch {
+        // Not in this hierarchy.
+      }
+    }
+    return 0;
+  };
+  const memoryBytes = cgroup.version === 'v1' ? read('memory.usage_in_bytes') : read('memory.current');
+  const cpuUsec = cgroup.version === 'v1' ? Math.round(read('cpuacct.usage') / 1000) : cpuStatUsec(cgroup.dirs);
+  return { memoryBytes, pids: read('pids.current'), cpuUsec };
+}
+
+/** cgroup v2's cpu.stat: `usage_usec N`. */
+function cpuStatUsec(dirs: string[]): number {
+  for (const dir of dirs) {
+    try {
+      const match = /^usage_usec (\d+)$/m.exec(readFileSync(`${dir}/cpu.stat`, 'utf8'));
+      if (match) return Number(match[1]);
+    } catch {
+      // Not here.
+    }
+  }
+  return 0;
+}
+
+/** 'gone' when no process is left in the cgroups (or they are removed), 'alive' while one is, 'unknown' when one could not be read. */
+export function cgroupLiveness(dirs: string[]): Liveness {
+  let unknown = false;
+  for (const dir of dirs) {
+    try {
+      if (readFileSync(`${dir}/cgroup.procs`, 'utf8').trim() !== '') return 'alive';
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') unknown = true;
+    }
+  }
+  return unknown ? 'unknown' : 'gone';
+}
+
+/** Whether envd answers its /health on the unix socket. */
+export function envdHealthy(socketPath: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const req = request({ socketPath, path: '/health', method: 'GET' }, (response) => {
+      response.resume();
+      resolve(response.statusCode === 204);
+    });
+    req.on('error', () => resolve(false));
+    req.end();
+  });
+}

@@ -1,0 +1,17 @@
+import type { SandboxPlan } from './types.ts';
+
+/**
+ * For a tier that maps no ids (gVisor's gofer, the VM's virtiofsd: a host
+ * root process that gives each file the creator's ids inside): a file the
+ * sandbox writes in a writable bind belongs on the host to its uid inside.
+ * So the workspace keeps its host owner only when the inside ids are the
+ * host ids. Returns what would go wrong, for the tier to refuse with; null
+ * when nothing does.
+ */
+export function unmappedOwnershipProblem(plan: SandboxPlan): string | null {
+  const { identity } = plan;
+  if (identity.uid === identity.hostUid && identity.gid === identity.hostGid) return null;
+  const writable = plan.mounts.find((step) => step.kind === 'bind' && step.writable);
+  if (!writable || writable.kind !== 'bind') return null;
+  return `identity: uid ${identity.uid}:${identity.gid} inside with a writable bind (${writable.field}: ${writable.source}); this tier maps no ids, so it would leave its files owned by ${identity.uid}:${identity.gid} on the host, not by ${identity.hostUid}:${identity.hostGid}`;
+}

@@ -1,0 +1,90 @@
+import { BrigError } from '../../protocol/index.ts';
+import { unmappedOwnershipProblem, type SandboxPlan } from '../plan/index.ts';
+import type { ChannelRecord } from './channel.ts';
+import { compileSeccomp } from '../jail/index.ts';
+
+/**
+ * What the guest's init is told about the sandbox (channel.ts records), from
+ * the plan. The filesystem itself is the host's view (jail/host-view.ts)
+ * behind virtiofs tag `root`; the guest adds only what must be its own
+ * kernel's: /proc, /dev (with /dev/pts and /dev/shm).
+ */
+
+const MS_NOSUID = 0x2;
+const MS_NODEV = 0x4;
+const MS_NOEXEC = 0x8;
+
+/** The records up to `end`, or BRIG_VM_UNSUPPORTED for what this tier does not render yet. */
+export function guestConfig(plan: SandboxPlan): ChannelRecord[] {
+  const refused = unsupported(plan);
+  if (refused) throw new BrigError('BRIG_VM_UNSUPPORTED', `the vm tier cannot honour ${refused} yet`, 'run it on the jail or gvisor tier (--tier jail); docs/tiers.md says what the vm tier renders');
+  const { identity } = plan;
+  return [
+    ['root', 'root'],
+    // After the command's end the guest counts its output and waits for brig to have it all (run.ts).
+    ['hold'],
+    ['mount', 'proc', 'proc', '/proc', String(MS_NOSUID | MS_NODEV | MS_NOEXEC), ''],
+    ['mount', 'devtmpfs', 'devtmpfs', '/dev', String(MS_NOSUID | MS_NOEXEC), 'mode=0755'],
+    ['mount', 'devpts', 'devpts', '/dev/pts', String(MS_NOSUID | MS_NOEXEC), 'newinstance,ptmxmode=0666,mode=0620'],
+    ['mount', 'tmpfs', 'tmpfs', '/dev/shm', String(MS_NOSUID | MS_NODEV), 'mode=1777,size=65536k'],
+    ['hostname', plan.hostname],
+    ['oom', plan.policy.resources.onOutOfMemory],
+    ['pids', String(plan.policy.resources.pids)],
+    ...plan.limits.rlimits.map((limit): ChannelRecord => ['rlimit', limit.name, String(limit.soft), String(limit.hard)]),
+    ['groups'],
+    ['gid', String(identity.gid)],
+    ['uid', String(identity.uid)],
+    ['cwd', plan.cwd],
+    // The view's tmpfs (the private home, /tmp) belong to the sandbox's user, as in the jail.
+    ['own', ...plan.mounts.flatMap((step) => (step.kind === 'tmpfs' ? [step.target] : []))],
+    ...Object.entries(plan.env).map(([name, value]): ChannelRecord => ['env', `${name}=${value}`]),
+    ['jail', ...innerJail(plan)],
+    ['seccomp', compileSeccomp({ arch: 'x86_64', extraDeny: plan.syscalls.extraDeny, logOnly: plan.syscalls.logOnly }).program.toString('hex')],
+    ['argv', ...plan.command],
+    ['end'],
+  ];
+}
+
+/** The fd the init gives the inner bubblewrap its seccomp program on. */
+export const INNER_SECCOMP_FD = 3;
+
+/**
+ * The second layer (seed 001): inside the guest, the command runs under the
+ * jail's own bubblewrap, started by the init as the sandbox's user — its own
+ * user, pid, ipc, uts, cgroup and network namespaces, no capabilities, no
+ * nested user namespaces, the jail's seccomp filter, a minimal /dev and a
+ * /proc whose knobs are read-only — so a bug in the guest kernel's syscall
+ * surface is not reached without first getting out of that jail. The files
+ * are the guest's root as it is: the host's view built it already.
+ */
+export function innerJail(plan: SandboxPlan): string[] {
+  const procReadonly = plan.mounts.flatMap((step) => (step.kind === 'proc-readonly' ? ['--ro-bind', step.target, step.target] : []));
+  return [
+    '/usr/bin/bwrap',
+    '--unshare-user', '--unshare-pid', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup', '--unshare-net',
+    '--uid', String(plan.identity.uid), '--gid', String(plan.identity.gid),
+    '--disable-userns',
+    '--hostname', plan.hostname,
+    '--cap-drop', 'ALL',
+    '--die-with-parent', '--new-session',
+    '--bind', '/', '/',
+    '--proc', '/proc',
+    '--dev', '/dev',
+    ...procReadonly,
+    '--chdir', plan.cwd,
+    '--seccomp', String(INNER_SECCOMP_FD),
+    '--',
+  ];
+}
+
+/** The least memory a guest boots in: the kernel unpacks itself and the initramfs into it (64 MiB does not boot). */
+export const VM_MIN_MEMORY_MIB = 128;
+
+function unsupported(plan: SandboxPlan): string | null {
+  if (plan.policy.resources.memoryMiB < VM_MIN_MEMORY_MIB) return `resources.memoryMiB ${plan.policy.resources.memoryMiB} (a VM needs at least ${VM_MIN_MEMORY_MIB} MiB: its kernel lives in it)`;
+  if (plan.network.mode !== 'none') return `network.mode '${plan.network.mode}' (a VM gets no network device; only none is rendered)`;
+  if (plan.image) return 'a root filesystem from an image';
+  if (plan.tty) return 'a terminal (run it without one: stdin and stdout not a tty)';
+  if (plan.mounts.some((step) => step.kind === 'mapped-bind')) return 'an id-mapped bind';
+  return unmappedOwnershipProblem(plan);
+}

@@ -1,0 +1,89 @@
+import { readFileSync } from 'node:fs';
+import { findExecutable } from '../plan/index.ts';
+import type { Accel } from './accel.ts';
+
+/**
+ * QEMU's command line for one sandbox: a `microvm` (no PCI, no firmware,
+ * virtio-mmio devices), the guest kernel and brig's initramfs, the
+ * sandbox's filesystem as a vhost-user virtiofs device (virtiofsd on the
+ * host, in the sandbox's view), and virtio-serial ports for the init's
+ * channel and the command's stdio, each a unix socket brig listens on.
+ * No network device, no disk, no display. Kept apart from the rest of the
+ * driver: another VMM (Firecracker) would be another renderer of the same parts.
+ */
+
+export const QEMU = 'qemu-system-x86_64';
+export const VIRTIOFSD = '/usr/lib/qemu/virtiofsd';
+
+/** The channel's ports, by the names the init looks for. */
+export const PORTS = ['brig.ctl', 'brig.stdin', 'brig.stdout', 'brig.stderr'] as const;
+export type PortName = (typeof PORTS)[number];
+
+export interface VmMachine {
+  qemu: string;
+  accel: Accel;
+  vmlinuz: string;
+  initramfs: string;
+  memoryMiB: number;
+  cpus: number;
+  /** virtiofsd's vhost-user socket: the sandbox's filesystem, tag `root`. */
+  fsSocket: string;
+  /** Where each port's host end listens. */
+  ports: Record<PortName, string>;
+  /** The guest kernel's console (ttyS0: boot messages, the init's errors, a panic): a socket brig listens on and keeps the tail of. */
+  console: string;
+}
+
+export function qemuArgv(machine: VmMachine): string[] {
+  return [
+    machine.qemu,
+    // x-option-roms=off: no firmware ROMs to scan; rtc=off: the guest takes its time from the kvm clock or the PIT.
+    '-M', 'microvm,x-option-roms=off,rtc=off,memory-backend=mem',
+    '-accel', machine.accel,
+    '-cpu', machine.accel === 'kvm' ? 'host' : 'max',
+    '-m', `${machine.memoryMiB}M`,
+    '-smp', String(machine.cpus),
+    // vhost-user (virtiofsd) maps the guest's memory: it must be a shared memfd.
+    '-object', `memory-backend-memfd,id=mem,size=${machine.memoryMiB}M,share=on`,
+    '-nodefaults', '-no-user-config', '-nographic', '-no-reboot',
+    // virtio-mmio as virtio 1.0, not legacy: virtiofsd (libvhost-user) refuses legacy devices.
+    '-global', 'virtio-mmio.force-legacy=false',
+    '-kernel', machine.vmlinuz,
+    '-initrd', machine.initramfs,
+    // reboot=t: the init's reboot ends QEMU (-no-reboot); panic=-1: so does a panic, at once.
+    '-append', kernelCommandLine(machine.accel),
+    // Not a file: a guest could write to its console without end; brig keeps only the tail (run.ts).
+    '-chardev', `socket,id=console,path=${machine.console}`,
+    '-serial', 'chardev:console',
+    '-chardev', `socket,id=fs,path=${machine.fsSocket}`,
+    '-device', 'vhost-user-fs-device,chardev=fs,tag=root',
+    '-device', 'virtio-serial-device,max_ports=8',
+    ...PORTS.flatMap((name, index) => ['-chardev', `socket,id=port${index},path=${machine.ports[name]}`, '-device', `virtserialport,chardev=port${index},name=${name}`]),
+  ];
+}
+
+/**
+ * Under TCG the kernel's calibration of its clock against the emulated PIT
+ * fails now and then on a loaded host ("Unable to calibrate against PIT"),
+ * and about 3 boots in 10 hung there: the host's own TSC rate is given
+ * instead (tsc_early_khz). KVM hands the guest the rate itself.
+ */
+export function kernelCommandLine(accel: Accel): string {
+  const khz = accel === 'tcg' ? hostTscKhz() : null;
+  // BRIG_VM_DEBUG=1: the kernel's whole boot log on the console (brig copies it to its stderr).
+  const quiet = process.env.BRIG_VM_DEBUG ? [] : ['quiet', 'loglevel=3'];
+  return ['console=ttyS0', 'reboot=t', 'panic=-1', ...quiet, ...(khz ? [`tsc_early_khz=${khz}`] : [])].join(' ');
+}
+
+function hostTscKhz(): number | null {
+  try {
+    const mhz = /^cpu MHz\s*:\s*([\d.]+)/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1];
+    return mhz ? Math.round(Number(mhz) * 1000) : null;
+  } catch {
+    return null;
+  }
+}
+
+export function findQemu(): string | null {
+  return findExecutable(QEMU, [process.env.PATH, '/usr/bin'].filter(Boolean).join(':'));
+}

@@ -1,0 +1,253 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, mkdirSync, rmSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import { cpus } from 'node:os';
+import brigSpawn from 'brig-spawn';
+import { BrigError, defaultStateDir } from '../../protocol/index.ts';
+import type { SandboxPlan } from '../plan/index.ts';
+import { callerOutput, createCgroup, dieWithParent, tierRunDir, killCgroup, processStart, readCallerInput, removeCgroup, removeRecord, spawnInside, sweepLeftovers, watchWholeSandboxOom, writeRecord, type CgroupPlan } from '../host/index.ts';
+import { renderHostView, startBwrap } from '../jail/index.ts';
+import { abortSignal, type RunEnd, type RunIo } from '../driver.ts';
+import { encodeRecord, RecordReader, type ChannelRecord } from './channel.ts';
+import { guestConfig } from './guest.ts';
+import { guestSize, vmCgroup } from './limits.ts';
+import { PORTS, qemuArgv, VIRTIOFSD, type PortName, type VmMachine } from './qemu.ts';
+import { requireVm } from './status.ts';
+import { vmArtefacts } from './build.ts';
+import { chooseAccel } from './accel.ts';
+
+/**
+ * One command in the foreground in a microVM. The steps, in order (each
+ * undone when a later one fails):
+ *   1. refuse what the tier cannot render (guest.ts), before anything exists;
+ *   2. the guest kernel and initramfs: built once, then cached (build.ts);
+ *   3. a record naming the run's cgroups and directory (a brig killed with
+ *      SIGKILL is cleaned up after by the next one), then the cgroups;
+ *   4. virtiofsd, in the sandbox's view built by bubblewrap exactly as the
+ *      jail's (jail/host-view.ts), on a socket brig made;
+ *   5. QEMU, in the same cgroups, with a parent-death signal; it connects to
+ *      the channel's ports, where brig sends the init the sandbox's config;
+ *   6. stdio carried over the ports; the end comes as the init's `exit`
+ *      record, then QEMU ends; the timeout, the memory limit or the caller's
+ *      abort end the VM whole;
+ *   7. kill whatever is left, remove the cgroups, the directory, the record.
+ */
+
+/** What virtiofsd keeps of root's capabilities: enough to act as any guest uid on the view's files; no mknod, no file capabilities. */
+const VIRTIOFSD_CAPS = ['CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FOWNER', 'CAP_FSETID', 'CAP_SETGID', 'CAP_SETUID', 'CAP_SYS_CHROOT', 'CAP_SETPCAP'];
+
+export async function runVm(plan: SandboxPlan, io: RunIo): Promise<RunEnd> {
+  const qemu = requireVm();
+  const config = guestConfig(plan);
+  const size = guestSize(plan, cpus().length);
+  const say = (line: string): void => void process.stderr.write(`brig: ${line}\n`);
+  const artefacts = await vmArtefacts(defaultStateDir(), brigSpawn.vmInitPath, say);
+  const accel = await chooseAccel(defaultStateDir(), qemu, artefacts.kernel.vmlinuz, say);
+  await sweepLeftovers();
+  const cgroup = vmCgroup(plan.limits.cgroup, size.memoryMiB);
+  const dir = tierRunDir('vm', plan.id);
+  writeRecord({ id: plan.id, ownerPid: process.pid, ownerStart: processStart('self') ?? '', cgroupDirs: cgroup.dirs, killDir: cgroup.killDir, dirs: [dir] });
+  const servers: Server[] = [];
+  try {
+    createCgroup(cgroup);
+    mkdirSync(dir, { mode: 0o700 });
+    const ports = Object.fromEntries(PORTS.map((name) => [name, `${dir}/${name}.sock`])) as Record<PortName, string>;
+    const connected = PORTS.map((name) => listenOnce(ports[name], servers));
+    // The guest's console and virtiofsd's messages: only their tails are kept (a guest could write without end).
+    const console = new Tail(64 * 1024);
+    const fileServerLog = new Tail(16 * 1024);
+    void listenOnce(`${dir}/console.sock`, servers).then((socket) => {
+      socket.on('error', () => {});
+      socket.on('data', (chunk: Buffer) => {
+        console.push(chunk);
+        if (process.env.BRIG_VM_DEBUG) process.stderr.write(chunk);
+      });
+    }, () => {});
+    startFileServer(plan, dir, cgroup).stderr?.on('data', (chunk: Buffer) => fileServerLog.push(chunk));
+    const machine: VmMachine = { qemu, accel, vmlinuz: artefacts.kernel.vmlinuz, initramfs: artefacts.initramfs, memoryMiB: size.memoryMiB, cpus: size.cpus, fsSocket: `${dir}/fs.sock`, ports, console: `${dir}/console.sock` };
+    const [qemuFile, ...qemuArgs] = dieWithParent(qemuArgv(machine));
+    const child = spawnInside(cgroup, () => spawn(qemuFile as string, qemuArgs, { stdio: ['ignore', 'ignore', 'pipe'], detached: true, cwd: '/', env: { PATH: '/usr/bin:/bin' } }));
+    let qemuErrors = '';
+    child.stderr?.on('data', (chunk: Buffer) => (qemuErrors = (qemuErrors + chunk.toString()).slice(-4000)));
+    const sockets = await Promise.race([
+      Promise.all(connected),
+      new Promise<never>((_, reject) => child.once('close', () => reject(setupError(`QEMU ended before it connected to brig: ${qemuErrors.trim().split('\n').slice(-3).join(' | ')}`)))),
+    ]);
+    const [ctl, stdin, stdout, stderr] = sockets as [Socket, Socket, Socket, Socket];
+    for (const record of config) ctl.write(encodeRecord(record));
+    io.started?.();
+    return await watch({ plan, io, cgroup, child, ctl, stdin, stdout, stderr, console: () => console.text(), fileServerLog: () => fileServerLog.text(), qemuErrors: () => qemuErrors });
+  } finally {
+    for (const server of servers) server.close();
+    killCgroup(cgroup);
+    await removeCgroup(cgroup);
+    rmSync(dir, { recursive: true, force: true });
+    removeRecord(plan.id);
+  }
+}
+
+/** virtiofsd, serving the sandbox's view on a socket brig made (blocking: virtiofsd accepts once, on its own); its messages on a pipe. */
+function startFileServer(plan: SandboxPlan, dir: string, cgroup: CgroupPlan): ChildProcess {
+  const listening = brigSpawn.listenUnix(`${dir}/fs.sock`, 1);
+  try {
+    const argv = [VIRTIOFSD, '--fd=5', '-o', 'source=/', '-o', 'sandbox=chroot', '-o', 'cache=auto', '-o', 'modcaps=-mknod:-setfcap', '-o', 'log_level=warn', '--rlimit-nofile=0'];
+    const view = renderHostView({ ...plan, limits: { ...plan.limits, cgroup } }, argv, { caps: VIRTIOFSD_CAPS });
+    return startBwrap(view, ['ignore', 'ignore', 'pipe'], listening);
+  } finally {
+    closeSync(listening);
+  }
+}
+
+/** The last `size` bytes of a stream. */
+class Tail {
+  private chunks: Buffer[] = [];
+  private length = 0;
+
+  constructor(private readonly size: number) {}
+
+  push(chunk: Buffer): void {
+    this.chunks.push(chunk);
+    this.length += chunk.length;
+    while (this.length - (this.chunks[0]?.length ?? 0) >= this.size) this.length -= (this.chunks.shift() as Buffer).length;
+  }
+
+  text(): string {
+    return Buffer.concat(this.chunks).subarray(-this.size).toString('utf8');
+  }
+}
+
+/** The first connection on a fresh unix socket at `path`; the server stops listening once it has it. */
+function listenOnce(path: string, servers: Server[]): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const server = createServer((socket) => {
+      server.close();
+      resolve(socket);
+    });
+    servers.push(server);
+    server.once('error', reject);
+    server.listen(path);
+  });
+}
+
+interface Watched {
+  plan: SandboxPlan;
+  io: RunIo;
+  cgroup: CgroupPlan;
+  child: ChildProcess;
+  ctl: Socket;
+  stdin: Socket;
+  stdout: Socket;
+  stderr: Socket;
+  console: () => string;
+  fileServerLog: () => string;
+  qemuErrors: () => string;
+}
+
+function watch(w: Watched): Promise<RunEnd> {
+  return new Promise((resolve) => {
+    let ended: RunEnd | null = null;
+    let reported: RunEnd | null = null;
+    const endVm = (end: RunEnd): void => {
+      ended ??= end;
+      killCgroup(w.cgroup);
+    };
+    const memory = watchWholeSandboxOom(w.cgroup, 'the VM used all of its memory (the host sees one QEMU: the whole VM ends)', (event) => {
+      w.io.onMemoryEvent?.(event);
+      endVm({ reason: 'oom' });
+    });
+    const runMs = w.plan.policy.timeouts.runMs;
+    const timeout = runMs > 0 ? setTimeout(() => endVm({ reason: 'timeout' }), runMs) : null;
+    const onAbort = (): void => endVm({ reason: 'signal', signal: abortSignal(w.io.signal?.reason) });
+    if (w.io.signal?.aborted) onAbort();
+    w.io.signal?.addEventListener('abort', onAbort);
+
+    const reader = new RecordReader();
+    w.ctl.on('data', (chunk: Buffer) => {
+      let records: ChannelRecord[];
+      try {
+        records = reader.push(chunk);
+      } catch (error) {
+        return endVm(setupEnd((error as BrigError).message));
+      }
+      for (const [type, ...fields] of records) {
+        if (type === 'exit' && fields.length === 3 && fields.every((field) => /^\d{1,15}$/.test(field)) && Number(fields[0]) < 256) {
+          reported ??= { reason: 'exit', exitCode: Number(fields[0]) };
+          // `hold`: the guest stays up until brig has read all of the output it counted, then brig says `poweroff`.
+          owed = [Number(fields[1]), Number(fields[2])];
+          settle();
+        } else if (type === 'error') {
+          reported ??= setupEnd(`the VM's init: ${(fields[0] ?? '').slice(0, 500)}`);
+          w.ctl.write(encodeRecord(['poweroff']));
+        } else return endVm(setupEnd(`the VM's init sent an unknown record '${type.slice(0, 40)}'`));
+      }
+    });
+    w.ctl.on('error', () => {});
+    // With the count of bytes sent: the ports are separate queues, and the init closes the command's stdin only once it has them all.
+    const stopInput = relayInput(w.io, w.stdin, (sent) => w.ctl.write(encodeRecord(['eof', String(sent)])));
+    // What the guest's output ports carried so far, against what the exit record says they carried in all.
+    const received = [0, 0];
+    let owed: [number, number] | null = null;
+    const settle = (): void => {
+      if (owed && received[0] === owed[0] && received[1] === owed[1]) {
+        owed = null;
+        w.ctl.write(encodeRecord(['poweroff']));
+      }
+    };
+    const counted = (index: 0 | 1) => (bytes: number): void => {
+      received[index] = (received[index] ?? 0) + bytes;
+      settle();
+    };
+    const outputs = [relayOutput(w.io, w.stdout, 1, counted(0)), relayOutput(w.io, w.stderr, 2, counted(1))];
+
+    w.child.on('close', () => {
+      void Promise.all(outputs).then(() => {
+        stopInput();
+        w.io.signal?.removeEventListener('abort', onAbort);
+        memory.close();
+        if (timeout) clearTimeout(timeout);
+        if (ended) return resolve(ended);
+        if (reported) return resolve(reported);
+        const console = w.console();
+        // kill-sandbox: the guest panics at its memory limit (guest.ts), which ends the VM.
+        if (/Kernel panic - not syncing: (Out of memory|System is deadlocked on memory)/.test(console)) {
+          w.io.onMemoryEvent?.({ time: new Date().toISOString(), action: 'kill-sandbox', pid: null, hostPid: null, command: null, rssBytes: null, main: false, reason: "the VM used all of its memory (its kernel's OOM ends the whole VM: onOutOfMemory kill-sandbox)" });
+          return resolve({ reason: 'oom' });
+        }
+        resolve(setupEnd(`the VM ended before its command did: ${lastLines(w.qemuErrors()) || lastLines(console) || lastLines(w.fileServerLog()) || 'no message'}`));
+      });
+    });
+  });
+}
+
+function setupEnd(message: string): RunEnd {
+  return { reason: 'setup', code: 'BRIG_VM_SETUP', message, hint: "the guest console's last lines and QEMU's errors are quoted (BRIG_VM_DEBUG=1 shows the whole boot); `brig run --tier vm --dry-run` prints QEMU's command line" };
+}
+
+function setupError(message: string): BrigError {
+  return new BrigError('BRIG_VM_SETUP', message, "`brig tiers` says what the vm tier needs; `brig run --tier vm --dry-run` prints QEMU's command line");
+}
+
+/** The caller's stdin into the guest's port; `ended` with the byte count once it has all been sent. Returns what stops reading it. */
+function relayInput(io: RunIo, port: Socket, ended: (sent: number) => void): () => void {
+  port.on('error', () => {});
+  const stop = readCallerInput(io, port, ended);
+  if (!stop) ended(0);
+  return stop ?? (() => {});
+}
+
+/** A port of the command's output to the caller, each chunk's size told to `count`. Resolves when QEMU closes it. */
+function relayOutput(io: RunIo, port: Socket, index: 1 | 2, count: (bytes: number) => void): Promise<void> {
+  const write = callerOutput(io, index);
+  port.on('data', (chunk: Buffer) => {
+    write(chunk);
+    count(chunk.length);
+  });
+  return new Promise((resolve) => {
+    port.once('close', () => resolve());
+    port.on('error', () => {});
+  });
+}
+
+function lastLines(text: string): string {
+  return text.trim().split('\n').slice(-3).join(' | ').slice(0, 600);
+}

@@ -1,0 +1,137 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { chownSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { Sandbox, type SandboxOpts } from 'e2b';
+import { BRIG, tempWorkspace } from '../helpers/brig.ts';
+import { serveDaemon, type RunningDaemon } from '../helpers/daemon.ts';
+import { seedUserImage } from '../helpers/images.ts';
+import { TEST_TIERS } from '../helpers/tiers.ts';
+
+/**
+ * Image sandboxes on the gVisor tier. gVisor maps no ids: the image's files
+ * keep the ids they have inside, so its upper holds what a layer holds (root's
+ * files are uid 0 on the host), a commit shifts nothing, and a snapshot boots
+ * the same on either tier. Root inside is the Sentry's root: what it writes
+ * reaches the host, so no setuid, setgid or device file is let through.
+ */
+
+const API_KEY = 'brig_gvisor_image_key';
+const IMAGE = 'e2b-user';
+const gvisor = TEST_TIERS.find((entry) => entry.tier === 'gvisor');
+const skip = process.getuid?.() !== 0 ? 'image sandboxes need root' : (gvisor?.skip ?? 'no gvisor tier');
+
+function opts(daemon: RunningDaemon): SandboxOpts {
+  return { apiKey: API_KEY, apiUrl: daemon.url, sandboxUrl: daemon.url } as SandboxOpts;
+}
+
+/** A create naming its tier (brig's field beside E2B's), then the e2b SDK connected to it. */
+async function createOn(daemon: RunningDaemon, template: string, tier?: string): Promise<Sandbox> {
+  const response = await fetch(`${daemon.url}/sandboxes`, {
+    method: 'POST',
+    headers: { 'X-API-KEY': API_KEY, 'content-type': 'application/json' },
+    body: JSON.stringify({ templateID: template, timeout: 300, ...(tier ? { tier } : {}) }),
+  });
+  const body = (await response.json()) as { sandboxID: string };
+  assert.equal(response.status, 201, JSON.stringify(body));
+  return Sandbox.connect(body.sandboxID, opts(daemon));
+}
+
+describe('image sandboxes on the gVisor tier', { skip }, () => {
+  let state: { dir: string; remove: () => void };
+  let daemon: RunningDaemon;
+  let sandbox: Sandbox;
+  const upperOf = (id: string): string => `${state.dir}/sandboxes/${id}/workspace/upper`;
+  before(async () => {
+    state = tempWorkspace('brig-gvisor-image-');
+    await seedUserImage(state.dir, IMAGE);
+    daemon = await serveDaemon(state.dir, { apiKey: API_KEY });
+    sandbox = await createOn(daemon, IMAGE, 'gvisor');
+  });
+  after(async () => {
+    for (const info of await Sandbox.list(opts(daemon)).nextItems().catch(() => [])) await Sandbox.kill(info.sandboxId, opts(daemon)).catch(() => false);
+    await daemon?.stop();
+    state?.remove();
+  });
+
+  test("the Sentry's kernel, root as root, the default user with the image's home and ENV", async () => {
+    assert.equal((await sandbox.commands.run('uname -r')).stdout, '4.4.0\n');
+    assert.equal((await sandbox.commands.run('id -u; whoami', { user: 'root' })).stdout, '0\nroot\n');
+    const plain = await sandbox.commands.run('id -u; whoami; echo "$HOME"; pwd; echo "$GREETING"; cat /etc/hostname');
+    assert.equal(plain.stdout, '1000\nuser\n/home/user\n/home/user\nhi\nbrig\n');
+  });
+
+  test("files keep the ids they have inside, in the sandbox's upper on the host; the layers and the host's mounts are untouched", async () => {
+    await sandbox.files.write('/home/user/mine.txt', 'mine');
+    await sandbox.files.write('/root/roots.txt', 'root', { user: 'root' });
+    await sandbox.commands.run('echo changed > /etc/debian_version; touch /usr/bin/planted', { user: 'root' });
+    const inside = await sandbox.commands.run('stat -c "%u:%g %n" /home/user/mine.txt /root/roots.txt', { user: 'root' });
+    assert.equal(inside.stdout, '1000:1000 /home/user/mine.txt\n0:0 /root/roots.txt\n');
+    await assert.rejects(sandbox.commands.run('cat /root/roots.txt'), 'user cannot read root\'s home');
+    const upper = upperOf(sandbox.sandboxId);
+    assert.deepEqual([statSync(`${upper}/home/user/mine.txt`).uid, statSync(`${upper}/home/user/mine.txt`).gid], [1000, 1000]);
+    assert.deepEqual([statSync(`${upper}/root/roots.txt`).uid, statSync(`${upper}/root/roots.txt`).gid], [0, 0]);
+    assert.equal(readFileSync(`${upper}/etc/debian_version`, 'utf8'), 'changed\n');
+    // Root's files on the host sit behind directories only root may enter.
+    assert.equal(statSync(`${state.dir}/sandboxes/${sandbox.sandboxId}/workspace`).mode & 0o077, 0);
+    const layersDir = `${state.dir}/images/layers`;
+    for (const layer of readdirSync(layersDir).filter((name) => /^[0-9a-f]{64}$/.test(name))) {
+      assert.ok(!existsSync(`${layersDir}/${layer}/usr/bin/planted`));
+      if (existsSync(`${layersDir}/${layer}/etc/debian_version`)) assert.notEqual(readFileSync(`${layersDir}/${layer}/etc/debian_version`, 'utf8'), 'changed\n');
+    }
+    // The overlay is mounted in the namespace runsc starts in: the host never sees it.
+    assert.ok(!readFileSync('/proc/self/mountinfo', 'utf8').includes(sandbox.sandboxId));
+  });
+
+  test('root inside makes no setuid, setgid or device file: refused by the Sentry, none on the host', async () => {
+    const tries = await sandbox.commands.run(
+      'cp /bin/sh /tmp/s; chmod u+s /tmp/s; echo chmod=$?; chmod g+s /tmp/s; echo chmodg=$?; install -m 4755 /bin/sh /root/s2; echo install=$?; mknod /root/dev c 1 3; echo mknod=$?; chmod 755 /tmp/s; echo plain=$?',
+      { user: 'root' },
+    );
+    assert.equal(tries.stdout, 'chmod=1\nchmodg=1\ninstall=1\nmknod=1\nplain=0\n');
+    const found = execFileSync('find', [upperOf(sandbox.sandboxId), '-perm', '/6000', '-o', '-type', 'c', '-o', '-type', 'b'], { encoding: 'utf8' });
+    assert.equal(found, '', 'no set-id file or device in the upper');
+  });
+
+  test('a snapshot of a gVisor sandbox boots on either tier with the same owners', async () => {
+    const source = await createOn(daemon, IMAGE, 'gvisor');
+    try {
+      await source.files.write('/home/user/note.txt', 'kept');
+      await source.files.write('/root/secret.txt', 'root only', { user: 'root' });
+      const { snapshotId } = await source.createSnapshot();
+      for (const tier of ['jail', 'gvisor']) {
+        const copy = await createOn(daemon, snapshotId, tier);
+        try {
+          const owners = await copy.commands.run('stat -c "%u:%g %n" /home/user/note.txt /root/secret.txt; cat /home/user/note.txt', { user: 'root' });
+          assert.equal(owners.stdout, '1000:1000 /home/user/note.txt\n0:0 /root/secret.txt\nkept', `on ${tier}`);
+        } finally {
+          await copy.kill();
+        }
+      }
+    } finally {
+      await source.kill();
+    }
+  });
+
+  test("brig run --image --tier gvisor: the image's ENV, the exit code, its writes dropped; a workspace of another owner is refused", () => {
+    const env = { ...process.env, BRIG_STATE_DIR: state.dir };
+    const project = tempWorkspace('brig-gvisor-image-project-');
+    try {
+      const first = spawnSync(BRIG, ['run', '--image', IMAGE, '--tier', 'gvisor', '--workspace', project.dir, '--', 'sh', '-c', 'id -un; echo "$GREETING"; uname -r; touch /home/user/mark; echo made > made; exit 7'], { env, encoding: 'utf8' });
+      assert.equal(first.status, 7, first.stderr);
+      assert.equal(first.stdout, 'root\nhi\n4.4.0\n');
+      assert.deepEqual([statSync(`${project.dir}/made`).uid, readFileSync(`${project.dir}/made`, 'utf8')], [0, 'made\n']);
+      const second = spawnSync(BRIG, ['run', '--image', IMAGE, '--tier', 'gvisor', '--workspace', project.dir, '--', 'sh', '-c', 'test -e /home/user/mark'], { env, encoding: 'utf8' });
+      assert.equal(second.status, 1, 'a second run starts from the image again');
+      // gVisor cannot map the owner's ids onto root inside, as the jail does: it says so.
+      chownSync(project.dir, 1000, 1000);
+      writeFileSync(`${project.dir}/theirs`, 'x\n');
+      const refused = spawnSync(BRIG, ['run', '--image', IMAGE, '--tier', 'gvisor', '--workspace', project.dir, '--', 'true'], { env, encoding: 'utf8' });
+      assert.equal(refused.status, 125);
+      assert.match(refused.stderr, /BRIG_GVISOR_UNSUPPORTED/);
+      assert.match(refused.stderr, /belongs to 1000:1000/);
+    } finally {
+      project.remove();
+    }
+  });
+});

@@ -1,0 +1,85 @@
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { Sandbox, type SandboxOpts } from 'e2b';
+import { tempWorkspace } from '../helpers/brig.ts';
+import { serveDaemon, type RunningDaemon } from '../helpers/daemon.ts';
+import { TEST_TIERS } from '../helpers/tiers.ts';
+
+const API_KEY = 'brig_tiers_key';
+const gvisor = TEST_TIERS.find((entry) => entry.tier === 'gvisor');
+
+function opts(daemon: RunningDaemon): SandboxOpts {
+  return { apiKey: API_KEY, apiUrl: daemon.url, sandboxUrl: daemon.url } as SandboxOpts;
+}
+
+/** A create naming its tier (brig's field beside E2B's), then the e2b SDK connected to it. */
+async function createOn(daemon: RunningDaemon, tier?: string): Promise<Sandbox> {
+  const response = await fetch(`${daemon.url}/sandboxes`, {
+    method: 'POST',
+    headers: { 'X-API-KEY': API_KEY, 'content-type': 'application/json' },
+    body: JSON.stringify({ templateID: 'base', ...(tier ? { tier } : {}) }),
+  });
+  const body = (await response.json()) as { sandboxID: string };
+  assert.equal(response.status, 201, JSON.stringify(body));
+  return Sandbox.connect(body.sandboxID, opts(daemon));
+}
+
+async function listedTiers(daemon: RunningDaemon): Promise<Record<string, string>> {
+  const listed = (await (await fetch(`${daemon.url}/v1/sandboxes`, { headers: { 'X-API-KEY': API_KEY } })).json()) as Array<{ id: string; tier: string }>;
+  return Object.fromEntries(listed.map((entry) => [entry.id, entry.tier]));
+}
+
+describe('one daemon, sandboxes of several tiers', { skip: gvisor?.skip ?? 'no gvisor tier' }, () => {
+  test('a jail and a gVisor sandbox side by side; after kill -9 of the daemon each is reattached through its own driver; stopping them leaves nothing', async () => {
+    const state = tempWorkspace('brig-tiers-');
+    let daemon = await serveDaemon(state.dir, { apiKey: API_KEY });
+    const made: string[] = [];
+    try {
+      const jail = await createOn(daemon);
+      made.push(jail.sandboxId);
+      const sentry = await createOn(daemon, 'gvisor');
+      made.push(sentry.sandboxId);
+      // gVisor's Sentry answers as its own kernel; the jail shares the host's.
+      const hostKernel = (await jail.commands.run('uname -r')).stdout.trim();
+      assert.notEqual(hostKernel, '4.4.0');
+      assert.equal((await sentry.commands.run('uname -r')).stdout.trim(), '4.4.0');
+      await sentry.files.write('/home/user/kept.txt', 'across a restart');
+      assert.deepEqual(await listedTiers(daemon), { [jail.sandboxId]: 'jail', [sentry.sandboxId]: 'gvisor' });
+
+      await daemon.stop('SIGKILL');
+      daemon = await serveDaemon(state.dir, { apiKey: API_KEY });
+      assert.deepEqual(await listedTiers(daemon), { [jail.sandboxId]: 'jail', [sentry.sandboxId]: 'gvisor' }, 'both reattached');
+      const again = await Sandbox.connect(sentry.sandboxId, opts(daemon));
+      assert.equal(await again.files.read('/home/user/kept.txt'), 'across a restart');
+      assert.equal((await again.commands.run('uname -r')).stdout.trim(), '4.4.0');
+      assert.equal((await (await Sandbox.connect(jail.sandboxId, opts(daemon))).commands.run('uname -r')).stdout.trim(), hostKernel);
+
+      for (const id of made.splice(0)) await Sandbox.kill(id, opts(daemon));
+      assert.deepEqual(await listedTiers(daemon), {});
+      assert.equal(existsSync(`${state.dir}/sandboxes/${sentry.sandboxId}`), false, "the gVisor sandbox's directory (bundle, runsc state) is gone");
+    } finally {
+      for (const id of made) await Sandbox.kill(id, opts(daemon)).catch(() => false);
+      await daemon.stop();
+      state.remove();
+    }
+  });
+
+  test('brig serve --tier gvisor makes it the default; a create may still ask for the jail', async () => {
+    const state = tempWorkspace('brig-tiers-');
+    const daemon = await serveDaemon(state.dir, { apiKey: API_KEY, args: ['--tier', 'gvisor'] });
+    const made: Sandbox[] = [];
+    try {
+      made.push(await Sandbox.create(opts(daemon)));
+      made.push(await createOn(daemon, 'jail'));
+      const [byDefault, jail] = made as [Sandbox, Sandbox];
+      assert.deepEqual(await listedTiers(daemon), { [byDefault.sandboxId]: 'gvisor', [jail.sandboxId]: 'jail' });
+      // The E2B layout holds on both: user `user`, the workspace at /home/user.
+      for (const sandbox of made) assert.equal((await sandbox.commands.run('echo "$(id -un) $(pwd)"')).stdout, 'user /home/user\n');
+    } finally {
+      for (const sandbox of made) await sandbox.kill().catch(() => false);
+      await daemon.stop();
+      state.remove();
+    }
+  });
+});

@@ -1,0 +1,59 @@
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { encodeRecord, RecordReader } from '../../../src/drivers/vm/channel.ts';
+import { guestConfig } from '../../../src/drivers/vm/guest.ts';
+import { qemuArgv, PORTS } from '../../../src/drivers/vm/qemu.ts';
+import { planSandbox } from '../../../src/drivers/index.ts';
+import { buildPolicy, network, resolvePolicy, workspace } from '../../../src/policy/index.ts';
+
+/** The parts of the vm tier that need no VM: the channel's records, what the init is told, QEMU's command line. */
+describe('the vm channel', () => {
+  test('records round-trip, split anywhere across chunks; values keep spaces, newlines and UTF-8', () => {
+    const sent: Array<[string, ...string[]]> = [['argv', 'sh', '-c', 'echo "a b"\nexit 3'], ['env', 'GREETING=héllo'], ['eof'], ['exit', '0']];
+    const bytes = Buffer.concat(sent.map((record) => encodeRecord(record)));
+    for (const size of [1, 3, 7, bytes.length]) {
+      const reader = new RecordReader();
+      const got = [];
+      for (let at = 0; at < bytes.length; at += size) got.push(...reader.push(bytes.subarray(at, at + size)));
+      assert.deepEqual(got, sent, `chunks of ${size}`);
+    }
+  });
+
+  test("a guest's malformed record is refused, never half-read; a NUL in a value is refused before it is sent", () => {
+    for (const bad of ['x\0', '0\0', '-1\0a\0', '99999999\0', '01\0a\0']) assert.throws(() => new RecordReader().push(Buffer.from(bad)), { code: 'BRIG_VM_PROTOCOL' }, JSON.stringify(bad));
+    assert.throws(() => new RecordReader().push(Buffer.alloc(2 << 20, 0x31)), { code: 'BRIG_VM_PROTOCOL' });
+    assert.throws(() => encodeRecord(['env', 'A=\0']), { code: 'BRIG_POLICY_INVALID' });
+  });
+});
+
+describe("the vm tier's rendering", () => {
+  const host = { uid: 0, gid: 0, home: '/root', cwd: '/root', env: { PATH: '/usr/bin:/bin' } };
+  const plan = (...changes: Parameters<typeof buildPolicy>) => planSandbox(resolvePolicy(buildPolicy(workspace(null), ...changes), { cwd: '/root', home: '/root' }), ['sh', '-c', 'exit 3'], host, { tty: false, id: 'vm-render' });
+
+  test("the init is told the root's tag, its own /proc and /dev, the identity, cwd, environment and argv, then end", () => {
+    const config = guestConfig(plan());
+    assert.deepEqual(config[0], ['root', 'root']);
+    assert.deepEqual(config.filter((record) => record[0] === 'mount').map((record) => record[3]), ['/proc', '/dev', '/dev/pts', '/dev/shm']);
+    assert.deepEqual(config.find((record) => record[0] === 'argv'), ['argv', 'sh', '-c', 'exit 3']);
+    assert.ok(config.some((record) => record[0] === 'env' && record[1] === 'PATH=' + (plan().env.PATH ?? '')));
+    assert.deepEqual(config.at(-1), ['end']);
+    // uid after gid: the init drops privileges last.
+    assert.ok(config.findIndex((record) => record[0] === 'gid') < config.findIndex((record) => record[0] === 'uid'));
+  });
+
+  test('what the tier does not render yet is refused with BRIG_VM_UNSUPPORTED, not approximated', () => {
+    assert.throws(() => guestConfig(plan(network('host'))), { code: 'BRIG_VM_UNSUPPORTED', message: /network/ });
+    assert.throws(() => guestConfig({ ...plan(), tty: true }), { code: 'BRIG_VM_UNSUPPORTED', message: /terminal/ });
+  });
+
+  test("QEMU's command line: a microvm with shared memory for virtiofsd, no network, no disk, the four ports by name", () => {
+    const argv = qemuArgv({ qemu: 'q', accel: 'tcg', vmlinuz: 'k', initramfs: 'i', memoryMiB: 512, cpus: 1, fsSocket: '/r/fs.sock', ports: Object.fromEntries(PORTS.map((name) => [name, `/r/${name}`])) as never, console: '/r/c' });
+    const line = argv.join(' ');
+    assert.match(line, /-M microvm,[^ ]*memory-backend=mem/);
+    assert.match(line, /memory-backend-memfd,id=mem,size=512M,share=on/);
+    assert.match(line, /-nodefaults/);
+    assert.doesNotMatch(line, /netdev|-nic|virtio-net|-drive|virtio-blk/);
+    for (const name of PORTS) assert.match(line, new RegExp(`name=${name.replace('.', '\\.')}`));
+    assert.match(line, /vhost-user-fs-device,chardev=fs,tag=root/);
+  });
+});
