@@ -4,7 +4,7 @@ import { BrigError, EXIT, defaultStateDir, isBrigError } from '../protocol/index
 import { runCommand } from './run.ts';
 import { loadBundle } from './bundles.ts';
 import { parseArgs } from './args.ts';
-import { tierStatuses } from '../drivers/index.ts';
+import { driverFor, tierStatuses, usableDriver } from '../drivers/index.ts';
 
 const HELP = `brig — put AI coding agents, and every command they run, in a jail.
 
@@ -16,6 +16,7 @@ Usage:
   brig envd [--listen ADDRESS]               run envd UNJAILED, for development (brig envd --help)
   brig image build|ls|inspect|rm|prune|import|export   the image store (brig image --help)
   brig tiers [--json]                        the isolation tiers, and which run on this host
+  brig tiers prepare [TIER…]                 fetch and build what a tier needs (the vm tier's kernel) now
   brig --version
 
 Sandboxes in a running daemon (brig COMMAND --help for each):
@@ -147,12 +148,27 @@ function definedOnly<T extends Record<string, number | undefined>>(values: T): P
 }
 
 /** brig tiers: each tier, what it defends against, and whether it runs here (and if not, what fixes it). */
-function tiersCommand(argv: string[]): number {
-  const { flags } = parseArgs(argv, { json: { value: false }, help: { value: false, short: 'h' } }, 'brig tiers');
+const TIERS_HELP = `Usage: brig tiers [--json]
+       brig tiers prepare [TIER…]
+
+The isolation tiers (brig run --tier, brig create --tier, brig serve --tier),
+what each defends against, and whether it runs on this host. docs/tiers.md
+says when to pick which.
+
+prepare fetches and builds now what a tier's first sandbox would otherwise
+wait for (the vm tier: its guest kernel from Debian's mirror, newer if apt's
+lists name one, and its initramfs; and whether KVM works here). Without a
+TIER, every tier that runs here and has something to prepare.`;
+
+async function tiersCommand(argv: string[]): Promise<number> {
+  const { flags, rest } = parseArgs(argv, { json: { value: false }, help: { value: false, short: 'h' } }, 'brig tiers');
   if (flags.has('help')) {
-    process.stdout.write('Usage: brig tiers [--json]\n\nThe isolation tiers (brig run --tier, brig create --tier, brig serve --tier),\nwhat each defends against, and whether it runs on this host. docs/tiers.md\nsays when to pick which.\n');
+    process.stdout.write(TIERS_HELP + '\n');
     return 0;
   }
+  const [action, ...names] = rest;
+  if (action === 'prepare') return prepareTiers(names);
+  if (action !== undefined) throw new BrigError('BRIG_USAGE', `brig tiers: unknown action '${action}'`, 'use `brig tiers` or `brig tiers prepare [TIER…]`');
   const tiers = tierStatuses();
   if (flags.has('json')) {
     process.stdout.write(JSON.stringify(tiers.map(({ tier, summary, status }) => ({ tier, summary, ...status })), null, 2) + '\n');
@@ -160,6 +176,20 @@ function tiersCommand(argv: string[]): number {
   }
   for (const { tier, summary, status } of tiers) {
     process.stdout.write(`${tier.padEnd(8)} ${status.available ? 'available  ' : 'unavailable'}  ${summary}\n${' '.repeat(8)} ${status.detail}\n${status.fix && !status.available ? `${' '.repeat(8)} fix: ${status.fix}\n` : ''}`);
+  }
+  return 0;
+}
+
+/** Each named tier (it must run here), or every tier that runs here, prepared in turn. */
+async function prepareTiers(names: string[]): Promise<number> {
+  const drivers = names.length > 0 ? names.map((name) => usableDriver(name)) : tierStatuses().filter(({ status }) => status.available).map(({ tier }) => driverFor(tier));
+  for (const driver of drivers) {
+    if (!driver.prepare) {
+      if (names.length > 0) process.stdout.write(`${driver.name}: nothing to prepare\n`);
+      continue;
+    }
+    const lines = await driver.prepare((line) => process.stderr.write(`brig: ${line}\n`));
+    process.stdout.write(lines.map((line) => `${driver.name}: ${line}\n`).join(''));
   }
   return 0;
 }

@@ -200,7 +200,7 @@ function memorySummary(events: MemoryEvent[], plan: SandboxPlan): string {
   const processKills = events.filter((event) => event.action === 'kill-process');
   if (processKills.length === 0) return '';
   const lines = processKills.map((event) => `  ${describeMemoryEvent(event)}`);
-  return `brig: the jail reached its memory limit (${plan.policy.resources.memoryMiB} MiB) ${processKills.length} time${processKills.length === 1 ? '' : 's'}:\n${lines.join('\n')}\n  give it more with --memory (e.g. --memory 4g), or end the whole jail instead with resources.onOutOfMemory: kill-sandbox\n`;
+  return `brig: the sandbox reached its memory limit (${plan.policy.resources.memoryMiB} MiB) ${processKills.length} time${processKills.length === 1 ? '' : 's'}:\n${lines.join('\n')}\n  give it more with --memory (e.g. --memory 4g), or end the whole sandbox instead with resources.onOutOfMemory: kill-sandbox\n`;
 }
 
 export function flagChanges(flags: Map<string, string[]>): PolicyChange[] {
@@ -265,7 +265,7 @@ function exitCodeOf(end: RunEnd, plan: SandboxPlan): number {
       return report(
         new BrigError(
           'BRIG_OUT_OF_MEMORY',
-          `the jail used all of its ${plan.policy.resources.memoryMiB} MiB of memory and was killed whole: ${plan.policy.resources.onOutOfMemory === 'kill-sandbox' ? 'resources.onOutOfMemory is kill-sandbox' : 'no process it could spare held that memory (files in its tmpfs count too)'}`,
+          `the sandbox used all of its ${plan.policy.resources.memoryMiB} MiB of memory and was killed whole: ${plan.policy.resources.onOutOfMemory === 'kill-sandbox' ? 'resources.onOutOfMemory is kill-sandbox' : 'no process it could spare held that memory (files in its tmpfs count too)'}`,
           'give it more with --memory (e.g. --memory 4g) or resources.memoryMiB',
         ),
       );

@@ -145,6 +145,13 @@ export interface Driver {
   readonly mapsIds: boolean;
   /** Checked on this host now: the package, device or kernel feature it needs. */
   status(): TierStatus;
+  /**
+   * Fetch and build now what this tier's first sandbox would otherwise wait
+   * for (the VM's guest kernel and initramfs), telling `say` each slow step;
+   * resolves to lines saying what is ready. Tiers with nothing to prepare
+   * leave it out. `brig tiers prepare`.
+   */
+  prepare?(say: (line: string) => void): Promise<string[]>;
   /** The plan as this tier renders it, for --dry-run: lines for people, and JSON. */
   describe(plan: SandboxPlan): { lines: string[]; json: Record<string, unknown> };
   /** Run plan.command in the foreground, attached to io, and report how it ended; everything it started is gone when this resolves. */

@@ -1,9 +1,9 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { runBrig, tempWorkspace } from '../helpers/brig.ts';
 import { serveDaemon } from '../helpers/daemon.ts';
-import { tierNames } from '../../src/drivers/index.ts';
+import { driverFor, tierNames } from '../../src/drivers/index.ts';
 
 describe('brig tiers and --tier: one door into every tier', () => {
   test('brig tiers lists every tier of the registry, whether it runs here, and why not', async () => {
@@ -17,6 +17,25 @@ describe('brig tiers and --tier: one door into every tier', () => {
     for (const entry of tiers) if (!entry.available) assert.ok(entry.fix, `${entry.tier} says what fixes it`);
     const text = await runBrig(['tiers']);
     assert.match(text.stdout, /^jail\s+available\s+namespaces/m);
+  });
+
+  test('brig tiers prepare readies what a tier needs, says what is ready, and refuses what it does not know', async () => {
+    const jail = await runBrig(['tiers', 'prepare', 'jail']);
+    assert.equal(jail.code, 0, jail.stderr);
+    assert.equal(jail.stdout, 'jail: nothing to prepare\n');
+    const unknown = await runBrig(['tiers', 'frobnicate']);
+    assert.equal(unknown.code, 125);
+    assert.match(unknown.stderr, /unknown action 'frobnicate' \[BRIG_USAGE\]/);
+    const vm = driverFor('vm').status();
+    if (!vm.available) return;
+    const prepared = await runBrig(['tiers', 'prepare', 'vm']);
+    assert.equal(prepared.code, 0, prepared.stderr);
+    const [kernel, initramfs, accel] = prepared.stdout.trim().split('\n');
+    const kernelPath = /^vm: guest kernel [^:]+: (\S+) \(/.exec(kernel ?? '')?.[1];
+    const initramfsPath = /^vm: initramfs: (\S+) \(/.exec(initramfs ?? '')?.[1];
+    assert.ok(kernelPath && existsSync(kernelPath), prepared.stdout);
+    assert.ok(initramfsPath && existsSync(initramfsPath), prepared.stdout);
+    assert.match(accel ?? '', /^vm: acceleration: (KVM|TCG) \(/);
   });
 
   test('brig run --tier names a tier; an unknown one is refused with the list, before anything starts', async () => {

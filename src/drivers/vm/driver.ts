@@ -3,6 +3,7 @@ import type { Driver } from '../driver.ts';
 import { describeVm } from './describe.ts';
 import { runVm } from './run.ts';
 import { vmStatus } from './status.ts';
+import { prepareVm } from './prepare.ts';
 
 const notYet = (): never => {
   throw new BrigError('BRIG_VM_UNSUPPORTED', 'the vm tier cannot honour a daemon sandbox yet: it runs `brig run --tier vm` commands only, for now', 'create it on the jail or gvisor tier (--tier jail)');
@@ -14,6 +15,7 @@ export const vmDriver: Driver = {
   mapsIds: false,
   status: vmStatus,
   describe: describeVm,
+  prepare: prepareVm,
   run: runVm,
   // Daemon sandboxes come next (envd inside, over the channel): until then no vm handle can exist, and each call says so.
   boot: notYet,

@@ -63,7 +63,7 @@ export interface GuestKernelOpts {
   /**
    * Ask apt (its local lists; no download unless it names a newer kernel)
    * which kernel is current, and fetch that one if it is not cached: what
-   * `brig vm build` does after apt-get update brought a kernel update.
+   * `brig tiers prepare vm` does after apt-get update brought a kernel update.
    * @default false
    */
   refresh?: boolean;
