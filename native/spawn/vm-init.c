@@ -25,11 +25,14 @@
 // strings, the first of which is the record's type. Host to guest:
 //   root TAG | mount TYPE SOURCE TARGET FLAGS DATA | hostname NAME | uid N |
 //   gid N | groups G... | cwd PATH | env K=V | argv A0 A1... |
-//   rlimit NAME SOFT HARD | hold | end      (then, while the command runs)
+//   rlimit NAME SOFT HARD | hold | service N | end   (then, while the command runs)
 //   eof [N] | signal N | poweroff
 // Guest to host: exit CODE | exit CODE STDOUT_BYTES STDERR_BYTES (with
 // `hold`) | error MESSAGE.
 // TAG `initramfs` stays on the initramfs root (tests; no virtiofs there).
+// `service N` (a daemon sandbox): a fifth port, brig.service, must be there
+// and connected too, and is the command's fd N (4-9): envd serves the host's
+// connections over it, multiplexed (src/protocol/mux.ts).
 //
 // Each port is its own stream, so nothing orders bytes on one against
 // records on another. Two records make up for it: `eof N` closes the
@@ -87,6 +90,9 @@ extern char **environ;
 
 static int console_fd = -1;  // /dev/console: the host's log file
 static int ctl_fd = -1, stdin_port = -1, stdout_port = -1, stderr_port = -1;
+// brig.service: a daemon sandbox's envd serves the host on it (many streams, src/protocol/mux.ts); a command gets none.
+static int service_port = -1;
+static bool want_service;  // `service N` came: the port must be there, the host on it
 // The kernel's statistics of the output ports (debugfs): bytes_sent, for `hold`.
 static int stdout_stats = -1, stderr_stats = -1;
 
@@ -299,11 +305,13 @@ static const struct {
   int flags;
   int *stats;
   bool host_needed;
+  bool *wanted;  // NULL: always; else only when *wanted
 } PORTS[] = {
-  {"brig.ctl", &ctl_fd, O_RDWR, NULL, true},
-  {"brig.stdin", &stdin_port, O_RDONLY, NULL, false},
-  {"brig.stdout", &stdout_port, O_WRONLY, &stdout_stats, true},
-  {"brig.stderr", &stderr_port, O_WRONLY, &stderr_stats, true},
+  {"brig.ctl", &ctl_fd, O_RDWR, NULL, true, NULL},
+  {"brig.stdin", &stdin_port, O_RDONLY, NULL, false, NULL},
+  {"brig.stdout", &stdout_port, O_WRONLY, &stdout_stats, true, NULL},
+  {"brig.stderr", &stderr_port, O_WRONLY, &stderr_stats, true, NULL},
+  {"brig.service", &service_port, O_RDWR, NULL, true, &want_service},
 };
 #define PORT_COUNT (sizeof PORTS / sizeof PORTS[0])
 
@@ -340,6 +348,7 @@ static void look_for_ports(void) {
 
 static bool all_ports_ready(void) {
   for (size_t i = 0; i < PORT_COUNT; i++) {
+    if (PORTS[i].wanted && !*PORTS[i].wanted) continue;
     if (*PORTS[i].fd < 0 || (PORTS[i].host_needed && !host_connected(*PORTS[i].fd))) return false;
   }
   return true;
@@ -359,6 +368,7 @@ static void find_ports(bool wait) {
   }
   char missing[128] = "";
   for (size_t i = 0; i < PORT_COUNT; i++) {
+    if (PORTS[i].wanted && !*PORTS[i].wanted) continue;
     if (*PORTS[i].fd >= 0 && (!PORTS[i].host_needed || host_connected(*PORTS[i].fd))) continue;
     strncat(missing, " ", sizeof missing - strlen(missing) - 1);
     strncat(missing, PORTS[i].name, sizeof missing - strlen(missing) - 1);
@@ -463,6 +473,7 @@ static struct {
   } rlimits[RLIMITS_MAX];
   int rlimit_count;
   bool hold;  // after `exit`, stay up until the host says `poweroff` (or hangs up brig.ctl)
+  int service_fd;  // `service N`: brig.service is the command's fd N (4-9); 0 without
 } config = {.cwd = "/"};
 
 static char arena[ARENA_MAX];
@@ -535,6 +546,13 @@ static bool take_config_record(int count, char **fields) {
     expect_fields(count, 1, type);
     if (config.hold) fail("record hold given twice");
     config.hold = true;
+  } else if (strcmp(type, "service") == 0) {
+    expect_fields(count, 2, type);
+    if (config.service_fd) fail("record service given twice");
+    // not 3: the inner bubblewrap reads its seccomp program there
+    config.service_fd = (int)number_field(type, fields[1], 9);
+    if (config.service_fd < 4) fail("record service: fd %d (4-9)", config.service_fd);
+    want_service = true;
   } else if (strcmp(type, "root") == 0) {
     expect_fields(count, 2, type);
     if (config.root_tag) fail("record root given twice");
@@ -745,6 +763,16 @@ __attribute__((noreturn)) static void start_command(int stdin_read, int status_f
   }
   if (dup2(stdin_read, 0) < 0 || dup2(stdout_port, 1) < 0 || dup2(stderr_port, 2) < 0) {
     child_fail(status_fd, "cannot set up the command's stdio: %s", strerror(errno));
+  }
+  if (config.service_fd) {
+    if (status_fd == config.service_fd) {
+      int moved = fcntl(status_fd, F_DUPFD_CLOEXEC, 10);
+      if (moved < 0) child_fail(status_fd, "fcntl: %s", strerror(errno));
+      close(status_fd);
+      status_fd = moved;
+    }
+    // dup2 leaves close-on-exec off: the port reaches the command (through the inner bubblewrap, which keeps it).
+    if (dup2(service_port, config.service_fd) < 0) child_fail(status_fd, "cannot hand brig.service over: %s", strerror(errno));
   }
   for (int i = 0; i < config.rlimit_count; i++) {
     if (setrlimit(config.rlimits[i].resource, &config.rlimits[i].limit) < 0) child_fail(status_fd, "setrlimit: %s", strerror(errno));
@@ -1011,6 +1039,7 @@ int main(void) {
   load_modules();
   find_ports(true);
   read_config();
+  if (want_service) find_ports(true);
   // At the memory limit: the guest's own OOM killer takes the largest process (kill-process), or the guest
   // panics (kill-sandbox), which ends QEMU (panic=-1, -no-reboot) and brig finds the panic on the console.
   if (config.panic_on_oom) {

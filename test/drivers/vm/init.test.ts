@@ -137,6 +137,15 @@ int main(int argc, char **argv) {
     raise(atoi(argv[2]));
     return 99;
   }
+  if (!strcmp(mode, "service")) {  // service N: a line from fd N comes back on it as got:LINE
+    int fd = atoi(argv[2]);
+    char line[256];
+    size_t length = 0;
+    while (length < sizeof line - 1 && read(fd, line + length, 1) == 1 && line[length] != '\n') length++;
+    line[length] = '\0';
+    dprintf(fd, "got:%s\n", line);
+    return 0;
+  }
   if (!strcmp(mode, "wait")) {  // echo stdin, then wait for a signal
     echo_stdin();
     puts("stdin closed");
@@ -206,8 +215,12 @@ interface Guest {
   /** The host's ends of brig.stdin and brig.stdout. */
   stdin: Socket;
   stdoutSocket: Socket;
+  /** The host's end of brig.service, when the boot has it; what came on it. */
+  service: Socket | null;
+  serviceData: Buffer;
   /** Resolves once stdout holds `text`. */
   stdoutHas(text: string): Promise<void>;
+  serviceHas(text: string): Promise<void>;
   /** Resolves with the first record of this type from brig.ctl. */
   recordCame(type: string): Promise<string[]>;
   /** Resolves once stdout and stderr hold this many bytes each. */
@@ -234,7 +247,7 @@ let scratch = '';
  * to it while it runs. With `virtiofs`, virtiofsd serves that directory under
  * the tag `brigroot` (vhost-user: guest memory shared, modern virtio-mmio).
  */
-async function boot(config: Buffer[], drive: (guest: Guest) => Promise<void> = async () => {}, options: { virtiofs?: string } = {}): Promise<Boot> {
+async function boot(config: Buffer[], drive: (guest: Guest) => Promise<void> = async () => {}, options: { virtiofs?: string; service?: boolean } = {}): Promise<Boot> {
   const dir = mkdtempSync(join(scratch, 'boot-'));
   const servers: Server[] = [];
   let qemu: ChildProcess | undefined;
@@ -242,14 +255,14 @@ async function boot(config: Buffer[], drive: (guest: Guest) => Promise<void> = a
   try {
     // QEMU connects to each port's socket as it starts, so they listen first.
     const listening: Promise<unknown>[] = [];
-    const accept = (name: (typeof PORTS)[number]): Promise<Socket> => {
+    const accept = (name: (typeof PORTS)[number] | 'service'): Promise<Socket> => {
       const server = createServer();
       servers.push(server);
       listening.push(new Promise((resolve, reject) => server.once('listening', resolve).once('error', reject)));
       server.listen(join(dir, `${name}.sock`));
       return new Promise((resolve) => server.once('connection', resolve));
     };
-    const connected = Promise.all([accept('ctl'), accept('stdin'), accept('stdout'), accept('stderr')]);
+    const connected = Promise.all([accept('ctl'), accept('stdin'), accept('stdout'), accept('stderr'), ...(options.service ? [accept('service')] : [])]);
     await Promise.all(listening);
     const started = Date.now();
     const log = join(dir, 'console.log');
@@ -265,7 +278,7 @@ async function boot(config: Buffer[], drive: (guest: Guest) => Promise<void> = a
       args.push('-chardev', `socket,id=fs,path=${socket}`, '-device', 'vhost-user-fs-device,chardev=fs,tag=brigroot');
     }
     args.push('-device', 'virtio-serial-device');
-    for (const name of PORTS) {
+    for (const name of options.service ? [...PORTS, 'service' as const] : PORTS) {
       args.push('-chardev', `socket,id=${name},path=${join(dir, `${name}.sock`)}`, '-device', `virtserialport,chardev=${name},name=brig.${name}`);
     }
     const child = spawn(QEMU, args, { stdio: ['ignore', 'inherit', 'inherit'] });
@@ -273,8 +286,8 @@ async function boot(config: Buffer[], drive: (guest: Guest) => Promise<void> = a
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
     const sockets = await Promise.race([connected, exited]);
     if (!Array.isArray(sockets)) assert.fail(`QEMU ended before it connected: ${JSON.stringify(sockets)}`);
-    const [ctl, stdin, stdout, stderr] = sockets;
-    const closed = [ctl, stdin, stdout, stderr].map((socket) => new Promise((resolve) => socket.once('close', resolve)));
+    const [ctl, stdin, stdout, stderr, service] = sockets as [Socket, Socket, Socket, Socket, Socket | undefined];
+    const closed = [ctl, stdin, stdout, stderr, ...(service ? [service] : [])].map((socket) => new Promise((resolve) => socket.once('close', resolve)));
     let firstRecordMs: number | null = null;
     const waiting = new Set<() => void>(); // checks to run whenever anything comes from the guest
     const until = (done: () => boolean): Promise<void> =>
@@ -294,7 +307,10 @@ async function boot(config: Buffer[], drive: (guest: Guest) => Promise<void> = a
       send: (...fields) => ctl.write(record(...fields)),
       stdin,
       stdoutSocket: stdout,
+      service: service ?? null,
+      serviceData: Buffer.alloc(0),
       stdoutHas: (text) => until(() => guest.stdout.includes(text)),
+      serviceHas: (text) => until(() => guest.serviceData.includes(text)),
       recordCame: async (type) => {
         await until(() => guest.records.some((fields) => fields[0] === type));
         return guest.records.find((fields) => fields[0] === type)!;
@@ -321,7 +337,11 @@ async function boot(config: Buffer[], drive: (guest: Guest) => Promise<void> = a
       guest.stderr = Buffer.concat(stderrChunks);
       for (const check of [...waiting]) check();
     });
-    for (const socket of [stdin, ctl]) socket.on('error', () => {}); // QEMU gone first: EPIPE on a late write
+    service?.on('data', (chunk: Buffer) => {
+      guest.serviceData = Buffer.concat([guest.serviceData, chunk]);
+      for (const check of [...waiting]) check();
+    });
+    for (const socket of [stdin, ctl, ...(service ? [service] : [])]) socket.on('error', () => {}); // QEMU gone first: EPIPE on a late write
     stdin.resume(); // nothing comes this way, but its end must be read for it to close
     ctl.write(Buffer.concat(config));
     await Promise.race([drive(guest), exited]); // a guest that died early ends the drive's waits
@@ -469,6 +489,17 @@ describe('brig-vm-init booted under QEMU (microvm, TCG)', { skip }, () => {
     assertEndedByItself(result, t);
     assert.equal(result.stdout, 'ping\nstdin closed\n');
     assert.deepEqual(result.records, [['exit', String(128 + 15)]]);
+  });
+
+  test('`service N`: a fifth port, brig.service, is the command\'s fd N both ways; fd 3 (the inner jail\'s) is refused', async (t) => {
+    const result = await boot(base(['probe', 'service', '5'], record('service', '5')), async (guest) => {
+      guest.service?.write('ping\n');
+      await guest.serviceHas('got:ping\n');
+    }, { service: true });
+    assertEndedByItself(result, t);
+    assert.deepEqual(result.records, [['exit', '0']]);
+    const refused = await boot(base(['probe', 'service', '3'], record('service', '3')), async () => {}, { service: true });
+    assert.match(refused.records[0]?.join(' ') ?? '', /^error record service: fd 3 \(4-9\)/);
   });
 
   test('a program that is not there: 127, and why on stderr (brig.stdin closed before the guest came up)', async (t) => {
