@@ -32,6 +32,8 @@ await Promise.all([
   // Each tier but the jail: loaded by the registry (src/drivers/registry.ts) when first asked for.
   build({ ...common, entryPoints: ['src/drivers/gvisor/index.ts'], outfile: 'dist/tier-gvisor.cjs' }),
   build({ ...common, entryPoints: ['src/drivers/vm/index.ts'], outfile: 'dist/tier-vm.cjs' }),
+  // The host side of a daemon sandbox's VM (src/drivers/vm/gate.ts): one small process per VM, beside QEMU.
+  build({ ...common, entryPoints: ['src/drivers/vm/gate-main.ts'], outfile: 'dist/vm-gate.cjs' }),
   // Mounted into allowlist jails, which see none of brig's node_modules: undici is bundled in.
   build({ ...common, external: [], sourcemap: false, minify: true, entryPoints: ['src/egress/inside/node-proxy.ts', 'src/egress/inside/undici.ts'], outdir: 'dist/inside', outExtension: { '.js': '.cjs' } }),
 ]);

@@ -13,7 +13,7 @@ export async function main(argv: string[]): Promise<void> {
     if (word === '--listen') listen = argv[++index] ?? listen;
     else if (word?.startsWith('--listen=')) listen = word.slice('--listen='.length);
     else if (word === '--help' || word === '-h') {
-      process.stdout.write('Usage: envd [--listen HOST:PORT | --listen unix:/path | --listen fd:N]\n');
+      process.stdout.write('Usage: envd [--listen HOST:PORT | --listen unix:/path | --listen fd:N | --listen mux:N]\n');
       return;
     } else {
       process.stderr.write(`envd: unknown argument ${word}\n`);

@@ -1,7 +1,8 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { chmodSync, rmSync } from 'node:fs';
+import { chmodSync, createReadStream, createWriteStream, rmSync } from 'node:fs';
+import { Duplex } from 'node:stream';
 import brigSpawn from 'brig-spawn';
-import { BrigError, ConnectError, sameSecret } from '../protocol/index.ts';
+import { BrigError, ConnectError, Mux, sameSecret } from '../protocol/index.ts';
 import {
   sendUnaryError,
   serveClientStream,
@@ -93,7 +94,7 @@ export class EnvdServer implements Router {
    * Listen on `host:port`, `:port`, a unix socket path (`unix:/path` or
    * `/path`), or `fd:N`: a socket already listening, inherited on fd N (the
    * daemon binds envd's socket where the sandbox cannot reach it and hands
-   * it over). Returns the address.
+   * it over), or `mux:N` (below). Returns the address.
    */
   listen(address: string): Promise<string> {
     // The address is the caller's choice: a busy, refused or malformed one is a usage error, not a bug.
@@ -113,6 +114,15 @@ export class EnvdServer implements Router {
         this.server.listen({ fd }, () => resolve(address));
         return;
       }
+      const multiplexed = /^mux:(\d+)$/.exec(address);
+      if (multiplexed) {
+        try {
+          this.serveMultiplexed(Number(multiplexed[1]));
+        } catch (error) {
+          return reject(refused(`cannot listen on '${address}': ${(error as Error).message}`));
+        }
+        return resolve(address);
+      }
       const socketPath = address.startsWith('unix:') ? address.slice(5) : address.startsWith('/') ? address : null;
       if (socketPath) {
         rmSync(socketPath, { force: true });
@@ -130,6 +140,25 @@ export class EnvdServer implements Router {
         resolve(typeof bound === 'object' && bound ? `${bound.address.includes(':') ? `[${bound.address}]` : bound.address}:${bound.port}` : address);
       });
     });
+  }
+
+  /**
+   * `mux:N`: fd N is one byte stream (in a VM, the virtio-serial port
+   * brig.service) carrying many connections, multiplexed (protocol/mux.ts);
+   * each stream the host opens is served as a connection of its own. fs
+   * streams, not a socket: in the guest the fd is a character device. Should
+   * the stream break, envd closes (and its process ends): nothing could reach
+   * it any more.
+   */
+  private serveMultiplexed(fd: number): void {
+    // The commands envd starts must not inherit it: one could answer the daemon's requests in envd's place.
+    brigSpawn.closeOnExec(fd);
+    const transport = Duplex.from({ readable: createReadStream('', { fd, autoClose: false }), writable: createWriteStream('', { fd, autoClose: false }) });
+    const mux = new Mux(transport, { role: 'server' });
+    mux.on('stream', (stream: Duplex) => this.server.emit('connection', stream));
+    mux.on('error', (error: Error) => process.stderr.write(`envd: the multiplexed channel broke: ${error.message}\n`));
+    mux.once('close', () => void this.close());
+    this.cleanups.push(() => mux.close());
   }
 
   close(): Promise<void> {

@@ -1,6 +1,6 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { Sandbox, type SandboxOpts } from 'e2b';
 import { tempWorkspace } from '../helpers/brig.ts';
 import { serveDaemon, type RunningDaemon } from '../helpers/daemon.ts';
@@ -78,6 +78,40 @@ describe('one daemon, sandboxes of several tiers', { skip: gvisor?.skip ?? 'no g
       for (const sandbox of made) assert.equal((await sandbox.commands.run('echo "$(id -un) $(pwd)"')).stdout, 'user /home/user\n');
     } finally {
       for (const sandbox of made) await sandbox.kill().catch(() => false);
+      await daemon.stop();
+      state.remove();
+    }
+  });
+});
+
+const vm = TEST_TIERS.find((entry) => entry.tier === 'vm');
+
+describe('a daemon sandbox in a microVM', { skip: vm?.skip ?? 'no vm tier' }, () => {
+  test('brig serve --tier vm: the e2b SDK creates one, runs commands in its own kernel, reattaches after kill -9 of the daemon; killing it leaves nothing', async () => {
+    const state = tempWorkspace('brig-tiers-vm-');
+    let daemon = await serveDaemon(state.dir, { apiKey: API_KEY, args: ['--tier', 'vm'] });
+    let made: Sandbox | null = null;
+    try {
+      made = await Sandbox.create({ ...opts(daemon), timeoutMs: 600_000 });
+      const kernel = (await made.commands.run('uname -r')).stdout.trim();
+      assert.notEqual(kernel, readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim(), "the guest's own kernel, not the host's");
+      // The E2B layout holds here too: user `user`, the workspace at /home/user.
+      assert.equal((await made.commands.run('echo "$(id -un) $(pwd)"')).stdout, 'user /home/user\n');
+      await made.files.write('/home/user/kept.txt', 'across a restart');
+      assert.deepEqual(await listedTiers(daemon), { [made.sandboxId]: 'vm' });
+
+      await daemon.stop('SIGKILL');
+      daemon = await serveDaemon(state.dir, { apiKey: API_KEY, args: ['--tier', 'vm'] });
+      assert.deepEqual(await listedTiers(daemon), { [made.sandboxId]: 'vm' }, 'reattached');
+      const again = await Sandbox.connect(made.sandboxId, opts(daemon));
+      assert.equal(await again.files.read('/home/user/kept.txt'), 'across a restart');
+
+      await Sandbox.kill(made.sandboxId, opts(daemon));
+      assert.deepEqual(await listedTiers(daemon), {});
+      assert.equal(existsSync(`${state.dir}/sandboxes/${made.sandboxId}`), false, "the VM sandbox's directory (sockets, console log) is gone");
+      made = null;
+    } finally {
+      if (made) await Sandbox.kill(made.sandboxId, opts(daemon)).catch(() => false);
       await daemon.stop();
       state.remove();
     }

@@ -23,20 +23,21 @@ export const ENVD = `${REPO}/dist/envd.cjs`;
  * image: the jail driver boots it over CACHED_USER_IMAGE, envd as root
  * inside serving E2B's `user` by default, as `brig serve` does), `gvisor` (a
  * daemon sandbox of the gVisor tier over the host's view, booted by its
- * driver as `brig serve --tier gvisor` does).
+ * driver as `brig serve --tier gvisor` does), `vm` (the same in a microVM:
+ * envd in the guest, over brig.service).
  */
-export type EnvdMode = 'unjailed' | 'jailed' | 'image' | 'gvisor';
-export const ENVD_MODES: readonly EnvdMode[] = ['unjailed', 'jailed', 'image', 'gvisor'];
+export type EnvdMode = 'unjailed' | 'jailed' | 'image' | 'gvisor' | 'vm';
+export const ENVD_MODES: readonly EnvdMode[] = ['unjailed', 'jailed', 'image', 'gvisor', 'vm'];
 
 /** How a describe names the mode. */
 export function envdWhere(mode: EnvdMode): string {
-  return { unjailed: 'unjailed', jailed: 'inside a jail', image: 'in a sandbox from an image', gvisor: 'in a gVisor sandbox' }[mode];
+  return { unjailed: 'unjailed', jailed: 'inside a jail', image: 'in a sandbox from an image', gvisor: 'in a gVisor sandbox', vm: 'in a microVM sandbox' }[mode];
 }
 
 /** node:test's skip option for a mode. */
 export function envdSkip(mode: EnvdMode): string | false {
   if (mode === 'image' && process.getuid?.() !== 0) return 'sandboxes from images need root (they map a range of ids and mount the layers)';
-  if (mode === 'gvisor') return TEST_TIERS.find((entry) => entry.tier === 'gvisor')?.skip ?? 'no gvisor tier';
+  if (mode === 'gvisor' || mode === 'vm') return TEST_TIERS.find((entry) => entry.tier === mode)?.skip ?? `no ${mode} tier`;
   return false;
 }
 
@@ -74,7 +75,7 @@ export interface TestEnvd {
 export async function startTestEnvd(options: { mode?: EnvdMode; jailed?: boolean; accessToken?: string; env?: NodeJS.ProcessEnv }): Promise<TestEnvd> {
   const mode = options.mode ?? (options.jailed ? 'jailed' : 'unjailed');
   if (mode === 'image') return startImageEnvd(options);
-  if (mode === 'gvisor') return startGvisorEnvd(options);
+  if (mode === 'gvisor' || mode === 'vm') return startTierEnvd(mode, options);
   const workspace = tempWorkspace('brig-envd-');
   const envdArgs = [ENVD, '--listen', '127.0.0.1:0'];
   const env = { ...process.env, ...options.env, ...(options.accessToken ? { BRIG_ENVD_ACCESS_TOKEN: options.accessToken } : {}) };
@@ -171,27 +172,27 @@ async function startImageEnvd(options: { accessToken?: string; env?: NodeJS.Proc
 }
 
 /**
- * envd in a daemon sandbox of the gVisor tier, over the host's view of a
- * workspace of the test's (root's: the sandbox's user is root, as in the
- * `jailed` mode), reached through its socket. Its processes are the Sentry's,
- * not the host's: envdPid() has none to give.
+ * envd in a daemon sandbox of the gVisor or vm tier, over the host's view of
+ * a workspace of the test's (root's: the sandbox's user is root, as in the
+ * `jailed` mode), reached through its socket. Its processes are the Sentry's
+ * or the guest's, not the host's: envdPid() has none to give.
  */
-async function startGvisorEnvd(options: { accessToken?: string; env?: NodeJS.ProcessEnv }): Promise<TestEnvd> {
-  const skip = envdSkip('gvisor');
+async function startTierEnvd(tier: 'gvisor' | 'vm', options: { accessToken?: string; env?: NodeJS.ProcessEnv }): Promise<TestEnvd> {
+  const skip = envdSkip(tier);
   if (skip) throw new Error(skip);
-  const driver = driverFor('gvisor');
-  const state = tempWorkspace('brig-envd-gvisor-');
+  const driver = driverFor(tier);
+  const state = tempWorkspace(`brig-envd-${tier}-`);
   const workspace = tempWorkspace('brig-envd-');
   try {
     const env = Object.entries(options.env ?? {}).map(([name, value]) => setEnv(name, value ?? ''));
     const policy = resolvePolicy(buildPolicy(inWorkspace(workspace.dir), compose(...env)), { cwd: workspace.dir, home: '/root' });
     const socket = bindEnvdSocket(`${state.dir}/envd`);
-    const handle = await driver.boot({ id: `envd-gvisor-${process.pid}-${gvisorBoots++}`, policy, stateDir: `${state.dir}/state`, envd: { bundle: ENVD, accessToken: options.accessToken ?? '', socket } });
+    const handle = await driver.boot({ id: `envd-${tier}-${process.pid}-${tierBoots++}`, policy, stateDir: `${state.dir}/state`, envd: { bundle: ENVD, accessToken: options.accessToken ?? '', socket } });
     return await reachBooted(driver, handle, state, workspace, {
-      mode: 'gvisor',
+      mode: tier,
       user: userInfo().username,
       envdPid: () => {
-        throw new Error("envd runs in gVisor's Sentry: the host has no process of its own for it");
+        throw new Error(`envd runs in ${tier === 'vm' ? "the VM's guest" : "gVisor's Sentry"}: the host has no process of its own for it`);
       },
       own: () => undefined,
     });
@@ -201,7 +202,7 @@ async function startGvisorEnvd(options: { accessToken?: string; env?: NodeJS.Pro
     throw error;
   }
 }
-let gvisorBoots = 0;
+let tierBoots = 0;
 
 type Temp = { dir: string; remove: () => void };
 

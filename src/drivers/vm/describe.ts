@@ -13,7 +13,7 @@ export function describeVm(plan: SandboxPlan): { lines: string[]; json: Record<s
   const dir = '<run-dir>';
   const argv = qemuArgv({
     qemu: findQemu() ?? 'qemu-system-x86_64', accel: knownAccel(defaultStateDir())?.accel ?? 'kvm', vmlinuz: '<guest kernel>', initramfs: '<initramfs>', memoryMiB: size.memoryMiB, cpus: size.cpus,
-    fsSocket: `${dir}/fs.sock`, ports: Object.fromEntries(PORTS.map((name) => [name, `${dir}/${name}.sock`])) as Record<(typeof PORTS)[number], string>, console: `${dir}/console.sock`,
+    fsSocket: `${dir}/fs.sock`, ports: PORTS.map((name) => ({ name, end: { socket: `${dir}/${name}.sock` } })), console: { socket: `${dir}/console.sock` },
   });
   const lines = [
     `qemu: ${argv.join(' ')}`,

@@ -14,15 +14,23 @@ const MS_NOSUID = 0x2;
 const MS_NODEV = 0x4;
 const MS_NOEXEC = 0x8;
 
-/** The records up to `end`, or BRIG_VM_UNSUPPORTED for what this tier does not render yet. */
-export function guestConfig(plan: SandboxPlan): ChannelRecord[] {
+/** The fd a daemon sandbox's envd is given brig.service on (`envd --listen mux:N`); not 3, INNER_SECCOMP_FD. */
+export const SERVICE_FD = 4;
+
+/**
+ * The records up to `end`, or BRIG_VM_UNSUPPORTED for what this tier does not
+ * render yet. A foreground run (`hold`: the guest waits for brig to have all
+ * of the output before it powers off) or a daemon sandbox's (`service`:
+ * envd's port; nobody waits on its output, which QEMU appends to a file).
+ */
+export function guestConfig(plan: SandboxPlan, mode: 'foreground' | 'service' = 'foreground'): ChannelRecord[] {
   const refused = unsupported(plan);
   if (refused) throw new BrigError('BRIG_VM_UNSUPPORTED', `the vm tier cannot honour ${refused} yet`, 'run it on the jail or gvisor tier (--tier jail); docs/tiers.md says what the vm tier renders');
   const { identity } = plan;
   return [
     ['root', 'root'],
     // After the command's end the guest counts its output and waits for brig to have it all (run.ts).
-    ['hold'],
+    mode === 'foreground' ? ['hold'] : ['service', String(SERVICE_FD)],
     ['mount', 'proc', 'proc', '/proc', String(MS_NOSUID | MS_NODEV | MS_NOEXEC), ''],
     ['mount', 'devtmpfs', 'devtmpfs', '/dev', String(MS_NOSUID | MS_NOEXEC), 'mode=0755'],
     ['mount', 'devpts', 'devpts', '/dev/pts', String(MS_NOSUID | MS_NOEXEC), 'newinstance,ptmxmode=0666,mode=0620'],

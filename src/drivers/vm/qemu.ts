@@ -15,9 +15,12 @@ import type { Accel } from './accel.ts';
 export const QEMU = 'qemu-system-x86_64';
 export const VIRTIOFSD = '/usr/lib/qemu/virtiofsd';
 
-/** The channel's ports, by the names the init looks for. */
+/** The channel's ports, by the names the init looks for; brig.service only in a daemon sandbox (envd's, multiplexed). */
 export const PORTS = ['brig.ctl', 'brig.stdin', 'brig.stdout', 'brig.stderr'] as const;
-export type PortName = (typeof PORTS)[number];
+export type PortName = (typeof PORTS)[number] | 'brig.service';
+
+/** A host end: a unix socket brig listens on (QEMU connects), a file QEMU appends to, or nothing (the guest reads no data, writes go nowhere). */
+export type HostEnd = { socket: string } | { appendTo: string } | 'null';
 
 export interface VmMachine {
   qemu: string;
@@ -28,17 +31,29 @@ export interface VmMachine {
   cpus: number;
   /** virtiofsd's vhost-user socket: the sandbox's filesystem, tag `root`. */
   fsSocket: string;
-  /** Where each port's host end listens. */
-  ports: Record<PortName, string>;
-  /** The guest kernel's console (ttyS0: boot messages, the init's errors, a panic): a socket brig listens on and keeps the tail of. */
-  console: string;
+  /** Each port, by name, and its host end. */
+  ports: Array<{ name: PortName; end: HostEnd }>;
+  /** The guest kernel's console (ttyS0: boot messages, the init's errors, a panic). */
+  console: HostEnd;
+}
+
+function chardev(id: string, end: HostEnd): string {
+  if (end === 'null') return `null,id=${id}`;
+  if ('socket' in end) return `socket,id=${id},path=${optionValue(end.socket)}`;
+  return `file,id=${id},path=${optionValue(end.appendTo)},append=on`;
+}
+
+/** A value inside QEMU's KEY=VALUE,… options: a comma is doubled, or it would end the value. */
+function optionValue(text: string): string {
+  return text.replaceAll(',', ',,');
 }
 
 export function qemuArgv(machine: VmMachine): string[] {
   return [
     machine.qemu,
-    // x-option-roms=off: no firmware ROMs to scan; rtc=off: the guest takes its time from the kvm clock or the PIT.
-    '-M', 'microvm,x-option-roms=off,rtc=off,memory-backend=mem',
+    // x-option-roms=off: no firmware ROMs to scan. rtc=on: the wall clock, read once at boot (without it the guest
+    // said 1970 on TCG, where no kvm clock tells it the time, and envd's signed URLs never expired).
+    '-M', 'microvm,x-option-roms=off,rtc=on,memory-backend=mem',
     '-accel', machine.accel,
     '-cpu', machine.accel === 'kvm' ? 'host' : 'max',
     '-m', `${machine.memoryMiB}M`,
@@ -52,13 +67,12 @@ export function qemuArgv(machine: VmMachine): string[] {
     '-initrd', machine.initramfs,
     // reboot=t: the init's reboot ends QEMU (-no-reboot); panic=-1: so does a panic, at once.
     '-append', kernelCommandLine(machine.accel),
-    // Not a file: a guest could write to its console without end; brig keeps only the tail (run.ts).
-    '-chardev', `socket,id=console,path=${machine.console}`,
+    '-chardev', chardev('console', machine.console),
     '-serial', 'chardev:console',
-    '-chardev', `socket,id=fs,path=${machine.fsSocket}`,
+    '-chardev', chardev('fs', { socket: machine.fsSocket }),
     '-device', 'vhost-user-fs-device,chardev=fs,tag=root',
     '-device', 'virtio-serial-device,max_ports=8',
-    ...PORTS.flatMap((name, index) => ['-chardev', `socket,id=port${index},path=${machine.ports[name]}`, '-device', `virtserialport,chardev=port${index},name=${name}`]),
+    ...machine.ports.flatMap(({ name, end }, index) => ['-chardev', chardev(`port${index}`, end), '-device', `virtserialport,chardev=port${index},name=${name}`]),
   ];
 }
 

@@ -6,12 +6,12 @@ import brigSpawn from 'brig-spawn';
 import { BrigError, defaultStateDir } from '../../protocol/index.ts';
 import type { SandboxPlan } from '../plan/index.ts';
 import { callerOutput, createCgroup, dieWithParent, tierRunDir, killCgroup, processStart, readCallerInput, removeCgroup, removeRecord, spawnInside, sweepLeftovers, watchWholeSandboxOom, writeRecord, type CgroupPlan } from '../host/index.ts';
-import { renderHostView, startBwrap } from '../jail/index.ts';
 import { abortSignal, type RunEnd, type RunIo } from '../driver.ts';
 import { encodeRecord, RecordReader, type ChannelRecord } from './channel.ts';
 import { guestConfig } from './guest.ts';
 import { guestSize, vmCgroup } from './limits.ts';
-import { PORTS, qemuArgv, VIRTIOFSD, type PortName, type VmMachine } from './qemu.ts';
+import { PORTS, qemuArgv, type VmMachine } from './qemu.ts';
+import { startFileServer } from './file-server.ts';
 import { requireVm } from './status.ts';
 import { vmArtefacts } from './build.ts';
 import { chooseAccel } from './accel.ts';
@@ -33,9 +33,6 @@ import { chooseAccel } from './accel.ts';
  *   7. kill whatever is left, remove the cgroups, the directory, the record.
  */
 
-/** What virtiofsd keeps of root's capabilities: enough to act as any guest uid on the view's files; no mknod, no file capabilities. */
-const VIRTIOFSD_CAPS = ['CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FOWNER', 'CAP_FSETID', 'CAP_SETGID', 'CAP_SETUID', 'CAP_SYS_CHROOT', 'CAP_SETPCAP'];
-
 export async function runVm(plan: SandboxPlan, io: RunIo): Promise<RunEnd> {
   const qemu = requireVm();
   const config = guestConfig(plan);
@@ -51,8 +48,7 @@ export async function runVm(plan: SandboxPlan, io: RunIo): Promise<RunEnd> {
   try {
     createCgroup(cgroup);
     mkdirSync(dir, { mode: 0o700 });
-    const ports = Object.fromEntries(PORTS.map((name) => [name, `${dir}/${name}.sock`])) as Record<PortName, string>;
-    const connected = PORTS.map((name) => listenOnce(ports[name], servers));
+    const connected = PORTS.map((name) => listenOnce(`${dir}/${name}.sock`, servers));
     // The guest's console and virtiofsd's messages: only their tails are kept (a guest could write without end).
     const console = new Tail(64 * 1024);
     const fileServerLog = new Tail(16 * 1024);
@@ -63,8 +59,10 @@ export async function runVm(plan: SandboxPlan, io: RunIo): Promise<RunEnd> {
         if (process.env.BRIG_VM_DEBUG) process.stderr.write(chunk);
       });
     }, () => {});
-    startFileServer(plan, dir, cgroup).stderr?.on('data', (chunk: Buffer) => fileServerLog.push(chunk));
-    const machine: VmMachine = { qemu, accel, vmlinuz: artefacts.kernel.vmlinuz, initramfs: artefacts.initramfs, memoryMiB: size.memoryMiB, cpus: size.cpus, fsSocket: `${dir}/fs.sock`, ports, console: `${dir}/console.sock` };
+    startFileServer(plan, dir, cgroup, 'pipe').stderr?.on('data', (chunk: Buffer) => fileServerLog.push(chunk));
+    const machine: VmMachine = { qemu, accel, vmlinuz: artefacts.kernel.vmlinuz, initramfs: artefacts.initramfs, memoryMiB: size.memoryMiB, cpus: size.cpus, fsSocket: `${dir}/fs.sock`, ports: PORTS.map((name) => ({ name, end: { socket: `${dir}/${name}.sock` } })),
+      // Not a file: a guest could write to its console without end; brig keeps only the tail.
+      console: { socket: `${dir}/console.sock` } };
     const [qemuFile, ...qemuArgs] = dieWithParent(qemuArgv(machine));
     const child = spawnInside(cgroup, () => spawn(qemuFile as string, qemuArgs, { stdio: ['ignore', 'ignore', 'pipe'], detached: true, cwd: '/', env: { PATH: '/usr/bin:/bin' } }));
     let qemuErrors = '';
@@ -83,18 +81,6 @@ export async function runVm(plan: SandboxPlan, io: RunIo): Promise<RunEnd> {
     await removeCgroup(cgroup);
     rmSync(dir, { recursive: true, force: true });
     removeRecord(plan.id);
-  }
-}
-
-/** virtiofsd, serving the sandbox's view on a socket brig made (blocking: virtiofsd accepts once, on its own); its messages on a pipe. */
-function startFileServer(plan: SandboxPlan, dir: string, cgroup: CgroupPlan): ChildProcess {
-  const listening = brigSpawn.listenUnix(`${dir}/fs.sock`, 1);
-  try {
-    const argv = [VIRTIOFSD, '--fd=5', '-o', 'source=/', '-o', 'sandbox=chroot', '-o', 'cache=auto', '-o', 'modcaps=-mknod:-setfcap', '-o', 'log_level=warn', '--rlimit-nofile=0'];
-    const view = renderHostView({ ...plan, limits: { ...plan.limits, cgroup } }, argv, { caps: VIRTIOFSD_CAPS });
-    return startBwrap(view, ['ignore', 'ignore', 'pipe'], listening);
-  } finally {
-    closeSync(listening);
   }
 }
 

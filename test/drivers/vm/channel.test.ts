@@ -47,7 +47,7 @@ describe("the vm tier's rendering", () => {
   });
 
   test("QEMU's command line: a microvm with shared memory for virtiofsd, no network, no disk, the four ports by name", () => {
-    const argv = qemuArgv({ qemu: 'q', accel: 'tcg', vmlinuz: 'k', initramfs: 'i', memoryMiB: 512, cpus: 1, fsSocket: '/r/fs.sock', ports: Object.fromEntries(PORTS.map((name) => [name, `/r/${name}`])) as never, console: '/r/c' });
+    const argv = qemuArgv({ qemu: 'q', accel: 'tcg', vmlinuz: 'k', initramfs: 'i', memoryMiB: 512, cpus: 1, fsSocket: '/r/fs.sock', ports: [...PORTS.map((name) => ({ name, end: { socket: `/r/${name}` } })), { name: 'brig.service' as const, end: { appendTo: '/r/log' } }], console: 'null' });
     const line = argv.join(' ');
     assert.match(line, /-M microvm,[^ ]*memory-backend=mem/);
     assert.match(line, /memory-backend-memfd,id=mem,size=512M,share=on/);
@@ -55,5 +55,8 @@ describe("the vm tier's rendering", () => {
     assert.doesNotMatch(line, /netdev|-nic|virtio-net|-drive|virtio-blk/);
     for (const name of PORTS) assert.match(line, new RegExp(`name=${name.replace('.', '\\.')}`));
     assert.match(line, /vhost-user-fs-device,chardev=fs,tag=root/);
+    assert.match(line, /-chardev socket,id=port0,path=\/r\/brig\.ctl -device virtserialport,chardev=port0,name=brig\.ctl/);
+    assert.match(line, /-chardev file,id=port4,path=\/r\/log,append=on -device virtserialport,chardev=port4,name=brig\.service/);
+    assert.match(line, /-chardev null,id=console -serial chardev:console/);
   });
 });

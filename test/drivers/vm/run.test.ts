@@ -50,10 +50,12 @@ describe('the vm tier in the foreground', { skip }, () => {
   after(() => rmSync(work, { recursive: true, force: true }));
 
   test("its own kernel; exit code and output come back; the workspace is written as its owner; nothing is left", async () => {
-    const sandbox = plan(work, ['/bin/sh', '-c', 'uname -r; id -u; echo made > from-vm; echo err >&2; exit 7']);
+    const sandbox = plan(work, ['/bin/sh', '-c', 'uname -r; id -u; date +%s; echo made > from-vm; echo err >&2; exit 7']);
     const { end, output } = await run(sandbox);
     assert.deepEqual(end, { reason: 'exit', exitCode: 7 });
-    const [kernel, uid] = output.split('\n');
+    const [kernel, uid, clock] = output.split('\n');
+    // The guest reads the wall clock from its RTC: without one it was 1970, and envd's signed URLs never expired.
+    assert.ok(Math.abs(Number(clock) - Date.now() / 1000) < 600, `the guest's clock says ${clock}`);
     assert.notEqual(kernel, readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim(), 'a kernel of its own, not the host\'s');
     assert.equal(uid, String(USER));
     assert.match(output, /err/);

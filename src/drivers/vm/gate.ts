@@ -1,0 +1,82 @@
+import { readFileSync, rmSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import { Mux } from '../../protocol/index.ts';
+import { RecordReader } from './channel.ts';
+
+/**
+ * brig-vm-gate (dist/vm-gate.cjs): the host side of a daemon sandbox's VM,
+ * one small process beside QEMU in the sandbox's cgroups, so the sandbox
+ * outlives the daemon that booted it as a jail does. It
+ *   - sends the guest's init its config on brig.ctl and logs what comes back
+ *     (an `exit` or `error` record: envd ended, the VM powers off);
+ *   - serves envd's endpoint, the unix socket the daemon bound: each
+ *     connection becomes a stream over brig.service, where envd (`--listen
+ *     mux:N`) takes it as a connection of its own (protocol/mux.ts).
+ * Its fds: 3 the endpoint, 4 brig.ctl's socket, 5 brig.service's (each
+ * listening; QEMU connects once to each). Its argument: the file holding the
+ * config records, removed once read (it carries envd's access token). It
+ * ends when QEMU hangs up either port; the guest's records and its own
+ * errors go to stderr (the sandbox's envd.log).
+ */
+
+const ENDPOINT_FD = 3;
+const CTL_FD = 4;
+const SERVICE_FD = 5;
+const MAX_LOGGED_RECORDS = 100;
+
+export async function main(argv: string[]): Promise<void> {
+  const configFile = argv[0];
+  if (!configFile) throw new Error('usage: vm-gate CONFIG_FILE (fds 3 endpoint, 4 brig.ctl, 5 brig.service)');
+  const config = readFileSync(configFile);
+  rmSync(configFile, { force: true });
+  const ended = (why: string): never => {
+    log(`brig-vm-gate: ${why}; ending`);
+    process.exit(0);
+  };
+  const [ctl, service] = await Promise.all([acceptOnce(CTL_FD), acceptOnce(SERVICE_FD)]);
+  ctl.write(config);
+  const reader = new RecordReader();
+  // The guest is hostile: a flood of records must not fill the host's disk with envd.log.
+  let logged = 0;
+  ctl.on('data', (chunk: Buffer) => {
+    try {
+      for (const [type, ...fields] of reader.push(chunk)) {
+        if (logged++ < MAX_LOGGED_RECORDS) log(`brig-vm-gate: the guest's init says: ${type} ${fields.join(' ').slice(0, 500)}`);
+      }
+    } catch (error) {
+      ended(`a bad record on brig.ctl: ${(error as Error).message}`);
+    }
+  });
+  for (const port of [ctl, service]) {
+    port.on('error', () => {});
+    port.once('close', () => ended('QEMU closed the channel'));
+  }
+  const mux = new Mux(service, { role: 'client' });
+  mux.on('error', (error: Error) => ended(`brig.service: ${error.message}`));
+  const endpoint = createServer({ allowHalfOpen: true }, (client) => {
+    const stream = mux.open();
+    client.pipe(stream).pipe(client);
+    client.on('error', () => stream.destroy());
+    stream.on('error', () => client.destroy());
+    client.once('close', () => stream.destroy());
+    stream.once('close', () => client.destroy());
+  });
+  endpoint.on('error', (error) => ended(`the endpoint: ${error.message}`));
+  endpoint.listen({ fd: ENDPOINT_FD });
+}
+
+/** The first connection on an inherited listening socket; then it stops listening. */
+function acceptOnce(fd: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const server: Server = createServer({ allowHalfOpen: true }, (socket) => {
+      server.close();
+      resolve(socket);
+    });
+    server.once('error', reject);
+    server.listen({ fd });
+  });
+}
+
+function log(line: string): void {
+  process.stderr.write(`${new Date().toISOString()} ${line}\n`);
+}

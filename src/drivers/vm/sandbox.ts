@@ -1,0 +1,178 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { dirname } from 'node:path';
+import { createRequire } from 'node:module';
+import brigSpawn from 'brig-spawn';
+import { BrigError, defaultStateDir, type MemoryEvent } from '../../protocol/index.ts';
+import { ENVD_INSIDE, envdPolicy, envdRuntime } from '../envd-runtime/index.ts';
+import type { Liveness, SandboxHandle, SandboxSpec, SandboxUsage } from '../driver.ts';
+import { planSandbox } from '../plan/index.ts';
+import { cgroupLiveness, cgroupPids, cgroupUsage, createCgroup, envdHealthy, killCgroup, processLiveness, processStart, removeCgroup, spawnInside, watchWholeSandboxOom, type CgroupPlan } from '../host/index.ts';
+import { encodeRecord } from './channel.ts';
+import { guestConfig, SERVICE_FD } from './guest.ts';
+import { guestSize, vmCgroup } from './limits.ts';
+import { qemuArgv } from './qemu.ts';
+import { requireVm } from './status.ts';
+import { vmArtefacts } from './build.ts';
+import { chooseAccel } from './accel.ts';
+import { startFileServer } from './file-server.ts';
+
+/**
+ * A daemon sandbox in a microVM: envd runs in the guest (in the second
+ * layer, as the sandbox's user) and serves the host over one port,
+ * brig.service, multiplexed. Three host processes in the sandbox's cgroups,
+ * none the daemon's child for long: QEMU, virtiofsd (in the sandbox's view)
+ * and brig-vm-gate (gate.ts: the config on brig.ctl, the endpoint onto
+ * brig.service). So the sandbox outlives a daemon restart, as a jail does.
+ * The handle names the cgroups and one directory (`vm/` in the sandbox's
+ * state directory: the sockets, the console's log).
+ */
+
+const READY_PAUSE_MS = 20;
+
+export interface VmDetail {
+  cgroup: Pick<CgroupPlan, 'version' | 'dirs' | 'killDir' | 'oomFile'>;
+  dir: string;
+}
+
+export async function bootVm(spec: SandboxSpec): Promise<SandboxHandle> {
+  const { socket } = spec.envd;
+  const dir = `${spec.stateDir}/vm`;
+  let pending: SandboxHandle;
+  let cgroup: CgroupPlan;
+  let launch: () => Promise<number>;
+  try {
+    if (!/^[a-z0-9-]{1,64}$/.test(spec.id)) throw new BrigError('BRIG_USAGE', `sandbox id '${spec.id}' must be 1-64 of [a-z0-9-]`, 'use a lower-case name or let brig pick one');
+    if (spec.image) throw new BrigError('BRIG_VM_UNSUPPORTED', 'the vm tier cannot boot a sandbox from an image yet', 'create it on the jail or gvisor tier (--tier jail)');
+    const qemu = requireVm();
+    const runtime = envdRuntime({ envdBundle: spec.envd.bundle, root: ENVD_INSIDE });
+    const policy = envdPolicy(spec.envd.accessToken)(spec.policy);
+    const host = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, home: process.env.HOME ?? '/', cwd: spec.stateDir, env: process.env };
+    const plan = planSandbox(policy, runtime.argv(`mux:${SERVICE_FD}`), host, { tty: false, outlivesParent: true, id: spec.id, egress: spec.egress, runtime: runtime.files });
+    const config = guestConfig(plan, 'service');
+    const size = guestSize(plan, cpus().length);
+    const artefacts = await vmArtefacts(defaultStateDir(), brigSpawn.vmInitPath, () => {});
+    const accel = await chooseAccel(defaultStateDir(), qemu, artefacts.kernel.vmlinuz, (line) => process.stderr.write(`brig: ${line}\n`));
+    cgroup = vmCgroup(plan.limits.cgroup, size.memoryMiB);
+    const envdLog = `${spec.stateDir}/envd.log`;
+    const argv = qemuArgv({
+      qemu, accel, vmlinuz: artefacts.kernel.vmlinuz, initramfs: artefacts.initramfs, memoryMiB: size.memoryMiB, cpus: size.cpus, fsSocket: `${dir}/fs.sock`,
+      ports: [
+        { name: 'brig.ctl', end: { socket: `${dir}/ctl.sock` } },
+        { name: 'brig.stdin', end: 'null' },
+        // envd's own output: appended by QEMU, read by nobody, so a slow reader never holds the guest up.
+        { name: 'brig.stdout', end: { appendTo: envdLog } },
+        { name: 'brig.stderr', end: { appendTo: envdLog } },
+        { name: 'brig.service', end: { socket: `${dir}/service.sock` } },
+      ],
+      console: { appendTo: `${dir}/console.log` },
+    });
+    pending = { id: spec.id, driver: 'vm', endpoint: { socketPath: socket.path }, pid: 0, pidStart: '', detail: { ...detailOf(cgroup, dir) }, stateDir: spec.stateDir, booting: true };
+    spec.persist?.(pending);
+    createCgroup(cgroup);
+    const cgroupNow = cgroup;
+    launch = () => start(plan, dir, cgroupNow, argv, Buffer.concat(config.map(encodeRecord)), socket.fd, envdLog);
+  } catch (error) {
+    closeSync(socket.fd);
+    throw error;
+  }
+  try {
+    const pid = await launch();
+    const pidStart = processStart(pid);
+    if (pidStart === null) throw new BrigError('BRIG_VM_SETUP', `sandbox ${spec.id}: QEMU (pid ${pid}) ended at once`, 'envd.log in its state directory says why');
+    spec.persist?.({ ...pending, pid, pidStart });
+    await envdReady(socket.path, () => processLiveness(pid, pidStart) === 'gone', () => `${readText(`${spec.stateDir}/envd.log`)}\n${readText(`${dir}/console.log`)}`);
+    const { booting: _booting, ...booted } = pending;
+    return { ...booted, pid, pidStart };
+  } catch (error) {
+    await stopVm({ ...pending, detail: { ...detailOf(cgroup, dir) } });
+    throw error;
+  }
+}
+
+/** virtiofsd, the gate and QEMU, in the cgroups, each detached; resolves to QEMU's pid. The caller's endpoint fd is closed here, started or not. */
+async function start(plan: Parameters<typeof startFileServer>[0], dir: string, cgroup: CgroupPlan, argv: string[], config: Buffer, endpointFd: number, envdLog: string): Promise<number> {
+  const fds: number[] = [endpointFd];
+  mkdirSync(dirname(envdLog), { recursive: true, mode: 0o700 });
+  const log = openSync(envdLog, 'a', 0o600);
+  fds.push(log);
+  try {
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { mode: 0o700 });
+    // The gate reads it and removes it: it carries envd's access token.
+    writeFileSync(`${dir}/config`, config, { mode: 0o600 });
+    const ctl = brigSpawn.listenUnix(`${dir}/ctl.sock`, 1);
+    fds.push(ctl);
+    const service = brigSpawn.listenUnix(`${dir}/service.sock`, 1);
+    fds.push(service);
+    const children: ChildProcess[] = [startFileServer(plan, dir, cgroup, log)];
+    children.push(spawnInside(cgroup, () => spawn(process.execPath, [gateProgram(), `${dir}/config`], { stdio: ['ignore', log, log, endpointFd, ctl, service], detached: true, cwd: '/', env: { PATH: '/usr/bin:/bin' } })));
+    const [qemuFile, ...qemuArgs] = argv;
+    const qemu = spawnInside(cgroup, () => spawn(qemuFile as string, qemuArgs, { stdio: ['ignore', log, log], detached: true, cwd: '/', env: { PATH: '/usr/bin:/bin' } }));
+    children.push(qemu);
+    const failed = children.map((child) => new Promise<never>((_, reject) => child.once('error', (error) => reject(new BrigError('BRIG_VM_SETUP', `cannot start the sandbox's VM: ${error.message}`, '`brig tiers` says what the vm tier needs')))));
+    const spawned = new Promise<number>((resolve) => qemu.once('spawn', () => resolve(qemu.pid as number)));
+    const pid = await Promise.race([spawned, ...failed]);
+    for (const child of children) child.unref();
+    return pid;
+  } finally {
+    for (const fd of fds) closeSync(fd);
+  }
+}
+
+/** dist/vm-gate.cjs: beside this bundle when bundled; from the sources (tests), in dist/ (npm run build). */
+function gateProgram(): string {
+  const bundled = typeof __filename === 'string' && __filename.endsWith('.cjs');
+  return bundled ? `${__dirname}/vm-gate.cjs` : createRequire(import.meta.url).resolve('../../../dist/vm-gate.cjs');
+}
+
+function detailOf(cgroup: CgroupPlan, dir: string): VmDetail {
+  return { cgroup: { version: cgroup.version, dirs: cgroup.dirs, killDir: cgroup.killDir, oomFile: cgroup.oomFile }, dir };
+}
+
+/** envd answers once the guest has booted and started it: a request waits in the gate until then, so each attempt is one boot's wait at most. */
+async function envdReady(endpoint: string, died: () => boolean, log: () => string): Promise<void> {
+  while (!died()) {
+    if (await envdHealthy(endpoint)) return;
+    await new Promise((resolve) => setTimeout(resolve, READY_PAUSE_MS));
+  }
+  throw new BrigError('BRIG_VM_SETUP', `envd did not start in the VM: ${log().trim().split('\n').slice(-3).join(' | ')}`, "envd.log and vm/console.log in the sandbox's state directory say why");
+}
+
+export function vmLiveness(handle: SandboxHandle): Liveness {
+  const first = processLiveness(handle.pid, handle.pidStart);
+  if (first !== 'gone') return first;
+  // QEMU is gone: the sandbox is gone once nothing is left in its cgroups (virtiofsd and the gate end with it).
+  return cgroupLiveness((handle.detail as unknown as VmDetail).cgroup.dirs);
+}
+
+/** Host memory (the guest's RAM as QEMU touched it, QEMU's, virtiofsd's, the gate's) and host tasks (their threads), not the guest's processes. */
+export function vmUsage(handle: SandboxHandle): SandboxUsage {
+  return cgroupUsage((handle.detail as unknown as VmDetail).cgroup);
+}
+
+/** At the host limit the whole VM ends (the host sees one QEMU). Inside, the guest's own OOM killer or its panic (guest.ts) acts first. */
+export function vmWatchMemory(handle: SandboxHandle, onEvent: (event: MemoryEvent) => void): { close(): void } {
+  const { cgroup } = handle.detail as unknown as VmDetail;
+  return watchWholeSandboxOom(cgroup, 'the VM used all of its host memory (the host sees one QEMU: the whole VM ends)', onEvent);
+}
+
+export async function stopVm(handle: SandboxHandle): Promise<void> {
+  const { cgroup, dir } = handle.detail as unknown as VmDetail;
+  killCgroup(cgroup);
+  if (!(await removeCgroup(cgroup))) {
+    const left = cgroup.dirs.flatMap((path) => cgroupPids(path));
+    throw new BrigError('BRIG_VM_SETUP', `sandbox ${handle.id}: processes ${left.join(', ')} would not die`, 'they may be stuck in the kernel (D state); retry the stop');
+  }
+  rmSync(dir, { recursive: true, force: true });
+  rmSync(handle.endpoint.socketPath, { force: true });
+}
+
+function readText(path: string): string {
+  try {
+    return readFileSync(path, 'utf8').slice(-8000);
+  } catch {
+    return '';
+  }
+}

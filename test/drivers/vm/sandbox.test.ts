@@ -1,0 +1,168 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { chmodSync, chownSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import type { Server } from 'node:net';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Sandbox } from 'e2b';
+import { buildPolicy, memory, resolvePolicy, workspace } from '../../../src/policy/index.ts';
+import type { SandboxHandle } from '../../../src/drivers/index.ts';
+import { vmDriver } from '../../../src/drivers/vm/index.ts';
+import { ENVD, REPO, tcpToUnix } from '../../helpers/envd.ts';
+import { bindEnvdSocket } from '../../../src/daemon/sandboxes/envd-socket.ts';
+
+/**
+ * The vm tier as a daemon sandbox: envd in the guest, reached through the
+ * endpoint the caller bound, over brig.service (multiplexed). Each boot is a
+ * few seconds on TCG; no waits have a time limit.
+ */
+const TOKEN = 'vm-sandbox-token';
+const USER = 1000;
+const status = vmDriver.status();
+const skip = status.available ? false : `the vm tier cannot run here: ${status.detail}`;
+
+function health(socketPath: string): Promise<number> {
+  return new Promise((resolve) => {
+    const req = request({ socketPath, path: '/health' }, (response) => {
+      response.resume();
+      resolve(response.statusCode ?? 0);
+    });
+    req.on('error', () => resolve(0));
+    req.end();
+  });
+}
+
+function tempDir(prefix: string, owner?: number): { dir: string; remove(): void } {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  if (owner !== undefined) {
+    chmodSync(dir, 0o755);
+    chownSync(dir, owner, owner);
+  }
+  return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+function spec(id: string, state: string, work: string, memoryMiB = 512) {
+  const policy = resolvePolicy(buildPolicy(workspace(work), memory(memoryMiB)), { cwd: work, home: '/root' });
+  return { id, policy, stateDir: state, envd: { bundle: ENVD, accessToken: TOKEN, socket: bindEnvdSocket(`${state}/envd`) } };
+}
+
+function e2bSandbox(url: string): Sandbox {
+  return new (Sandbox as unknown as new (options: Record<string, unknown>) => Sandbox)({ sandboxId: 'vm-test', envdVersion: '0.6.3', envdAccessToken: TOKEN, sandboxUrl: url, debug: true, apiKey: 'k' });
+}
+
+async function eventually(check: () => boolean): Promise<void> {
+  while (!check()) await new Promise((resolve) => setTimeout(resolve, 20));
+}
+
+/** Nothing of the sandbox is left on the host: its cgroups (so no QEMU, virtiofsd or gate), its vm directory, its endpoint. */
+function assertNothingLeft(handle: SandboxHandle): void {
+  const detail = handle.detail as { cgroup: { dirs: string[] }; dir: string };
+  for (const dir of detail.cgroup.dirs) assert.equal(existsSync(dir), false, `${dir} removed`);
+  assert.equal(existsSync(detail.dir), false, 'the vm directory is removed');
+  assert.equal(existsSync(handle.endpoint.socketPath), false, 'the endpoint is removed');
+  assert.equal(vmDriver.liveness(handle), 'gone');
+}
+
+describe('the vm driver: a sandbox with envd in the guest', { skip }, () => {
+  let state: ReturnType<typeof tempDir>;
+  let work: ReturnType<typeof tempDir>;
+  let handle: SandboxHandle;
+  let gateway: { url: string; server: Server };
+
+  before(async () => {
+    state = tempDir('brig-vm-state-');
+    work = tempDir('brig-vm-ws-', USER);
+    handle = await vmDriver.boot(spec(`vm-sbx-${process.pid}`, state.dir, work.dir));
+    gateway = await tcpToUnix(handle.endpoint.socketPath);
+  });
+
+  after(async () => {
+    try {
+      gateway.server.close();
+      await vmDriver.stop(handle);
+      assertNothingLeft(handle);
+      await vmDriver.stop(handle); // twice is fine
+    } finally {
+      state.remove();
+      work.remove();
+    }
+  });
+
+  test('boot returns once envd answers on the endpoint; the handle is plain JSON', async () => {
+    assert.equal(await health(handle.endpoint.socketPath), 204);
+    assert.equal(vmDriver.liveness(handle), 'alive');
+    assert.equal(handle.driver, 'vm');
+    assert.deepEqual(JSON.parse(JSON.stringify(handle)), handle);
+    assert.equal(existsSync(`${(handle.detail as { dir: string }).dir}/config`), false, 'the config (it holds the token) is gone once the gate read it');
+  });
+
+  test('commands run through the e2b SDK in the guest: its own kernel, the second layer, the workspace written as its owner', async () => {
+    const sandbox = e2bSandbox(gateway.url);
+    const result = await sandbox.commands.run(`uname -r; id -u; grep -E "^CapEff:" /proc/self/status; echo hi > ${work.dir}/made-in-vm`);
+    const [kernel, uid, caps] = result.stdout.trim().split('\n');
+    assert.notEqual(kernel, readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim(), "the guest's kernel, not the host's");
+    assert.equal(uid, String(USER));
+    assert.match(caps ?? '', /CapEff:\s+0{16}/);
+    assert.equal(readFileSync(`${work.dir}/made-in-vm`, 'utf8'), 'hi\n');
+    assert.equal(statSync(`${work.dir}/made-in-vm`).uid, USER);
+    const anonymous = await fetch(`${gateway.url}/process.Process/List`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    assert.equal(anonymous.status, 401, 'without the token envd refuses');
+  });
+
+  test('many requests at once share the one port; a large file goes both ways whole', async () => {
+    const sandbox = e2bSandbox(gateway.url);
+    const results = await Promise.all(Array.from({ length: 12 }, (_, index) => sandbox.commands.run(`echo run-${index}`)));
+    assert.deepEqual(results.map((result) => result.stdout), Array.from({ length: 12 }, (_, index) => `run-${index}\n`));
+    const data = Buffer.alloc(3 * 1024 * 1024, 'v');
+    await sandbox.files.write(`${work.dir}/big.bin`, new Blob([data]));
+    assert.equal(statSync(`${work.dir}/big.bin`).size, data.length);
+    const back = await sandbox.files.read(`${work.dir}/big.bin`, { format: 'bytes' });
+    assert.equal(Buffer.from(back).equals(data), true);
+  });
+
+  test('usage reports the host side: memory, tasks, CPU', () => {
+    const usage = vmDriver.usage(handle);
+    assert.ok(usage.memoryBytes > 64 * 1024 * 1024, `memory ${usage.memoryBytes}`);
+    assert.ok(usage.pids >= 3, `pids ${usage.pids}`);
+    assert.ok(usage.cpuUsec > 0, `cpu ${usage.cpuUsec}`);
+  });
+});
+
+describe('the vm driver: a sandbox outlives the process that booted it, and stops clean', { skip }, () => {
+  test('kill -9 the booting process; the sandbox lives on; stop from the handle alone leaves nothing', async () => {
+    const state = tempDir('brig-vm-state-');
+    const work = tempDir('brig-vm-ws-', USER);
+    try {
+      const script = `
+        import { vmDriver } from '${REPO}/src/drivers/vm/index.ts';
+        import { buildPolicy, memory, resolvePolicy, workspace } from '${REPO}/src/policy/index.ts';
+        import { bindEnvdSocket } from '${REPO}/src/daemon/sandboxes/envd-socket.ts';
+        const policy = resolvePolicy(buildPolicy(workspace(${JSON.stringify(work.dir)}), memory(256)), { cwd: ${JSON.stringify(work.dir)}, home: '/root' });
+        const handle = await vmDriver.boot({ id: 'vm-orphan-${process.pid}', policy, stateDir: ${JSON.stringify(state.dir)}, envd: { bundle: ${JSON.stringify(ENVD)}, accessToken: 't', socket: bindEnvdSocket(${JSON.stringify(state.dir)} + '/envd') } });
+        process.stdout.write(JSON.stringify(handle) + '\\n');
+        setInterval(() => {}, 1000);`;
+      const booter = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: REPO, stdio: ['ignore', 'pipe', 'inherit'] });
+      const handle = await new Promise<SandboxHandle>((resolve, reject) => {
+        let out = '';
+        booter.stdout?.on('data', (chunk: Buffer) => {
+          out += chunk.toString();
+          if (out.includes('\n')) resolve(JSON.parse(out) as SandboxHandle);
+        });
+        booter.once('exit', (code) => reject(new Error(`the booting process exited (${code})`)));
+      });
+      const exited = new Promise((resolve) => booter.once('exit', resolve));
+      booter.kill('SIGKILL');
+      await exited;
+      assert.equal(await health(handle.endpoint.socketPath), 204, 'envd still answers after its booter died');
+      assert.equal(vmDriver.liveness(handle), 'alive');
+      await vmDriver.stop(handle);
+      await eventually(() => !existsSync(`/proc/${handle.pid}`));
+      assertNothingLeft(handle);
+    } finally {
+      state.remove();
+      work.remove();
+    }
+  });
+});
