@@ -76,6 +76,7 @@ export const ERROR_CODES = {
   BRIG_VM_KERNEL_UNAVAILABLE: { exit: EXIT.brigError, http: 500, when: 'The VM tier\'s guest kernel cannot be fetched from the host\'s Debian mirror: apt-get, apt-cache or dpkg-deb is missing, apt knows no cloud kernel package for this architecture, or the download or unpacking failed.' },
   BRIG_VM_KERNEL_MODULE: { exit: EXIT.brigError, http: 500, when: 'The guest kernel package lacks a module the VM guest needs (or one such a module depends on), or a module file in it is not a kernel module brig can read.' },
   BRIG_VM_INIT_MISSING: { exit: EXIT.brigError, http: 500, when: 'The VM guest\'s init program is not built (or not a file brig can read), so no initramfs can be made for the guest.' },
+  BRIG_MUX_PROTOCOL: { exit: EXIT.brigError, http: 500, when: 'The other end of a stream multiplexer (envd in a microVM, or the host) sent a malformed frame, more data than its window allows, or frames whose answers it never reads; the channel is closed and every stream on it reset.' },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

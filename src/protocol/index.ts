@@ -1,4 +1,4 @@
-/** protocol/: the types shared across rooms — the error registry, the Connect wire form, envd's messages. */
+/** protocol/: the types shared across rooms — the error registry, the Connect wire form, envd's messages, the stream multiplexer. */
 export { BrigError, ERROR_CODES, EXIT, isBrigError, outOfDescriptors } from './errors.ts';
 export type { ErrorCode } from './errors.ts';
 export { CONNECT_CODES, ConnectError, ENVELOPE_FLAG, EnvelopeReader, encodeEndStream, encodeEnvelope, parseMessage } from './connect.ts';
@@ -30,3 +30,5 @@ export type {
   WriteInfo,
 } from './envd.ts';
 export { processAlive } from './pids.ts';
+export { Mux } from './mux.ts';
+export type { MuxOptions, MuxStream } from './mux.ts';
