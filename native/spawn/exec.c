@@ -4,6 +4,10 @@
 //   once when the parent is no longer PID: a parent killed between the fork and
 //   the prctl would otherwise leave PROGRAM running for good (setpriv
 //   --pdeathsig has that race).
+//   --supervise (with --die-with): brig-exec stays, as PROGRAM's parent, and
+//   SIGKILLs it when its own parent dies, then ends with PROGRAM's status. For
+//   a PROGRAM that changes its ids (QEMU's -runas): the kernel clears a
+//   parent-death signal then.
 //   --as UID:GID: become that user (groups: GID only) before the exec; envd,
 //   root in an image sandbox, starts a command as another user this way.
 //   IMAGE ROOT: --image-dir DIR --rw-dir DIR --layer PATH... --idmap BASE:COUNT --owner UID:GID
@@ -34,9 +38,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static void fatal(const char *what, const char *detail) {
@@ -131,23 +137,59 @@ static void become_user(const char *text) {
   if (uid != 0 && syscall(SYS_capset, &header, none) < 0) fatal("capset", strerror(errno));
 }
 
-// "PID": from now on, die with that parent; already orphaned, die now.
-static void die_with(const char *text) {
+// "PID": from now on, `signal` when that parent dies; already orphaned, die now.
+static void die_with(const char *text, int signal) {
   char *end;
   long pid = strtol(text, &end, 10);
   if (*end || end == text || pid < 1 || pid > INT_MAX) fatal("--die-with must be a pid", text);
-  if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) fatal("prctl(PR_SET_PDEATHSIG)", strerror(errno));
+  if (prctl(PR_SET_PDEATHSIG, signal) < 0) fatal("prctl(PR_SET_PDEATHSIG)", strerror(errno));
   if (getppid() != (pid_t)pid) raise(SIGKILL);
+}
+
+// --supervise: PROGRAM runs as a child; its parent's death (SIGTERM, the parent-death
+// signal here) SIGKILLs it. Returns in the child; the supervisor never returns.
+static void supervise(void) {
+  sigset_t watched;
+  sigemptyset(&watched);
+  sigaddset(&watched, SIGTERM);
+  sigaddset(&watched, SIGCHLD);
+  if (sigprocmask(SIG_BLOCK, &watched, NULL) < 0) fatal("sigprocmask", strerror(errno));
+  pid_t child = fork();
+  if (child < 0) fatal("fork", strerror(errno));
+  if (child == 0) {
+    if (sigprocmask(SIG_UNBLOCK, &watched, NULL) < 0) fatal("sigprocmask", strerror(errno));
+    return;
+  }
+  for (;;) {
+    siginfo_t info;
+    if (sigwaitinfo(&watched, &info) < 0) continue;
+    if (info.si_signo == SIGTERM) kill(child, SIGKILL);
+    int status;
+    pid_t ended = waitpid(child, &status, WNOHANG);
+    if (ended == child) {
+      if (WIFSIGNALED(status)) {
+        signal(WTERMSIG(status), SIG_DFL);
+        sigprocmask(SIG_UNBLOCK, &watched, NULL);
+        raise(WTERMSIG(status));
+      }
+      _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 125);
+    }
+  }
 }
 
 int main(int argc, char **argv) {
   int keep = -1, i = 1;
+  const char *die_with_pid = NULL;
+  bool supervised = false;
   struct image_root image = {.userns_fd = -1, .root_fd = -1};
   for (; i < argc; i++) {
     if (strcmp(argv[i], "--") == 0) { i++; break; }
     if (i + 1 >= argc) fatal("missing value for", argv[i]);
     if (strcmp(argv[i], "--rlimit") == 0) set_limit(argv[++i]);
-    else if (strcmp(argv[i], "--die-with") == 0) die_with(argv[++i]);
+    else if (strcmp(argv[i], "--die-with") == 0) die_with_pid = argv[++i];
+    else if (strcmp(argv[i], "--supervise") == 0) {
+      supervised = true;  // a flag: no value to skip
+    }
     else if (strcmp(argv[i], "--keep-fds") == 0) {
       char *end;
       long value = strtol(argv[++i], &end, 10);
@@ -181,7 +223,10 @@ int main(int argc, char **argv) {
     else if (strcmp(argv[i], "--root-fd") == 0) image.root_fd = parse_fd(argv[++i]);
     else fatal("unknown option", argv[i]);
   }
-  if (keep < 0) fatal("usage", "brig-exec [--rlimit NAME=SOFT:HARD]... [--die-with PID] --keep-fds N -- PROGRAM [ARGS...]");
+  if (keep < 0) fatal("usage", "brig-exec [--rlimit NAME=SOFT:HARD]... [--die-with PID [--supervise]] --keep-fds N -- PROGRAM [ARGS...]");
+  if (supervised && !die_with_pid) fatal("usage", "--supervise needs --die-with");
+  if (die_with_pid) die_with(die_with_pid, supervised ? SIGTERM : SIGKILL);
+  if (supervised) supervise();
   if (i >= argc) fatal("usage", "no program after --");
   if (image.dir) {
     for (int b = 0; b < image.bind_count; b++) {

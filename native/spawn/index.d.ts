@@ -25,9 +25,11 @@ declare const addon: {
   relayPath: string;
   /**
    * Absolute path of the brig-exec executable (build/Release/brig-exec):
-   * `brig-exec [--rlimit NAME=SOFT:HARD]... [--die-with PID] --keep-fds N -- PROGRAM ARGS...` sets
+   * `brig-exec [--rlimit NAME=SOFT:HARD]... [--die-with PID [--supervise]] --keep-fds N -- PROGRAM ARGS...` sets
    * rlimits, closes every fd above N and execs PROGRAM; with --die-with, PROGRAM is
-   * killed when its parent dies, and at once when that parent is no longer PID. Exit 125 on a usage or
+   * killed when its parent dies, and at once when that parent is no longer PID;
+   * with --supervise, brig-exec stays as PROGRAM's parent to do the killing (for a
+   * PROGRAM that changes its ids, which clears its own parent-death signal). Exit 125 on a usage or
    * setup error, 126/127 when PROGRAM cannot run.
    */
   execPath: string;

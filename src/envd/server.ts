@@ -154,7 +154,8 @@ export class EnvdServer implements Router {
     // The commands envd starts must not inherit it: one could answer the daemon's requests in envd's place.
     brigSpawn.closeOnExec(fd);
     const transport = Duplex.from({ readable: createReadStream('', { fd, autoClose: false }), writable: createWriteStream('', { fd, autoClose: false }) });
-    const mux = new Mux(transport, { role: 'server' });
+    // A large window: what the host may send ahead is held in the guest's memory, the sandbox's own (bulk uploads are window / round trip).
+    const mux = new Mux(transport, { role: 'server', initialWindowBytes: 4 << 20 });
     mux.on('stream', (stream: Duplex) => this.server.emit('connection', stream));
     mux.on('error', (error: Error) => process.stderr.write(`envd: the multiplexed channel broke: ${error.message}\n`));
     mux.once('close', () => void this.close());

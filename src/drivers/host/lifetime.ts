@@ -8,11 +8,13 @@ import { recordsDir } from './records.ts';
  * brig is killed outright (runsc run, QEMU, a host-root bubblewrap, whose
  * --die-with-parent reaches only its child). The signal survives the exec,
  * and a brig killed before it was set is noticed (setpriv --pdeathsig misses
- * that, and a VM outlived its brig). The program gets fds 0-2 only, or what
- * an `argv` that already starts with brig-exec keeps.
+ * that, and a VM outlived its brig). A program that changes its ids (QEMU's
+ * -runas) loses the signal, so `supervise` keeps brig-exec as its parent to
+ * kill it. The program gets fds 0-2 only, or what an `argv` that already
+ * starts with brig-exec keeps.
  */
-export function dieWithParent(argv: string[]): string[] {
-  const dieWith = ['--die-with', String(process.pid)];
+export function dieWithParent(argv: string[], options: { supervise?: boolean } = {}): string[] {
+  const dieWith = ['--die-with', String(process.pid), ...(options.supervise ? ['--supervise'] : [])];
   if (argv[0] === brigSpawn.execPath) return [brigSpawn.execPath, ...dieWith, ...argv.slice(1)];
   return [brigSpawn.execPath, ...dieWith, '--keep-fds', '2', '--', ...argv];
 }

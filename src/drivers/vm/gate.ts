@@ -1,4 +1,4 @@
-import { readFileSync, rmSync } from 'node:fs';
+import { closeSync, readFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { Mux } from '../../protocol/index.ts';
 import { RecordReader } from './channel.ts';
@@ -13,22 +13,21 @@ import { RecordReader } from './channel.ts';
  *     connection becomes a stream over brig.service, where envd (`--listen
  *     mux:N`) takes it as a connection of its own (protocol/mux.ts).
  * Its fds: 3 the endpoint, 4 brig.ctl's socket, 5 brig.service's (each
- * listening; QEMU connects once to each). Its argument: the file holding the
- * config records, removed once read (it carries envd's access token). It
- * ends when QEMU hangs up either port; the guest's records and its own
- * errors go to stderr (the sandbox's envd.log).
+ * listening; QEMU connects once to each), 6 the config records (a file
+ * already unlinked: it carries envd's access token); its program comes on
+ * stdin. It needs nothing else, so it runs as nobody. It ends when QEMU hangs up either port; the guest's
+ * records and its own errors go to stderr (the sandbox's envd.log).
  */
 
 const ENDPOINT_FD = 3;
 const CTL_FD = 4;
 const SERVICE_FD = 5;
+const CONFIG_FD = 6;
 const MAX_LOGGED_RECORDS = 100;
 
-export async function main(argv: string[]): Promise<void> {
-  const configFile = argv[0];
-  if (!configFile) throw new Error('usage: vm-gate CONFIG_FILE (fds 3 endpoint, 4 brig.ctl, 5 brig.service)');
-  const config = readFileSync(configFile);
-  rmSync(configFile, { force: true });
+export async function main(): Promise<void> {
+  const config = readFileSync(CONFIG_FD);
+  closeSync(CONFIG_FD);
   const ended = (why: string): never => {
     log(`brig-vm-gate: ${why}; ending`);
     process.exit(0);
@@ -51,7 +50,8 @@ export async function main(argv: string[]): Promise<void> {
     port.on('error', () => {});
     port.once('close', () => ended('QEMU closed the channel'));
   }
-  const mux = new Mux(service, { role: 'client' });
+  // What the guest may send ahead on each stream, held here: 1 MiB a stream, and only the host's connections open streams.
+  const mux = new Mux(service, { role: 'client', initialWindowBytes: 1 << 20 });
   mux.on('error', (error: Error) => ended(`brig.service: ${error.message}`));
   const endpoint = createServer({ allowHalfOpen: true }, (client) => {
     const stream = mux.open();

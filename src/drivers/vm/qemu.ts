@@ -61,6 +61,11 @@ export function qemuArgv(machine: VmMachine): string[] {
     // vhost-user (virtiofsd) maps the guest's memory: it must be a shared memfd.
     '-object', `memory-backend-memfd,id=mem,size=${machine.memoryMiB}M,share=on`,
     '-nodefaults', '-no-user-config', '-nographic', '-no-reboot',
+    // Once set up (its sockets connected, its memory and the kernel loaded), QEMU is nobody, and its own
+    // seccomp filter refuses obsolete calls, exec and resource changes: a device-emulation bug a guest
+    // reaches lands there, not in root. (elevateprivileges=deny would refuse -runas's own setuid.)
+    '-sandbox', 'on,obsolete=deny,spawn=deny,resourcecontrol=deny',
+    '-runas', 'nobody',
     // virtio-mmio as virtio 1.0, not legacy: virtiofsd (libvhost-user) refuses legacy devices.
     '-global', 'virtio-mmio.force-legacy=false',
     '-kernel', machine.vmlinuz,

@@ -63,7 +63,8 @@ export async function runVm(plan: SandboxPlan, io: RunIo): Promise<RunEnd> {
     const machine: VmMachine = { qemu, accel, vmlinuz: artefacts.kernel.vmlinuz, initramfs: artefacts.initramfs, memoryMiB: size.memoryMiB, cpus: size.cpus, fsSocket: `${dir}/fs.sock`, ports: PORTS.map((name) => ({ name, end: { socket: `${dir}/${name}.sock` } })),
       // Not a file: a guest could write to its console without end; brig keeps only the tail.
       console: { socket: `${dir}/console.sock` } };
-    const [qemuFile, ...qemuArgs] = dieWithParent(qemuArgv(machine));
+    // Supervised: QEMU becomes nobody once set up (-runas), which clears a parent-death signal of its own.
+    const [qemuFile, ...qemuArgs] = dieWithParent(qemuArgv(machine), { supervise: true });
     const child = spawnInside(cgroup, () => spawn(qemuFile as string, qemuArgs, { stdio: ['ignore', 'ignore', 'pipe'], detached: true, cwd: '/', env: { PATH: '/usr/bin:/bin' } }));
     let qemuErrors = '';
     child.stderr?.on('data', (chunk: Buffer) => (qemuErrors = (qemuErrors + chunk.toString()).slice(-4000)));

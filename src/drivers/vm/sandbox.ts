@@ -30,6 +30,8 @@ import { startFileServer } from './file-server.ts';
  */
 
 const READY_PAUSE_MS = 20;
+/** The gate's ids: it holds nothing of its own on the host. */
+const NOBODY = 65534;
 
 export interface VmDetail {
   cgroup: Pick<CgroupPlan, 'version' | 'dirs' | 'killDir' | 'oomFile'>;
@@ -100,14 +102,22 @@ async function start(plan: Parameters<typeof startFileServer>[0], dir: string, c
   try {
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(dir, { mode: 0o700 });
-    // The gate reads it and removes it: it carries envd's access token.
+    // Handed to the gate as an open file, never a name: it carries envd's access token.
     writeFileSync(`${dir}/config`, config, { mode: 0o600 });
+    const configFd = openSync(`${dir}/config`, 'r');
+    fds.push(configFd);
+    rmSync(`${dir}/config`);
     const ctl = brigSpawn.listenUnix(`${dir}/ctl.sock`, 1);
     fds.push(ctl);
     const service = brigSpawn.listenUnix(`${dir}/service.sock`, 1);
     fds.push(service);
     const children: ChildProcess[] = [startFileServer(plan, dir, cgroup, log)];
-    children.push(spawnInside(cgroup, () => spawn(process.execPath, [gateProgram(), `${dir}/config`], { stdio: ['ignore', log, log, endpointFd, ctl, service], detached: true, cwd: '/', env: { PATH: '/usr/bin:/bin' } })));
+    // As nobody: what it needs (the listening sockets, the config, the log) it is handed open, and its
+    // program on stdin (`node -`), so brig's install need not be readable by nobody (/root is not).
+    const gate = spawnInside(cgroup, () => spawn(process.execPath, ['-'], { stdio: ['pipe', log, log, endpointFd, ctl, service, configFd], detached: true, cwd: '/', env: { PATH: '/usr/bin:/bin' }, uid: NOBODY, gid: NOBODY }));
+    gate.stdin?.on('error', () => {});
+    gate.stdin?.end(readFileSync(gateProgram()));
+    children.push(gate);
     const [qemuFile, ...qemuArgs] = argv;
     const qemu = spawnInside(cgroup, () => spawn(qemuFile as string, qemuArgs, { stdio: ['ignore', log, log], detached: true, cwd: '/', env: { PATH: '/usr/bin:/bin' } }));
     children.push(qemu);

@@ -95,7 +95,7 @@ describe('the vm driver: a sandbox with envd in the guest', { skip }, () => {
     assert.equal(vmDriver.liveness(handle), 'alive');
     assert.equal(handle.driver, 'vm');
     assert.deepEqual(JSON.parse(JSON.stringify(handle)), handle);
-    assert.equal(existsSync(`${(handle.detail as { dir: string }).dir}/config`), false, 'the config (it holds the token) is gone once the gate read it');
+    assert.equal(existsSync(`${(handle.detail as { dir: string }).dir}/config`), false, 'the config (it holds the token) has no name on the host');
   });
 
   test('commands run through the e2b SDK in the guest: its own kernel, the second layer, the workspace written as its owner', async () => {
@@ -120,6 +120,17 @@ describe('the vm driver: a sandbox with envd in the guest', { skip }, () => {
     assert.equal(statSync(`${work.dir}/big.bin`).size, data.length);
     const back = await sandbox.files.read(`${work.dir}/big.bin`, { format: 'bytes' });
     assert.equal(Buffer.from(back).equals(data), true);
+  });
+
+  test('the gate and QEMU run as nobody (QEMU under its own seccomp filter); virtiofsd and its bubblewrap are the only root processes', () => {
+    const dirs = (handle.detail as { cgroup: { dirs: string[] } }).cgroup.dirs;
+    const processes = readFileSync(`${dirs[0]}/cgroup.procs`, 'utf8').split('\n').filter(Boolean).map((pid) => {
+      const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+      return { uid: Number(/^Uid:\s+(\d+)/m.exec(status)?.[1]), name: /^Name:\s+(.*)$/m.exec(status)?.[1] ?? '', seccomp: /^Seccomp:\s+(\d)/m.exec(status)?.[1] };
+    });
+    assert.deepEqual(processes.filter((entry) => entry.uid === 65534).map((entry) => entry.name).sort(), ['node', 'qemu-system-x86'], JSON.stringify(processes));
+    assert.deepEqual([...new Set(processes.filter((entry) => entry.uid === 0).map((entry) => entry.name))].sort(), ['bwrap', 'virtiofsd'], JSON.stringify(processes));
+    assert.equal(processes.find((entry) => entry.name === 'qemu-system-x86')?.seccomp, '2', "QEMU's own filter");
   });
 
   test('usage reports the host side: memory, tasks, CPU', () => {
