@@ -3,7 +3,7 @@ import { BrigError, type MemoryEvent } from '../../protocol/index.ts';
 import { ENVD_INSIDE, envdPolicy, envdRuntime } from '../envd-runtime/index.ts';
 import type { Liveness, SandboxHandle, SandboxSpec, SandboxUsage } from '../driver.ts';
 import { planSandbox, type SandboxPlan } from '../plan/index.ts';
-import { cgroupLiveness, cgroupPids, cgroupUsage, createCgroup, envdHealthy, killCgroup, prepareUpper, processLiveness, processStart, removeCgroup, type CgroupPlan } from '../host/index.ts';
+import { cgroupUsage, createCgroup, endSandboxCgroup, envdHealthy, prepareUpper, processLiveness, processStart, sandboxLiveness, type CgroupPlan } from '../host/index.ts';
 import { renderOci, type OciRender } from './oci.ts';
 import { writeBundle } from './bundle.ts';
 import { launchRunsc } from './launch.ts';
@@ -125,10 +125,8 @@ async function envdReady(envdDir: string, endpoint: string, died: () => boolean,
 }
 
 export function gvisorLiveness(handle: SandboxHandle): Liveness {
-  const first = processLiveness(handle.pid, handle.pidStart);
-  if (first !== 'gone') return first;
-  // The Sentry is gone: the sandbox is gone once nothing is left in its cgroups (the gofer, stubs being killed).
-  return cgroupLiveness((handle.detail as unknown as GvisorDetail).cgroup.dirs);
+  // The Sentry, then the cgroups (the gofer, stubs being killed).
+  return sandboxLiveness(handle, (handle.detail as unknown as GvisorDetail).cgroup.dirs);
 }
 
 /** Host tasks are the Sentry's and gofer's threads and the ptrace stubs, not the guest's processes (the Sentry keeps those to itself). */
@@ -144,11 +142,7 @@ export function gvisorWatchMemory(handle: SandboxHandle, onEvent: (event: Memory
 
 export async function stopGvisor(handle: SandboxHandle): Promise<void> {
   const { cgroup, dir } = handle.detail as unknown as GvisorDetail;
-  killCgroup(cgroup);
-  if (!(await removeCgroup(cgroup))) {
-    const left = cgroup.dirs.flatMap((path) => cgroupPids(path));
-    throw new BrigError('BRIG_GVISOR_SETUP', `sandbox ${handle.id}: processes ${left.join(', ')} would not die`, 'they may be stuck in the kernel (D state); retry the stop');
-  }
+  await endSandboxCgroup(cgroup, handle.id, 'BRIG_GVISOR_SETUP');
   // runsc mounts nothing in the host's namespace: its state, the bundle and envd's directory are plain files.
   rmSync(dir, { recursive: true, force: true });
   rmSync(handle.endpoint.socketPath, { force: true });

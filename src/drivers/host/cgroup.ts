@@ -1,5 +1,5 @@
 import { mkdirSync, readFileSync, rmdirSync, writeFileSync, existsSync } from 'node:fs';
-import { BrigError } from '../../protocol/index.ts';
+import { BrigError, type ErrorCode } from '../../protocol/index.ts';
 import type { ResourcesPolicy } from '../../policy/index.ts';
 
 /**
@@ -198,6 +198,14 @@ export async function removeCgroup(plan: Pick<CgroupPlan, 'dirs' | 'killDir'>): 
     await new Promise((resolve) => setTimeout(resolve, 1));
   }
   return false;
+}
+
+/** A daemon sandbox's teardown: everything in its cgroups killed, the cgroups removed; `code` names the tier's error when a process will not die. */
+export async function endSandboxCgroup(plan: Pick<CgroupPlan, 'dirs' | 'killDir'>, sandboxId: string, code: ErrorCode): Promise<void> {
+  killCgroup(plan);
+  if (await removeCgroup(plan)) return;
+  const left = plan.dirs.flatMap((dir) => cgroupPids(dir));
+  throw new BrigError(code, `sandbox ${sandboxId}: processes ${left.join(', ')} would not die`, 'they may be stuck in the kernel (D state); retry the stop');
 }
 
 function enableControllers(file: string, value: string): void {

@@ -4,14 +4,14 @@
  * records that let a later brig clean up after one killed mid-run, the
  * memory guard, and bind sources opened without following links.
  */
-export { cgroupPids, createCgroup, killCgroup, outOfMemory, planCgroup, removeCgroup, spawnInside } from './cgroup.ts';
+export { cgroupPids, createCgroup, endSandboxCgroup, killCgroup, outOfMemory, planCgroup, removeCgroup, spawnInside } from './cgroup.ts';
 export type { CgroupPlan } from './cgroup.ts';
 export { processLiveness, processStart, recordsDir, removeRecord, statFields, sweepLeftovers, writeRecord } from './records.ts';
 export { guardMemory } from './memory.ts';
 export type { MemoryGuard } from './memory.ts';
 export { checkSource, fdTable, linksOnTheWay, openPlanFds, openSource } from './sources.ts';
 export type { PlanFd } from './sources.ts';
-export { cgroupLiveness, cgroupUsage, envdHealthy } from './usage.ts';
+export { cgroupLiveness, cgroupUsage, envdHealthy, sandboxLiveness } from './usage.ts';
 export { prepareUpper } from './image-upper.ts';
 export { watchWholeSandboxOom } from './whole-oom.ts';
 export { callerOutput, readCallerInput } from './caller-io.ts';

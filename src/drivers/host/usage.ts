@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
-import type { Liveness, SandboxUsage } from '../driver.ts';
+import type { Liveness, SandboxHandle, SandboxUsage } from '../driver.ts';
+import { processLiveness } from './records.ts';
 import type { CgroupPlan } from './cgroup.ts';
 
 /**
@@ -50,6 +51,12 @@ export function cgroupLiveness(dirs: string[]): Liveness {
     }
   }
   return unknown ? 'unknown' : 'gone';
+}
+
+/** A daemon sandbox's: its first process (pid and start time: pids are reused), then, once that is gone, whatever is left in its cgroups (the kernel may still be killing it). */
+export function sandboxLiveness(handle: Pick<SandboxHandle, 'pid' | 'pidStart'>, cgroupDirs: string[]): Liveness {
+  const first = processLiveness(handle.pid, handle.pidStart);
+  return first === 'gone' ? cgroupLiveness(cgroupDirs) : first;
 }
 
 /** Whether envd answers its /health on the unix socket. */

@@ -5,7 +5,7 @@ import type { OutOfMemoryAction } from '../../policy/index.ts';
 import { ENVD_INSIDE, envdPolicy, envdRuntime } from '../envd-runtime/index.ts';
 import type { Driver, Liveness, RunEnd, RunIo, SandboxHandle, SandboxSpec, SandboxUsage, TierStatus } from '../driver.ts';
 import { findExecutable, planSandbox, type SandboxPlan } from '../plan/index.ts';
-import { cgroupLiveness, cgroupPids, cgroupUsage, createCgroup, envdHealthy, guardMemory, killCgroup, processLiveness, processStart, removeCgroup, type CgroupPlan } from '../host/index.ts';
+import { cgroupUsage, createCgroup, endSandboxCgroup, sandboxLiveness, envdHealthy, guardMemory, killCgroup, processLiveness, processStart, removeCgroup, type CgroupPlan } from '../host/index.ts';
 import { FD, renderJail, type JailPlan } from './bwrap.ts';
 import { runJail, startBwrap } from './launch.ts';
 import { prepareImageRoot } from './image-root.ts';
@@ -124,10 +124,7 @@ export const jailDriver: Driver = {
   },
 
   liveness(handle: SandboxHandle): Liveness {
-    const first = processLiveness(handle.pid, handle.pidStart);
-    if (first !== 'gone') return first;
-    // Its first process is gone: the jail is gone once nothing is left in its cgroups (the kernel is still killing the rest otherwise).
-    return cgroupLiveness((handle.detail as unknown as JailDetail).cgroup.dirs);
+    return sandboxLiveness(handle, (handle.detail as unknown as JailDetail).cgroup.dirs);
   },
 
   usage(handle: SandboxHandle): SandboxUsage {
@@ -159,11 +156,7 @@ export const jailDriver: Driver = {
         // Gone between the check and the kill.
       }
     }
-    killCgroup(cgroup);
-    if (!(await removeCgroup(cgroup))) {
-      const left = cgroup.dirs.flatMap((dir) => cgroupPids(dir));
-      throw new BrigError('BRIG_JAIL_SETUP', `sandbox ${handle.id}: processes ${left.join(', ')} would not die`, 'they may be stuck in the kernel (D state); retry the stop');
-    }
+    await endSandboxCgroup(cgroup, handle.id, 'BRIG_JAIL_SETUP');
     rmSync(handle.endpoint.socketPath, { force: true });
   },
 };

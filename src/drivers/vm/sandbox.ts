@@ -8,7 +8,7 @@ import { BrigError, defaultStateDir, type MemoryEvent } from '../../protocol/ind
 import { ENVD_INSIDE, envdPolicy, envdRuntime } from '../envd-runtime/index.ts';
 import type { Liveness, SandboxHandle, SandboxSpec, SandboxUsage } from '../driver.ts';
 import { planSandbox } from '../plan/index.ts';
-import { cgroupLiveness, cgroupPids, cgroupUsage, createCgroup, envdHealthy, killCgroup, processLiveness, processStart, removeCgroup, spawnInside, watchWholeSandboxOom, type CgroupPlan } from '../host/index.ts';
+import { cgroupUsage, createCgroup, endSandboxCgroup, envdHealthy, processLiveness, processStart, sandboxLiveness, spawnInside, watchWholeSandboxOom, type CgroupPlan } from '../host/index.ts';
 import { encodeRecord } from './channel.ts';
 import { guestConfig, SERVICE_FD } from './guest.ts';
 import { guestSize, vmCgroup } from './limits.ts';
@@ -151,10 +151,8 @@ async function envdReady(endpoint: string, died: () => boolean, log: () => strin
 }
 
 export function vmLiveness(handle: SandboxHandle): Liveness {
-  const first = processLiveness(handle.pid, handle.pidStart);
-  if (first !== 'gone') return first;
-  // QEMU is gone: the sandbox is gone once nothing is left in its cgroups (virtiofsd and the gate end with it).
-  return cgroupLiveness((handle.detail as unknown as VmDetail).cgroup.dirs);
+  // QEMU, then the cgroups (virtiofsd and the gate end with it).
+  return sandboxLiveness(handle, (handle.detail as unknown as VmDetail).cgroup.dirs);
 }
 
 /** Host memory (the guest's RAM as QEMU touched it, QEMU's, virtiofsd's, the gate's) and host tasks (their threads), not the guest's processes. */
@@ -170,11 +168,7 @@ export function vmWatchMemory(handle: SandboxHandle, onEvent: (event: MemoryEven
 
 export async function stopVm(handle: SandboxHandle): Promise<void> {
   const { cgroup, dir } = handle.detail as unknown as VmDetail;
-  killCgroup(cgroup);
-  if (!(await removeCgroup(cgroup))) {
-    const left = cgroup.dirs.flatMap((path) => cgroupPids(path));
-    throw new BrigError('BRIG_VM_SETUP', `sandbox ${handle.id}: processes ${left.join(', ')} would not die`, 'they may be stuck in the kernel (D state); retry the stop');
-  }
+  await endSandboxCgroup(cgroup, handle.id, 'BRIG_VM_SETUP');
   rmSync(dir, { recursive: true, force: true });
   rmSync(handle.endpoint.socketPath, { force: true });
 }
