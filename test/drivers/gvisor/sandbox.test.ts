@@ -1,9 +1,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, lstatSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
-import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Sandbox } from 'e2b';
@@ -12,24 +10,14 @@ import type { MemoryEvent } from '../../../src/protocol/index.ts';
 import type { SandboxHandle } from '../../../src/drivers/index.ts';
 import { gvisorDriver } from '../../../src/drivers/gvisor/index.ts';
 import { linkEndpoint } from '../../../src/drivers/gvisor/envd-socket.ts';
-import { ENVD, REPO, tcpToUnix } from '../../helpers/envd.ts';
+import { ENVD, tcpToUnix } from '../../helpers/envd.ts';
+import { bootThenKillBooter, envdHealth } from '../../helpers/orphan-boot.ts';
 import { bindEnvdSocket } from '../../../src/daemon/sandboxes/envd-socket.ts';
 import { tempWorkspace, USER_UID } from './plan-fixture.ts';
 
 const TOKEN = 'gvisor-sandbox-token';
 const status = gvisorDriver.status();
 const skip = status.available ? false : `gVisor is unavailable here: ${status.detail}`;
-
-function health(socketPath: string): Promise<number> {
-  return new Promise((resolve) => {
-    const req = request({ socketPath, path: '/health' }, (response) => {
-      response.resume();
-      resolve(response.statusCode ?? 0);
-    });
-    req.on('error', () => resolve(0));
-    req.end();
-  });
-}
 
 function tempState(): { dir: string; remove(): void } {
   const dir = mkdtempSync(join(tmpdir(), 'brig-gvisor-state-'));
@@ -80,7 +68,7 @@ describe('the gVisor driver: a sandbox with envd inside', { skip }, () => {
   });
 
   test('boot returns once envd answers on the endpoint, a hard link to envd\'s socket', async () => {
-    assert.equal(await health(handle.endpoint.socketPath), 204);
+    assert.equal(await envdHealth(handle.endpoint.socketPath), 204);
     assert.equal(gvisorDriver.liveness(handle), 'alive');
     assert.equal(handle.driver, 'gvisor');
     assert.ok(lstatSync(handle.endpoint.socketPath).isSocket());
@@ -106,7 +94,7 @@ describe('the gVisor driver: a sandbox with envd inside', { skip }, () => {
     // Whatever the sandbox manages here (gVisor refuses to unlink the host socket: EPERM), the endpoint is another name for envd's inode.
     await sandbox.commands.run('cd /run/brig/envd-socket; rm -f envd.sock; mv envd.sock moved.sock; ln -sf /run/docker.sock planted.sock; mv -f planted.sock envd.sock; ls -la; true');
     assert.ok(lstatSync(handle.endpoint.socketPath).isSocket(), 'the endpoint is still the socket envd made');
-    assert.equal(await health(handle.endpoint.socketPath), 204, 'and envd still answers on it');
+    assert.equal(await envdHealth(handle.endpoint.socketPath), 204, 'and envd still answers on it');
   });
 
   test('usage reports the sandbox\'s memory and host tasks', () => {
@@ -164,27 +152,8 @@ describe('the gVisor driver: a sandbox outlives the process that booted it, and 
     const state = tempState();
     const work = tempWorkspace();
     try {
-      const script = `
-        import { gvisorDriver } from '${REPO}/src/drivers/gvisor/index.ts';
-        import { buildPolicy, resolvePolicy, workspace } from '${REPO}/src/policy/index.ts';
-        import { bindEnvdSocket } from '${REPO}/src/daemon/sandboxes/envd-socket.ts';
-        const policy = resolvePolicy(buildPolicy(workspace(${JSON.stringify(work.dir)})), { cwd: ${JSON.stringify(work.dir)}, home: '/root' });
-        const handle = await gvisorDriver.boot({ id: 'gv-orphan-${process.pid}', policy, stateDir: ${JSON.stringify(state.dir)}, envd: { bundle: ${JSON.stringify(ENVD)}, accessToken: 't', socket: bindEnvdSocket(${JSON.stringify(state.dir)} + '/envd') } });
-        process.stdout.write(JSON.stringify(handle) + '\\n');
-        setInterval(() => {}, 1000);`;
-      const booter = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: REPO, stdio: ['ignore', 'pipe', 'inherit'] });
-      const handle = await new Promise<SandboxHandle>((resolve, reject) => {
-        let out = '';
-        booter.stdout?.on('data', (chunk: Buffer) => {
-          out += chunk.toString();
-          if (out.includes('\n')) resolve(JSON.parse(out) as SandboxHandle);
-        });
-        booter.once('exit', (code) => reject(new Error(`the booting process exited (${code})`)));
-      });
-      const exited = new Promise((resolve) => booter.once('exit', resolve));
-      booter.kill('SIGKILL');
-      await exited;
-      assert.equal(await health(handle.endpoint.socketPath), 204, 'envd still answers after its booter died');
+      const handle = await bootThenKillBooter('gvisor', { id: `gv-orphan-${process.pid}`, workDir: work.dir, stateDir: state.dir });
+      assert.equal(await envdHealth(handle.endpoint.socketPath), 204, 'envd still answers after its booter died');
       assert.equal(gvisorDriver.liveness(handle), 'alive');
 
       await gvisorDriver.stop(handle);

@@ -1,29 +1,18 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import type { Server } from 'node:net';
-import { request } from 'node:http';
 import { Sandbox } from 'e2b';
 import { buildPolicy, resolvePolicy, workspace } from '../../../src/policy/index.ts';
 import type { SandboxHandle } from '../../../src/drivers/index.ts';
 import { jailDriver } from '../../../src/drivers/jail/index.ts';
-import { ENVD, REPO, tcpToUnix } from '../../helpers/envd.ts';
+import { ENVD, tcpToUnix } from '../../helpers/envd.ts';
+import { bootThenKillBooter, envdHealth } from '../../helpers/orphan-boot.ts';
 import { eventually, tempWorkspace } from '../../helpers/brig.ts';
 import { bindEnvdSocket } from '../../../src/daemon/sandboxes/envd-socket.ts';
 
 const TOKEN = 'sandbox-test-token';
 
-function health(socketPath: string): Promise<number> {
-  return new Promise((resolve) => {
-    const req = request({ socketPath, path: '/health' }, (response) => {
-      response.resume();
-      resolve(response.statusCode ?? 0);
-    });
-    req.on('error', () => resolve(0));
-    req.end();
-  });
-}
 
 function spec(id: string, state: string, work: string) {
   const policy = resolvePolicy(buildPolicy(workspace(work)), { cwd: work, home: process.env.HOME ?? '/root' });
@@ -51,7 +40,7 @@ describe('the jail driver: a sandbox with envd inside', () => {
   });
 
   test('boot returns once envd answers on its socket, and the sandbox is alive', async () => {
-    assert.equal(await health(handle.endpoint.socketPath), 204);
+    assert.equal(await envdHealth(handle.endpoint.socketPath), 204);
     assert.equal(jailDriver.liveness(handle), 'alive');
     assert.deepEqual(JSON.parse(JSON.stringify(handle)), handle, 'the handle is plain JSON');
   });
@@ -79,27 +68,8 @@ describe('the jail driver: a sandbox outlives the process that booted it, and st
     const state = tempWorkspace('brig-state-');
     const work = tempWorkspace('brig-work-');
     try {
-      const script = `
-        import { jailDriver } from '${REPO}/src/drivers/jail/index.ts';
-        import { buildPolicy, resolvePolicy, workspace } from '${REPO}/src/policy/index.ts';
-        import { bindEnvdSocket } from '${REPO}/src/daemon/sandboxes/envd-socket.ts';
-        const policy = resolvePolicy(buildPolicy(workspace(${JSON.stringify(work.dir)})), { cwd: ${JSON.stringify(work.dir)}, home: process.env.HOME });
-        const handle = await jailDriver.boot({ id: 'orphan-test', policy, stateDir: ${JSON.stringify(state.dir)}, envd: { bundle: ${JSON.stringify(ENVD)}, accessToken: 't', socket: bindEnvdSocket(${JSON.stringify(state.dir)} + '/envd') } });
-        process.stdout.write(JSON.stringify(handle) + '\\n');
-        setInterval(() => {}, 1000);`;
-      const booter = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: REPO, stdio: ['ignore', 'pipe', 'inherit'] });
-      const handle = await new Promise<SandboxHandle>((resolve, reject) => {
-        let out = '';
-        booter.stdout?.on('data', (chunk: Buffer) => {
-          out += chunk.toString();
-          if (out.includes('\n')) resolve(JSON.parse(out) as SandboxHandle);
-        });
-        booter.once('exit', (code) => reject(new Error(`the booting process exited (${code})`)));
-      });
-      const exited = new Promise((resolve) => booter.once('exit', resolve));
-      booter.kill('SIGKILL');
-      await exited;
-      assert.equal(await health(handle.endpoint.socketPath), 204, 'envd still answers after its booter died');
+      const handle = await bootThenKillBooter('jail', { id: 'orphan-test', workDir: work.dir, stateDir: state.dir });
+      assert.equal(await envdHealth(handle.endpoint.socketPath), 204, 'envd still answers after its booter died');
       assert.equal(jailDriver.liveness(handle), 'alive');
 
       await jailDriver.stop(handle);

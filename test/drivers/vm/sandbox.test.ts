@@ -1,16 +1,15 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import type { Server } from 'node:net';
-import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Sandbox } from 'e2b';
 import { buildPolicy, memory, resolvePolicy, workspace } from '../../../src/policy/index.ts';
 import type { SandboxHandle } from '../../../src/drivers/index.ts';
 import { vmDriver } from '../../../src/drivers/vm/index.ts';
-import { ENVD, REPO, tcpToUnix } from '../../helpers/envd.ts';
+import { ENVD, tcpToUnix } from '../../helpers/envd.ts';
+import { bootThenKillBooter, envdHealth } from '../../helpers/orphan-boot.ts';
 import { bindEnvdSocket } from '../../../src/daemon/sandboxes/envd-socket.ts';
 
 /**
@@ -22,17 +21,6 @@ const TOKEN = 'vm-sandbox-token';
 const USER = 1000;
 const status = vmDriver.status();
 const skip = status.available ? false : `the vm tier cannot run here: ${status.detail}`;
-
-function health(socketPath: string): Promise<number> {
-  return new Promise((resolve) => {
-    const req = request({ socketPath, path: '/health' }, (response) => {
-      response.resume();
-      resolve(response.statusCode ?? 0);
-    });
-    req.on('error', () => resolve(0));
-    req.end();
-  });
-}
 
 function tempDir(prefix: string, owner?: number): { dir: string; remove(): void } {
   const dir = mkdtempSync(join(tmpdir(), prefix));
@@ -91,7 +79,7 @@ describe('the vm driver: a sandbox with envd in the guest', { skip }, () => {
   });
 
   test('boot returns once envd answers on the endpoint; the handle is plain JSON', async () => {
-    assert.equal(await health(handle.endpoint.socketPath), 204);
+    assert.equal(await envdHealth(handle.endpoint.socketPath), 204);
     assert.equal(vmDriver.liveness(handle), 'alive');
     assert.equal(handle.driver, 'vm');
     assert.deepEqual(JSON.parse(JSON.stringify(handle)), handle);
@@ -146,27 +134,8 @@ describe('the vm driver: a sandbox outlives the process that booted it, and stop
     const state = tempDir('brig-vm-state-');
     const work = tempDir('brig-vm-ws-', USER);
     try {
-      const script = `
-        import { vmDriver } from '${REPO}/src/drivers/vm/index.ts';
-        import { buildPolicy, memory, resolvePolicy, workspace } from '${REPO}/src/policy/index.ts';
-        import { bindEnvdSocket } from '${REPO}/src/daemon/sandboxes/envd-socket.ts';
-        const policy = resolvePolicy(buildPolicy(workspace(${JSON.stringify(work.dir)}), memory(256)), { cwd: ${JSON.stringify(work.dir)}, home: '/root' });
-        const handle = await vmDriver.boot({ id: 'vm-orphan-${process.pid}', policy, stateDir: ${JSON.stringify(state.dir)}, envd: { bundle: ${JSON.stringify(ENVD)}, accessToken: 't', socket: bindEnvdSocket(${JSON.stringify(state.dir)} + '/envd') } });
-        process.stdout.write(JSON.stringify(handle) + '\\n');
-        setInterval(() => {}, 1000);`;
-      const booter = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: REPO, stdio: ['ignore', 'pipe', 'inherit'] });
-      const handle = await new Promise<SandboxHandle>((resolve, reject) => {
-        let out = '';
-        booter.stdout?.on('data', (chunk: Buffer) => {
-          out += chunk.toString();
-          if (out.includes('\n')) resolve(JSON.parse(out) as SandboxHandle);
-        });
-        booter.once('exit', (code) => reject(new Error(`the booting process exited (${code})`)));
-      });
-      const exited = new Promise((resolve) => booter.once('exit', resolve));
-      booter.kill('SIGKILL');
-      await exited;
-      assert.equal(await health(handle.endpoint.socketPath), 204, 'envd still answers after its booter died');
+      const handle = await bootThenKillBooter('vm', { id: `vm-orphan-${process.pid}`, workDir: work.dir, stateDir: state.dir, memoryMiB: 256 });
+      assert.equal(await envdHealth(handle.endpoint.socketPath), 204, 'envd still answers after its booter died');
       assert.equal(vmDriver.liveness(handle), 'alive');
       await vmDriver.stop(handle);
       await eventually(() => !existsSync(`/proc/${handle.pid}`));
