@@ -176,6 +176,22 @@ export interface Driver {
 }
 
 /** The signal a run's end reports for an abort: the one the caller aborted with (the CLI passes the signal it got), SIGTERM for any other reason. */
-export function abortSignal(reason: unknown): NodeJS.Signals {
+function abortSignal(reason: unknown): NodeJS.Signals {
   return typeof reason === 'string' && /^SIG[A-Z0-9]+$/.test(reason) ? (reason as NodeJS.Signals) : 'SIGTERM';
+}
+
+/**
+ * A foreground run's two ends that come from outside it, each told to `end`:
+ * the policy's timeout (runMs; 0 for none) and the caller's abort. Returns
+ * what stops watching them.
+ */
+export function watchTimeoutAndAbort(runMs: number, signal: AbortSignal | undefined, end: (end: RunEnd) => void): () => void {
+  const timeout = runMs > 0 ? setTimeout(() => end({ reason: 'timeout' }), runMs) : null;
+  const onAbort = (): void => end({ reason: 'signal', signal: abortSignal(signal?.reason) });
+  if (signal?.aborted) onAbort();
+  signal?.addEventListener('abort', onAbort);
+  return () => {
+    signal?.removeEventListener('abort', onAbort);
+    if (timeout) clearTimeout(timeout);
+  };
 }

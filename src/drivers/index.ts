@@ -3,7 +3,6 @@
  * (plan/) is computed once from a Policy; each tier's folder renders and runs
  * it; the registry (registry.ts) finds a tier's driver by name.
  */
-export { abortSignal } from './driver.ts';
 export type { Driver, Endpoint, Liveness, RunEnd, RunIo, RunStdio, SandboxHandle, SandboxImage, SandboxSpec, SandboxUsage, TierStatus } from './driver.ts';
 export { DEFAULT_TIER, driverFor, tierNames, tierStatuses, usableDriver } from './registry.ts';
 export { IMAGE_ID_COUNT, imageIdBase, findExecutable, planSandbox } from './plan/index.ts';

@@ -4,7 +4,7 @@ import { constants } from 'node:os';
 import { BrigError } from '../../protocol/index.ts';
 import type { SandboxPlan } from '../plan/index.ts';
 import { callerOutput, createCgroup, tierRunDir, killCgroup, prepareUpper, processStart, readCallerInput, removeCgroup, removeRecord, sweepLeftovers, writeRecord } from '../host/index.ts';
-import { abortSignal, type RunEnd, type RunIo } from '../driver.ts';
+import { watchTimeoutAndAbort, type RunEnd, type RunIo } from '../driver.ts';
 import { renderOci, type OciRender } from './oci.ts';
 import { writeBundle } from './bundle.ts';
 import { launchRunsc, type LaunchOptions } from './launch.ts';
@@ -108,15 +108,10 @@ function watch(plan: SandboxPlan, child: ChildProcess, dir: string, io: RunIo): 
       io.onMemoryEvent?.(event);
       endSandbox({ reason: 'oom' });
     });
-    const runMs = plan.policy.timeouts.runMs;
-    const timeout = runMs > 0 ? setTimeout(() => endSandbox({ reason: 'timeout' }), runMs) : null;
-    const onAbort = (): void => endSandbox({ reason: 'signal', signal: abortSignal(io.signal?.reason) });
-    if (io.signal?.aborted) onAbort();
-    io.signal?.addEventListener('abort', onAbort);
+    const stopWatching = watchTimeoutAndAbort(plan.policy.timeouts.runMs, io.signal, endSandbox);
     const cleanup = (): void => {
-      io.signal?.removeEventListener('abort', onAbort);
+      stopWatching();
       memory.close();
-      if (timeout) clearTimeout(timeout);
     };
     child.on('spawn', () => io.started?.());
     child.on('error', (error) => {

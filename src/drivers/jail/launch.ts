@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
 import { BrigError } from '../../protocol/index.ts';
-import { abortSignal, type RunEnd, type RunIo, type RunStdio } from '../driver.ts';
+import { watchTimeoutAndAbort, type RunEnd, type RunIo, type RunStdio } from '../driver.ts';
 import { FD, type JailPlan } from './bwrap.ts';
 import { createCgroup, guardMemory, killCgroup, openPlanFds, outOfMemory, processStart, removeCgroup, removeRecord, spawnInside, sweepLeftovers, writeRecord, type MemoryGuard } from '../host/index.ts';
 
@@ -108,15 +108,10 @@ function watch(plan: JailPlan, child: ChildProcess, io: RunIo): Promise<RunEnd> 
         endJail: () => endJail({ reason: 'oom' }),
       });
     });
-    const runMs = plan.policy.timeouts.runMs;
-    const timeout = runMs > 0 ? setTimeout(() => endJail({ reason: 'timeout' }), runMs) : null;
-    const onAbort = (): void => endJail({ reason: 'signal', signal: abortSignal(io.signal?.reason) });
-    if (io.signal?.aborted) onAbort();
-    io.signal?.addEventListener('abort', onAbort);
+    const stopWatching = watchTimeoutAndAbort(plan.policy.timeouts.runMs, io.signal, endJail);
     const cleanup = (): void => {
-      io.signal?.removeEventListener('abort', onAbort);
+      stopWatching();
       memory?.close();
-      if (timeout) clearTimeout(timeout);
     };
     child.on('error', (error) => {
       cleanup();

@@ -6,7 +6,7 @@ import brigSpawn from 'brig-spawn';
 import { BrigError, defaultStateDir } from '../../protocol/index.ts';
 import type { SandboxPlan } from '../plan/index.ts';
 import { callerOutput, createCgroup, dieWithParent, tierRunDir, killCgroup, processStart, readCallerInput, removeCgroup, removeRecord, spawnInside, sweepLeftovers, watchWholeSandboxOom, writeRecord, type CgroupPlan } from '../host/index.ts';
-import { abortSignal, type RunEnd, type RunIo } from '../driver.ts';
+import { watchTimeoutAndAbort, type RunEnd, type RunIo } from '../driver.ts';
 import { encodeRecord, RecordReader, type ChannelRecord } from './channel.ts';
 import { guestConfig } from './guest.ts';
 import { guestSize, vmCgroup } from './limits.ts';
@@ -142,11 +142,7 @@ function watch(w: Watched): Promise<RunEnd> {
       w.io.onMemoryEvent?.(event);
       endVm({ reason: 'oom' });
     });
-    const runMs = w.plan.policy.timeouts.runMs;
-    const timeout = runMs > 0 ? setTimeout(() => endVm({ reason: 'timeout' }), runMs) : null;
-    const onAbort = (): void => endVm({ reason: 'signal', signal: abortSignal(w.io.signal?.reason) });
-    if (w.io.signal?.aborted) onAbort();
-    w.io.signal?.addEventListener('abort', onAbort);
+    const stopWatching = watchTimeoutAndAbort(w.plan.policy.timeouts.runMs, w.io.signal, endVm);
 
     const reader = new RecordReader();
     w.ctl.on('data', (chunk: Buffer) => {
@@ -189,9 +185,8 @@ function watch(w: Watched): Promise<RunEnd> {
     w.child.on('close', () => {
       void Promise.all(outputs).then(() => {
         stopInput();
-        w.io.signal?.removeEventListener('abort', onAbort);
+        stopWatching();
         memory.close();
-        if (timeout) clearTimeout(timeout);
         if (ended) return resolve(ended);
         if (reported) return resolve(reported);
         const console = w.console();
