@@ -25,7 +25,8 @@
 // strings, the first of which is the record's type. Host to guest:
 //   root TAG | mount TYPE SOURCE TARGET FLAGS DATA | hostname NAME | uid N |
 //   gid N | groups G... | cwd PATH | env K=V | argv A0 A1... |
-//   rlimit NAME SOFT HARD | hold | service N | end   (then, while the command runs)
+//   rlimit NAME SOFT HARD | hold | service N | egress SOCKET PROGRAM ARGS... |
+//   end   (then, while the command runs)
 //   eof [N] | signal N | poweroff
 // Guest to host: exit CODE | exit CODE STDOUT_BYTES STDERR_BYTES (with
 // `hold`) | error MESSAGE.
@@ -33,6 +34,13 @@
 // `service N` (a daemon sandbox): a fifth port, brig.service, must be there
 // and connected too, and is the command's fd N (4-9): envd serves the host's
 // connections over it, multiplexed (src/protocol/mux.ts).
+// `egress SOCKET PROGRAM ARGS...` (network allowlist): a port brig.egress
+// must be there too. Before the command, the init listens on the unix socket
+// SOCKET (given to the sandbox's user; its directory a guest tmpfs, from a
+// mount record) and starts PROGRAM in the second layer, in a session of its
+// own, with that socket as fd 4 and brig.egress as fd 5: the guest's end of
+// the way out (src/drivers/vm/egress-guest.ts), where the command's relay
+// connects. The socket listens before the command starts, so nothing races it.
 //
 // Each port is its own stream, so nothing orders bytes on one against
 // records on another. Two records make up for it: `eof N` closes the
@@ -66,6 +74,8 @@
 #include <sys/reboot.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -85,6 +95,10 @@
 #define SECCOMP_MAX (64 * 1024)    // the inner jail's BPF program: fits a pipe's buffer whole
 #define OWN_MAX 64                 // directories handed to the sandbox's user (the view's tmpfs)
 #define SECCOMP_FD 3               // where the inner bubblewrap reads it (src/drivers/vm/guest.ts)
+#define EGRESS_ARGV_MAX 64         // the egress program's argv
+#define EGRESS_LISTEN_FD 4         // where it finds its listening socket (src/drivers/vm/egress.ts)
+#define EGRESS_PORT_FD 5           // ...and brig.egress
+#define HANDED_MAX 2               // fds handed to one program beside its stdio
 
 extern char **environ;
 
@@ -93,6 +107,9 @@ static int ctl_fd = -1, stdin_port = -1, stdout_port = -1, stderr_port = -1;
 // brig.service: a daemon sandbox's envd serves the host on it (many streams, src/protocol/mux.ts); a command gets none.
 static int service_port = -1;
 static bool want_service;  // `service N` came: the port must be there, the host on it
+// brig.egress: the guest's way out in allowlist mode, one stream per connection (src/drivers/vm/egress.ts).
+static int egress_port = -1;
+static bool want_egress;  // `egress …` came
 // The kernel's statistics of the output ports (debugfs): bytes_sent, for `hold`.
 static int stdout_stats = -1, stderr_stats = -1;
 
@@ -312,6 +329,7 @@ static const struct {
   {"brig.stdout", &stdout_port, O_WRONLY, &stdout_stats, true, NULL},
   {"brig.stderr", &stderr_port, O_WRONLY, &stderr_stats, true, NULL},
   {"brig.service", &service_port, O_RDWR, NULL, true, &want_service},
+  {"brig.egress", &egress_port, O_RDWR, NULL, true, &want_egress},
 };
 #define PORT_COUNT (sizeof PORTS / sizeof PORTS[0])
 
@@ -474,6 +492,9 @@ static struct {
   int rlimit_count;
   bool hold;  // after `exit`, stay up until the host says `poweroff` (or hangs up brig.ctl)
   int service_fd;  // `service N`: brig.service is the command's fd N (4-9); 0 without
+  const char *egress_socket;              // `egress SOCKET PROGRAM…`: where the egress program listens
+  char *egress_argv[EGRESS_ARGV_MAX + 1];  // ...and the program; egress_argc 0 without
+  int egress_argc;
 } config = {.cwd = "/"};
 
 static char arena[ARENA_MAX];
@@ -553,6 +574,13 @@ static bool take_config_record(int count, char **fields) {
     config.service_fd = (int)number_field(type, fields[1], 9);
     if (config.service_fd < 4) fail("record service: fd %d (4-9)", config.service_fd);
     want_service = true;
+  } else if (strcmp(type, "egress") == 0) {
+    if (config.egress_argc) fail("record egress given twice");
+    if (count < 3 || count - 2 > EGRESS_ARGV_MAX || fields[2][0] != '/') fail("record egress: no socket or absolute program, or more than %d arguments", EGRESS_ARGV_MAX);
+    if (!plain_absolute(fields[1]) || strlen(fields[1]) >= sizeof(((struct sockaddr_un *)0)->sun_path)) fail("record egress: bad socket path %.100s", fields[1]);
+    config.egress_socket = keep(fields[1]);
+    for (int i = 2; i < count; i++) config.egress_argv[config.egress_argc++] = keep(fields[i]);
+    want_egress = true;
   } else if (strcmp(type, "root") == 0) {
     expect_fields(count, 2, type);
     if (config.root_tag) fail("record root given twice");
@@ -750,7 +778,20 @@ __attribute__((noreturn, format(printf, 2, 3))) static void child_fail(int statu
   _exit(125);
 }
 
-__attribute__((noreturn)) static void start_command(int stdin_read, int status_fd) {
+// What the init starts in the second layer: the command, or the egress program beside it.
+struct launch {
+  char **argv;  // NULL-terminated
+  char **env;   // NULL-terminated
+  int stdio[3];
+  struct {
+    int from, to;  // an fd of the init's, and where the program gets it (4-9: 3 is the inner jail's)
+  } handed[HANDED_MAX];
+  int handed_count;
+};
+
+// In the child: stdio, the handed fds, the sandbox's limits, cgroup, ids and
+// cwd, then the inner bubblewrap (or, with no jail, the program itself).
+__attribute__((noreturn)) static void start_jailed(const struct launch *launch, int status_fd) {
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);
@@ -761,18 +802,18 @@ __attribute__((noreturn)) static void start_command(int stdin_read, int status_f
     int length = snprintf(pid, sizeof pid, "%d", (int)getpid());
     if (!write_all(config.cgroup_procs, pid, (size_t)length)) child_fail(status_fd, "cannot join the sandbox's cgroup: %s", strerror(errno));
   }
-  if (dup2(stdin_read, 0) < 0 || dup2(stdout_port, 1) < 0 || dup2(stderr_port, 2) < 0) {
-    child_fail(status_fd, "cannot set up the command's stdio: %s", strerror(errno));
+  // Every fd that moves goes above 9 first, so no dup2 below lands on another's source or on the status pipe.
+  int moved_status = fcntl(status_fd, F_DUPFD_CLOEXEC, 10);
+  if (moved_status < 0) child_fail(status_fd, "fcntl: %s", strerror(errno));
+  status_fd = moved_status;
+  int sources[3 + HANDED_MAX];
+  for (int i = 0; i < 3 + launch->handed_count; i++) {
+    sources[i] = fcntl(i < 3 ? launch->stdio[i] : launch->handed[i - 3].from, F_DUPFD_CLOEXEC, 10);
+    if (sources[i] < 0) child_fail(status_fd, "fcntl: %s", strerror(errno));
   }
-  if (config.service_fd) {
-    if (status_fd == config.service_fd) {
-      int moved = fcntl(status_fd, F_DUPFD_CLOEXEC, 10);
-      if (moved < 0) child_fail(status_fd, "fcntl: %s", strerror(errno));
-      close(status_fd);
-      status_fd = moved;
-    }
-    // dup2 leaves close-on-exec off: the port reaches the command (through the inner bubblewrap, which keeps it).
-    if (dup2(service_port, config.service_fd) < 0) child_fail(status_fd, "cannot hand brig.service over: %s", strerror(errno));
+  // dup2 leaves close-on-exec off: these reach the program (through the inner bubblewrap, which keeps them).
+  for (int i = 0; i < 3 + launch->handed_count; i++) {
+    if (dup2(sources[i], i < 3 ? i : launch->handed[i - 3].to) < 0) child_fail(status_fd, "cannot hand fds over: %s", strerror(errno));
   }
   for (int i = 0; i < config.rlimit_count; i++) {
     if (setrlimit(config.rlimits[i].resource, &config.rlimits[i].limit) < 0) child_fail(status_fd, "setrlimit: %s", strerror(errno));
@@ -788,35 +829,81 @@ __attribute__((noreturn)) static void start_command(int stdin_read, int status_f
     if (syscall(SYS_capset, &header, caps) < 0) child_fail(status_fd, "capset: %s", strerror(errno));
   }
   if (chdir(config.cwd) < 0) child_fail(status_fd, "cannot enter %s: %s", config.cwd, strerror(errno));
-  config.env[config.env_count] = NULL;
-  config.argv[config.argc] = NULL;
-  environ = config.env;  // execvpe searches the PATH of the environment it runs in: the command's
+  environ = launch->env;  // execvpe searches the PATH of the environment it runs in: the program's
   if (config.jail_count) {
-    // The second layer: the inner bubblewrap, as the sandbox's user, reads its filter on SECCOMP_FD and runs the command.
-    if (status_fd == SECCOMP_FD) {
-      int moved = fcntl(status_fd, F_DUPFD_CLOEXEC, SECCOMP_FD + 1);
-      if (moved < 0) child_fail(status_fd, "fcntl: %s", strerror(errno));
-      close(status_fd);
-      status_fd = moved;
-    }
+    // The second layer: the inner bubblewrap, as the sandbox's user, reads its filter on SECCOMP_FD and runs the program.
     int program[2];
     if (pipe(program) < 0) child_fail(status_fd, "pipe: %s", strerror(errno));
     if (!write_all(program[1], (const char *)config.seccomp, config.seccomp_length)) child_fail(status_fd, "cannot hand the seccomp program over: %s", strerror(errno));
     close(program[1]);
     if (program[0] != SECCOMP_FD && (dup2(program[0], SECCOMP_FD) < 0 || close(program[0]) < 0)) child_fail(status_fd, "dup2: %s", strerror(errno));
-    char *jailed[JAIL_MAX + FIELDS_MAX];
+    static char *jailed[JAIL_MAX + FIELDS_MAX];
     int count = 0;
     for (int i = 0; i < config.jail_count; i++) jailed[count++] = config.jail[i];
-    for (int i = 0; i < config.argc; i++) jailed[count++] = config.argv[i];
+    for (int i = 0; launch->argv[i]; i++) jailed[count++] = launch->argv[i];
     jailed[count] = NULL;
-    execve(jailed[0], jailed, config.env);
+    execve(jailed[0], jailed, launch->env);
     int err = errno;
     child_fail(status_fd, "cannot start the inner jail %s: %s", jailed[0], strerror(err));
   }
-  execvpe(config.argv[0], config.argv, config.env);
+  execvpe(launch->argv[0], launch->argv, launch->env);
   int err = errno;
-  dprintf(2, "brig-vm-init: cannot run %s: %s\n", config.argv[0], strerror(err));
+  dprintf(2, "brig-vm-init: cannot run %s: %s\n", launch->argv[0], strerror(err));
   _exit(err == ENOENT ? 127 : 126);
+}
+
+// Forks a child that runs `launch`; returns once it has exec'd (its status
+// pipe closes at the exec), or fails with what it said before giving up.
+static pid_t start_program(const struct launch *launch) {
+  int status_pipe[2];
+  if (pipe2(status_pipe, O_CLOEXEC) < 0) fail("pipe: %s", strerror(errno));
+  pid_t child = fork();
+  if (child < 0) fail("fork: %s", strerror(errno));
+  if (child == 0) start_jailed(launch, status_pipe[1]);
+  close(status_pipe[1]);
+  char message[MESSAGE_MAX];
+  size_t length = 0;
+  for (;;) {
+    ssize_t got = read(status_pipe[0], message + length, sizeof message - 1 - length);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0 || (length += (size_t)got) == sizeof message - 1) break;
+  }
+  close(status_pipe[0]);
+  if (length > 0) {
+    message[length] = '\0';
+    waitpid(child, NULL, 0);
+    fail("%s", message);
+  }
+  return child;
+}
+
+// `egress`: the socket the command's relay connects to, listening before the
+// command starts, and the program that carries each connection over
+// brig.egress. The init keeps no copy of the socket: should the program die,
+// a connection is refused, not left waiting in the backlog.
+static void start_egress(void) {
+  int listening = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (listening < 0) fail("socket: %s", strerror(errno));
+  struct sockaddr_un address = {.sun_family = AF_UNIX};
+  memcpy(address.sun_path, config.egress_socket, strlen(config.egress_socket) + 1);  // length checked with the record
+  if (bind(listening, (struct sockaddr *)&address, sizeof address) < 0) fail("cannot bind %s: %s", config.egress_socket, strerror(errno));
+  if (lchown(config.egress_socket, config.uid, config.gid) < 0 || chmod(config.egress_socket, 0600) < 0) fail("cannot give %s to the sandbox's user: %s", config.egress_socket, strerror(errno));
+  if (listen(listening, 128) < 0) fail("listen: %s", strerror(errno));
+  int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (null < 0) fail("cannot open /dev/null: %s", strerror(errno));
+  static char *bare_env[] = {"PATH=/usr/bin:/bin", NULL};
+  config.egress_argv[config.egress_argc] = NULL;
+  // Its errors go where the command's do: the caller's stderr (or envd.log).
+  struct launch egress = {
+      .argv = config.egress_argv,
+      .env = bare_env,
+      .stdio = {null, null, stderr_port},
+      .handed = {{listening, EGRESS_LISTEN_FD}, {egress_port, EGRESS_PORT_FD}},
+      .handed_count = 2,
+  };
+  start_program(&egress);
+  close(listening);
+  close(null);
 }
 
 // The command's stdin: bytes from brig.stdin on their way into its pipe.
@@ -965,28 +1052,20 @@ __attribute__((noreturn)) static void run(void) {
   int signal_fd = signalfd(-1, &child_signal, SFD_CLOEXEC | SFD_NONBLOCK);
   if (signal_fd < 0) fail("signalfd: %s", strerror(errno));
   signal(SIGPIPE, SIG_IGN);
-  int stdin_pipe[2], status_pipe[2];
-  if (pipe2(stdin_pipe, O_CLOEXEC) < 0 || pipe2(status_pipe, O_CLOEXEC) < 0) fail("pipe: %s", strerror(errno));
-
-  pid_t command = fork();
-  if (command < 0) fail("fork: %s", strerror(errno));
-  if (command == 0) start_command(stdin_pipe[0], status_pipe[1]);
+  if (config.egress_argc) start_egress();
+  int stdin_pipe[2];
+  if (pipe2(stdin_pipe, O_CLOEXEC) < 0) fail("pipe: %s", strerror(errno));
+  config.env[config.env_count] = NULL;
+  config.argv[config.argc] = NULL;
+  struct launch command_launch = {
+      .argv = config.argv,
+      .env = config.env,
+      .stdio = {stdin_pipe[0], stdout_port, stderr_port},
+      .handed = {{service_port, config.service_fd}},
+      .handed_count = config.service_fd ? 1 : 0,
+  };
+  pid_t command = start_program(&command_launch);
   close(stdin_pipe[0]);
-  close(status_pipe[1]);
-  // The status pipe closes at the exec (close-on-exec); a message means the child gave up before it.
-  char message[MESSAGE_MAX];
-  size_t length = 0;
-  for (;;) {
-    ssize_t got = read(status_pipe[0], message + length, sizeof message - 1 - length);
-    if (got < 0 && errno == EINTR) continue;
-    if (got <= 0 || (length += (size_t)got) == sizeof message - 1) break;
-  }
-  close(status_pipe[0]);
-  if (length > 0) {
-    message[length] = '\0';
-    waitpid(command, NULL, 0);
-    fail("%s", message);
-  }
 
   input.pipe_fd = stdin_pipe[1];
   if (fcntl(input.pipe_fd, F_SETFL, O_NONBLOCK) < 0 || fcntl(ctl_fd, F_SETFL, O_NONBLOCK) < 0 || fcntl(stdin_port, F_SETFL, O_NONBLOCK) < 0) {
@@ -1039,7 +1118,7 @@ int main(void) {
   load_modules();
   find_ports(true);
   read_config();
-  if (want_service) find_ports(true);
+  if (want_service || want_egress) find_ports(true);
   // At the memory limit: the guest's own OOM killer takes the largest process (kill-process), or the guest
   // panics (kill-sandbox), which ends QEMU (panic=-1, -no-reboot) and brig finds the panic on the console.
   if (config.panic_on_oom) {

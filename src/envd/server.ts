@@ -1,8 +1,8 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { chmodSync, createReadStream, createWriteStream, rmSync } from 'node:fs';
-import { Duplex } from 'node:stream';
+import { chmodSync, rmSync } from 'node:fs';
+import type { Duplex } from 'node:stream';
 import brigSpawn from 'brig-spawn';
-import { BrigError, ConnectError, Mux, sameSecret } from '../protocol/index.ts';
+import { BrigError, ConnectError, Mux, fdTransport, sameSecret } from '../protocol/index.ts';
 import {
   sendUnaryError,
   serveClientStream,
@@ -153,9 +153,8 @@ export class EnvdServer implements Router {
   private serveMultiplexed(fd: number): void {
     // The commands envd starts must not inherit it: one could answer the daemon's requests in envd's place.
     brigSpawn.closeOnExec(fd);
-    const transport = Duplex.from({ readable: createReadStream('', { fd, autoClose: false }), writable: createWriteStream('', { fd, autoClose: false }) });
-    // A large window: what the host may send ahead is held in the guest's memory, the sandbox's own (bulk uploads are window / round trip).
-    const mux = new Mux(transport, { role: 'server', initialWindowBytes: 4 << 20 });
+        // A large window: what the host may send ahead is held in the guest's memory, the sandbox's own (bulk uploads are window / round trip).
+    const mux = new Mux(fdTransport(fd), { role: 'server', initialWindowBytes: 4 << 20 });
     mux.on('stream', (stream: Duplex) => this.server.emit('connection', stream));
     mux.on('error', (error: Error) => process.stderr.write(`envd: the multiplexed channel broke: ${error.message}\n`));
     mux.once('close', () => void this.close());

@@ -30,5 +30,5 @@ export type {
   WriteInfo,
 } from './envd.ts';
 export { processAlive } from './pids.ts';
-export { Mux } from './mux.ts';
+export { Mux, fdTransport, joinStreams } from './mux.ts';
 export type { MuxOptions, MuxStream } from './mux.ts';

@@ -21,7 +21,8 @@
  * RESET; frames for ids not open (crossing a RESET) are dropped.
  */
 import { EventEmitter } from 'node:events';
-import type { Duplex } from 'node:stream';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { Duplex } from 'node:stream';
 import { BrigError, isBrigError } from './errors.ts';
 import { FRAME, FrameReader, MAX_PAYLOAD_BYTES, MAX_WINDOW_BYTES, MUX_VERSION, encodeFrame, frameName, helloPayload, u32, violation } from './mux-frames.ts';
 import type { Frame } from './mux-frames.ts';
@@ -271,4 +272,25 @@ export class Mux extends EventEmitter<MuxEvents> {
 function describeReason(payload: Buffer): string {
   if (payload.length === 0) return '';
   return `: ${payload.toString('utf8').replace(/[^\x20-\x7e]/g, '?')}`;
+}
+
+/**
+ * Two byte streams joined both ways (a connection and a mux stream): bytes
+ * and half-closes pass through; either side's error or close ends the other.
+ */
+export function joinStreams(a: Duplex, b: Duplex): void {
+  a.pipe(b).pipe(a);
+  a.on('error', () => b.destroy());
+  b.on('error', () => a.destroy());
+  a.once('close', () => b.destroy());
+  b.once('close', () => a.destroy());
+}
+
+/**
+ * A mux's transport on an open fd that is not a socket (in a VM guest, a
+ * virtio-serial port: a character device): fs streams, which libuv serves
+ * from its thread pool. The fd stays open when the streams end.
+ */
+export function fdTransport(fd: number): Duplex {
+  return Duplex.from({ readable: createReadStream('', { fd, autoClose: false }), writable: createWriteStream('', { fd, autoClose: false }) });
 }

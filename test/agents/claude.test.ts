@@ -8,8 +8,6 @@ import { REPO } from '../helpers/envd.ts';
 import { startStandInModel, type StandInModel } from '../helpers/stand-in-model.ts';
 import { TEST_TIERS } from '../helpers/tiers.ts';
 
-const gvisorSkip = TEST_TIERS.find((entry) => entry.tier === 'gvisor')?.skip ?? 'no gvisor tier';
-
 /**
  * A real agent CLI — Claude Code from the npm registry (a pinned devDependency
  * whose cli.js runs on Node 20) — driven non-interactively by `brig agent`
@@ -87,23 +85,29 @@ describe('brig agent claude -p, against a stand-in model', () => {
     }
   });
 
-  test('on the gVisor tier too: brig agent claude --tier gvisor writes the file through the same gateway', { skip: gvisorSkip }, async () => {
-    const workspace = tempWorkspace('brig-agent-ws-');
-    try {
-      const before = model.modelRequests().length;
-      const result = await agent(workspace.dir, ['--tier', 'gvisor', '-p', `Create hello.txt in ${workspace.dir}`]);
-      assert.equal(result.code, 0, `stdout: ${result.stdout}\nstderr: ${result.stderr}`);
-      assert.equal(readFileSync(join(workspace.dir, 'hello.txt'), 'utf8'), 'written by a jailed agent\n');
-      assert.match(result.stdout, /Created hello\.txt\./);
-      const calls = model.modelRequests().slice(before);
-      assert.ok(calls.length >= 2, 'a tool call, then the answer after its result');
-      for (const call of calls) assert.equal(call.headers['x-api-key'], SECRET);
-      const plan = await agent(workspace.dir, ['--tier', 'gvisor', '--dry-run', '--json', '-p', 'x']);
-      assert.equal((JSON.parse(plan.stdout) as { tier: string }).tier, 'gvisor');
-    } finally {
-      workspace.remove();
-    }
-  });
+  // The same agent and gateway on the stronger tiers; on the VM, the guest reaches the gateway over the channel (brig.egress).
+  for (const tier of ['gvisor', 'vm']) {
+    const skip = TEST_TIERS.find((entry) => entry.tier === tier)?.skip ?? `no ${tier} tier`;
+    test(`on the ${tier} tier too: brig agent claude --tier ${tier} writes the file through the same gateway`, { skip }, async () => {
+      const workspace = tempWorkspace('brig-agent-ws-');
+      try {
+        const before = model.modelRequests().length;
+        const result = await agent(workspace.dir, ['--tier', tier, '-p', `Create hello.txt in ${workspace.dir}`]);
+        assert.equal(result.code, 0, `stdout: ${result.stdout}\nstderr: ${result.stderr}`);
+        assert.equal(readFileSync(join(workspace.dir, 'hello.txt'), 'utf8'), 'written by a jailed agent\n');
+        assert.match(result.stdout, /Created hello\.txt\./);
+        const calls = model.modelRequests().slice(before);
+        assert.ok(calls.length >= 2, 'a tool call, then the answer after its result');
+        for (const call of calls) assert.equal(call.headers['x-api-key'], SECRET);
+        const plan = await agent(workspace.dir, ['--tier', tier, '--dry-run', '--json', '-p', 'x']);
+        const planned = JSON.parse(plan.stdout) as { tier: string; environment: Record<string, string> };
+        assert.equal(planned.tier, tier);
+        assert.equal(planned.environment.ANTHROPIC_API_KEY, PLACEHOLDER);
+      } finally {
+        workspace.remove();
+      }
+    });
+  }
 
   test('interactively: the full-screen TUI in a terminal of its own, a prompt typed, its question answered, the file written', async () => {
     const workspace = tempWorkspace('brig-agent-tui-');

@@ -5,6 +5,9 @@ import type { AddressInfo } from 'node:net';
 import { Sandbox, type SandboxOpts } from 'e2b';
 import { runBrig, tempWorkspace } from '../helpers/brig.ts';
 import { serveDaemon, type RunningDaemon } from '../helpers/daemon.ts';
+import { TEST_TIERS } from '../helpers/tiers.ts';
+
+const vmSkip = TEST_TIERS.find((entry) => entry.tier === 'vm')?.skip ?? 'no vm tier';
 
 /**
  * Daemon sandboxes in allowlist mode through the real e2b SDK: each sandbox
@@ -133,6 +136,27 @@ describe('brig serve: egress per sandbox', () => {
     const again = await Sandbox.connect(sandbox.sandboxId, opts());
     assert.equal(await get(again, one.port), 'one\n 200');
     assert.match(await get(again, two.port), / 403$/);
+    await again.kill();
+  });
+
+  test('a vm sandbox goes out over its channel (brig.egress) to its own proxy: its rules, the gateway, the key on the host; and again after kill -9 of the daemon', { skip: vmSkip }, async () => {
+    const created = await api('POST', '/sandboxes', { templateID: 'base', policy: { tier: 'vm', network: { mode: 'allowlist', allow: [`127.0.0.1:${one.port}`], llm: ['anthropic'] } } });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const sandbox = await Sandbox.connect(created.body.sandboxID, opts());
+    assert.equal((await sandbox.commands.run('uname -r')).stdout.trim() === (await import('node:os')).release(), false, 'its own kernel');
+    const answers = await Promise.all([get(sandbox, one.port), get(sandbox, two.port)]);
+    assert.equal(answers[0], 'one\n 200');
+    assert.match(answers[1] ?? '', / 403$/);
+    const before = seen.length;
+    const result = await sandbox.commands.run('curl -s "$ANTHROPIC_BASE_URL/v1/messages" -H "x-api-key: $ANTHROPIC_API_KEY" -d "{}"; echo; env | grep -c sk-ant || true');
+    const [answer, count] = result.stdout.trim().split('\n');
+    assert.equal(JSON.parse(answer ?? '').usage.output_tokens, 2);
+    assert.equal(count, '0');
+    assert.equal(seen.slice(before).find((request) => request.path === '/v1/messages')?.headers['x-api-key'], SECRET);
+    await daemon.stop('SIGKILL');
+    daemon = await serve();
+    const again = await Sandbox.connect(sandbox.sandboxId, opts());
+    assert.equal(await get(again, one.port), 'one\n 200');
     await again.kill();
   });
 });

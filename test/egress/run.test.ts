@@ -4,6 +4,9 @@ import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import { chmodSync, chownSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { eventually, runBrig, startBrig, tempWorkspace } from '../helpers/brig.ts';
+import { TEST_TIERS } from '../helpers/tiers.ts';
+
+const vmSkip = TEST_TIERS.find((entry) => entry.tier === 'vm')?.skip ?? 'no vm tier';
 
 /**
  * `brig run` in allowlist mode, end to end: a real jail with only a loopback,
@@ -105,6 +108,21 @@ describe('brig run --net allowlist', () => {
     const result = await brig(['--allow', `127.0.0.1:${port}`, '--env', 'NO_PROXY=', '--env', 'no_proxy=', '--', 'node', '-e', script]);
     assert.equal(result.stderr, '');
     assert.equal(result.stdout, 'upstream says hello to /from-node\n');
+  });
+
+  test('on the vm tier the guest goes out over its channel to the same proxy: HTTP, CONNECT, SOCKS5 and Node\'s fetch allowed, the rest refused, no direct way', { skip: vmSkip }, async () => {
+    const url = `http://127.0.0.1:${port}/vm`;
+    const fetchScript = `fetch('http://127.0.0.1:${port}/vm-node').then((r) => r.text()).then((t) => process.stdout.write(t))`;
+    const script = [
+      `curl -sS --noproxy '' ${url} && curl -sS -p --noproxy '' ${url} && curl -sS --noproxy '' --socks5-hostname 127.0.0.1:3128 ${url}`,
+      `NO_PROXY= no_proxy= node -e "${fetchScript}"`,
+      `curl -sS -o /dev/null -w '%{http_code}\\n' --noproxy '' http://127.0.0.1:${port + 1}/`,
+      `curl -sS --noproxy '*' --connect-timeout 5 ${url} ; echo "direct=$?"`,
+    ].join('; ');
+    const result = await brig(['--tier', 'vm', '--allow', `127.0.0.1:${port}`, '--', 'sh', '-c', script]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout, `${'upstream says hello to /vm\n'.repeat(3)}upstream says hello to /vm-node\n403\ndirect=7\n`);
+    assert.match(result.stderr, new RegExp(`network 127\\.0\\.0\\.1:${port + 1} — not in allowlist`));
   });
 
   test('the LLM gateway sends the real key upstream; inside there is only the placeholder', async () => {

@@ -39,15 +39,8 @@ export interface EnvdRuntimeOptions {
 
 export function envdRuntime(options: EnvdRuntimeOptions): EnvdRuntime {
   const root = options.root ?? '/opt/brig';
-  const node = realpathSync(options.node ?? process.execPath);
-  const { libraries, loader } = sharedLibraries(node);
-  const lib = `${root}/lib`;
-  const files: RuntimeFile[] = [
-    { host: node, sandbox: `${root}/bin/node` },
-    { host: loader.path, sandbox: `${lib}/${loader.soname}` },
-    ...libraries.map((library) => ({ host: library.path, sandbox: `${lib}/${library.soname}` })),
-    { host: realpathSync(options.envdBundle), sandbox: `${root}/envd/envd.cjs` },
-  ];
+  const node = nodeRuntime(root, options.node);
+  const files: RuntimeFile[] = [...node.files, { host: realpathSync(options.envdBundle), sandbox: `${root}/envd/envd.cjs` }];
   // envd's native modules, found as its bundle's require() finds them.
   for (const name of ['node-pty', 'brig-spawn']) {
     const dir = nodeModule(options.envdBundle, name);
@@ -56,7 +49,28 @@ export function envdRuntime(options: EnvdRuntimeOptions): EnvdRuntime {
   }
   return {
     files,
-    argv: (listen) => [`${lib}/${loader.soname}`, '--library-path', lib, `${root}/bin/node`, `${root}/envd/envd.cjs`, '--listen', listen],
+    argv: (listen) => node.argv(`${root}/envd/envd.cjs`, '--listen', listen),
+  };
+}
+
+/** Node alone, as brig runs it, under `root` inside: its binary, loader and libraries. */
+export interface NodeRuntime {
+  files: RuntimeFile[];
+  /** The command that runs `script` with it inside, through the loader (nothing of the sandbox's /lib is used). */
+  argv(script: string, ...args: string[]): string[];
+}
+
+export function nodeRuntime(root: string, nodeBinary?: string): NodeRuntime {
+  const node = realpathSync(nodeBinary ?? process.execPath);
+  const { libraries, loader } = sharedLibraries(node);
+  const lib = `${root}/lib`;
+  return {
+    files: [
+      { host: node, sandbox: `${root}/bin/node` },
+      { host: loader.path, sandbox: `${lib}/${loader.soname}` },
+      ...libraries.map((library) => ({ host: library.path, sandbox: `${lib}/${library.soname}` })),
+    ],
+    argv: (script, ...args) => [`${lib}/${loader.soname}`, '--library-path', lib, `${root}/bin/node`, script, ...args],
   };
 }
 

@@ -5,7 +5,7 @@ import { BrigError } from '../../protocol/index.ts';
  * the `brig.ctl` virtio-serial port: a decimal field count, NUL, then that
  * many NUL-terminated strings, the first naming the record. Host to guest:
  * the sandbox's config (root, hold, mount, hostname, oom, pids, uid, gid,
- * groups, own, cwd, env, jail, seccomp, argv, rlimit, end), then `eof N`
+ * groups, own, cwd, env, jail, seccomp, egress, argv, rlimit, end), then `eof N`
  * (stdin ended after N bytes), `signal N` and `poweroff`. Guest to host:
  * `exit CODE STDOUT_BYTES STDERR_BYTES` or `error MESSAGE`.
  *

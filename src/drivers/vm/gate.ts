@@ -2,6 +2,7 @@ import { closeSync, readFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { Mux } from '../../protocol/index.ts';
 import { RecordReader } from './channel.ts';
+import { serveGuestEgress } from './egress-port.ts';
 
 /**
  * brig-vm-gate (dist/vm-gate.cjs): the host side of a daemon sandbox's VM,
@@ -11,11 +12,16 @@ import { RecordReader } from './channel.ts';
  *     (an `exit` or `error` record: envd ended, the VM powers off);
  *   - serves envd's endpoint, the unix socket the daemon bound: each
  *     connection becomes a stream over brig.service, where envd (`--listen
- *     mux:N`) takes it as a connection of its own (protocol/mux.ts).
+ *     mux:N`) takes it as a connection of its own (protocol/mux.ts);
+ *   - in allowlist mode, joins each stream the guest opens on brig.egress
+ *     to the sandbox's proxy socket (egress.ts).
  * Its fds: 3 the endpoint, 4 brig.ctl's socket, 5 brig.service's (each
  * listening; QEMU connects once to each), 6 the config records (a file
- * already unlinked: it carries envd's access token); its program comes on
- * stdin. It needs nothing else, so it runs as nobody. It ends when QEMU hangs up either port; the guest's
+ * already unlinked: it carries envd's access token), in allowlist mode 7
+ * brig.egress's, with the proxy socket's path as its argument; its program
+ * comes on stdin. It needs nothing else, so it runs as nobody, or in
+ * allowlist mode as the sandbox's host owner, the one uid the proxy socket
+ * lets in. It ends when QEMU hangs up either port; the guest's
  * records and its own errors go to stderr (the sandbox's envd.log).
  */
 
@@ -23,6 +29,7 @@ const ENDPOINT_FD = 3;
 const CTL_FD = 4;
 const SERVICE_FD = 5;
 const CONFIG_FD = 6;
+const EGRESS_FD = 7;
 const MAX_LOGGED_RECORDS = 100;
 
 export async function main(): Promise<void> {
@@ -32,7 +39,8 @@ export async function main(): Promise<void> {
     log(`brig-vm-gate: ${why}; ending`);
     process.exit(0);
   };
-  const [ctl, service] = await Promise.all([acceptOnce(CTL_FD), acceptOnce(SERVICE_FD)]);
+  const proxySocket = process.argv[2];
+  const [ctl, service, egress] = await Promise.all([acceptOnce(CTL_FD), acceptOnce(SERVICE_FD), proxySocket ? acceptOnce(EGRESS_FD) : null]);
   ctl.write(config);
   const reader = new RecordReader();
   // The guest is hostile: a flood of records must not fill the host's disk with envd.log.
@@ -46,6 +54,7 @@ export async function main(): Promise<void> {
       ended(`a bad record on brig.ctl: ${(error as Error).message}`);
     }
   });
+  if (egress && proxySocket) serveGuestEgress(egress, proxySocket, (error) => log(`brig-vm-gate: brig.egress broke and is closed (the guest's way out): ${error.message}`));
   for (const port of [ctl, service]) {
     port.on('error', () => {});
     port.once('close', () => ended('QEMU closed the channel'));

@@ -2,6 +2,7 @@ import { BrigError } from '../../protocol/index.ts';
 import { unmappedOwnershipProblem, type SandboxPlan } from '../plan/index.ts';
 import type { ChannelRecord } from './channel.ts';
 import { compileSeccomp } from '../jail/index.ts';
+import { egressRecords } from './egress.ts';
 
 /**
  * What the guest's init is told about the sandbox (channel.ts records), from
@@ -35,6 +36,8 @@ export function guestConfig(plan: SandboxPlan, mode: 'foreground' | 'service' = 
     ['mount', 'devtmpfs', 'devtmpfs', '/dev', String(MS_NOSUID | MS_NOEXEC), 'mode=0755'],
     ['mount', 'devpts', 'devpts', '/dev/pts', String(MS_NOSUID | MS_NOEXEC), 'newinstance,ptmxmode=0666,mode=0620'],
     ['mount', 'tmpfs', 'tmpfs', '/dev/shm', String(MS_NOSUID | MS_NODEV), 'mode=1777,size=65536k'],
+    // allowlist: the relay's socket is the guest's own, and a program beside the command carries it to the host (egress.ts).
+    ...egressRecords(plan, MS_NOSUID | MS_NODEV | MS_NOEXEC),
     ['hostname', plan.hostname],
     ['oom', plan.policy.resources.onOutOfMemory],
     ['pids', String(plan.policy.resources.pids)],
@@ -48,7 +51,8 @@ export function guestConfig(plan: SandboxPlan, mode: 'foreground' | 'service' = 
     ...Object.entries(plan.env).map(([name, value]): ChannelRecord => ['env', `${name}=${value}`]),
     ['jail', ...innerJail(plan)],
     ['seccomp', compileSeccomp({ arch: 'x86_64', extraDeny: plan.syscalls.extraDeny, logOnly: plan.syscalls.logOnly }).program.toString('hex')],
-    ['argv', ...plan.command],
+    // allowlist: the relay listens on the command's loopback, then execs it (as in the jail).
+    ['argv', ...(plan.network.bridge?.prefix ?? []), ...plan.command],
     ['end'],
   ];
 }
@@ -90,7 +94,7 @@ export const VM_MIN_MEMORY_MIB = 128;
 
 function unsupported(plan: SandboxPlan): string | null {
   if (plan.policy.resources.memoryMiB < VM_MIN_MEMORY_MIB) return `resources.memoryMiB ${plan.policy.resources.memoryMiB} (a VM needs at least ${VM_MIN_MEMORY_MIB} MiB: its kernel lives in it)`;
-  if (plan.network.mode !== 'none') return `network.mode '${plan.network.mode}' (a VM gets no network device; only none is rendered)`;
+  if (plan.network.mode === 'host') return "network.mode 'host' (a VM gets no network device: none and allowlist, through the channel, are rendered)";
   if (plan.image) return 'a root filesystem from an image';
   if (plan.tty) return 'a terminal (run it without one: stdin and stdout not a tty)';
   if (plan.mounts.some((step) => step.kind === 'mapped-bind')) return 'an id-mapped bind';

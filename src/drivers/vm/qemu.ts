@@ -15,9 +15,9 @@ import type { Accel } from './accel.ts';
 export const QEMU = 'qemu-system-x86_64';
 export const VIRTIOFSD = '/usr/lib/qemu/virtiofsd';
 
-/** The channel's ports, by the names the init looks for; brig.service only in a daemon sandbox (envd's, multiplexed). */
+/** The channel's ports, by the names the init looks for; brig.service only in a daemon sandbox (envd's), brig.egress only in allowlist mode (egress.ts); both multiplexed. */
 export const PORTS = ['brig.ctl', 'brig.stdin', 'brig.stdout', 'brig.stderr'] as const;
-export type PortName = (typeof PORTS)[number] | 'brig.service';
+export type PortName = (typeof PORTS)[number] | 'brig.service' | 'brig.egress';
 
 /** A host end: a unix socket brig listens on (QEMU connects), a file QEMU appends to, or nothing (the guest reads no data, writes go nowhere). */
 export type HostEnd = { socket: string } | { appendTo: string } | 'null';

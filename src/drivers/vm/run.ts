@@ -3,14 +3,15 @@ import { mkdirSync, rmSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { cpus } from 'node:os';
 import brigSpawn from 'brig-spawn';
-import { BrigError, defaultStateDir } from '../../protocol/index.ts';
+import { BrigError, defaultStateDir, EGRESS_SOCKET_NAME } from '../../protocol/index.ts';
 import type { SandboxPlan } from '../plan/index.ts';
 import { callerOutput, createCgroup, dieWithParent, tierRunDir, killCgroup, processStart, readCallerInput, removeCgroup, removeRecord, spawnInside, sweepLeftovers, watchWholeSandboxOom, writeRecord, type CgroupPlan } from '../host/index.ts';
 import { watchTimeoutAndAbort, type RunEnd, type RunIo } from '../driver.ts';
 import { encodeRecord, RecordReader, type ChannelRecord } from './channel.ts';
 import { guestConfig } from './guest.ts';
 import { guestSize, vmCgroup } from './limits.ts';
-import { PORTS, qemuArgv, type VmMachine } from './qemu.ts';
+import { PORTS, qemuArgv, type PortName, type VmMachine } from './qemu.ts';
+import { serveGuestEgress } from './egress-port.ts';
 import { startFileServer } from './file-server.ts';
 import { requireVm } from './status.ts';
 import { vmArtefacts } from './build.ts';
@@ -27,7 +28,8 @@ import { chooseAccel } from './accel.ts';
  *      jail's (jail/host-view.ts), on a socket brig made;
  *   5. QEMU, in the same cgroups, with a parent-death signal; it connects to
  *      the channel's ports, where brig sends the init the sandbox's config;
- *   6. stdio carried over the ports; the end comes as the init's `exit`
+ *   6. stdio carried over the ports (and in allowlist mode the guest's
+ *      connections to the run's proxy, egress.ts); the end comes as the init's `exit`
  *      record, then QEMU ends; the timeout, the memory limit or the caller's
  *      abort end the VM whole;
  *   7. kill whatever is left, remove the cgroups, the directory, the record.
@@ -48,7 +50,9 @@ export async function runVm(plan: SandboxPlan, io: RunIo): Promise<RunEnd> {
   try {
     createCgroup(cgroup);
     mkdirSync(dir, { mode: 0o700 });
-    const connected = PORTS.map((name) => listenOnce(`${dir}/${name}.sock`, servers));
+    const bridge = plan.network.bridge;
+    const ports: PortName[] = [...PORTS, ...(bridge ? ['brig.egress' as const] : [])];
+    const connected = ports.map((name) => listenOnce(`${dir}/${name}.sock`, servers));
     // The guest's console and virtiofsd's messages: only their tails are kept (a guest could write without end).
     const console = new Tail(64 * 1024);
     const fileServerLog = new Tail(16 * 1024);
@@ -60,7 +64,7 @@ export async function runVm(plan: SandboxPlan, io: RunIo): Promise<RunEnd> {
       });
     }, () => {});
     startFileServer(plan, dir, cgroup, 'pipe').stderr?.on('data', (chunk: Buffer) => fileServerLog.push(chunk));
-    const machine: VmMachine = { qemu, accel, vmlinuz: artefacts.kernel.vmlinuz, initramfs: artefacts.initramfs, memoryMiB: size.memoryMiB, cpus: size.cpus, fsSocket: `${dir}/fs.sock`, ports: PORTS.map((name) => ({ name, end: { socket: `${dir}/${name}.sock` } })),
+    const machine: VmMachine = { qemu, accel, vmlinuz: artefacts.kernel.vmlinuz, initramfs: artefacts.initramfs, memoryMiB: size.memoryMiB, cpus: size.cpus, fsSocket: `${dir}/fs.sock`, ports: ports.map((name) => ({ name, end: { socket: `${dir}/${name}.sock` } })),
       // Not a file: a guest could write to its console without end; brig keeps only the tail.
       console: { socket: `${dir}/console.sock` } };
     // Supervised: QEMU becomes nobody once set up (-runas), which clears a parent-death signal of its own.
@@ -72,7 +76,10 @@ export async function runVm(plan: SandboxPlan, io: RunIo): Promise<RunEnd> {
       Promise.all(connected),
       new Promise<never>((_, reject) => child.once('close', () => reject(setupError(`QEMU ended before it connected to brig: ${qemuErrors.trim().split('\n').slice(-3).join(' | ')}`)))),
     ]);
-    const [ctl, stdin, stdout, stderr] = sockets as [Socket, Socket, Socket, Socket];
+    const [ctl, stdin, stdout, stderr, egress] = sockets as [Socket, Socket, Socket, Socket, Socket | undefined];
+    if (bridge && egress) {
+      serveGuestEgress(egress, `${bridge.socketDir}/${EGRESS_SOCKET_NAME}`, (error) => process.stderr.write(`brig: the VM's way out (brig.egress) broke and is closed: ${error.message}\n`));
+    }
     for (const record of config) ctl.write(encodeRecord(record));
     io.started?.();
     return await watch({ plan, io, cgroup, child, ctl, stdin, stdout, stderr, console: () => console.text(), fileServerLog: () => fileServerLog.text(), qemuErrors: () => qemuErrors });

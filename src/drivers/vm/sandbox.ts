@@ -1,13 +1,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, lstatSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname } from 'node:path';
 import { createRequire } from 'node:module';
 import brigSpawn from 'brig-spawn';
-import { BrigError, defaultStateDir, type MemoryEvent } from '../../protocol/index.ts';
+import { BrigError, defaultStateDir, EGRESS_SOCKET_NAME, type MemoryEvent } from '../../protocol/index.ts';
 import { ENVD_INSIDE, envdPolicy, envdRuntime } from '../envd-runtime/index.ts';
 import type { Liveness, SandboxHandle, SandboxSpec, SandboxUsage } from '../driver.ts';
-import { planSandbox } from '../plan/index.ts';
+import { planSandbox, type SandboxPlan } from '../plan/index.ts';
 import { cgroupUsage, createCgroup, endSandboxCgroup, envdHealthy, processLiveness, processStart, sandboxLiveness, spawnInside, watchWholeSandboxOom, type CgroupPlan } from '../host/index.ts';
 import { encodeRecord } from './channel.ts';
 import { guestConfig, SERVICE_FD } from './guest.ts';
@@ -53,6 +53,7 @@ export async function bootVm(spec: SandboxSpec): Promise<SandboxHandle> {
     const host = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, home: process.env.HOME ?? '/', cwd: spec.stateDir, env: process.env };
     const plan = planSandbox(policy, runtime.argv(`mux:${SERVICE_FD}`), host, { tty: false, outlivesParent: true, id: spec.id, egress: spec.egress, runtime: runtime.files });
     const config = guestConfig(plan, 'service');
+    const egress = gateEgress(plan);
     const size = guestSize(plan, cpus().length);
     const artefacts = await vmArtefacts(defaultStateDir(), brigSpawn.vmInitPath, () => {});
     const accel = await chooseAccel(defaultStateDir(), qemu, artefacts.kernel.vmlinuz, (line) => process.stderr.write(`brig: ${line}\n`));
@@ -67,6 +68,7 @@ export async function bootVm(spec: SandboxSpec): Promise<SandboxHandle> {
         { name: 'brig.stdout', end: { appendTo: envdLog } },
         { name: 'brig.stderr', end: { appendTo: envdLog } },
         { name: 'brig.service', end: { socket: `${dir}/service.sock` } },
+        ...(plan.network.bridge ? [{ name: 'brig.egress' as const, end: { socket: `${dir}/egress.sock` } }] : []),
       ],
       console: { appendTo: `${dir}/console.log` },
     });
@@ -74,7 +76,7 @@ export async function bootVm(spec: SandboxSpec): Promise<SandboxHandle> {
     spec.persist?.(pending);
     createCgroup(cgroup);
     const cgroupNow = cgroup;
-    launch = () => start(plan, dir, cgroupNow, argv, Buffer.concat(config.map(encodeRecord)), socket.fd, envdLog);
+    launch = () => start(plan, dir, cgroupNow, argv, Buffer.concat(config.map(encodeRecord)), socket.fd, envdLog, egress);
   } catch (error) {
     closeSync(socket.fd);
     throw error;
@@ -94,7 +96,7 @@ export async function bootVm(spec: SandboxSpec): Promise<SandboxHandle> {
 }
 
 /** virtiofsd, the gate and QEMU, in the cgroups, each detached; resolves to QEMU's pid. The caller's endpoint fd is closed here, started or not. */
-async function start(plan: Parameters<typeof startFileServer>[0], dir: string, cgroup: CgroupPlan, argv: string[], config: Buffer, endpointFd: number, envdLog: string): Promise<number> {
+async function start(plan: Parameters<typeof startFileServer>[0], dir: string, cgroup: CgroupPlan, argv: string[], config: Buffer, endpointFd: number, envdLog: string, egress: GateEgress | null): Promise<number> {
   const fds: number[] = [endpointFd];
   mkdirSync(dirname(envdLog), { recursive: true, mode: 0o700 });
   const log = openSync(envdLog, 'a', 0o600);
@@ -111,10 +113,15 @@ async function start(plan: Parameters<typeof startFileServer>[0], dir: string, c
     fds.push(ctl);
     const service = brigSpawn.listenUnix(`${dir}/service.sock`, 1);
     fds.push(service);
+    const egressPort = egress ? brigSpawn.listenUnix(`${dir}/egress.sock`, 1) : null;
+    if (egressPort !== null) fds.push(egressPort);
     const children: ChildProcess[] = [startFileServer(plan, dir, cgroup, log)];
     // As nobody: what it needs (the listening sockets, the config, the log) it is handed open, and its
     // program on stdin (`node -`), so brig's install need not be readable by nobody (/root is not).
-    const gate = spawnInside(cgroup, () => spawn(process.execPath, ['-'], { stdio: ['pipe', log, log, endpointFd, ctl, service, configFd], detached: true, cwd: '/', env: { PATH: '/usr/bin:/bin' }, uid: NOBODY, gid: NOBODY }));
+    const gateArgs = egress ? ['-', egress.proxySocket] : ['-'];
+    const gateFds = egressPort === null ? [] : [egressPort];
+    const ids = egress?.owner ?? { uid: NOBODY, gid: NOBODY };
+    const gate = spawnInside(cgroup, () => spawn(process.execPath, gateArgs, { stdio: ['pipe', log, log, endpointFd, ctl, service, configFd, ...gateFds], detached: true, cwd: '/', env: { PATH: '/usr/bin:/bin' }, uid: ids.uid, gid: ids.gid }));
     gate.stdin?.on('error', () => {});
     gate.stdin?.end(readFileSync(gateProgram()));
     children.push(gate);
@@ -129,6 +136,27 @@ async function start(plan: Parameters<typeof startFileServer>[0], dir: string, c
   } finally {
     for (const fd of fds) closeSync(fd);
   }
+}
+
+interface GateEgress {
+  proxySocket: string;
+  owner: { uid: number; gid: number };
+}
+
+/**
+ * In allowlist mode the gate connects to the sandbox's proxy socket, whose
+ * directory only the sandbox's host owner may enter (egress/sandbox.ts): the
+ * gate runs as that owner. Never as root: a directory of root's means the
+ * daemon had no owner to give this sandbox, and the vm tier refuses.
+ */
+function gateEgress(plan: SandboxPlan): GateEgress | null {
+  const bridge = plan.network.bridge;
+  if (!bridge) return null;
+  const stats = lstatSync(bridge.socketDir);
+  if (!stats.isDirectory() || stats.uid === 0) {
+    throw new BrigError('BRIG_VM_UNSUPPORTED', `the vm tier reaches an allowlist sandbox's proxy as the sandbox's host owner, and ${bridge.socketDir} has none`, 'run the daemon as root with free host ids (it gives each sandbox an owner), or use the jail tier');
+  }
+  return { proxySocket: `${bridge.socketDir}/${EGRESS_SOCKET_NAME}`, owner: { uid: stats.uid, gid: stats.gid } };
 }
 
 /** dist/vm-gate.cjs: beside this bundle when bundled; from the sources (tests), in dist/ (npm run build). */

@@ -4,7 +4,8 @@ import { encodeRecord, RecordReader } from '../../../src/drivers/vm/channel.ts';
 import { guestConfig } from '../../../src/drivers/vm/guest.ts';
 import { qemuArgv, PORTS } from '../../../src/drivers/vm/qemu.ts';
 import { planSandbox } from '../../../src/drivers/index.ts';
-import { buildPolicy, network, resolvePolicy, workspace } from '../../../src/policy/index.ts';
+import { allowHosts, buildPolicy, network, resolvePolicy, workspace } from '../../../src/policy/index.ts';
+import { egressViewMounts } from '../../../src/drivers/vm/egress.ts';
 
 /** The parts of the vm tier that need no VM: the channel's records, what the init is told, QEMU's command line. */
 describe('the vm channel', () => {
@@ -39,6 +40,24 @@ describe("the vm tier's rendering", () => {
     assert.deepEqual(config.at(-1), ['end']);
     // uid after gid: the init drops privileges last.
     assert.ok(config.findIndex((record) => record[0] === 'gid') < config.findIndex((record) => record[0] === 'uid'));
+  });
+
+  test('allowlist: a guest tmpfs over the egress directory, the socket and its program, the relay before the command; the view gets the bridge and Node', () => {
+    const egress = { socketDir: '/tmp/brig-egress-socket-dir', nodeDir: '/tmp/brig-node-dir', relay: '/usr/bin/true' };
+    const allowlist = planSandbox(resolvePolicy(buildPolicy(workspace(null), network('allowlist'), allowHosts('example.com')), { cwd: '/root', home: '/root' }), ['sh', '-c', 'exit 3'], host, { tty: false, id: 'vm-egress', egress });
+    const config = guestConfig(allowlist);
+    const tmpfs = config.find((record) => record[0] === 'mount' && record[3] === '/run/brig/egress');
+    assert.equal(tmpfs?.[1], 'tmpfs');
+    const record = config.find((entry) => entry[0] === 'egress');
+    assert.equal(record?.[1], '/run/brig/egress/egress.sock');
+    assert.equal(record?.at(-1), '/run/brig/node/vm-egress.cjs');
+    assert.deepEqual(config.find((entry) => entry[0] === 'argv'), ['argv', '/run/brig/relay', '3128=/run/brig/egress/egress.sock', '--', 'sh', '-c', 'exit 3']);
+    const targets = egressViewMounts(allowlist).map((step) => step.target);
+    for (const target of ['/run/brig/egress', '/run/brig/relay', '/run/brig/node', '/run/brig/vm-node/bin/node']) assert.ok(targets.includes(target), target);
+    assert.ok(egressViewMounts(allowlist).every((step) => step.kind === 'bind' && !step.writable), 'all read-only');
+    // Without allowlist, none of it.
+    assert.equal(guestConfig(plan()).some((entry) => entry[0] === 'egress'), false);
+    assert.deepEqual(egressViewMounts(plan()), []);
   });
 
   test('what the tier does not render yet is refused with BRIG_VM_UNSUPPORTED, not approximated', () => {
