@@ -26,8 +26,8 @@
 //   root TAG | mount TYPE SOURCE TARGET FLAGS DATA | hostname NAME | uid N |
 //   gid N | groups G... | cwd PATH | env K=V | argv A0 A1... |
 //   rlimit NAME SOFT HARD | hold | service N | egress SOCKET PROGRAM ARGS... |
-//   end   (then, while the command runs)
-//   eof [N] | signal N | poweroff
+//   tty COLS ROWS | end   (then, while the command runs)
+//   eof [N] | signal N | winsize COLS ROWS | poweroff
 // Guest to host: exit CODE | exit CODE STDOUT_BYTES STDERR_BYTES (with
 // `hold`) | error MESSAGE.
 // TAG `initramfs` stays on the initramfs root (tests; no virtiofs there).
@@ -41,6 +41,11 @@
 // own, with that socket as fd 4 and brig.egress as fd 5: the guest's end of
 // the way out (src/drivers/vm/egress-guest.ts), where the command's relay
 // connects. The socket listens before the command starts, so nothing races it.
+// `tty COLS ROWS` (brig run on a terminal): the command gets a terminal of
+// the guest's own (a pty of the guest's devpts) as its stdio (the host puts
+// `setsid --ctty` before it, inside the second layer, so the terminal's
+// signals reach the command's session and not the inner bubblewrap), and the init relays brig.stdin into its master and the master
+// into brig.stdout; `winsize` resizes it. brig.stderr carries nothing then.
 //
 // Each port is its own stream, so nothing orders bytes on one against
 // records on another. Two records make up for it: `eof N` closes the
@@ -76,6 +81,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -495,6 +501,8 @@ static struct {
   const char *egress_socket;              // `egress SOCKET PROGRAM…`: where the egress program listens
   char *egress_argv[EGRESS_ARGV_MAX + 1];  // ...and the program; egress_argc 0 without
   int egress_argc;
+  bool tty;  // `tty COLS ROWS`: the command's stdio is a terminal of the guest's
+  struct winsize winsize;
 } config = {.cwd = "/"};
 
 static char arena[ARENA_MAX];
@@ -581,6 +589,12 @@ static bool take_config_record(int count, char **fields) {
     config.egress_socket = keep(fields[1]);
     for (int i = 2; i < count; i++) config.egress_argv[config.egress_argc++] = keep(fields[i]);
     want_egress = true;
+  } else if (strcmp(type, "tty") == 0) {
+    expect_fields(count, 3, type);
+    if (config.tty) fail("record tty given twice");
+    config.tty = true;
+    config.winsize.ws_col = (unsigned short)number_field(type, fields[1], 65535);
+    config.winsize.ws_row = (unsigned short)number_field(type, fields[2], 65535);
   } else if (strcmp(type, "root") == 0) {
     expect_fields(count, 2, type);
     if (config.root_tag) fail("record root given twice");
@@ -959,6 +973,64 @@ static void write_stdin_pipe(void) {
   input.length -= (size_t)written;
 }
 
+// With `tty`: the terminal's master, and what it said on its way to brig.stdout.
+static struct {
+  int master;  // -1 without a terminal
+  char data[64 * 1024];
+  size_t length;
+  bool done;  // the master read EIO: every holder of the terminal is gone
+} terminal = {.master = -1};
+
+// A pty of the guest's own devpts (the `devpts newinstance` mount: /dev/ptmx
+// would name the initial instance, which is not mounted), sized as the
+// caller's; returns the slave, opened from the master (no path to race).
+static int open_terminal(void) {
+  int master = open("/dev/pts/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (master < 0) fail("cannot open /dev/pts/ptmx: %s", strerror(errno));
+  int unlock = 0;
+  if (ioctl(master, TIOCSPTLCK, &unlock) < 0) fail("cannot unlock the terminal: %s", strerror(errno));
+  if (ioctl(master, TIOCSWINSZ, &config.winsize) < 0) fail("cannot size the terminal: %s", strerror(errno));
+  int slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (slave < 0) fail("cannot open the terminal's slave: %s", strerror(errno));
+  terminal.master = master;
+  return slave;
+}
+
+static void read_terminal(void) {
+  ssize_t got = read(terminal.master, terminal.data, sizeof terminal.data);
+  if (got < 0 && (errno == EINTR || errno == EAGAIN)) return;
+  if (got <= 0) {  // EIO: no one holds the slave any more
+    terminal.done = true;
+    return;
+  }
+  terminal.length = (size_t)got;
+}
+
+static void write_terminal_output(void) {
+  ssize_t written = write(stdout_port, terminal.data, terminal.length);
+  if (written < 0 && (errno == EINTR || errno == EAGAIN)) return;
+  if (written < 0) {  // the host left: what the terminal says goes nowhere
+    terminal.length = 0;
+    return;
+  }
+  memmove(terminal.data, terminal.data + written, terminal.length - (size_t)written);
+  terminal.length -= (size_t)written;
+}
+
+// Once everything else is killed: what the terminal still holds, to brig.stdout, before it is counted.
+static void drain_terminal(void) {
+  if (terminal.master < 0) return;
+  while (!terminal.done) {
+    if (terminal.length > 0 && !write_all(stdout_port, terminal.data, terminal.length)) return;
+    terminal.length = 0;
+    struct pollfd readable = {.fd = terminal.master, .events = POLLIN};
+    if (poll(&readable, 1, 1000) == 0) return;  // a holder of the slave outlived kill(-1): nothing more is coming
+    read_terminal();
+  }
+  if (terminal.length > 0) write_all(stdout_port, terminal.data, terminal.length);
+  terminal.length = 0;
+}
+
 static void take_run_record(int count, char **fields, pid_t command) {
   if (strcmp(fields[0], "eof") == 0) {
     if (count != 1 && count != 2) fail("record eof: %d fields, expected 1 or 2", count);
@@ -974,6 +1046,10 @@ static void take_run_record(int count, char **fields, pid_t command) {
     int number = (int)number_field(fields[0], fields[1], 64);
     if (number < 1) fail("record signal: bad signal 0");
     kill(-command, number);  // its session's process group; ESRCH once it is gone
+  } else if (strcmp(fields[0], "winsize") == 0) {
+    expect_fields(count, 3, fields[0]);
+    struct winsize size = {.ws_col = (unsigned short)number_field(fields[0], fields[1], 65535), .ws_row = (unsigned short)number_field(fields[0], fields[2], 65535)};
+    if (terminal.master >= 0) ioctl(terminal.master, TIOCSWINSZ, &size);  // the kernel tells the foreground (SIGWINCH)
   } else {
     fail("unknown record from the host: %.100s", fields[0]);
   }
@@ -1022,6 +1098,7 @@ __attribute__((noreturn)) static void finish(int code) {
   kill(-1, SIGKILL);
   while (waitpid(-1, NULL, 0) > 0 || errno == EINTR) {
   }
+  drain_terminal();
   bytes_sent(stdout_stats, out, sizeof out);
   bytes_sent(stderr_stats, err, sizeof err);
   const char *exit_record[] = {"exit", text, out, err};
@@ -1037,7 +1114,7 @@ __attribute__((noreturn)) static void finish(int code) {
     while ((count = next_record(record_fields)) > 0) {
       // `eof` and `signal` may cross the exit record on their way: nothing is left for them
       if (strcmp(record_fields[0], "poweroff") == 0) power_off();
-      if (strcmp(record_fields[0], "eof") != 0 && strcmp(record_fields[0], "signal") != 0) {
+      if (strcmp(record_fields[0], "eof") != 0 && strcmp(record_fields[0], "signal") != 0 && strcmp(record_fields[0], "winsize") != 0) {
         fail("unknown record from the host: %.100s", record_fields[0]);
       }
     }
@@ -1053,19 +1130,28 @@ __attribute__((noreturn)) static void run(void) {
   if (signal_fd < 0) fail("signalfd: %s", strerror(errno));
   signal(SIGPIPE, SIG_IGN);
   if (config.egress_argc) start_egress();
-  int stdin_pipe[2];
-  if (pipe2(stdin_pipe, O_CLOEXEC) < 0) fail("pipe: %s", strerror(errno));
+  // The command's stdin: a pipe the init fills from brig.stdin, or with `tty` a terminal of the guest's.
+  int stdin_pipe[2] = {-1, -1};
+  int slave = config.tty ? open_terminal() : -1;
+  if (!config.tty && pipe2(stdin_pipe, O_CLOEXEC) < 0) fail("pipe: %s", strerror(errno));
   config.env[config.env_count] = NULL;
   config.argv[config.argc] = NULL;
   struct launch command_launch = {
       .argv = config.argv,
       .env = config.env,
-      .stdio = {stdin_pipe[0], stdout_port, stderr_port},
+      .stdio = {config.tty ? slave : stdin_pipe[0], config.tty ? slave : stdout_port, config.tty ? slave : stderr_port},
       .handed = {{service_port, config.service_fd}},
       .handed_count = config.service_fd ? 1 : 0,
   };
   pid_t command = start_program(&command_launch);
-  close(stdin_pipe[0]);
+  if (config.tty) {
+    close(slave);
+    // A copy of the master for the input side: `eof` closes it, never the master the output is read from.
+    stdin_pipe[1] = fcntl(terminal.master, F_DUPFD_CLOEXEC, 0);
+    if (stdin_pipe[1] < 0 || fcntl(stdout_port, F_SETFL, O_NONBLOCK) < 0) fail("fcntl: %s", strerror(errno));
+  } else {
+    close(stdin_pipe[0]);
+  }
 
   input.pipe_fd = stdin_pipe[1];
   if (fcntl(input.pipe_fd, F_SETFL, O_NONBLOCK) < 0 || fcntl(ctl_fd, F_SETFL, O_NONBLOCK) < 0 || fcntl(stdin_port, F_SETFL, O_NONBLOCK) < 0) {
@@ -1076,13 +1162,16 @@ __attribute__((noreturn)) static void run(void) {
     while ((count = next_record(record_fields)) > 0) take_run_record(count, record_fields, command);
     if (input_ended() && input.length == 0 && input.pipe_fd >= 0) close_input_pipe();
     bool want_stdin = input.port_open && (input.pipe_fd < 0 || input.length < sizeof input.data);
-    struct pollfd watched[4] = {
+    bool want_terminal = terminal.master >= 0 && !terminal.done && terminal.length == 0;
+    struct pollfd watched[6] = {
       {.fd = signal_fd, .events = POLLIN},
       {.fd = ctl_fd, .events = POLLIN},
       {.fd = want_stdin ? stdin_port : -1, .events = POLLIN},
       {.fd = input.length > 0 ? input.pipe_fd : -1, .events = POLLOUT},
+      {.fd = want_terminal ? terminal.master : -1, .events = POLLIN},
+      {.fd = terminal.length > 0 ? stdout_port : -1, .events = POLLOUT},
     };
-    if (poll(watched, 4, -1) < 0) {
+    if (poll(watched, 6, -1) < 0) {
       if (errno == EINTR) continue;
       fail("poll: %s", strerror(errno));
     }
@@ -1101,6 +1190,8 @@ __attribute__((noreturn)) static void run(void) {
     }
     if (watched[2].revents) read_stdin_port();
     if (watched[3].revents) write_stdin_pipe();
+    if (watched[4].revents) read_terminal();
+    if (watched[5].revents) write_terminal_output();
   }
 }
 

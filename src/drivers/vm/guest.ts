@@ -24,10 +24,11 @@ export const SERVICE_FD = 4;
  * of the output before it powers off) or a daemon sandbox's (`service`:
  * envd's port; nobody waits on its output, which QEMU appends to a file).
  */
-export function guestConfig(plan: SandboxPlan, mode: 'foreground' | 'service' = 'foreground'): ChannelRecord[] {
+export function guestConfig(plan: SandboxPlan, mode: 'foreground' | 'service' = 'foreground', terminal?: TerminalSize): ChannelRecord[] {
   const refused = unsupported(plan);
   if (refused) throw new BrigError('BRIG_VM_UNSUPPORTED', `the vm tier cannot honour ${refused} yet`, 'run it on the jail or gvisor tier (--tier jail); docs/tiers.md says what the vm tier renders');
   const { identity } = plan;
+  if (plan.tty && (mode !== 'foreground' || !terminal)) throw new BrigError('BRIG_INTERNAL', 'a terminal without its size, or in a daemon sandbox', 'this is a bug in brig: a foreground run on a terminal passes its size');
   return [
     ['root', 'root'],
     // After the command's end the guest counts its output and waits for brig to have it all (run.ts).
@@ -39,6 +40,8 @@ export function guestConfig(plan: SandboxPlan, mode: 'foreground' | 'service' = 
     // allowlist: the relay's socket is the guest's own, and a program beside the command carries it to the host (egress.ts).
     ...egressRecords(plan, MS_NOSUID | MS_NODEV | MS_NOEXEC),
     ['hostname', plan.hostname],
+    // A terminal of the guest's own (brig run on a terminal): its size, then `winsize` as it changes (run.ts).
+    ...(plan.tty && terminal ? [['tty', String(terminal.columns), String(terminal.rows)] as ChannelRecord] : []),
     ['oom', plan.policy.resources.onOutOfMemory],
     ['pids', String(plan.policy.resources.pids)],
     ...plan.limits.rlimits.map((limit): ChannelRecord => ['rlimit', limit.name, String(limit.soft), String(limit.hard)]),
@@ -52,9 +55,15 @@ export function guestConfig(plan: SandboxPlan, mode: 'foreground' | 'service' = 
     ['jail', ...innerJail(plan)],
     ['seccomp', compileSeccomp({ arch: 'x86_64', extraDeny: plan.syscalls.extraDeny, logOnly: plan.syscalls.logOnly }).program.toString('hex')],
     // allowlist: the relay listens on the command's loopback, then execs it (as in the jail).
-    ['argv', ...(plan.network.bridge?.prefix ?? []), ...plan.command],
+    // A terminal: the command's own session has it as its controlling terminal, so Ctrl-C reaches the command, not the inner bubblewrap (as in the jail).
+    ['argv', ...(plan.tty ? ['/usr/bin/setsid', '--ctty'] : []), ...(plan.network.bridge?.prefix ?? []), ...plan.command],
     ['end'],
   ];
+}
+
+export interface TerminalSize {
+  columns: number;
+  rows: number;
 }
 
 /** The fd the init gives the inner bubblewrap its seccomp program on. */
@@ -78,7 +87,9 @@ export function innerJail(plan: SandboxPlan): string[] {
     '--disable-userns',
     '--hostname', plan.hostname,
     '--cap-drop', 'ALL',
-    '--die-with-parent', '--new-session',
+    // With a terminal, the session keeps it as its controlling terminal: it is the guest's own pty, whose
+    // input comes only from brig, so TIOCSTI into it (what --new-session guards against) reaches nothing else.
+    '--die-with-parent', ...(plan.tty ? [] : ['--new-session']),
     '--bind', '/', '/',
     '--proc', '/proc',
     '--dev', '/dev',
@@ -96,7 +107,6 @@ function unsupported(plan: SandboxPlan): string | null {
   if (plan.policy.resources.memoryMiB < VM_MIN_MEMORY_MIB) return `resources.memoryMiB ${plan.policy.resources.memoryMiB} (a VM needs at least ${VM_MIN_MEMORY_MIB} MiB: its kernel lives in it)`;
   if (plan.network.mode === 'host') return "network.mode 'host' (a VM gets no network device: none and allowlist, through the channel, are rendered)";
   if (plan.image) return 'a root filesystem from an image';
-  if (plan.tty) return 'a terminal (run it without one: stdin and stdout not a tty)';
   if (plan.mounts.some((step) => step.kind === 'mapped-bind')) return 'an id-mapped bind';
   return unmappedOwnershipProblem(plan);
 }

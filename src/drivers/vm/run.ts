@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync, openSync, rmSync } from 'node:fs';
+import { ReadStream, WriteStream } from 'node:tty';
 import { createServer, type Server, type Socket } from 'node:net';
 import { cpus } from 'node:os';
 import brigSpawn from 'brig-spawn';
@@ -8,7 +9,7 @@ import type { SandboxPlan } from '../plan/index.ts';
 import { callerOutput, createCgroup, dieWithParent, tierRunDir, killCgroup, processStart, readCallerInput, removeCgroup, removeRecord, spawnInside, sweepLeftovers, watchWholeSandboxOom, writeRecord, type CgroupPlan } from '../host/index.ts';
 import { watchTimeoutAndAbort, type RunEnd, type RunIo } from '../driver.ts';
 import { encodeRecord, RecordReader, type ChannelRecord } from './channel.ts';
-import { guestConfig } from './guest.ts';
+import { guestConfig, type TerminalSize } from './guest.ts';
 import { guestSize, vmCgroup } from './limits.ts';
 import { PORTS, qemuArgv, type PortName, type VmMachine } from './qemu.ts';
 import { serveGuestEgress } from './egress-port.ts';
@@ -37,7 +38,16 @@ import { chooseAccel } from './accel.ts';
 
 export async function runVm(plan: SandboxPlan, io: RunIo): Promise<RunEnd> {
   const qemu = requireVm();
-  const config = guestConfig(plan);
+  const terminal = plan.tty ? callerTerminal(io) : null;
+  try {
+    return await runVmOn(qemu, plan, io, terminal);
+  } finally {
+    await terminal?.close();
+  }
+}
+
+async function runVmOn(qemu: string, plan: SandboxPlan, io: RunIo, terminal: CallerTerminal | null): Promise<RunEnd> {
+  const config = guestConfig(plan, 'foreground', terminal?.size());
   const size = guestSize(plan, cpus().length);
   const say = (line: string): void => void process.stderr.write(`brig: ${line}\n`);
   const artefacts = await vmArtefacts(defaultStateDir(), brigSpawn.vmInitPath, say);
@@ -82,7 +92,7 @@ export async function runVm(plan: SandboxPlan, io: RunIo): Promise<RunEnd> {
     }
     for (const record of config) ctl.write(encodeRecord(record));
     io.started?.();
-    return await watch({ plan, io, cgroup, child, ctl, stdin, stdout, stderr, console: () => console.text(), fileServerLog: () => fileServerLog.text(), qemuErrors: () => qemuErrors });
+    return await watch({ plan, io, terminal, cgroup, child, ctl, stdin, stdout, stderr, console: () => console.text(), fileServerLog: () => fileServerLog.text(), qemuErrors: () => qemuErrors });
   } finally {
     for (const server of servers) server.close();
     killCgroup(cgroup);
@@ -126,6 +136,7 @@ function listenOnce(path: string, servers: Server[]): Promise<Socket> {
 interface Watched {
   plan: SandboxPlan;
   io: RunIo;
+  terminal: CallerTerminal | null;
   cgroup: CgroupPlan;
   child: ChildProcess;
   ctl: Socket;
@@ -173,7 +184,8 @@ function watch(w: Watched): Promise<RunEnd> {
     });
     w.ctl.on('error', () => {});
     // With the count of bytes sent: the ports are separate queues, and the init closes the command's stdin only once it has them all.
-    const stopInput = relayInput(w.io, w.stdin, (sent) => w.ctl.write(encodeRecord(['eof', String(sent)])));
+    const sendEof = (sent: number): boolean => w.ctl.write(encodeRecord(['eof', String(sent)]));
+    const stopInput = w.terminal ? w.terminal.relay(w.stdin, sendEof, (size) => w.ctl.write(encodeRecord(['winsize', String(size.columns), String(size.rows)]))) : relayInput(w.io, w.stdin, sendEof);
     // What the guest's output ports carried so far, against what the exit record says they carried in all.
     const received = [0, 0];
     let owed: [number, number] | null = null;
@@ -187,7 +199,8 @@ function watch(w: Watched): Promise<RunEnd> {
       received[index] = (received[index] ?? 0) + bytes;
       settle();
     };
-    const outputs = [relayOutput(w.io, w.stdout, 1, counted(0)), relayOutput(w.io, w.stderr, 2, counted(1))];
+    const write = (index: 1 | 2) => w.terminal?.write ?? callerOutput(w.io, index);
+    const outputs = [relayOutput(write(1), w.stdout, counted(0)), relayOutput(write(2), w.stderr, counted(1))];
 
     w.child.on('close', () => {
       void Promise.all(outputs).then(() => {
@@ -225,8 +238,7 @@ function relayInput(io: RunIo, port: Socket, ended: (sent: number) => void): () 
 }
 
 /** A port of the command's output to the caller, each chunk's size told to `count`. Resolves when QEMU closes it. */
-function relayOutput(io: RunIo, port: Socket, index: 1 | 2, count: (bytes: number) => void): Promise<void> {
-  const write = callerOutput(io, index);
+function relayOutput(write: (chunk: Buffer) => void, port: Socket, count: (bytes: number) => void): Promise<void> {
   port.on('data', (chunk: Buffer) => {
     write(chunk);
     count(chunk.length);
@@ -239,4 +251,72 @@ function relayOutput(io: RunIo, port: Socket, index: 1 | 2, count: (bytes: numbe
 
 function lastLines(text: string): string {
   return text.trim().split('\n').slice(-3).join(' | ').slice(0, 600);
+}
+
+/**
+ * brig run on a terminal: the CLI hands over its pty's slave (cli/terminal.ts),
+ * and the guest makes a terminal of its own for the command (the init's
+ * `tty`). The slave is reopened (the CLI closes its copy once the VM starts)
+ * and put in raw mode, so that only the guest's line discipline acts on the
+ * bytes; its size is read every 250 ms and sent as `winsize` when it
+ * changes, because a resize signals the slave's foreground process group,
+ * never brig.
+ */
+interface CallerTerminal {
+  size(): TerminalSize;
+  /** The caller's keys into the guest's terminal, and its size as it changes; returns what stops both. */
+  relay(port: Socket, ended: (sent: number) => void, resized: (size: TerminalSize) => void): () => void;
+  write(chunk: Buffer): void;
+  /** Once what was written has gone out (2 s at most: a caller that stopped reading is not waited for). */
+  close(): Promise<void>;
+}
+
+const RESIZE_POLL_MS = 250;
+
+function callerTerminal(io: RunIo): CallerTerminal {
+  const slave = io.stdio[0];
+  if (typeof slave !== 'number') throw new BrigError('BRIG_INTERNAL', 'a terminal run without its terminal', 'this is a bug in brig: plan.tty comes with the slave as stdio');
+  const input = new ReadStream(openSync(`/proc/self/fd/${slave}`, 'r+'));
+  const output = new WriteStream(openSync(`/proc/self/fd/${slave}`, 'r+'));
+  input.setRawMode(true);
+  // getWindowSize() answers what the stream last heard on a SIGWINCH, which brig never gets for this terminal:
+  // _refreshSize asks the kernel (TIOCGWINSZ).
+  const refresh = (output as unknown as { _refreshSize(): void })._refreshSize.bind(output);
+  const size = (): TerminalSize => {
+    refresh();
+    return { columns: output.columns, rows: output.rows };
+  };
+  return {
+    size,
+    relay(port, ended, resized) {
+      port.on('error', () => {});
+      let sent = 0;
+      input.on('data', (chunk: Buffer) => {
+        sent += chunk.length;
+        port.write(chunk);
+      });
+      input.once('end', () => ended(sent));
+      let last = size();
+      const poll = setInterval(() => {
+        const now = size();
+        if (now.columns === last.columns && now.rows === last.rows) return;
+        last = now;
+        resized(now);
+      }, RESIZE_POLL_MS);
+      return () => {
+        clearInterval(poll);
+        input.pause();
+      };
+    },
+    write: (chunk) => void output.write(chunk),
+    async close() {
+      input.destroy();
+      await new Promise<void>((resolve) => {
+        output.end(resolve);
+        setTimeout(resolve, 2000).unref();
+      });
+      // Its last holders gone, the CLI's master reads EIO: the end of the output.
+      output.destroy();
+    },
+  };
 }

@@ -60,9 +60,15 @@ describe("the vm tier's rendering", () => {
     assert.deepEqual(egressViewMounts(plan()), []);
   });
 
-  test('what the tier does not render yet is refused with BRIG_VM_UNSUPPORTED, not approximated', () => {
+  test('what the tier does not render yet is refused with BRIG_VM_UNSUPPORTED, not approximated; a terminal is the guest\'s own', () => {
     assert.throws(() => guestConfig(plan(network('host'))), { code: 'BRIG_VM_UNSUPPORTED', message: /network/ });
-    assert.throws(() => guestConfig({ ...plan(), tty: true }), { code: 'BRIG_VM_UNSUPPORTED', message: /terminal/ });
+    // A terminal needs its size; a daemon sandbox has none (envd's terminals are its own).
+    assert.throws(() => guestConfig({ ...plan(), tty: true }), { code: 'BRIG_INTERNAL' });
+    assert.throws(() => guestConfig({ ...plan(), tty: true }, 'service', { columns: 80, rows: 24 }), { code: 'BRIG_INTERNAL' });
+    const terminal = guestConfig({ ...plan(), tty: true }, 'foreground', { columns: 120, rows: 40 });
+    assert.deepEqual(terminal.find((record) => record[0] === 'tty'), ['tty', '120', '40']);
+    assert.deepEqual(terminal.find((record) => record[0] === 'argv'), ['argv', '/usr/bin/setsid', '--ctty', 'sh', '-c', 'exit 3']);
+    assert.ok(!terminal.find((record) => record[0] === 'jail')?.includes('--new-session'), 'the session keeps its terminal');
   });
 
   test("QEMU's command line: a microvm with shared memory for virtiofsd, no network, no disk, the four ports by name", () => {
