@@ -1,13 +1,15 @@
 // What `brig serve` and envd need that Node lacks: a listening unix socket as
 // a bare fd (to hand to a jail's envd; a net.Server would accept on it itself,
 // and unlink its path on close), FD_CLOEXEC on an inherited fd (envd's copy of
-// that socket, so no command it starts inherits it), and flock() (one daemon
-// per state directory).
+// that socket, so no command it starts inherits it), flock() (one daemon
+// per state directory), and prctl(PR_SET_DUMPABLE) (envd's /proc entries
+// closed to the sandbox's user, who is envd's own).
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -65,6 +67,15 @@ static napi_value CloseOnExec(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// notDumpable(): this process's /proc entries (environ, mem, fd, maps) become root's, so another
+// process of the same uid cannot read its environment or memory, or reopen its files. Cleared by
+// exec: the programs it starts are dumpable as usual.
+static napi_value NotDumpable(napi_env env, napi_callback_info info) {
+  (void)info;
+  if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) return throw_errno(env, errno, "prctl");
+  return NULL;
+}
+
 void brig_daemon_init(napi_env env, napi_value exports) {
   napi_value fn;
   napi_create_function(env, "listenUnix", NAPI_AUTO_LENGTH, ListenUnix, NULL, &fn);
@@ -73,4 +84,6 @@ void brig_daemon_init(napi_env env, napi_value exports) {
   napi_set_named_property(env, exports, "lockExclusive", fn);
   napi_create_function(env, "closeOnExec", NAPI_AUTO_LENGTH, CloseOnExec, NULL, &fn);
   napi_set_named_property(env, exports, "closeOnExec", fn);
+  napi_create_function(env, "notDumpable", NAPI_AUTO_LENGTH, NotDumpable, NULL, &fn);
+  napi_set_named_property(env, exports, "notDumpable", fn);
 }

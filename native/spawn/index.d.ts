@@ -16,6 +16,8 @@ declare const addon: {
   isOpaque(dirPath: string): boolean;
   /** Set FD_CLOEXEC on an fd this process inherited, so no program it starts inherits it too. Throws an errno error. */
   closeOnExec(fd: number): void;
+  /** prctl(PR_SET_DUMPABLE, 0): this process's /proc entries (environ, mem, fd) closed to others of its uid; exec clears it. Throws an errno error. */
+  notDumpable(): void;
   /**
    * Absolute path of the brig-relay executable (build/Release/brig-relay):
    * `brig-relay PORT=SOCKETPATH [PORT=SOCKETPATH…] -- command [args…]` listens on

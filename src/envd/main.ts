@@ -1,10 +1,14 @@
+import brigSpawn from 'brig-spawn';
 import { startEnvd } from './index.ts';
 
 /**
  * The entry point of dist/envd.cjs, the one file mounted read-only into every
  * sandbox: `node envd.cjs --listen ADDRESS`. The access token comes in
  * BRIG_ENVD_ACCESS_TOKEN and is removed from the environment before anything
- * runs, so no sandbox process inherits it.
+ * runs, so no sandbox process inherits it; and envd makes itself not
+ * dumpable, because the sandbox's processes run as envd's own uid and would
+ * otherwise read it from /proc/<envd>/environ (where removing a variable
+ * changes nothing), or envd's memory.
  */
 export async function main(argv: string[]): Promise<void> {
   let listen = '127.0.0.1:49983';
@@ -20,6 +24,7 @@ export async function main(argv: string[]): Promise<void> {
       process.exit(2);
     }
   }
+  brigSpawn.notDumpable();
   const accessToken = process.env.BRIG_ENVD_ACCESS_TOKEN || null;
   delete process.env.BRIG_ENVD_ACCESS_TOKEN;
   // An image's WORKDIR: where processes start by default (only envd's, as the token).

@@ -67,6 +67,20 @@ describe('sandbox manager: lifecycle with real jails', () => {
     assert.throws(() => manager.get(record.id), { code: 'BRIG_SANDBOX_NOT_FOUND' });
   });
 
+  test("envd's environment, descriptors and memory are closed to the sandbox's processes, which run as its uid", async () => {
+    const record = await manager.create({});
+    const { sandbox, close } = await sdkFor(manager, record);
+    try {
+      // envd's own process (not bubblewrap's pid 1, whose argv names it, nor this shell).
+      const probe = 'for p in /proc/[0-9]*; do [ $p = /proc/$$ ] && continue; [ "$(cat $p/comm)" = bwrap ] && continue; grep -q envd.cjs $p/cmdline 2>/dev/null || continue; echo envd; cat $p/environ >/dev/null 2>&1 && echo environ-read; ls $p/fd >/dev/null 2>&1 && echo fd-listed; head -c1 $p/mem >/dev/null 2>&1 && echo mem-read; done; true';
+      const result = await sandbox.commands.run(probe);
+      assert.equal(result.stdout.trim(), 'envd');
+    } finally {
+      close();
+      await manager.kill(record.id);
+    }
+  });
+
   test('names are unique among running sandboxes, and work in place of ids', async () => {
     const record = await manager.create({ name: 'alpha' });
     assert.equal(manager.get('alpha').id, record.id);
