@@ -291,11 +291,10 @@ function callerTerminal(io: RunIo): CallerTerminal {
     relay(port, ended, resized) {
       port.on('error', () => {});
       let sent = 0;
-      input.on('data', (chunk: Buffer) => {
-        sent += chunk.length;
-        port.write(chunk);
-      });
+      input.on('data', (chunk: Buffer) => (sent += chunk.length));
       input.once('end', () => ended(sent));
+      // Piped: a guest that stops reading holds the keys back here, not in brig's memory.
+      input.pipe(port, { end: false });
       let last = size();
       const poll = setInterval(() => {
         const now = size();
@@ -305,6 +304,7 @@ function callerTerminal(io: RunIo): CallerTerminal {
       }, RESIZE_POLL_MS);
       return () => {
         clearInterval(poll);
+        input.unpipe(port);
         input.pause();
       };
     },
