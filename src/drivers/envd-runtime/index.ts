@@ -39,7 +39,7 @@ export interface EnvdRuntimeOptions {
 
 export function envdRuntime(options: EnvdRuntimeOptions): EnvdRuntime {
   const root = options.root ?? '/opt/brig';
-  const node = nodeRuntime(root, options.node);
+  const node = programRuntime(root, options.node ?? process.execPath);
   const files: RuntimeFile[] = [...node.files, { host: realpathSync(options.envdBundle), sandbox: `${root}/envd/envd.cjs` }];
   // envd's native modules, found as its bundle's require() finds them.
   for (const name of ['node-pty', 'brig-spawn']) {
@@ -53,24 +53,25 @@ export function envdRuntime(options: EnvdRuntimeOptions): EnvdRuntime {
   };
 }
 
-/** Node alone, as brig runs it, under `root` inside: its binary, loader and libraries. */
-export interface NodeRuntime {
+/** One host program (Node, virtiofsd) under `root` inside: its binary, loader and libraries. */
+export interface ProgramRuntime {
   files: RuntimeFile[];
-  /** The command that runs `script` with it inside, through the loader (nothing of the sandbox's /lib is used). */
-  argv(script: string, ...args: string[]): string[];
+  /** The command that runs it inside with `args`, through the loader (nothing of the sandbox's /lib is used). */
+  argv(...args: string[]): string[];
 }
 
-export function nodeRuntime(root: string, nodeBinary?: string): NodeRuntime {
-  const node = realpathSync(nodeBinary ?? process.execPath);
-  const { libraries, loader } = sharedLibraries(node);
+export function programRuntime(root: string, binary: string): ProgramRuntime {
+  const program = realpathSync(binary);
+  const { libraries, loader } = sharedLibraries(program);
   const lib = `${root}/lib`;
+  const inside = `${root}/bin/${basename(program)}`;
   return {
     files: [
-      { host: node, sandbox: `${root}/bin/node` },
+      { host: program, sandbox: inside },
       { host: loader.path, sandbox: `${lib}/${loader.soname}` },
       ...libraries.map((library) => ({ host: library.path, sandbox: `${lib}/${library.soname}` })),
     ],
-    argv: (script, ...args) => [`${lib}/${loader.soname}`, '--library-path', lib, `${root}/bin/node`, script, ...args],
+    argv: (...args) => [`${lib}/${loader.soname}`, '--library-path', lib, inside, ...args],
   };
 }
 

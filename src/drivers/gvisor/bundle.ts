@@ -1,8 +1,7 @@
 import { chmodSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { checkSource } from '../host/index.ts';
+import { checkSource, stagePoint } from '../host/index.ts';
 import { BUNDLE_PREFIX, type OciMount, type OciRender } from './oci.ts';
-import { stagePoint } from './stage.ts';
 
 /**
  * Writes a rendered spec down as an OCI bundle in `dir` (made 0700: it holds

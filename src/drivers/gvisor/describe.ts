@@ -3,7 +3,7 @@ import { renderOci, type OciMount } from './oci.ts';
 import { findRunsc, pickPlatform } from './runsc.ts';
 import { runscArgv } from './run.ts';
 import { launchArgv } from './launch.ts';
-import { canStage } from './stage.ts';
+import { canStage } from '../host/index.ts';
 
 /** The plan as gVisor renders it, for --dry-run: runsc's command line, how it is launched, and the OCI config it reads. */
 export function describeGvisor(plan: SandboxPlan): { lines: string[]; json: Record<string, unknown> } {

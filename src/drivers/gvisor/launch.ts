@@ -1,8 +1,7 @@
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
-import { dieWithParent, spawnInside, type CgroupPlan } from '../host/index.ts';
+import { dieWithParent, spawnInside, type CgroupPlan, canStage, sourceIdentities, stagedArgv } from '../host/index.ts';
 import type { OciRender } from './oci.ts';
 import { checkSources } from './bundle.ts';
-import { canStage, sourceIdentities, stagedArgv } from './stage.ts';
 
 const PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
@@ -32,7 +31,7 @@ export function launchArgv(options: Pick<LaunchOptions, 'runscArgv' | 'render' |
  * sources checked just now (stage.ts).
  */
 export function launchRunsc(options: LaunchOptions): ChildProcess {
-  const sources = canStage() ? sourceIdentities(options.render) : (checkSources(options.render), []);
+  const sources = canStage() ? sourceIdentities(options.render.sources) : (checkSources(options.render), []);
   const [file, ...args] = launchArgv(options, sources);
   return spawnInside(options.cgroup, () => spawn(file as string, args, { stdio: options.stdio as StdioOptions, env: { PATH }, cwd: '/', detached: true }));
 }

@@ -1,8 +1,8 @@
 import { existsSync, lstatSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { BrigError } from '../../protocol/index.ts';
-import { MODE_SETTING_CALLS, SETID_BITS, unmappedOwnershipProblem, within, type ImageRoot, type MountStep, type SandboxPlan } from '../plan/index.ts';
-import { canStage } from './stage.ts';
+import { MODE_SETTING_CALLS, SETID_BITS, unmappedBindProblem, unmappedOwnershipProblem, within, type ImageRoot, type MountStep, type SandboxPlan } from '../plan/index.ts';
+import { canStage, type StageFold } from '../host/index.ts';
 import { behindInit, INIT_INSIDE, insidePrograms, STATX_INSIDE, withPreload } from './init.ts';
 
 /**
@@ -48,22 +48,6 @@ export interface OciRender {
   folds: StageFold[];
 }
 
-/**
- * A mask or file mounted by the staging wrapper inside a staged read-only
- * host directory (stage.ts), rather than by runsc: each mount runsc makes is
- * a gofer connection, about 2 ms of every start on the ptrace platform, and
- * a plan's /etc alone has a dozen. `source` is the index of the staged
- * source, `path` the target relative to it; `file` the bundle file bound
- * there (a `dir` is an empty read-only tmpfs).
- */
-export interface StageFold {
-  source: number;
-  path: string;
-  kind: 'file' | 'dir';
-  file?: string;
-  /** Where it appears inside, for --dry-run. */
-  target: string;
-}
 
 /** A host directory or file brig adds for its own needs (envd's runtime, its socket directory). */
 export interface ExtraBind {
@@ -212,16 +196,8 @@ export function renderOci(plan: SandboxPlan, extra: ExtraBind[] = []): OciRender
 
 /** A mapped bind rendered plain: the sandbox's user must be the directory's owner, or its files would be a stranger's on the host. */
 function checkOwnedBy(source: string, identity: SandboxPlan['identity'], field: string): void {
-  let owner: { uid: number; gid: number };
-  try {
-    owner = lstatSync(source);
-  } catch {
-    throw new BrigError('BRIG_PATH_MISSING', `${field}: ${source} does not exist on the host`, 'create it first, or remove it from the policy (a sandbox can only be given paths that exist)');
-  }
-  if (owner.uid === identity.uid && owner.gid === identity.gid) return;
-  throw unsupported(
-    `${field}: ${source} belongs to ${owner.uid}:${owner.gid} on the host, and the sandbox's user is ${identity.uid}:${identity.gid}; gVisor maps no ids, so it would write files there as ${identity.uid}:${identity.gid}`,
-  );
+  const problem = unmappedBindProblem(source, identity, field);
+  if (problem) throw unsupported(problem);
 }
 
 /**

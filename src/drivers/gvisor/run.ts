@@ -3,12 +3,11 @@ import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { constants } from 'node:os';
 import { BrigError } from '../../protocol/index.ts';
 import type { SandboxPlan } from '../plan/index.ts';
-import { callerOutput, createCgroup, tierRunDir, killCgroup, prepareUpper, processStart, readCallerInput, removeCgroup, removeRecord, sweepLeftovers, writeRecord } from '../host/index.ts';
+import { callerOutput, createCgroup, tierRunDir, killCgroup, prepareUpper, processStart, readCallerInput, removeCgroup, removeRecord, sweepLeftovers, writeRecord, canStage } from '../host/index.ts';
 import { watchTimeoutAndAbort, type RunEnd, type RunIo } from '../driver.ts';
 import { renderOci, type OciRender } from './oci.ts';
 import { writeBundle } from './bundle.ts';
 import { launchRunsc, type LaunchOptions } from './launch.ts';
-import { canStage } from './stage.ts';
 import { requireRunsc, runscFlags, type Runsc } from './runsc.ts';
 import { sandboxCgroup, watchOutOfMemory } from './limits.ts';
 

@@ -1,5 +1,5 @@
 import { BrigError } from '../../protocol/index.ts';
-import { findExecutable, within, type SandboxPlan } from '../plan/index.ts';
+import { findExecutable, unmappedBindProblem, within, type SandboxPlan } from '../plan/index.ts';
 import { dieWithParent, fdTable } from '../host/index.ts';
 import { compileSeccomp, hostSeccompArch } from './seccomp/index.ts';
 import { FD, mountArgs, type JailPlan } from './bwrap.ts';
@@ -22,6 +22,13 @@ import brigSpawn from 'brig-spawn';
 export interface HostViewOptions {
   /** The helper's capabilities (bubblewrap's names, CAP_…); every other is dropped. */
   caps: string[];
+  /**
+   * An image's root, mounted by `wrap` before bubblewrap starts (its overlay,
+   * in a private mount namespace: host/stage.ts): bound as / under the plan's
+   * mounts. The plan's id-mapped binds are then plain binds (the helper maps
+   * no ids), refused unless the sandbox's user owns their source.
+   */
+  image?: { root: string; wrap: (argv: string[]) => string[] };
 }
 
 export function renderHostView(plan: SandboxPlan, command: string[], options: HostViewOptions): JailPlan {
@@ -29,8 +36,11 @@ export function renderHostView(plan: SandboxPlan, command: string[], options: Ho
   if (!bwrap) throw new BrigError('BRIG_BWRAP_MISSING', 'bubblewrap (bwrap) is not installed', 'run `npm run setup` (or `sudo apt-get install bubblewrap`)');
   const seccomp = compileSeccomp({ arch: hostSeccompArch(), extraDeny: plan.syscalls.extraDeny, logOnly: false, profile: 'host-helper' });
   const fds = fdTable(FD.bindSources);
-  const noMapping = (): string => {
-    throw new BrigError('BRIG_INTERNAL', 'an id-mapped bind in a host view', 'this is a bug in brig: a tier that maps no ids never gets one');
+  const noMapping = (source: string, field: string): string => {
+    if (!options.image) throw new BrigError('BRIG_INTERNAL', 'an id-mapped bind in a host view', 'this is a bug in brig: only an image sandbox has one');
+    const problem = unmappedBindProblem(source, plan.identity, field);
+    if (problem) throw new BrigError('BRIG_VM_UNSUPPORTED', problem, 'give the workspace to the sandbox\'s user inside (chown), or use the jail tier, which maps ids');
+    return fds.source(source, field);
   };
   // /proc and /dev as the jail has them (the helper reads /proc/self/fd; /proc/sys stays read-only): the guest mounts its own over them.
   const mounts = plan.mounts.flatMap((step, index) => [...reachableParents(plan, index), ...mountArgs(step, fds, noMapping)]);
@@ -40,6 +50,7 @@ export function renderHostView(plan: SandboxPlan, command: string[], options: Ho
     ...options.caps.flatMap((cap) => ['--cap-add', cap]),
     ...(plan.outlivesParent ? [] : ['--die-with-parent']),
     '--new-session',
+    ...(options.image ? ['--bind', options.image.root, '/'] : []),
     ...mounts,
     '--chdir', '/',
     '--seccomp', String(FD.seccomp),
@@ -47,7 +58,9 @@ export function renderHostView(plan: SandboxPlan, command: string[], options: Ho
     '--',
     ...command,
   ];
-  const argv = [brigSpawn.execPath, '--keep-fds', String(FD.bindSources + fds.entries.length - 1), '--', bwrap, ...bwrapArgs];
+  // The image's wrapper goes between brig-exec and bubblewrap: brig-exec first, so the parent-death signal joins it (and its fds stay).
+  const bwrapArgv = [bwrap, ...bwrapArgs];
+  const argv = [brigSpawn.execPath, '--keep-fds', String(FD.bindSources + fds.entries.length - 1), '--', ...(options.image ? options.image.wrap(bwrapArgv) : bwrapArgv)];
   return {
     ...plan,
     // The helper runs as host root with a bare environment; the command's own environment goes to the guest.

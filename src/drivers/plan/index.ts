@@ -10,5 +10,5 @@ export { within } from './mounts.ts';
 export { IMAGE_ID_COUNT, IMAGE_ROOT_CAPS, imageIdBase, imageUser, readLayeredFile } from './image.ts';
 export type { ImageUser } from './image.ts';
 export { MODE_SETTING_CALLS, SETID_BITS } from './setid.ts';
-export { unmappedOwnershipProblem } from './unmapped.ts';
+export { unmappedBindProblem, unmappedOwnershipProblem } from './unmapped.ts';
 export type * from './types.ts';

@@ -1,5 +1,5 @@
 import { EGRESS_DIR_INSIDE, EGRESS_SOCKET_NAME, INSIDE_DIR, NODE_DIR_INSIDE } from '../../protocol/index.ts';
-import { nodeRuntime } from '../envd-runtime/index.ts';
+import { programRuntime } from '../envd-runtime/index.ts';
 import type { MountStep, SandboxPlan } from '../plan/index.ts';
 import type { ChannelRecord } from './channel.ts';
 
@@ -28,7 +28,7 @@ const GUEST_PROGRAM = `${NODE_DIR_INSIDE}/vm-egress.cjs`;
 export function egressViewMounts(plan: SandboxPlan): MountStep[] {
   const bridge = plan.network.bridge;
   if (!bridge) return [];
-  const binds = [...bridge.mounts.map((mount) => ({ host: mount.source, sandbox: mount.target })), ...nodeRuntime(NODE_RUNTIME_INSIDE).files];
+  const binds = [...bridge.mounts.map((mount) => ({ host: mount.source, sandbox: mount.target })), ...programRuntime(NODE_RUNTIME_INSIDE, process.execPath).files];
   return binds.map((file): MountStep => ({ kind: 'bind', source: file.host, target: file.sandbox, writable: false, field: 'network.allowlist' }));
 }
 
@@ -37,6 +37,6 @@ export function egressRecords(plan: SandboxPlan, mountFlags: number): ChannelRec
   if (!plan.network.bridge) return [];
   return [
     ['mount', 'tmpfs', 'tmpfs', EGRESS_DIR_INSIDE, String(mountFlags), 'mode=0755,size=64k'],
-    ['egress', `${EGRESS_DIR_INSIDE}/${EGRESS_SOCKET_NAME}`, ...nodeRuntime(NODE_RUNTIME_INSIDE).argv(GUEST_PROGRAM)],
+    ['egress', `${EGRESS_DIR_INSIDE}/${EGRESS_SOCKET_NAME}`, ...programRuntime(NODE_RUNTIME_INSIDE, process.execPath).argv(GUEST_PROGRAM)],
   ];
 }

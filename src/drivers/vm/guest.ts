@@ -3,6 +3,7 @@ import { unmappedOwnershipProblem, type SandboxPlan } from '../plan/index.ts';
 import type { ChannelRecord } from './channel.ts';
 import { compileSeccomp } from '../jail/index.ts';
 import { egressRecords } from './egress.ts';
+import { imagePrograms } from './image-view.ts';
 
 /**
  * What the guest's init is told about the sandbox (channel.ts records), from
@@ -80,13 +81,19 @@ export const INNER_SECCOMP_FD = 3;
  */
 export function innerJail(plan: SandboxPlan): string[] {
   const procReadonly = plan.mounts.flatMap((step) => (step.kind === 'proc-readonly' ? ['--ro-bind', step.target, step.target] : []));
+  // Root in an image keeps what installing packages needs (plan.capabilities), over the image's files of every
+  // owner: a user namespace of bubblewrap's maps one id, so root runs as the guest's root, with those
+  // capabilities only (no CAP_SYS_ADMIN, no CAP_MKNOD), and new user namespaces refused by the seccomp filter.
+  const imageRoot = plan.capabilities.length > 0;
   return [
-    '/usr/bin/bwrap',
-    '--unshare-user', '--unshare-pid', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup', '--unshare-net',
-    '--uid', String(plan.identity.uid), '--gid', String(plan.identity.gid),
-    '--disable-userns',
+    // An image has no bubblewrap of its own: the host's, brought into the view (image-view.ts).
+    ...(imagePrograms(plan)?.bwrap.argv() ?? ['/usr/bin/bwrap']),
+    ...(imageRoot ? [] : ['--unshare-user']),
+    '--unshare-pid', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup', '--unshare-net',
+    ...(imageRoot ? [] : ['--uid', String(plan.identity.uid), '--gid', String(plan.identity.gid), '--disable-userns']),
     '--hostname', plan.hostname,
     '--cap-drop', 'ALL',
+    ...plan.capabilities.flatMap((cap) => ['--cap-add', cap]),
     // With a terminal, the session keeps it as its controlling terminal: it is the guest's own pty, whose
     // input comes only from brig, so TIOCSTI into it (what --new-session guards against) reaches nothing else.
     '--die-with-parent', ...(plan.tty ? [] : ['--new-session']),
@@ -106,7 +113,7 @@ export const VM_MIN_MEMORY_MIB = 128;
 function unsupported(plan: SandboxPlan): string | null {
   if (plan.policy.resources.memoryMiB < VM_MIN_MEMORY_MIB) return `resources.memoryMiB ${plan.policy.resources.memoryMiB} (a VM needs at least ${VM_MIN_MEMORY_MIB} MiB: its kernel lives in it)`;
   if (plan.network.mode === 'host') return "network.mode 'host' (a VM gets no network device: none and allowlist, through the channel, are rendered)";
-  if (plan.image) return 'a root filesystem from an image';
-  if (plan.mounts.some((step) => step.kind === 'mapped-bind')) return 'an id-mapped bind';
+  // An image's workspace is id-mapped in the jail; here, with no ids mapped, the view binds it plainly (image-view.ts).
+  if (!plan.image && plan.mounts.some((step) => step.kind === 'mapped-bind')) return 'an id-mapped bind';
   return unmappedOwnershipProblem(plan);
 }

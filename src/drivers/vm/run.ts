@@ -84,7 +84,7 @@ async function runVmOn(qemu: string, plan: SandboxPlan, io: RunIo, terminal: Cal
     child.stderr?.on('data', (chunk: Buffer) => (qemuErrors = (qemuErrors + chunk.toString()).slice(-4000)));
     const sockets = await Promise.race([
       Promise.all(connected),
-      new Promise<never>((_, reject) => child.once('close', () => reject(setupError(`QEMU ended before it connected to brig: ${qemuErrors.trim().split('\n').slice(-3).join(' | ')}`)))),
+      new Promise<never>((_, reject) => child.once('close', () => reject(setupError(`QEMU ended before it connected to brig: ${[lastLines(qemuErrors), lastLines(fileServerLog.text())].filter(Boolean).join(' | ')}`)))),
     ]);
     const [ctl, stdin, stdout, stderr, egress] = sockets as [Socket, Socket, Socket, Socket, Socket | undefined];
     if (bridge && egress) {

@@ -46,12 +46,13 @@ export async function bootVm(spec: SandboxSpec): Promise<SandboxHandle> {
   let launch: () => Promise<number>;
   try {
     if (!/^[a-z0-9-]{1,64}$/.test(spec.id)) throw new BrigError('BRIG_USAGE', `sandbox id '${spec.id}' must be 1-64 of [a-z0-9-]`, 'use a lower-case name or let brig pick one');
-    if (spec.image) throw new BrigError('BRIG_VM_UNSUPPORTED', 'the vm tier cannot boot a sandbox from an image yet', 'create it on the jail or gvisor tier (--tier jail)');
     const qemu = requireVm();
     const runtime = envdRuntime({ envdBundle: spec.envd.bundle, root: ENVD_INSIDE });
     const policy = envdPolicy(spec.envd.accessToken)(spec.policy);
     const host = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, home: process.env.HOME ?? '/', cwd: spec.stateDir, env: process.env };
-    const plan = planSandbox(policy, runtime.argv(`mux:${SERVICE_FD}`), host, { tty: false, outlivesParent: true, id: spec.id, egress: spec.egress, runtime: runtime.files });
+    // An image's overlay is mounted under vm/image (image-view.ts): the layers' mount points are the VM's own.
+    const image = spec.image && { ...spec.image, dir: `${dir}/image` };
+    const plan = planSandbox(policy, runtime.argv(`mux:${SERVICE_FD}`), host, { tty: false, outlivesParent: true, id: spec.id, egress: spec.egress, runtime: runtime.files, image });
     const config = guestConfig(plan, 'service');
     const egress = gateEgress(plan);
     const size = guestSize(plan, cpus().length);

@@ -1,7 +1,6 @@
 import { closeSync, existsSync, fstatSync } from 'node:fs';
-import { openSource } from '../host/index.ts';
+import { openSource } from './sources.ts';
 import type { ImageRoot } from '../plan/index.ts';
-import type { OciRender, StageFold } from './oci.ts';
 
 /**
  * Bind sources, mounted exactly as checked. runsc's gofer opens a bind
@@ -23,6 +22,23 @@ import type { OciRender, StageFold } from './oci.ts';
  * The staging mounts exist only in that namespace: they go when the
  * sandbox's last process does, and the host's mount table never sees them.
  */
+
+/**
+ * A mask or file mounted by the staging wrapper inside a staged read-only
+ * host directory, rather than by the tier (gVisor: each mount runsc makes is
+ * a gofer connection, about 2 ms of every start on the ptrace platform, and
+ * a plan's /etc alone has a dozen). `source` is the index of the staged
+ * source, `path` the target relative to it; `file` the bundle file bound
+ * there (a `dir` is an empty read-only tmpfs).
+ */
+export interface StageFold {
+  source: number;
+  path: string;
+  kind: 'file' | 'dir';
+  file?: string;
+  /** Where it appears inside, for --dry-run. */
+  target: string;
+}
 
 const PERL = '/usr/bin/perl';
 
@@ -130,8 +146,8 @@ export function stagedArgv(bundleDir: string, errors: string, image: ImageRoot |
 }
 
 /** Every source opened without following a link (or refused, naming its field), and its device:inode. */
-export function sourceIdentities(render: OciRender): Array<{ path: string; identity: string }> {
-  return render.sources.map((source) => {
+export function sourceIdentities(sources: Array<{ path: string; field: string }>): Array<{ path: string; identity: string }> {
+  return sources.map((source) => {
     const fd = openSource(source.path, source.field);
     try {
       const stats = fstatSync(fd, { bigint: true });

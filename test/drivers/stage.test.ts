@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { canStage, stagedArgv } from '../../../src/drivers/gvisor/stage.ts';
+import { canStage, stagedArgv } from '../../src/drivers/host/index.ts';
 
 /**
  * The staging wrapper on its own: a bind source is mounted in a private
