@@ -11,7 +11,7 @@
 //   --as UID:GID: become that user (groups: GID only) before the exec; envd,
 //   root in an image sandbox, starts a command as another user this way.
 //   IMAGE ROOT: --image-dir DIR --rw-dir DIR --layer PATH... --idmap BASE:COUNT --owner UID:GID
-//     [--map-bind SOURCE_FD:TARGET_FD:HOSTUID:HOSTGID]... --userns-fd N --root-fd N
+//     [--map-bind SOURCE_FD:TARGET_FD:HOSTUID:HOSTGID]... [--no-link-at PATH]... --userns-fd N --root-fd N
 //
 // The launcher between brig and bubblewrap. It sets resource limits (so they
 // hold from the jail's first instruction; Node cannot call setrlimit) and
@@ -219,6 +219,9 @@ int main(int argc, char **argv) {
       char end;
       if (sscanf(text, "%u:%u:%u:%u%c", &source, &target, &uid, &gid, &end) != 4 || source < 3 || target < 3) fatal("--map-bind must be SOURCE_FD:TARGET_FD:UID:GID", text);
       image.binds[image.bind_count++] = (struct mapped_bind){(int)source, (int)target, (uid_t)uid, (gid_t)gid};
+    } else if (strcmp(argv[i], "--no-link-at") == 0) {
+      if (image.target_count == IMAGE_MAX_TARGETS) fatal("too many --no-link-at", argv[i + 1]);
+      image.targets[image.target_count++] = argv[++i];
     } else if (strcmp(argv[i], "--userns-fd") == 0) image.userns_fd = parse_fd(argv[++i]);
     else if (strcmp(argv[i], "--root-fd") == 0) image.root_fd = parse_fd(argv[++i]);
     else fatal("unknown option", argv[i]);

@@ -15,7 +15,10 @@
 //      read-only, nosuid, nodev at dir/l/I;
 //   4. an overlay of those layers with rw_dir/upper (the sandbox's own writes)
 //      at dir/root, and the mapped binds attached at dir/w/I;
-//   5. the namespace and the root handed on as fds for bubblewrap's
+//   5. every path bubblewrap will mount on (--no-link-at) walked inside the
+//      root: a link on the way is refused, since bubblewrap follows it, even
+//      to /oldroot/… (the host's root while it sets up) — the image is hostile;
+//   6. the namespace and the root handed on as fds for bubblewrap's
 //      --userns and --bind-fd, then every id dropped to the jail's own
 //      (base + its uid inside: the namespace's owner).
 //
@@ -36,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -167,6 +171,28 @@ static void attach_mapped(int tree, const struct mapped_bind *bind, int index) {
   fcntl(bind->target_fd, F_SETFD, 0);
 }
 
+// Walks target's components from the root, one openat(O_NOFOLLOW) at a time: a link fails with ELOOP
+// (or ENOTDIR, O_PATH on a link's last component gives the link itself: checked with fstat). A missing
+// component ends the walk: bubblewrap makes the rest, in the root.
+static void refuse_links(int root, const char *target) {
+  char path[PATH_MAX];
+  if (strlen(target) >= sizeof path) die("a mount point's path is too long", target);
+  strcpy(path, target);
+  int at = dup(root);
+  if (at < 0) die_errno("dup");
+  for (char *name = strtok(path, "/"); name; name = strtok(NULL, "/")) {
+    int next = openat(at, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    close(at);
+    if (next < 0 && errno == ENOENT) return;
+    if (next < 0) die("looking at a mount point in the image", target);
+    struct stat stats;
+    if (fstat(next, &stats) < 0) die_errno("fstat");
+    if (S_ISLNK(stats.st_mode)) die("the image has a link where brig mounts (or on its way), and brig will not follow it", target);
+    at = next;
+  }
+  close(at);
+}
+
 void make_image_root(const struct image_root *image) {
   if (image->layer_count < 1) die("layers", "at least one is needed");
   if (image->owner_uid < image->id_base || image->owner_uid - image->id_base >= image->id_count || image->owner_gid < image->id_base || image->owner_gid - image->id_base >= image->id_count) die("--owner", "must lie in the --idmap range");
@@ -212,6 +238,7 @@ void make_image_root(const struct image_root *image) {
   for (int i = 0; i < image->bind_count; i++) attach_mapped(trees[i], &image->binds[i], i);
   int root = open("root", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (root < 0) die_errno("root");
+  for (int i = 0; i < image->target_count; i++) refuse_links(root, image->targets[i]);
   if (chdir("/") < 0) die_errno("chdir /");
   move_to(userns, image->userns_fd);
   move_to(root, image->root_fd);

@@ -7,6 +7,7 @@
 
 #define IMAGE_MAX_LAYERS 128
 #define IMAGE_MAX_BINDS 8
+#define IMAGE_MAX_TARGETS 512
 
 struct mapped_bind {
   int source_fd;  // the host directory, opened O_PATH by brig without following links
@@ -28,6 +29,8 @@ struct image_root {
   int root_fd;                          // where its merged root (O_PATH) is handed on
   struct mapped_bind binds[IMAGE_MAX_BINDS];
   int bind_count;
+  const char *targets[IMAGE_MAX_TARGETS];  // where bubblewrap mounts inside the root: no link may be on the way
+  int target_count;
 };
 
 // Does everything or exits 125 with a message: never returns half done.

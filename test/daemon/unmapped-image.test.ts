@@ -1,11 +1,11 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chownSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { Sandbox, type SandboxOpts } from 'e2b';
 import { BRIG, tempWorkspace } from '../helpers/brig.ts';
 import { serveDaemon, type RunningDaemon } from '../helpers/daemon.ts';
-import { seedUserImage } from '../helpers/images.ts';
+import { buildTestImage, seedUserImage } from '../helpers/images.ts';
 import { TEST_TIERS } from '../helpers/tiers.ts';
 import { release as hostRelease } from 'node:os';
 
@@ -19,6 +19,9 @@ import { release as hostRelease } from 'node:os';
  */
 
 const API_KEY = 'brig_unmapped_image_key';
+const HOSTILE = 'hostile-links';
+/** Where a hostile image's link points on the host: nothing may ever appear there. */
+const escapeDir = `/tmp/brig-image-escape-${process.pid}`;
 const IMAGE = 'e2b-user';
 /** What each tier's kernel says it is, and the code its refusals carry. */
 const TIERS = [
@@ -52,6 +55,11 @@ describe(`image sandboxes on the ${tier} tier`, { skip }, () => {
   before(async () => {
     state = tempWorkspace(`brig-${tier}-image-`);
     await seedUserImage(state.dir, IMAGE);
+    // Hostile: a link where brig mounts (/run/brig, under which it binds its own files) to a host directory anyone may write, as
+    // bubblewrap sees the host's root while it sets up (/oldroot).
+    mkdirSync(escapeDir, { mode: 0o1777 });
+    chmodSync(escapeDir, 0o1777);
+    await buildTestImage(state.dir, HOSTILE, `FROM ${IMAGE}\nRUN rm -rf /run/brig && ln -s /oldroot${escapeDir} /run/brig\n`);
     daemon = await serveDaemon(state.dir, { apiKey: API_KEY });
     sandbox = await createOn(daemon, IMAGE, tier);
   });
@@ -59,6 +67,7 @@ describe(`image sandboxes on the ${tier} tier`, { skip }, () => {
     for (const info of await Sandbox.list(opts(daemon)).nextItems().catch(() => [])) await Sandbox.kill(info.sandboxId, opts(daemon)).catch(() => false);
     await daemon?.stop();
     state?.remove();
+    rmSync(escapeDir, { recursive: true, force: true });
   });
 
   test("the tier's kernel, root as root, the default user with the image's home and ENV", async () => {
@@ -117,6 +126,17 @@ describe(`image sandboxes on the ${tier} tier`, { skip }, () => {
       }
     } finally {
       await source.kill();
+    }
+  });
+
+  test("an image's link where brig mounts is never followed out of its root: nothing appears on the host (on the jail too)", () => {
+    const env = { ...process.env, BRIG_STATE_DIR: state.dir };
+    for (const on of [tier, 'jail']) {
+      // --allow: the egress bridge's parts are bound under /run/brig on every tier.
+      const run = spawnSync(BRIG, ['run', '--image', HOSTILE, '--tier', on, '--allow', 'example.com', '--', 'true'], { env, encoding: 'utf8' });
+      assert.deepEqual(readdirSync(escapeDir), [], `nothing made on the host by the ${on} tier: ${run.stderr}`);
+      // gVisor makes its mount points inside the sandbox, never following the link out; the others refuse the image.
+      if (run.status !== 0) assert.match(run.stderr, /link where brig mounts|has a link at/, run.stderr);
     }
   });
 

@@ -57,7 +57,9 @@ const SYSCALLS: Partial<Record<string, { unshare: number; mount: number }>> = {
  * Arguments: unshare and mount's numbers, the bundle, the error file, the
  * image's layer count, its layers (top first), upper and work (when it has
  * layers), the count of bind sources, count × (source, identity), the count
- * of folds, count × (kind, source index, path, bundle file), then the command.
+ * of folds, count × (kind, source index, path, bundle file), the count of
+ * paths inside the image's root that must have no link on the way, those
+ * paths, then the command.
  */
 const SCRIPT = `
 use strict;
@@ -118,6 +120,18 @@ for my $f (0 .. $folds - 1) {
     syscall($mount, $tmpfs, $at, $tmpfs, 0xf, $empty) == 0 or fail("cannot mount over $at: $!");
   }
 }
+# Where the next program (bubblewrap, as root) mounts inside the image's root: no link on the way, or
+# it would be followed out of the root (a link to /oldroot/... reaches the host's files from there).
+my $targets = shift @ARGV;
+for my $t (0 .. $targets - 1) {
+  my $target = shift @ARGV;
+  my $at = "$bundle/rootfs";
+  for my $name (grep { length } split(m{/}, $target)) {
+    $at .= "/$name";
+    lstat($at) or last;
+    -l _ and fail("the image has a link at $target (or on its way): brig mounts there, and will not follow it");
+  }
+}
 exec { $ARGV[0] } @ARGV or fail("cannot run $ARGV[0]: $!");
 `;
 
@@ -137,12 +151,12 @@ export function stagePoint(bundleDir: string, index: number): string {
  * check that counts: pass the identities sourceIdentities() returned just
  * before the launch.
  */
-export function stagedArgv(bundleDir: string, errors: string, image: ImageRoot | null, sources: Array<{ path: string; identity: string }>, folds: StageFold[], argv: string[]): string[] {
+export function stagedArgv(bundleDir: string, errors: string, image: ImageRoot | null, sources: Array<{ path: string; identity: string }>, folds: StageFold[], argv: string[], rootTargets: string[] = []): string[] {
   const numbers = SYSCALLS[process.arch] ?? { unshare: -1, mount: -1 };
   const root = image ? [String(image.layers.length), ...[...image.layers].reverse(), `${image.rwDir}/upper`, `${image.rwDir}/work`] : ['0'];
   const pairs = sources.flatMap((source) => [source.path, source.identity]);
   const folded = folds.flatMap((fold) => [fold.kind, String(fold.source), fold.path, fold.file ?? '-']);
-  return [PERL, '-e', SCRIPT, '--', String(numbers.unshare), String(numbers.mount), bundleDir, errors, ...root, String(sources.length), ...pairs, String(folds.length), ...folded, ...argv];
+  return [PERL, '-e', SCRIPT, '--', String(numbers.unshare), String(numbers.mount), bundleDir, errors, ...root, String(sources.length), ...pairs, String(folds.length), ...folded, String(rootTargets.length), ...rootTargets, ...argv];
 }
 
 /** Every source opened without following a link (or refused, naming its field), and its device:inode. */

@@ -83,7 +83,7 @@ export function renderJail(plan: SandboxPlan, hostUid: number, path: string | un
       brigSpawn.execPath,
       ...plan.limits.rlimits.flatMap((limit) => ['--rlimit', `${limit.name}=${limit.soft}:${limit.hard}`]),
       '--keep-fds', String(FD.bindSources + fds.entries.length - 1),
-      ...(image && imageFds ? imageRootArgs(image, { uid: identity.hostUid, gid: identity.hostGid }, imageFds, mappedBinds) : []),
+      ...(image && imageFds ? imageRootArgs(image, { uid: identity.hostUid, gid: identity.hostGid }, imageFds, mappedBinds, [...plan.mounts.map((step) => step.target), ...(bridge?.mounts.map((mount) => mount.target) ?? [])]) : []),
       '--', bwrap, ...bwrapArgs,
     ],
     fds: fds.entries,

@@ -28,7 +28,7 @@ export interface HostViewOptions {
    * mounts. The plan's id-mapped binds are then plain binds (the helper maps
    * no ids), refused unless the sandbox's user owns their source.
    */
-  image?: { root: string; wrap: (argv: string[]) => string[] };
+  image?: { root: string; wrap: (argv: string[], targets: string[]) => string[] };
 }
 
 export function renderHostView(plan: SandboxPlan, command: string[], options: HostViewOptions): JailPlan {
@@ -60,7 +60,9 @@ export function renderHostView(plan: SandboxPlan, command: string[], options: Ho
   ];
   // The image's wrapper goes between brig-exec and bubblewrap: brig-exec first, so the parent-death signal joins it (and its fds stay).
   const bwrapArgv = [bwrap, ...bwrapArgs];
-  const argv = [brigSpawn.execPath, '--keep-fds', String(FD.bindSources + fds.entries.length - 1), '--', ...(options.image ? options.image.wrap(bwrapArgv) : bwrapArgv)];
+  // Bubblewrap, as host root, mounts on these paths inside the image's root: the wrapper refuses a link on their way.
+  const wrapped = options.image ? options.image.wrap(bwrapArgv, plan.mounts.map((step) => step.target)) : bwrapArgv;
+  const argv = [brigSpawn.execPath, '--keep-fds', String(FD.bindSources + fds.entries.length - 1), '--', ...wrapped];
   return {
     ...plan,
     // The helper runs as host root with a bare environment; the command's own environment goes to the guest.

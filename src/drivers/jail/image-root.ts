@@ -36,8 +36,13 @@ export interface MappedBind {
   hostGid: number;
 }
 
-/** brig-exec's options for it; owner: the jail's host ids (idBase + its ids inside); userns and root: the fds it hands bubblewrap. */
-export function imageRootArgs(image: ImageRoot, owner: { uid: number; gid: number }, fds: { userns: string; root: string }, binds: MappedBind[] = []): string[] {
+/**
+ * brig-exec's options for it. `targets`: every path bubblewrap mounts on
+ * inside the root, which brig-exec walks once the overlay is up, refusing an
+ * image with a link on the way (bubblewrap would follow it, even to
+ * /oldroot/…, the host's root while it sets up: the image is hostile).
+ */
+export function imageRootArgs(image: ImageRoot, owner: { uid: number; gid: number }, fds: { userns: string; root: string }, binds: MappedBind[] = [], targets: string[] = []): string[] {
   return [
     '--image-dir', image.dir,
     '--rw-dir', image.rwDir,
@@ -45,6 +50,7 @@ export function imageRootArgs(image: ImageRoot, owner: { uid: number; gid: numbe
     '--idmap', `${image.idBase}:${image.idCount}`,
     '--owner', `${owner.uid}:${owner.gid}`,
     ...binds.flatMap((bind) => ['--map-bind', `${bind.source}:${bind.target}:${bind.hostUid}:${bind.hostGid}`]),
+    ...[...new Set(targets)].flatMap((target) => ['--no-link-at', target]),
     '--userns-fd', fds.userns,
     '--root-fd', fds.root,
   ];

@@ -14,9 +14,14 @@ import { VIRTIOFSD } from './qemu.ts';
  * / under the plan's mounts, and virtiofsd serves the whole to the guest.
  * Whatever the guest writes lands in the upper (`rwDir/upper`), as its ids
  * inside; virtiofsd makes no device file and, under the host helpers'
- * filter, no setuid or setgid file.
+ * filter, no setuid or setgid file. The image is hostile (its layers, or a
+ * sandbox's upper committed into one): bubblewrap runs as host root here,
+ * and follows a link at a mount point even to /oldroot/…, the host's root
+ * while it sets up, so the wrapper refuses an image with a link on the way
+ * to any mount point (tested: a link to /oldroot/tmp made an empty file on
+ * the host before).
  */
-export function imageView(image: ImageRoot, dir: string): { root: string; wrap: (argv: string[]) => string[] } {
+export function imageView(image: ImageRoot, dir: string): { root: string; wrap: (argv: string[], targets: string[]) => string[] } {
   if (image.idBase !== 0) throw new BrigError('BRIG_INTERNAL', `an image root for the vm tier with its ids at ${image.idBase}`, 'this is a bug in brig: a tier that maps no ids is given an idBase of 0');
   if (!canStage()) throw new BrigError('BRIG_VM_UNSUPPORTED', 'a root filesystem from an image on this host: mounting it takes perl (perl-base) on x86-64', 'install perl-base, or use the jail tier');
   const bundle = `${dir}/image`;
@@ -24,8 +29,13 @@ export function imageView(image: ImageRoot, dir: string): { root: string; wrap: 
   image.layers.forEach((_, index) => mkdirSync(`${bundle}/layers/${index}`, { recursive: true, mode: 0o700 }));
   // The image's root is root's inside, and so on the host: this tier maps no ids.
   prepareUpper(image, 0);
-  // The wrapper's own failures go where virtiofsd's messages do (brig's stderr, or the sandbox's log).
-  return { root: `${bundle}/rootfs`, wrap: (argv) => stagedArgv(bundle, '/dev/stderr', image, [], [], argv) };
+  // The wrapper's own failures go to a file (its stderr may be a socket, which cannot be opened by name).
+  return { root: `${bundle}/rootfs`, wrap: (argv, targets) => stagedArgv(bundle, imageViewErrors(dir), image, [], [], argv, targets) };
+}
+
+/** Where the image's wrapper says why it refused (a link where brig mounts) or failed: read into the setup error. */
+export function imageViewErrors(dir: string): string {
+  return `${dir}/image.err`;
 }
 
 /**

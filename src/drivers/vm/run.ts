@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, openSync, rmSync } from 'node:fs';
+import { mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { ReadStream, WriteStream } from 'node:tty';
 import { createServer, type Server, type Socket } from 'node:net';
 import { cpus } from 'node:os';
@@ -14,6 +14,7 @@ import { guestSize, vmCgroup } from './limits.ts';
 import { PORTS, qemuArgv, type PortName, type VmMachine } from './qemu.ts';
 import { serveGuestEgress } from './egress-port.ts';
 import { startFileServer } from './file-server.ts';
+import { imageViewErrors } from './image-view.ts';
 import { requireVm } from './status.ts';
 import { vmArtefacts } from './build.ts';
 import { chooseAccel } from './accel.ts';
@@ -73,7 +74,10 @@ async function runVmOn(qemu: string, plan: SandboxPlan, io: RunIo, terminal: Cal
         if (process.env.BRIG_VM_DEBUG) process.stderr.write(chunk);
       });
     }, () => {});
-    startFileServer(plan, dir, cgroup, 'pipe').stderr?.on('data', (chunk: Buffer) => fileServerLog.push(chunk));
+    const fileServer = startFileServer(plan, dir, cgroup, 'pipe');
+    fileServer.stderr?.on('data', (chunk: Buffer) => fileServerLog.push(chunk));
+    // Its message, when it failed (say, refusing an image): QEMU then fails to connect, and the message may come a moment after.
+    const fileServerEnded = new Promise<void>((resolve) => fileServer.once('close', () => resolve()));
     const machine: VmMachine = { qemu, accel, vmlinuz: artefacts.kernel.vmlinuz, initramfs: artefacts.initramfs, memoryMiB: size.memoryMiB, cpus: size.cpus, fsSocket: `${dir}/fs.sock`, ports: ports.map((name) => ({ name, end: { socket: `${dir}/${name}.sock` } })),
       // Not a file: a guest could write to its console without end; brig keeps only the tail.
       console: { socket: `${dir}/console.sock` } };
@@ -84,7 +88,12 @@ async function runVmOn(qemu: string, plan: SandboxPlan, io: RunIo, terminal: Cal
     child.stderr?.on('data', (chunk: Buffer) => (qemuErrors = (qemuErrors + chunk.toString()).slice(-4000)));
     const sockets = await Promise.race([
       Promise.all(connected),
-      new Promise<never>((_, reject) => child.once('close', () => reject(setupError(`QEMU ended before it connected to brig: ${[lastLines(qemuErrors), lastLines(fileServerLog.text())].filter(Boolean).join(' | ')}`)))),
+      new Promise<never>((_, reject) =>
+        child.once('close', () => {
+          const wait = new Promise<void>((resolve) => setTimeout(resolve, 1000).unref());
+          void Promise.race([fileServerEnded, wait]).then(() => reject(setupError(`QEMU ended before it connected to brig: ${[readTail(imageViewErrors(dir)), lastLines(fileServerLog.text()), lastLines(qemuErrors)].filter(Boolean).join(' | ')}`)));
+        }),
+      ),
     ]);
     const [ctl, stdin, stdout, stderr, egress] = sockets as [Socket, Socket, Socket, Socket, Socket | undefined];
     if (bridge && egress) {
@@ -251,6 +260,15 @@ function relayOutput(write: (chunk: Buffer) => void, port: Socket, count: (bytes
 
 function lastLines(text: string): string {
   return text.trim().split('\n').slice(-3).join(' | ').slice(0, 600);
+}
+
+/** The last lines of a small file brig's own helpers wrote; '' when there is none. */
+function readTail(path: string): string {
+  try {
+    return lastLines(readFileSync(path, 'utf8').slice(-4000));
+  } catch {
+    return '';
+  }
 }
 
 /**
