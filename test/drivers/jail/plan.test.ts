@@ -159,7 +159,10 @@ describe('an image jail (policy → plan)', () => {
     const bwrapAt = argv.findIndex((arg) => arg.endsWith('bwrap'));
     const exec = argv.slice(0, bwrapAt);
     const bwrap = argv.slice(bwrapAt);
-    assert.deepEqual(exec.slice(exec.indexOf('--image-dir')), ['--image-dir', image.dir, '--rw-dir', image.rwDir, '--layer', layer, '--idmap', `${1 << 20}:65536`, '--owner', `${1 << 20}:${1 << 20}`, '--userns-fd', String(FD.bindSources), '--root-fd', String(FD.bindSources + 1), '--']);
+    // Every mount point bubblewrap makes inside the image's root is checked for links first (brig-exec --no-link-at).
+    const noLinks = [...new Set(planned.mounts.map((step) => step.target))].flatMap((target) => ['--no-link-at', target]);
+    assert.ok(noLinks.includes('/etc/hosts') && noLinks.includes('/tmp'));
+    assert.deepEqual(exec.slice(exec.indexOf('--image-dir')), ['--image-dir', image.dir, '--rw-dir', image.rwDir, '--layer', layer, '--idmap', `${1 << 20}:65536`, '--owner', `${1 << 20}:${1 << 20}`, ...noLinks, '--userns-fd', String(FD.bindSources), '--root-fd', String(FD.bindSources + 1), '--']);
     assert.deepEqual(bwrap.slice(bwrap.indexOf('--userns'), bwrap.indexOf('--userns') + 2), ['--userns', String(FD.bindSources)]);
     assert.ok(!bwrap.includes('--unshare-user') && !bwrap.includes('--disable-userns'));
     assert.deepEqual(bwrap.slice(bwrap.indexOf('--bind-fd'), bwrap.indexOf('--bind-fd') + 3), ['--bind-fd', String(FD.bindSources + 1), '/']);
