@@ -26,7 +26,7 @@
 //   root TAG | mount TYPE SOURCE TARGET FLAGS DATA | hostname NAME | uid N |
 //   gid N | groups G... | cwd PATH | env K=V | argv A0 A1... |
 //   rlimit NAME SOFT HARD | hold | service N | egress SOCKET PROGRAM ARGS... |
-//   tty COLS ROWS | end   (then, while the command runs)
+//   tty COLS ROWS | net ADDRESS NETMASK GATEWAY | end   (then, while the command runs)
 //   eof [N] | signal N | winsize COLS ROWS | poweroff
 // Guest to host: exit CODE | exit CODE STDOUT_BYTES STDERR_BYTES (with
 // `hold`) | error MESSAGE.
@@ -41,6 +41,9 @@
 // own, with that socket as fd 4 and brig.egress as fd 5: the guest's end of
 // the way out (src/drivers/vm/egress-guest.ts), where the command's relay
 // connects. The socket listens before the command starts, so nothing races it.
+// `net ADDRESS NETMASK GATEWAY` (network.mode host: QEMU's user network on a
+// virtio-net device): the modules in /modules.network are loaded, eth0 gets
+// the address and is up, the gateway is the default route, lo is up.
 // `tty COLS ROWS` (brig run on a terminal): the command gets a terminal of
 // the guest's own (a pty of the guest's devpts) as its stdio (the host puts
 // `setsid --ctty` before it, inside the second layer, so the terminal's
@@ -81,6 +84,10 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <net/route.h>
+#include <netinet/in.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -288,11 +295,11 @@ static bool plain_relative(const char *path) {
 
 static void find_ports(bool wait);
 
-static void load_modules(void) {
+static void load_modules(const char *list) {
   static char order[64 * 1024];
-  if (read_small_file("/modules.order", order, sizeof order) < 0) {
+  if (read_small_file(list, order, sizeof order) < 0) {
     if (errno == ENOENT) return;  // a kernel with its drivers built in needs none
-    fail("cannot read /modules.order: %s", strerror(errno));
+    fail("cannot read %s: %s", list, strerror(errno));
   }
   char *line = order;
   while (*line) {
@@ -301,7 +308,7 @@ static void load_modules(void) {
     if (*line) {
       char path[512];
       if (!plain_relative(line) || snprintf(path, sizeof path, "/lib/modules/%s", line) >= (int)sizeof path) {
-        fail("bad module name in /modules.order: %.100s", line);
+        fail("bad module name in %s: %.100s", list, line);
       }
       int fd = open(path, O_RDONLY | O_CLOEXEC);
       if (fd < 0 || (syscall(SYS_finit_module, fd, "", 0) < 0 && errno != EEXIST)) {
@@ -501,6 +508,8 @@ static struct {
   const char *egress_socket;              // `egress SOCKET PROGRAM…`: where the egress program listens
   char *egress_argv[EGRESS_ARGV_MAX + 1];  // ...and the program; egress_argc 0 without
   int egress_argc;
+  struct in_addr net_address, net_mask, net_gateway;  // `net …`: eth0's, the default route's
+  bool net;
   bool tty;  // `tty COLS ROWS`: the command's stdio is a terminal of the guest's
   struct winsize winsize;
 } config = {.cwd = "/"};
@@ -589,6 +598,13 @@ static bool take_config_record(int count, char **fields) {
     config.egress_socket = keep(fields[1]);
     for (int i = 2; i < count; i++) config.egress_argv[config.egress_argc++] = keep(fields[i]);
     want_egress = true;
+  } else if (strcmp(type, "net") == 0) {
+    expect_fields(count, 4, type);
+    if (config.net) fail("record net given twice");
+    if (inet_pton(AF_INET, fields[1], &config.net_address) != 1 || inet_pton(AF_INET, fields[2], &config.net_mask) != 1 || inet_pton(AF_INET, fields[3], &config.net_gateway) != 1) {
+      fail("record net: not IPv4 addresses");
+    }
+    config.net = true;
   } else if (strcmp(type, "tty") == 0) {
     expect_fields(count, 3, type);
     if (config.tty) fail("record tty given twice");
@@ -726,6 +742,48 @@ static void limit_tasks(void) {
   close(limit);
   config.cgroup_procs = open("/sys/fs/cgroup/sandbox/cgroup.procs", O_WRONLY | O_CLOEXEC);
   if (config.cgroup_procs < 0) fail("cannot open the sandbox's cgroup.procs: %s", strerror(errno));
+}
+
+// `net`: the network device's driver, then its address, the default route and lo (ioctls: no tool in the initramfs).
+static void set_interface(int sock, const char *name, const struct in_addr *address, const struct in_addr *mask) {
+  struct ifreq request;
+  memset(&request, 0, sizeof request);
+  snprintf(request.ifr_name, sizeof request.ifr_name, "%s", name);
+  struct sockaddr_in *in = (struct sockaddr_in *)&request.ifr_addr;
+  if (address) {
+    in->sin_family = AF_INET;
+    in->sin_addr = *address;
+    if (ioctl(sock, SIOCSIFADDR, &request) < 0) fail("cannot give %s its address: %s", name, strerror(errno));
+    in->sin_addr = *mask;
+    if (ioctl(sock, SIOCSIFNETMASK, &request) < 0) fail("cannot give %s its netmask: %s", name, strerror(errno));
+  }
+  if (ioctl(sock, SIOCGIFFLAGS, &request) < 0) fail("no interface %s: %s", name, strerror(errno));
+  request.ifr_flags |= IFF_UP | IFF_RUNNING;
+  if (ioctl(sock, SIOCSIFFLAGS, &request) < 0) fail("cannot bring %s up: %s", name, strerror(errno));
+}
+
+static void bring_up_network(void) {
+  load_modules("/modules.network");
+  int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (sock < 0) fail("socket: %s", strerror(errno));
+  set_interface(sock, "lo", NULL, NULL);
+  // virtio_net probes its device asynchronously: eth0 may take a moment to appear.
+  struct timespec start;
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  while (if_nametoindex("eth0") == 0) {
+    if (elapsed_ms(&start) >= PORT_WAIT_MS) fail("no eth0 after %d s: the network device did not appear", PORT_WAIT_MS / 1000);
+    struct timespec pause_for = {0, 1000000};
+    nanosleep(&pause_for, NULL);
+  }
+  set_interface(sock, "eth0", &config.net_address, &config.net_mask);
+  struct rtentry route;
+  memset(&route, 0, sizeof route);
+  struct sockaddr_in *gateway = (struct sockaddr_in *)&route.rt_gateway, *any = (struct sockaddr_in *)&route.rt_dst, *none = (struct sockaddr_in *)&route.rt_genmask;
+  gateway->sin_family = any->sin_family = none->sin_family = AF_INET;
+  gateway->sin_addr = config.net_gateway;
+  route.rt_flags = RTF_UP | RTF_GATEWAY;
+  if (ioctl(sock, SIOCADDRT, &route) < 0) fail("cannot add the default route: %s", strerror(errno));
+  close(sock);
 }
 
 // --- Step 4: the root and the guest-side mounts ------------------------------
@@ -1206,10 +1264,11 @@ int main(void) {
   mount_early("proc", "/proc");
   mount_early("sysfs", "/sys");
   mount("debugfs", "/sys/kernel/debug", "debugfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);  // for `hold`; without it, no `hold`
-  load_modules();
+  load_modules("/modules.order");
   find_ports(true);
   read_config();
   if (want_service || want_egress) find_ports(true);
+  if (config.net) bring_up_network();
   // At the memory limit: the guest's own OOM killer takes the largest process (kill-process), or the guest
   // panics (kill-sandbox), which ends QEMU (panic=-1, -no-reboot) and brig finds the panic on the console.
   if (config.panic_on_oom) {

@@ -1,6 +1,8 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { Sandbox, type SandboxOpts } from 'e2b';
 import { tempWorkspace } from '../helpers/brig.ts';
 import { serveDaemon, type RunningDaemon } from '../helpers/daemon.ts';
@@ -113,6 +115,24 @@ describe('a daemon sandbox in a microVM', { skip: vm?.skip ?? 'no vm tier' }, ()
     } finally {
       if (made) await Sandbox.kill(made.sandboxId, opts(daemon)).catch(() => false);
       await daemon.stop();
+      state.remove();
+    }
+  });
+
+  test("allowInternetAccess (network.mode host) gives the VM a network device: it reaches the host's loopback at 10.0.2.2", async () => {
+    const state = tempWorkspace('brig-tiers-vm-net-');
+    const server = createServer((request, response) => response.end(`host saw ${request.url}`));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const daemon = await serveDaemon(state.dir, { apiKey: API_KEY, args: ['--tier', 'vm'] });
+    let made: Sandbox | null = null;
+    try {
+      made = await Sandbox.create({ ...opts(daemon), timeoutMs: 600_000, allowInternetAccess: true } as SandboxOpts);
+      const port = (server.address() as AddressInfo).port;
+      assert.equal((await made.commands.run(`curl -sS -m 20 http://10.0.2.2:${port}/from-a-vm-sandbox`)).stdout, 'host saw /from-a-vm-sandbox');
+    } finally {
+      if (made) await Sandbox.kill(made.sandboxId, opts(daemon)).catch(() => false);
+      await daemon.stop();
+      server.close();
       state.remove();
     }
   });

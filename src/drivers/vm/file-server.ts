@@ -7,6 +7,7 @@ import { renderHostView, startBwrap } from '../jail/index.ts';
 import { VIRTIOFSD } from './qemu.ts';
 import { egressViewMounts } from './egress.ts';
 import { imagePrograms, imageView } from './image-view.ts';
+import { networkViewMounts } from './network.ts';
 
 /** What virtiofsd keeps of root's capabilities: enough to act as any guest uid on the view's files; no mknod, no file capabilities. */
 const VIRTIOFSD_CAPS = ['CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FOWNER', 'CAP_FSETID', 'CAP_SETGID', 'CAP_SETUID', 'CAP_SYS_CHROOT', 'CAP_SETPCAP'];
@@ -27,7 +28,7 @@ export function startFileServer(plan: SandboxPlan, dir: string, cgroup: CgroupPl
     const programs = imagePrograms(plan);
     const argv = programs ? programs.virtiofsd.argv(...options) : [VIRTIOFSD, ...options];
     // allowlist: the bridge's parts, as the jail binds them, and Node for the guest's end of it (egress.ts).
-    const mounts = [...plan.mounts, ...egressViewMounts(plan), ...(programs?.mounts ?? [])];
+    const mounts = [...plan.mounts, ...egressViewMounts(plan), ...networkViewMounts(plan), ...(programs?.mounts ?? [])];
     const view = renderHostView({ ...plan, mounts, limits: { ...plan.limits, cgroup } }, argv, { caps: VIRTIOFSD_CAPS, image });
     return startBwrap(view, ['ignore', 'ignore', messages], listening);
   } finally {

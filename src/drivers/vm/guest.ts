@@ -4,6 +4,7 @@ import type { ChannelRecord } from './channel.ts';
 import { compileSeccomp } from '../jail/index.ts';
 import { egressRecords } from './egress.ts';
 import { imagePrograms } from './image-view.ts';
+import { hasNetworkDevice, networkRecords } from './network.ts';
 
 /**
  * What the guest's init is told about the sandbox (channel.ts records), from
@@ -41,6 +42,8 @@ export function guestConfig(plan: SandboxPlan, mode: 'foreground' | 'service' = 
     // allowlist: the relay's socket is the guest's own, and a program beside the command carries it to the host (egress.ts).
     ...egressRecords(plan, MS_NOSUID | MS_NODEV | MS_NOEXEC),
     ['hostname', plan.hostname],
+    // network.mode host: a network device on QEMU's user network (network.ts).
+    ...networkRecords(plan),
     // A terminal of the guest's own (brig run on a terminal): its size, then `winsize` as it changes (run.ts).
     ...(plan.tty && terminal ? [['tty', String(terminal.columns), String(terminal.rows)] as ChannelRecord] : []),
     ['oom', plan.policy.resources.onOutOfMemory],
@@ -89,7 +92,9 @@ export function innerJail(plan: SandboxPlan): string[] {
     // An image has no bubblewrap of its own: the host's, brought into the view (image-view.ts).
     ...(imagePrograms(plan)?.bwrap.argv() ?? ['/usr/bin/bwrap']),
     ...(imageRoot ? [] : ['--unshare-user']),
-    '--unshare-pid', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup', '--unshare-net',
+    '--unshare-pid', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup',
+    // host: the guest's network is the sandbox's (its one device); otherwise a loopback of its own.
+    ...(hasNetworkDevice(plan) ? [] : ['--unshare-net']),
     ...(imageRoot ? [] : ['--uid', String(plan.identity.uid), '--gid', String(plan.identity.gid), '--disable-userns']),
     '--hostname', plan.hostname,
     '--cap-drop', 'ALL',
@@ -112,7 +117,6 @@ export const VM_MIN_MEMORY_MIB = 128;
 
 function unsupported(plan: SandboxPlan): string | null {
   if (plan.policy.resources.memoryMiB < VM_MIN_MEMORY_MIB) return `resources.memoryMiB ${plan.policy.resources.memoryMiB} (a VM needs at least ${VM_MIN_MEMORY_MIB} MiB: its kernel lives in it)`;
-  if (plan.network.mode === 'host') return "network.mode 'host' (a VM gets no network device: none and allowlist, through the channel, are rendered)";
   // An image's workspace is id-mapped in the jail; here, with no ids mapped, the view binds it plainly (image-view.ts).
   if (!plan.image && plan.mounts.some((step) => step.kind === 'mapped-bind')) return 'an id-mapped bind';
   return unmappedOwnershipProblem(plan);

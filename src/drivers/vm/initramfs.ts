@@ -4,7 +4,8 @@
  *
  *   /init                   the guest init (static), 0755
  *   /lib/modules/<file>.ko  each module the guest loads
- *   /modules.order          their file names, one a line, in load order
+ *   /modules.order          the file names every boot loads, one a line, in load order
+ *   /modules.network        those a VM with a network device loads too (the init's `net`)
  *   /dev /proc /sys /newroot /tmp   empty, to mount on
  *
  * Content-addressed: <cacheDir>/initramfs/<sha256 of its bytes>.cpio. The
@@ -49,7 +50,10 @@ async function initramfsEntries(kernel: GuestKernel, initBinary: string): Promis
   for (const [index, file] of kernel.modules.entries()) {
     entries.push({ kind: 'file', path: `lib/modules/${names[index]}`, mode: 0o644, data: await readModule(file, kernel.version) });
   }
-  entries.push({ kind: 'file', path: 'modules.order', mode: 0o644, data: Buffer.from(names.map((name) => `${name}\n`).join('')) });
+  const boot = kernel.bootModules ?? names.length;
+  const list = (part: string[]): Buffer => Buffer.from(part.map((name) => `${name}\n`).join(''));
+  entries.push({ kind: 'file', path: 'modules.order', mode: 0o644, data: list(names.slice(0, boot)) });
+  if (boot < names.length) entries.push({ kind: 'file', path: 'modules.network', mode: 0o644, data: list(names.slice(boot)) });
   return entries;
 }
 

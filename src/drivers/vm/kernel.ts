@@ -31,6 +31,9 @@ import { loadOrder } from './modules.ts';
  * device, erofs and overlay join when the channel, images and snapshots need them.
  */
 export const GUEST_MODULES: readonly string[] = ['virtio', 'virtio_ring', 'virtio_mmio', 'virtio_console', 'fuse', 'virtiofs'];
+/** Kept too, and loaded only by a VM with a network device (network.mode host: the init's `net`). */
+export const NETWORK_MODULES: readonly string[] = ['virtio_net'];
+const WANTED: readonly string[] = [...GUEST_MODULES, ...NETWORK_MODULES];
 
 export interface GuestKernel {
   /** The kernel's release, as uname -r says it in the guest: "6.1.0-57-cloud-amd64". */
@@ -39,6 +42,8 @@ export interface GuestKernel {
   vmlinuz: string;
   /** Absolute paths of the module files, each after the ones it depends on. */
   modules: string[];
+  /** How many of them, from the first, every VM loads at boot (GUEST_MODULES and theirs); the rest are NETWORK_MODULES'. Absent: all. */
+  bootModules?: number;
 }
 
 /** Told one line (no newline) per slow step, for a person watching the first use. */
@@ -54,6 +59,8 @@ interface KernelManifest {
   wanted: string[];
   /** File names under modules/, in load order. */
   modules: string[];
+  /** How many of them, from the first, load at every boot. */
+  boot: number;
 }
 
 /** Debian's architecture names for Node's. */
@@ -87,8 +94,8 @@ export async function guestKernel(cacheDir: string, progress: Progress, opts: Gu
 /** The kernel in a release directory, or undefined when it is missing, half-built or built for other modules. */
 async function cachedKernel(dir: string): Promise<GuestKernel | undefined> {
   const manifest = (await readJson(join(dir, 'kernel.json'))) as KernelManifest | undefined;
-  if (manifest === undefined || JSON.stringify(manifest.wanted) !== JSON.stringify(GUEST_MODULES)) return undefined;
-  return { version: manifest.version, vmlinuz: join(dir, 'vmlinuz'), modules: manifest.modules.map((name) => join(dir, 'modules', name)) };
+  if (manifest === undefined || JSON.stringify(manifest.wanted) !== JSON.stringify(WANTED) || typeof manifest.boot !== 'number') return undefined;
+  return { version: manifest.version, vmlinuz: join(dir, 'vmlinuz'), modules: manifest.modules.map((name) => join(dir, 'modules', name)), bootModules: manifest.boot };
 }
 
 /** Downloads `pkg`, unpacks it and keeps what the guest needs in <cacheDir>/kernel/<release>. */
@@ -115,7 +122,7 @@ async function fetchKernel(cacheDir: string, pkg: string, progress: Progress): P
     const built = await keepWhatTheGuestNeeds(unpacked, join(work, 'kernel'), { version, package: pkg, packageVersion });
     const kernel = await cachedKernel(await moveIntoPlace(built, join(cacheDir, 'kernel', version), cacheDir));
     if (kernel === undefined) throw unavailable(`the cached kernel ${version} in ${cacheDir} is not whole`, 'remove it and try again');
-    progress(`kept vmlinuz and ${kernel.modules.length} modules of ${version} (${GUEST_MODULES.length} wanted, with what they depend on)`);
+    progress(`kept vmlinuz and ${kernel.modules.length} modules of ${version} (${WANTED.length} wanted, with what they depend on)`);
     return kernel;
   } finally {
     await fs.rm(work, { recursive: true, force: true });
@@ -137,19 +144,21 @@ async function kernelPackage(): Promise<string> {
 }
 
 /** Copies vmlinuz, config and the wanted modules (with their dependencies) of an unpacked package into `dir`, kernel.json last. */
-async function keepWhatTheGuestNeeds(unpacked: string, dir: string, about: Omit<KernelManifest, 'wanted' | 'modules'>): Promise<string> {
+async function keepWhatTheGuestNeeds(unpacked: string, dir: string, about: Omit<KernelManifest, 'wanted' | 'modules' | 'boot'>): Promise<string> {
   const vmlinuz = join(unpacked, 'boot', `vmlinuz-${about.version}`);
   const modulesDir = join(unpacked, 'lib', 'modules', about.version);
   if (!(await exists(vmlinuz)) || !(await exists(modulesDir))) {
     throw unavailable(`${about.package} has no boot/vmlinuz-${about.version} or lib/modules/${about.version}`, 'Debian changed how the kernel package is laid out: please report it');
   }
-  const order = await loadOrder(modulesDir, GUEST_MODULES);
+  // Depth first in WANTED's order: the boot set and its dependencies come first, whole.
+  const order = await loadOrder(modulesDir, WANTED);
+  const boot = (await loadOrder(modulesDir, GUEST_MODULES)).length;
   await fs.mkdir(join(dir, 'modules'), { recursive: true, mode: 0o755 });
   // 0644 whatever the package says: all of it is public, and whoever runs QEMU must read it
   await copy(vmlinuz, join(dir, 'vmlinuz'));
   await copy(join(unpacked, 'boot', `config-${about.version}`), join(dir, 'config'));
   for (const file of order) await copy(file, join(dir, 'modules', basename(file)));
-  const manifest: KernelManifest = { ...about, wanted: [...GUEST_MODULES], modules: order.map((file) => basename(file)) };
+  const manifest: KernelManifest = { ...about, wanted: [...WANTED], modules: order.map((file) => basename(file)), boot };
   await writeJsonAtomic(join(dir, 'kernel.json'), manifest);
   return dir;
 }

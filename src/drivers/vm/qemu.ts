@@ -8,7 +8,8 @@ import type { Accel } from './accel.ts';
  * sandbox's filesystem as a vhost-user virtiofs device (virtiofsd on the
  * host, in the sandbox's view), and virtio-serial ports for the init's
  * channel and the command's stdio, each a unix socket brig listens on.
- * No network device, no disk, no display. Kept apart from the rest of the
+ * No disk, no display, and a network device only for network.mode host
+ * (network.ts). Kept apart from the rest of the
  * driver: another VMM (Firecracker) would be another renderer of the same parts.
  */
 
@@ -35,6 +36,8 @@ export interface VmMachine {
   ports: Array<{ name: PortName; end: HostEnd }>;
   /** The guest kernel's console (ttyS0: boot messages, the init's errors, a panic). */
   console: HostEnd;
+  /** A virtio-net device on QEMU's user network (network.mode host only; network.ts). */
+  network?: boolean;
 }
 
 function chardev(id: string, end: HostEnd): string {
@@ -78,6 +81,8 @@ export function qemuArgv(machine: VmMachine): string[] {
     '-device', 'vhost-user-fs-device,chardev=fs,tag=root',
     '-device', 'virtio-serial-device,max_ports=8',
     ...machine.ports.flatMap(({ name, end }, index) => ['-chardev', chardev(`port${index}`, end), '-device', `virtserialport,chardev=port${index},name=${name}`]),
+    // Only when the policy asks for the host's network: otherwise the guest has no network device at all.
+    ...(machine.network ? ['-netdev', 'user,id=net0', '-device', 'virtio-net-device,netdev=net0'] : []),
   ];
 }
 

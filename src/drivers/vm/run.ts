@@ -15,6 +15,7 @@ import { PORTS, qemuArgv, type PortName, type VmMachine } from './qemu.ts';
 import { serveGuestEgress } from './egress-port.ts';
 import { startFileServer } from './file-server.ts';
 import { imageViewErrors } from './image-view.ts';
+import { hasNetworkDevice } from './network.ts';
 import { requireVm } from './status.ts';
 import { vmArtefacts } from './build.ts';
 import { chooseAccel } from './accel.ts';
@@ -80,7 +81,7 @@ async function runVmOn(qemu: string, plan: SandboxPlan, io: RunIo, terminal: Cal
     const fileServerEnded = new Promise<void>((resolve) => fileServer.once('close', () => resolve()));
     const machine: VmMachine = { qemu, accel, vmlinuz: artefacts.kernel.vmlinuz, initramfs: artefacts.initramfs, memoryMiB: size.memoryMiB, cpus: size.cpus, fsSocket: `${dir}/fs.sock`, ports: ports.map((name) => ({ name, end: { socket: `${dir}/${name}.sock` } })),
       // Not a file: a guest could write to its console without end; brig keeps only the tail.
-      console: { socket: `${dir}/console.sock` } };
+      console: { socket: `${dir}/console.sock` }, network: hasNetworkDevice(plan) };
     // Supervised: QEMU becomes nobody once set up (-runas), which clears a parent-death signal of its own.
     const [qemuFile, ...qemuArgs] = dieWithParent(qemuArgv(machine), { supervise: true });
     const child = spawnInside(cgroup, () => spawn(qemuFile as string, qemuArgs, { stdio: ['ignore', 'ignore', 'pipe'], detached: true, cwd: '/', env: { PATH: '/usr/bin:/bin' } }));

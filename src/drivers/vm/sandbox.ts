@@ -18,6 +18,7 @@ import { vmArtefacts } from './build.ts';
 import { chooseAccel } from './accel.ts';
 import { startFileServer } from './file-server.ts';
 import { imageViewErrors } from './image-view.ts';
+import { hasNetworkDevice } from './network.ts';
 
 /**
  * A daemon sandbox in a microVM: envd runs in the guest (in the second
@@ -73,6 +74,7 @@ export async function bootVm(spec: SandboxSpec): Promise<SandboxHandle> {
         ...(plan.network.bridge ? [{ name: 'brig.egress' as const, end: { socket: `${dir}/egress.sock` } }] : []),
       ],
       console: { appendTo: `${dir}/console.log` },
+      network: hasNetworkDevice(plan),
     });
     pending = { id: spec.id, driver: 'vm', endpoint: { socketPath: socket.path }, pid: 0, pidStart: '', detail: { ...detailOf(cgroup, dir) }, stateDir: spec.stateDir, booting: true };
     spec.persist?.(pending);

@@ -61,7 +61,12 @@ describe("the vm tier's rendering", () => {
   });
 
   test('what the tier does not render yet is refused with BRIG_VM_UNSUPPORTED, not approximated; a terminal is the guest\'s own', () => {
-    assert.throws(() => guestConfig(plan(network('host'))), { code: 'BRIG_VM_UNSUPPORTED', message: /network/ });
+    // network.mode host: the one case with a network device (network.ts); none and allowlist have a loopback of their own.
+    const host = guestConfig(plan(network('host')));
+    assert.deepEqual(host.find((record) => record[0] === 'net'), ['net', '10.0.2.15', '255.255.255.0', '10.0.2.2']);
+    assert.ok(!host.find((record) => record[0] === 'jail')?.includes('--unshare-net'));
+    assert.ok(guestConfig(plan()).find((record) => record[0] === 'jail')?.includes('--unshare-net'));
+    assert.equal(guestConfig(plan()).some((record) => record[0] === 'net'), false);
     // A terminal needs its size; a daemon sandbox has none (envd's terminals are its own).
     assert.throws(() => guestConfig({ ...plan(), tty: true }), { code: 'BRIG_INTERNAL' });
     assert.throws(() => guestConfig({ ...plan(), tty: true }, 'service', { columns: 80, rows: 24 }), { code: 'BRIG_INTERNAL' });
@@ -83,5 +88,8 @@ describe("the vm tier's rendering", () => {
     assert.match(line, /-chardev socket,id=port0,path=\/r\/brig\.ctl -device virtserialport,chardev=port0,name=brig\.ctl/);
     assert.match(line, /-chardev file,id=port4,path=\/r\/log,append=on -device virtserialport,chardev=port4,name=brig\.service/);
     assert.match(line, /-chardev null,id=console -serial chardev:console/);
+    // Only network.mode host gets a device: a virtio-net on QEMU's user network.
+    const withNetwork = qemuArgv({ qemu: 'q', accel: 'tcg', vmlinuz: 'k', initramfs: 'i', memoryMiB: 512, cpus: 1, fsSocket: '/r/fs.sock', ports: [], console: 'null', network: true }).join(' ');
+    assert.match(withNetwork, /-netdev user,id=net0 -device virtio-net-device,netdev=net0/);
   });
 });

@@ -7,7 +7,9 @@ import { join } from 'node:path';
 import { vmDriver } from '../../../src/drivers/vm/index.ts';
 import { cgroupPids, recordsDir, sweepLeftovers } from '../../../src/drivers/host/index.ts';
 import { planSandbox, type RunEnd, type RunIo, type SandboxPlan } from '../../../src/drivers/index.ts';
-import { buildPolicy, denySyscalls, memory, resolvePolicy, timeout, workspace, type PolicyChange } from '../../../src/policy/index.ts';
+import { buildPolicy, denySyscalls, memory, network, resolvePolicy, timeout, workspace, type PolicyChange } from '../../../src/policy/index.ts';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { BRIG, eventually } from '../../helpers/brig.ts';
 
 /**
@@ -81,6 +83,20 @@ describe('the vm tier in the foreground', { skip }, () => {
     const { end, output } = await run(plan(work, ['/bin/sh', '-c', 'grep -E "^(CapEff|NoNewPrivs|Seccomp):" /proc/self/status | tr -d "\\t"; tr "\\0" " " < /proc/1/cmdline | cut -d" " -f1; cut -d: -f1 < /proc/net/dev | tail -n +3 | tr -d " "; unshare -U true 2>/dev/null || echo no-userns; uname -r >/dev/null 2>&1 || echo uname-denied'], denySyscalls('uname')));
     assert.deepEqual(end, { reason: 'exit', exitCode: 0 });
     assert.deepEqual(output.trim().split('\n'), ['CapEff:0000000000000000', 'NoNewPrivs:1', 'Seccomp:2', '/usr/bin/bwrap', 'lo', 'no-userns', 'uname-denied']);
+  });
+
+  test("network.mode host: a network device on QEMU's user network, the host's loopback at 10.0.2.2, a resolver that answers; still the second layer", async () => {
+    const server = createServer((request, response) => response.end(`host saw ${request.url}\n`));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (server.address() as AddressInfo).port;
+      const script = `cut -d: -f1 < /proc/net/dev | tail -n +3 | tr -d " " | sort; curl -sS -m 20 http://10.0.2.2:${port}/from-the-guest; grep -c nameserver /etc/resolv.conf; grep CapEff /proc/self/status | tr -d "\\t"`;
+      const { end, output } = await run(plan(work, ['/bin/sh', '-c', script], network('host')));
+      assert.deepEqual(end, { reason: 'exit', exitCode: 0 }, output);
+      assert.deepEqual(output.trim().split('\n'), ['eth0', 'lo', 'host saw /from-the-guest', '1', 'CapEff:0000000000000000']);
+    } finally {
+      server.close();
+    }
   });
 
   test('what the tier cannot render is refused before anything starts, with BRIG_VM_UNSUPPORTED', async () => {
