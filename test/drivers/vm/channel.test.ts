@@ -2,6 +2,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { encodeRecord, RecordReader } from '../../../src/drivers/vm/channel.ts';
 import { guestConfig } from '../../../src/drivers/vm/guest.ts';
+import { describeVm } from '../../../src/drivers/vm/describe.ts';
 import { qemuArgv, PORTS } from '../../../src/drivers/vm/qemu.ts';
 import { planSandbox } from '../../../src/drivers/index.ts';
 import { allowHosts, buildPolicy, network, resolvePolicy, workspace } from '../../../src/policy/index.ts';
@@ -74,6 +75,8 @@ describe("the vm tier's rendering", () => {
     assert.deepEqual(terminal.find((record) => record[0] === 'tty'), ['tty', '120', '40']);
     assert.deepEqual(terminal.find((record) => record[0] === 'argv'), ['argv', '/usr/bin/setsid', '--ctty', 'sh', '-c', 'exit 3']);
     assert.ok(!terminal.find((record) => record[0] === 'jail')?.includes('--new-session'), 'the session keeps its terminal');
+    // --dry-run on a terminal shows the size it would pass (it once threw for want of one).
+    assert.ok(describeVm({ ...plan(), tty: true }).lines.some((line) => /^init: "tty" "\d+" "\d+"$/.test(line)));
   });
 
   test("QEMU's command line: a microvm with shared memory for virtiofsd, no network, no disk, the four ports by name", () => {
