@@ -73,11 +73,12 @@ const LOADER = `
 #include <sys/syscall.h>
 #include <unistd.h>
 
-/* pid 1 for the test: loads /modules.order's modules in order, says how each went, powers off. */
+/* pid 1 for the test: loads /modules.order's modules in order, then /modules.network's (the init's on request), says how each went, powers off. */
 int main(void) {
   FILE *order = fopen("/modules.order", "r");
   char name[256], path[300];
   int failed = order == NULL;
+  for (int list = 0; list < 2; list++, order = list == 1 ? fopen("/modules.network", "r") : NULL)
   while (order != NULL && fgets(name, sizeof name, order) != NULL) {
     name[strcspn(name, "\\n")] = 0;
     snprintf(path, sizeof path, "/lib/modules/%s", name);
@@ -95,7 +96,7 @@ int main(void) {
 }
 `;
 
-test('every module of the initramfs loads into the guest kernel in modules.order\'s order', { skip: skipQemu || (CC === null ? 'no C compiler to build the test\'s module-loading init' : false) }, async (t) => {
+test('every module of the initramfs loads into the guest kernel in the order its lists give (modules.order, then modules.network)', { skip: skipQemu || (CC === null ? 'no C compiler to build the test\'s module-loading init' : false) }, async (t) => {
   writeFileSync(join(scratch, 'loader.c'), LOADER);
   execFileSync(CC as string, ['-static', '-O2', '-o', join(scratch, 'loader'), join(scratch, 'loader.c')]);
   const { kernel } = await vmArtefacts(testCacheDir(), BRIG_INIT, (line) => t.diagnostic(line));
