@@ -153,7 +153,7 @@ export class EnvdServer implements Router {
   private serveMultiplexed(fd: number): void {
     // The commands envd starts must not inherit it: one could answer the daemon's requests in envd's place.
     brigSpawn.closeOnExec(fd);
-        // A large window: what the host may send ahead is held in the guest's memory, the sandbox's own (bulk uploads are window / round trip).
+    // A large window: what the host may send ahead is held in the guest's memory, the sandbox's own (bulk uploads are window / round trip).
     const mux = new Mux(fdTransport(fd), { role: 'server', initialWindowBytes: 4 << 20 });
     mux.on('stream', (stream: Duplex) => this.server.emit('connection', stream));
     mux.on('error', (error: Error) => process.stderr.write(`envd: the multiplexed channel broke: ${error.message}\n`));

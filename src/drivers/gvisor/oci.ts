@@ -48,7 +48,6 @@ export interface OciRender {
   folds: StageFold[];
 }
 
-
 /** A host directory or file brig adds for its own needs (envd's runtime, its socket directory). */
 export interface ExtraBind {
   source: string;

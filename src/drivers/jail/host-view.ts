@@ -1,5 +1,5 @@
 import { BrigError } from '../../protocol/index.ts';
-import { findExecutable, unmappedBindProblem, within, type SandboxPlan } from '../plan/index.ts';
+import { findExecutable, within, type SandboxPlan } from '../plan/index.ts';
 import { dieWithParent, fdTable } from '../host/index.ts';
 import { compileSeccomp, hostSeccompArch } from './seccomp/index.ts';
 import { FD, mountArgs, type JailPlan } from './bwrap.ts';
@@ -25,8 +25,7 @@ export interface HostViewOptions {
   /**
    * An image's root, mounted by `wrap` before bubblewrap starts (its overlay,
    * in a private mount namespace: host/stage.ts): bound as / under the plan's
-   * mounts. The plan's id-mapped binds are then plain binds (the helper maps
-   * no ids), refused unless the sandbox's user owns their source.
+   * mounts, which the caller gives with no id-mapped bind (the helper maps no ids).
    */
   image?: { root: string; wrap: (argv: string[], targets: string[]) => string[] };
 }
@@ -36,11 +35,8 @@ export function renderHostView(plan: SandboxPlan, command: string[], options: Ho
   if (!bwrap) throw new BrigError('BRIG_BWRAP_MISSING', 'bubblewrap (bwrap) is not installed', 'run `npm run setup` (or `sudo apt-get install bubblewrap`)');
   const seccomp = compileSeccomp({ arch: hostSeccompArch(), extraDeny: plan.syscalls.extraDeny, logOnly: false, profile: 'host-helper' });
   const fds = fdTable(FD.bindSources);
-  const noMapping = (source: string, field: string): string => {
-    if (!options.image) throw new BrigError('BRIG_INTERNAL', 'an id-mapped bind in a host view', 'this is a bug in brig: only an image sandbox has one');
-    const problem = unmappedBindProblem(source, plan.identity, field);
-    if (problem) throw new BrigError('BRIG_VM_UNSUPPORTED', problem, 'give the workspace to the sandbox\'s user inside (chown), or use the jail tier, which maps ids');
-    return fds.source(source, field);
+  const noMapping = (): string => {
+    throw new BrigError('BRIG_INTERNAL', 'an id-mapped bind in a host view', 'this is a bug in brig: a tier that maps no ids renders it as a plain bind first');
   };
   // /proc and /dev as the jail has them (the helper reads /proc/self/fd; /proc/sys stays read-only): the guest mounts its own over them.
   const mounts = plan.mounts.flatMap((step, index) => [...reachableParents(plan, index), ...mountArgs(step, fds, noMapping)]);

@@ -6,7 +6,7 @@ import type { CgroupPlan } from '../host/index.ts';
 import { renderHostView, startBwrap } from '../jail/index.ts';
 import { VIRTIOFSD } from './qemu.ts';
 import { egressViewMounts } from './egress.ts';
-import { imagePrograms, imageView } from './image-view.ts';
+import { imagePrograms, imageView, unmappedMounts } from './image-view.ts';
 import { networkViewMounts } from './network.ts';
 
 /** What virtiofsd keeps of root's capabilities: enough to act as any guest uid on the view's files; no mknod, no file capabilities. */
@@ -28,7 +28,7 @@ export function startFileServer(plan: SandboxPlan, dir: string, cgroup: CgroupPl
     const programs = imagePrograms(plan);
     const argv = programs ? programs.virtiofsd.argv(...options) : [VIRTIOFSD, ...options];
     // allowlist: the bridge's parts, as the jail binds them, and Node for the guest's end of it (egress.ts).
-    const mounts = [...plan.mounts, ...egressViewMounts(plan), ...networkViewMounts(plan), ...(programs?.mounts ?? [])];
+    const mounts = [...unmappedMounts(plan), ...egressViewMounts(plan), ...networkViewMounts(plan), ...(programs?.mounts ?? [])];
     const view = renderHostView({ ...plan, mounts, limits: { ...plan.limits, cgroup } }, argv, { caps: VIRTIOFSD_CAPS, image });
     return startBwrap(view, ['ignore', 'ignore', messages], listening);
   } finally {

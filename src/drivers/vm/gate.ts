@@ -1,6 +1,6 @@
 import { closeSync, readFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
-import { Mux } from '../../protocol/index.ts';
+import { Mux, joinStreams } from '../../protocol/index.ts';
 import { RecordReader } from './channel.ts';
 import { serveGuestEgress } from './egress-port.ts';
 
@@ -63,12 +63,7 @@ export async function main(): Promise<void> {
   const mux = new Mux(service, { role: 'client', initialWindowBytes: 1 << 20 });
   mux.on('error', (error: Error) => ended(`brig.service: ${error.message}`));
   const endpoint = createServer({ allowHalfOpen: true }, (client) => {
-    const stream = mux.open();
-    client.pipe(stream).pipe(client);
-    client.on('error', () => stream.destroy());
-    stream.on('error', () => client.destroy());
-    client.once('close', () => stream.destroy());
-    stream.once('close', () => client.destroy());
+    joinStreams(client, mux.open());
   });
   endpoint.on('error', (error) => ended(`the endpoint: ${error.message}`));
   endpoint.listen({ fd: ENDPOINT_FD });

@@ -1,8 +1,8 @@
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { BrigError, INSIDE_DIR } from '../../protocol/index.ts';
 import { programRuntime, type ProgramRuntime } from '../envd-runtime/index.ts';
 import { canStage, prepareUpper, stagedArgv } from '../host/index.ts';
-import { findExecutable, type ImageRoot, type MountStep, type SandboxPlan } from '../plan/index.ts';
+import { findExecutable, unmappedBindProblem, type ImageRoot, type MountStep, type SandboxPlan } from '../plan/index.ts';
 import { VIRTIOFSD } from './qemu.ts';
 
 /**
@@ -33,9 +33,32 @@ export function imageView(image: ImageRoot, dir: string): { root: string; wrap: 
   return { root: `${bundle}/rootfs`, wrap: (argv, targets) => stagedArgv(bundle, imageViewErrors(dir), image, [], [], argv, targets) };
 }
 
-/** Where the image's wrapper says why it refused (a link where brig mounts) or failed: read into the setup error. */
-export function imageViewErrors(dir: string): string {
+/**
+ * The plan's mounts as the view binds them: an image's workspace is id-mapped
+ * in the jail; here, with no ids mapped, it is a plain bind, refused unless
+ * the sandbox's user owns it (its files would be a stranger's on the host).
+ */
+export function unmappedMounts(plan: SandboxPlan): MountStep[] {
+  return plan.mounts.map((step): MountStep => {
+    if (step.kind !== 'mapped-bind') return step;
+    const problem = unmappedBindProblem(step.source, plan.identity, step.field);
+    if (problem) throw new BrigError('BRIG_VM_UNSUPPORTED', problem, "give the workspace to the sandbox's user inside (chown), or use the jail tier, which maps ids");
+    return { kind: 'bind', source: step.source, target: step.target, writable: true, field: step.field };
+  });
+}
+
+/** Where the image's wrapper says why it refused (a link where brig mounts) or failed. */
+function imageViewErrors(dir: string): string {
   return `${dir}/image.err`;
+}
+
+/** What the image's wrapper said, its last lines, for a setup error; '' when it said nothing. */
+export function imageViewMessage(dir: string): string {
+  try {
+    return readFileSync(imageViewErrors(dir), 'utf8').slice(-2000).trim().split('\n').slice(-3).join(' | ');
+  } catch {
+    return '';
+  }
 }
 
 /**

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, openSync, rmSync } from 'node:fs';
 import { ReadStream, WriteStream } from 'node:tty';
 import { createServer, type Server, type Socket } from 'node:net';
 import { cpus } from 'node:os';
@@ -14,7 +14,7 @@ import { guestSize, vmCgroup } from './limits.ts';
 import { PORTS, qemuArgv, type PortName, type VmMachine } from './qemu.ts';
 import { serveGuestEgress } from './egress-port.ts';
 import { startFileServer } from './file-server.ts';
-import { imageViewErrors } from './image-view.ts';
+import { imageViewMessage } from './image-view.ts';
 import { hasNetworkDevice } from './network.ts';
 import { requireVm } from './status.ts';
 import { vmArtefacts } from './build.ts';
@@ -92,7 +92,7 @@ async function runVmOn(qemu: string, plan: SandboxPlan, io: RunIo, terminal: Cal
       new Promise<never>((_, reject) =>
         child.once('close', () => {
           const wait = new Promise<void>((resolve) => setTimeout(resolve, 1000).unref());
-          void Promise.race([fileServerEnded, wait]).then(() => reject(setupError(`QEMU ended before it connected to brig: ${[readTail(imageViewErrors(dir)), lastLines(fileServerLog.text()), lastLines(qemuErrors)].filter(Boolean).join(' | ')}`)));
+          void Promise.race([fileServerEnded, wait]).then(() => reject(setupError(`QEMU ended before it connected to brig: ${[imageViewMessage(dir), lastLines(fileServerLog.text()), lastLines(qemuErrors)].filter(Boolean).join(' | ')}`)));
         }),
       ),
     ]);
@@ -209,7 +209,7 @@ function watch(w: Watched): Promise<RunEnd> {
       received[index] = (received[index] ?? 0) + bytes;
       settle();
     };
-    const write = (index: 1 | 2) => w.terminal?.write ?? callerOutput(w.io, index);
+    const write = (index: 1 | 2): Output => w.terminal ?? { write: callerOutput(w.io, index) };
     const outputs = [relayOutput(write(1), w.stdout, counted(0)), relayOutput(write(2), w.stderr, counted(1))];
 
     w.child.on('close', () => {
@@ -247,11 +247,25 @@ function relayInput(io: RunIo, port: Socket, ended: (sent: number) => void): () 
   return stop ?? (() => {});
 }
 
-/** A port of the command's output to the caller, each chunk's size told to `count`. Resolves when QEMU closes it. */
-function relayOutput(write: (chunk: Buffer) => void, port: Socket, count: (bytes: number) => void): Promise<void> {
+/** Where output goes: a write that returns false when the caller is behind, and then says when it has caught up. */
+interface Output {
+  write(chunk: Buffer): boolean | void;
+  onDrain?(resume: () => void): void;
+}
+
+/**
+ * A port of the command's output to the caller, each chunk's size told to
+ * `count`. A caller that is behind pauses the port, so a guest that writes
+ * without end waits in the guest, not in brig's memory. Resolves when QEMU
+ * closes it.
+ */
+function relayOutput(output: Output, port: Socket, count: (bytes: number) => void): Promise<void> {
   port.on('data', (chunk: Buffer) => {
-    write(chunk);
     count(chunk.length);
+    if (output.write(chunk) === false && output.onDrain) {
+      port.pause();
+      output.onDrain(() => port.resume());
+    }
   });
   return new Promise((resolve) => {
     port.once('close', () => resolve());
@@ -261,15 +275,6 @@ function relayOutput(write: (chunk: Buffer) => void, port: Socket, count: (bytes
 
 function lastLines(text: string): string {
   return text.trim().split('\n').slice(-3).join(' | ').slice(0, 600);
-}
-
-/** The last lines of a small file brig's own helpers wrote; '' when there is none. */
-function readTail(path: string): string {
-  try {
-    return lastLines(readFileSync(path, 'utf8').slice(-4000));
-  } catch {
-    return '';
-  }
 }
 
 /**
@@ -285,7 +290,8 @@ interface CallerTerminal {
   size(): TerminalSize;
   /** The caller's keys into the guest's terminal, and its size as it changes; returns what stops both. */
   relay(port: Socket, ended: (sent: number) => void, resized: (size: TerminalSize) => void): () => void;
-  write(chunk: Buffer): void;
+  write(chunk: Buffer): boolean;
+  onDrain(resume: () => void): void;
   /** Once what was written has gone out (2 s at most: a caller that stopped reading is not waited for). */
   close(): Promise<void>;
 }
@@ -327,7 +333,8 @@ function callerTerminal(io: RunIo): CallerTerminal {
         input.pause();
       };
     },
-    write: (chunk) => void output.write(chunk),
+    write: (chunk) => output.write(chunk),
+    onDrain: (resume) => void output.once('drain', resume),
     async close() {
       input.destroy();
       await new Promise<void>((resolve) => {

@@ -17,7 +17,7 @@ import { requireVm } from './status.ts';
 import { vmArtefacts } from './build.ts';
 import { chooseAccel } from './accel.ts';
 import { startFileServer } from './file-server.ts';
-import { imageViewErrors } from './image-view.ts';
+import { imageViewMessage } from './image-view.ts';
 import { hasNetworkDevice } from './network.ts';
 
 /**
@@ -90,7 +90,7 @@ export async function bootVm(spec: SandboxSpec): Promise<SandboxHandle> {
     const pidStart = processStart(pid);
     if (pidStart === null) throw new BrigError('BRIG_VM_SETUP', `sandbox ${spec.id}: QEMU (pid ${pid}) ended at once`, 'envd.log in its state directory says why');
     spec.persist?.({ ...pending, pid, pidStart });
-    await envdReady(socket.path, () => processLiveness(pid, pidStart) === 'gone', () => `${readText(`${spec.stateDir}/envd.log`)}\n${readText(`${dir}/console.log`)}\n${readText(imageViewErrors(dir))}`);
+    await envdReady(socket.path, () => processLiveness(pid, pidStart) === 'gone', () => `${readText(`${spec.stateDir}/envd.log`)}\n${readText(`${dir}/console.log`)}\n${imageViewMessage(dir)}`);
     const { booting: _booting, ...booted } = pending;
     return { ...booted, pid, pidStart };
   } catch (error) {
