@@ -26,10 +26,13 @@
 //   root TAG | mount TYPE SOURCE TARGET FLAGS DATA | hostname NAME | uid N |
 //   gid N | groups G... | cwd PATH | env K=V | argv A0 A1... |
 //   rlimit NAME SOFT HARD | hold | service N | egress SOCKET PROGRAM ARGS... |
-//   tty COLS ROWS | net ADDRESS NETMASK GATEWAY | end   (then, while the command runs)
-//   eof [N] | signal N | winsize COLS ROWS | poweroff
+//   tty COLS ROWS | net ADDRESS NETMASK GATEWAY | heartbeat MS | end   (then,
+//   while the command runs) eof [N] | signal N | winsize COLS ROWS | poweroff
 // Guest to host: exit CODE | exit CODE STDOUT_BYTES STDERR_BYTES (with
-// `hold`) | error MESSAGE.
+// `hold`) | error MESSAGE | alive.
+// `heartbeat MS`: `alive` once the config is read, then every MS
+// milliseconds until the VM ends, so the host can tell a hung guest (its
+// kernel stuck, or pid 1 never scheduled) from a quiet one (heartbeat.ts).
 // TAG `initramfs` stays on the initramfs root (tests; no virtiofs there).
 // `service N` (a daemon sandbox): a fifth port, brig.service, must be there
 // and connected too, and is the command's fd N (4-9): envd serves the host's
@@ -512,6 +515,7 @@ static struct {
   bool net;
   bool tty;  // `tty COLS ROWS`: the command's stdio is a terminal of the guest's
   struct winsize winsize;
+  int heartbeat_ms;  // `heartbeat MS`: `alive` every MS; 0 without
 } config = {.cwd = "/"};
 
 static char arena[ARENA_MAX];
@@ -584,6 +588,11 @@ static bool take_config_record(int count, char **fields) {
     expect_fields(count, 1, type);
     if (config.hold) fail("record hold given twice");
     config.hold = true;
+  } else if (strcmp(type, "heartbeat") == 0) {
+    expect_fields(count, 2, type);
+    if (config.heartbeat_ms) fail("record heartbeat given twice");
+    config.heartbeat_ms = (int)number_field(type, fields[1], 60000);
+    if (config.heartbeat_ms < 100) fail("record heartbeat: %d ms (100-60000)", config.heartbeat_ms);
   } else if (strcmp(type, "service") == 0) {
     expect_fields(count, 2, type);
     if (config.service_fd) fail("record service given twice");
@@ -1089,6 +1098,31 @@ static void drain_terminal(void) {
   terminal.length = 0;
 }
 
+// --- Heartbeat --------------------------------------------------------------
+
+static struct timespec last_beat;
+
+// `alive`, when a beat is due. One small write that never waits: a host
+// that does not read brig.ctl gets no beats, and the guest goes on.
+static void beat(void) {
+  if (!config.heartbeat_ms || (last_beat.tv_sec != 0 && elapsed_ms(&last_beat) < config.heartbeat_ms)) return;
+  clock_gettime(CLOCK_MONOTONIC, &last_beat);
+  static const char alive[] = "1\0alive";  // the record "1\0alive\0": sizeof counts the final NUL
+  int flags = fcntl(ctl_fd, F_GETFL);
+  if (flags < 0 || fcntl(ctl_fd, F_SETFL, flags | O_NONBLOCK) < 0) return;
+  ssize_t written = write(ctl_fd, alive, sizeof alive);
+  // A port queues a small write whole or not at all; a part would break every record after it.
+  if (written > 0 && (size_t)written < sizeof alive) fail("a heartbeat went out in part");
+  fcntl(ctl_fd, F_SETFL, flags);
+}
+
+// poll's timeout: until the next beat is due (-1: no heartbeat).
+static int until_beat(void) {
+  if (!config.heartbeat_ms) return -1;
+  long left = config.heartbeat_ms - elapsed_ms(&last_beat);
+  return left < 0 ? 0 : (int)left;
+}
+
 static void take_run_record(int count, char **fields, pid_t command) {
   if (strcmp(fields[0], "eof") == 0) {
     if (count != 1 && count != 2) fail("record eof: %d fields, expected 1 or 2", count);
@@ -1166,7 +1200,10 @@ __attribute__((noreturn)) static void finish(int code) {
   }
   for (;;) {
     struct pollfd readable = {.fd = ctl_fd, .events = POLLIN};
-    if (poll(&readable, 1, -1) < 0 && errno != EINTR) fail("poll: %s", strerror(errno));
+    int ready = poll(&readable, 1, until_beat());
+    if (ready < 0 && errno != EINTR) fail("poll: %s", strerror(errno));
+    beat();  // the host may take its time reading the output: it must not think the guest hung
+    if (ready <= 0) continue;
     if (!read_ctl()) power_off();  // the host hung up: it has what it wanted
     int count;
     while ((count = next_record(record_fields)) > 0) {
@@ -1229,8 +1266,10 @@ __attribute__((noreturn)) static void run(void) {
       {.fd = want_terminal ? terminal.master : -1, .events = POLLIN},
       {.fd = terminal.length > 0 ? stdout_port : -1, .events = POLLOUT},
     };
-    if (poll(watched, 6, -1) < 0) {
-      if (errno == EINTR) continue;
+    int ready = poll(watched, 6, until_beat());
+    beat();
+    if (ready <= 0) {
+      if (ready == 0 || errno == EINTR) continue;
       fail("poll: %s", strerror(errno));
     }
     if (watched[0].revents) {
@@ -1267,6 +1306,7 @@ int main(void) {
   load_modules("/modules.order");
   find_ports(true);
   read_config();
+  beat();  // the first: the host now knows the guest booted
   if (want_service || want_egress) find_ports(true);
   if (config.net) bring_up_network();
   // At the memory limit: the guest's own OOM killer takes the largest process (kill-process), or the guest

@@ -164,6 +164,12 @@ export interface Driver {
    * file descriptors, /proc unreadable): never a reason to destroy it.
    */
   liveness(handle: SandboxHandle): Liveness;
+  /**
+   * Why a sandbox found gone ended, when the tier can tell (the VM's guest
+   * hung or panicked, QEMU failed): a line for its record. Asked before stop,
+   * which removes what it would read.
+   */
+  whyGone?(handle: SandboxHandle): string | null;
   usage(handle: SandboxHandle): SandboxUsage;
   /**
    * Resolve the sandbox's out-of-memory as its policy says (resources.onOutOfMemory:

@@ -102,6 +102,10 @@ describe('brig serve: a sandbox at its memory limit', () => {
     const [event] = await events(sandbox.sandboxId);
     assert.equal(event?.action, 'kill-sandbox');
     assert.match(event?.reason ?? '', /kill-sandbox/);
+    const listed = (await api<Array<{ id: string; endReason: string | null }>>('GET', '/v1/sandboxes?all=true')).body.find((item) => item.id === sandbox.sandboxId);
+    assert.match(listed?.endReason ?? '', /its memory limit: onOutOfMemory kill-sandbox/);
+    const info = await runBrig(['info', sandbox.sandboxId], { env: { ...process.env, BRIG_URL: daemon.url, BRIG_API_KEY: API_KEY } });
+    assert.match(info.stdout, /^Ended: +its memory limit/m, info.stdout + info.stderr);
     await api('DELETE', `/v1/sandboxes/${sandbox.sandboxId}?data=true`);
   });
 

@@ -128,6 +128,7 @@ describe('sandbox manager: lifecycle with real jails', () => {
     assert.throws(() => manager.get('doomed'), { code: 'BRIG_SANDBOX_NOT_FOUND' });
     assert.ok(await eventually(() => manager.listAll().find((item) => item.id === record.id)?.state === 'stopped' && leftCgroups(record).length === 0), 'its jail cleaned up');
     assert.equal(existsSync(record.workspace), true, 'only kill, rm or its timeout delete a workspace');
+    assert.equal(manager.listAll().find((item) => item.id === record.id)?.endReason, "it ended by itself: its tier's processes are gone", 'the record says it died');
     await manager.remove(record.id, { data: true });
     assert.equal(existsSync(record.workspace), false);
   });
@@ -142,6 +143,7 @@ describe('sandbox manager: lifecycle with real jails', () => {
     assert.ok(await eventually(() => !manager.listAll().some((item) => item.id === dying.id), 1_500), 'gone at its timeout');
     assert.equal(existsSync(dying.workspace), false, 'its workspace with it');
     assert.equal(manager.listAll().find((item) => item.id === stopped.id)?.state, 'stopped', 'a sandbox stopped on request is kept');
+    assert.equal(manager.listAll().find((item) => item.id === stopped.id)?.endReason, undefined, 'stopped on request: no reason to tell');
     assert.equal(existsSync(stopped.workspace), true);
     await manager.remove(stopped.id, { data: true });
   });
@@ -178,6 +180,7 @@ describe('sandbox manager: a restarted daemon reattaches what runs and cleans up
         assert.throws(() => second.get('casualty'), { code: 'BRIG_SANDBOX_NOT_FOUND' });
         assert.deepEqual(leftCgroups(dead), [], "the dead sandbox's cgroups are cleaned up");
         assert.equal(existsSync(dead.workspace), true, 'its workspace stays: it died, nobody removed it');
+        assert.match(second.listAll().find((item) => item.id === dead.id)?.endReason ?? '', /ended by itself/, 'found dead at the restart: it says so');
         await second.remove('casualty', { data: true });
         assert.equal(existsSync(dead.workspace), false);
         await second.kill('survivor');

@@ -7,6 +7,7 @@ import type { SandboxRecord } from '../../src/daemon/sandboxes/types.ts';
 import { openSqliteStore, type Store } from '../../src/daemon/store/index.ts';
 import { buildPolicy, hostNetwork, memory, named, readOnly, setEnv } from '../../src/policy/index.ts';
 import { BrigError } from '../../src/protocol/index.ts';
+import Database from 'better-sqlite3';
 
 const T0 = Date.parse('2025-01-01T00:00:00.000Z');
 
@@ -88,6 +89,8 @@ describe('sqlite store', () => {
     store.update('s1', { name: null, keepWorkspace: false, endAt: undefined });
     assert.deepStrictEqual(store.get('s1'), { ...rec, state: 'stopped', endAt, handle: null, metadata: { team: 'web' }, name: null, keepWorkspace: false });
     assert.throws(() => store.update('nope', { state: 'stopped' }), code('BRIG_SANDBOX_NOT_FOUND'));
+    store.update('s1', { endReason: 'the VM hung' });
+    assert.equal(store.get('s1')?.endReason, 'the VM hung');
     store.close();
   });
 
@@ -197,6 +200,22 @@ describe('sqlite store', () => {
       const again = openSqliteStore(file);
       assert.deepStrictEqual(again.get('s1'), full('s1'));
       again.close();
+    });
+
+    it('migrates a file of an older schema in place: its records stay, the new column works', () => {
+      const file = join(dir, 'old.db');
+      openSqliteStore(file).close();
+      const old = new Database(file);
+      old.exec('ALTER TABLE sandboxes DROP COLUMN end_reason');
+      old.pragma('user_version = 3');
+      old.prepare(`INSERT INTO sandboxes VALUES ('s9', NULL, 'base', '{}', '{}', ?, 'stopped', '2025-01-01T00:00:00.000Z', ${T0}, '2025-01-01T00:05:00.000Z', 0, 't', '/w', NULL)`).run(JSON.stringify(buildPolicy()));
+      old.close();
+      const store = openSqliteStore(file);
+      assert.equal(store.get('s9')?.state, 'stopped');
+      assert.equal(store.get('s9')?.endReason, undefined);
+      store.update('s9', { endReason: 'it ended by itself' });
+      assert.equal(store.get('s9')?.endReason, 'it ended by itself');
+      store.close();
     });
 
     it('lets a second store on the same file see the first one\'s writes', () => {

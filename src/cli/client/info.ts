@@ -52,6 +52,7 @@ export async function info(daemon: Daemon, argv: string[]): Promise<number> {
     ['Tier', sandbox.tier],
     ['Created', `${sandbox.startedAt} (${span(now - Date.parse(sandbox.startedAt))} ago)`],
     ['Ends', live ? `${sandbox.endAt} (in ${span(Date.parse(sandbox.endAt) - now)})` : '-'],
+    ...(sandbox.endReason ? [['Ended', sandbox.endReason] as [string, string]] : []),
     ['Workspace', `${sandbox.workspace} (/home/user inside)`],
     ['Metadata', Object.entries(sandbox.metadata).map(([key, value]) => `${key}=${value}`).join(', ') || '-'],
   ];

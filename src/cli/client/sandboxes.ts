@@ -16,6 +16,8 @@ export interface ListedSandbox {
   endAt: string;
   /** The host directory mounted at /home/user. */
   workspace: string;
+  /** Why it stopped when nobody stopped it; null otherwise. */
+  endReason: string | null;
 }
 
 /** Running sandboxes, oldest first; stopped ones too with `all` (their workspaces were kept). */

@@ -35,8 +35,9 @@ export function registerV1Routes(app: FastifyInstance, manager: SandboxManager):
               startedAt: { type: 'string' },
               endAt: { type: 'string' },
               workspace: { type: 'string', description: 'The host directory mounted at /home/user' },
+              endReason: { type: ['string', 'null'], description: 'Why it stopped when nobody stopped it (it died: its VM hung or panicked, its processes were killed; its memory limit ended it); null otherwise' },
             },
-            required: ['id', 'name', 'state', 'templateId', 'tier', 'metadata', 'startedAt', 'endAt', 'workspace'],
+            required: ['id', 'name', 'state', 'templateId', 'tier', 'metadata', 'startedAt', 'endAt', 'workspace', 'endReason'],
           },
         },
       },
@@ -45,7 +46,7 @@ export function registerV1Routes(app: FastifyInstance, manager: SandboxManager):
       manager
         .listAll()
         .filter((record) => request.query.all === true || record.state !== 'stopped')
-        .map(({ id, name, state, templateId, metadata, startedAt, endAt, workspace, policy, handle }) => ({ id, name, state, templateId, tier: handle?.driver ?? policy.tier ?? 'jail' /* records from before tiers ran in the jail */, metadata, startedAt, endAt, workspace })),
+        .map(({ id, name, state, templateId, metadata, startedAt, endAt, workspace, policy, handle, endReason }) => ({ id, name, state, templateId, tier: handle?.driver ?? policy.tier ?? 'jail' /* records from before tiers ran in the jail */, metadata, startedAt, endAt, workspace, endReason: endReason ?? null })),
   });
 
   app.get('/v1/pool', {

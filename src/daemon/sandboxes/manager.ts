@@ -111,7 +111,7 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
       const index = pool.indexOf(id);
       if (index !== -1) pool.splice(index, 1);
       // Ended like a timeout: the workspace stays only when it was created to be kept.
-      void teardown(record, record.state === 'pooled' || !record.keepWorkspace).catch(() => {});
+      void teardown(record, record.state === 'pooled' || !record.keepWorkspace, 'its memory limit: onOutOfMemory kill-sandbox ended it whole').catch(() => {});
     }));
   };
 
@@ -155,7 +155,7 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
     const dead = record?.state === 'running' && record.handle !== null && driverOf(record.handle).liveness(record.handle) === 'gone';
     if (!record || record.state === 'stopped' || record.state === 'pooled' || dead) {
       // Its jail died by itself: stopped, its workspace kept until its timeout (only kill, rm or that delete one).
-      if (record && dead) void teardown(record, false).then(() => expireDead(record.id)).catch(() => {});
+      if (record && dead) void teardown(record, false, whyGone(record)).then(() => expireDead(record.id)).catch(() => {});
       throw new BrigError('BRIG_SANDBOX_NOT_FOUND', `no sandbox '${idOrName}'`, 'list them with `brig ls` (or GET /v2/sandboxes); a sandbox ends when its timeout passes, or when its jail dies');
     }
     return record;
@@ -171,7 +171,11 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
   };
 
   /** Stop the sandbox and forget it (its workspace stays when it was created to keep it). */
-  const teardown = async (record: SandboxRecord, removeWorkspace: boolean): Promise<void> => {
+  /** Why a sandbox found gone ended: its tier's word when it has one. Before teardown, which removes what the tier reads. */
+  const whyGone = (record: SandboxRecord): string =>
+    (record.handle && driverOf(record.handle).whyGone?.(record.handle)) || "it ended by itself: its tier's processes are gone";
+
+  const teardown = async (record: SandboxRecord, removeWorkspace: boolean, endReason?: string): Promise<void> => {
     clearTimeout(timers.get(record.id));
     timers.delete(record.id);
     memoryGuards.get(record.id)?.close();
@@ -186,7 +190,7 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
       store.remove(record.id);
     } else {
       rmSync(state, { recursive: true, force: true });
-      store.update(record.id, { state: 'stopped', handle: null });
+      store.update(record.id, { state: 'stopped', handle: null, ...(endReason ? { endReason } : {}) });
     }
   };
 
@@ -391,7 +395,7 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
       if ((record.state === 'running' || record.state === 'pooled') && record.handle && !record.handle.booting && driverOf(record.handle).liveness(record.handle) === 'gone') {
         const index = pool.indexOf(record.id);
         if (index !== -1) pool.splice(index, 1);
-        await teardown(record, record.state === 'pooled').catch(() => {});
+        await teardown(record, record.state === 'pooled', whyGone(record)).catch(() => {});
         if (record.state === 'running') expireDead(record.id);
       }
     }
@@ -422,7 +426,7 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
     else {
       // A running sandbox that died meanwhile keeps its workspace, unless its timeout has passed too.
       const expired = Date.parse(record.endAt) <= Date.now();
-      await teardown(record, record.state !== 'running' || (expired && !record.keepWorkspace)).catch(() => {});
+      await teardown(record, record.state !== 'running' || (expired && !record.keepWorkspace), record.handle?.booting ? 'its boot never finished: the daemon that started it ended first' : whyGone(record)).catch(() => {});
       expireDead(record.id);
     }
   }

@@ -37,6 +37,8 @@ export interface SandboxRecord {
   workspace: string;
   /** The driver's handle, once booted: JSON, so a restarted daemon can reattach. */
   handle: SandboxHandle | null;
+  /** Why it stopped when nobody stopped it (it died, its tier says how; its memory limit ended it); absent otherwise. */
+  endReason?: string;
 }
 
 export interface ListQuery {

@@ -64,6 +64,10 @@ const MIGRATIONS: ReadonlyArray<(db: Database.Database) => void> = [
       sandbox TEXT NOT NULL UNIQUE
     ) STRICT;
   `),
+  (db) => db.exec(`
+    -- Why a sandbox stopped by itself (SandboxRecord.endReason); NULL while it runs or when it was stopped on purpose.
+    ALTER TABLE sandboxes ADD COLUMN end_reason TEXT;
+  `),
 ];
 
 interface Row {
@@ -81,6 +85,7 @@ interface Row {
   envd_access_token: string;
   workspace: string;
   handle: string | null;
+  end_reason: string | null;
 }
 
 interface ListParams {
@@ -109,11 +114,11 @@ export function openSqliteStore(file: string): Store {
   migrate(db);
 
   const insert = db.prepare<Row>(`INSERT INTO sandboxes VALUES (@id, @name, @template_id, @metadata, @env_vars,
-    @policy, @state, @started_at, @started_ms, @end_at, @keep_workspace, @envd_access_token, @workspace, @handle)`);
+    @policy, @state, @started_at, @started_ms, @end_at, @keep_workspace, @envd_access_token, @workspace, @handle, @end_reason)`);
   const replace = db.prepare<Row>(`UPDATE sandboxes SET name = @name, template_id = @template_id,
     metadata = @metadata, env_vars = @env_vars, policy = @policy, state = @state, started_at = @started_at,
     started_ms = @started_ms, end_at = @end_at, keep_workspace = @keep_workspace,
-    envd_access_token = @envd_access_token, workspace = @workspace, handle = @handle WHERE id = @id`);
+    envd_access_token = @envd_access_token, workspace = @workspace, handle = @handle, end_reason = @end_reason WHERE id = @id`);
   const byId = db.prepare<[string], Row>('SELECT * FROM sandboxes WHERE id = ?');
   // `state <> 'stopped'` as written in the partial index, so the planner uses it.
   const byName = db.prepare<[string], Row>(`SELECT * FROM sandboxes WHERE name = ? AND state <> 'stopped'`);
@@ -279,6 +284,7 @@ function toRow(record: SandboxRecord): Row {
     envd_access_token: record.envdAccessToken,
     workspace: record.workspace,
     handle: record.handle === null ? null : JSON.stringify(record.handle),
+    end_reason: record.endReason ?? null,
   };
 }
 
@@ -297,6 +303,7 @@ function fromRow(row: Row): SandboxRecord {
     envdAccessToken: row.envd_access_token,
     workspace: row.workspace,
     handle: row.handle === null ? null : JSON.parse(row.handle),
+    ...(row.end_reason === null ? {} : { endReason: row.end_reason }),
   };
 }
 

@@ -5,9 +5,10 @@ import { BrigError } from '../../protocol/index.ts';
  * the `brig.ctl` virtio-serial port: a decimal field count, NUL, then that
  * many NUL-terminated strings, the first naming the record. Host to guest:
  * the sandbox's config (root, hold, mount, hostname, oom, pids, uid, gid,
- * groups, own, cwd, env, jail, seccomp, egress, argv, rlimit, end), then `eof N`
- * (stdin ended after N bytes), `signal N` and `poweroff`. Guest to host:
- * `exit CODE STDOUT_BYTES STDERR_BYTES` or `error MESSAGE`.
+ * groups, own, cwd, env, jail, seccomp, egress, net, tty, heartbeat, argv,
+ * rlimit, end), then `eof N` (stdin ended after N bytes), `signal N`,
+ * `winsize COLS ROWS` and `poweroff`. Guest to host: `alive` every second
+ * (heartbeat.ts), then `exit CODE STDOUT_BYTES STDERR_BYTES` or `error MESSAGE`.
  *
  * Each port is its own queue, and a port's write returns once the data is
  * queued in the guest, not once QEMU has taken it: so `eof` carries the

@@ -3,7 +3,7 @@ import { describeVm } from './describe.ts';
 import { runVm } from './run.ts';
 import { vmStatus } from './status.ts';
 import { prepareVm } from './prepare.ts';
-import { bootVm, stopVm, vmLiveness, vmUsage, vmWatchMemory } from './sandbox.ts';
+import { bootVm, stopVm, vmLiveness, vmUsage, vmWatchMemory, vmWhyGone } from './sandbox.ts';
 
 export const vmDriver: Driver = {
   name: 'vm',
@@ -15,6 +15,7 @@ export const vmDriver: Driver = {
   run: runVm,
   boot: bootVm,
   liveness: vmLiveness,
+  whyGone: vmWhyGone,
   usage: vmUsage,
   watchMemory: vmWatchMemory,
   stop: stopVm,

@@ -5,6 +5,7 @@ import { compileSeccomp } from '../jail/index.ts';
 import { egressRecords } from './egress.ts';
 import { imagePrograms } from './image-view.ts';
 import { hasNetworkDevice, networkRecords } from './network.ts';
+import { heartbeatRecord } from './heartbeat.ts';
 
 /**
  * What the guest's init is told about the sandbox (channel.ts records), from
@@ -35,6 +36,8 @@ export function guestConfig(plan: SandboxPlan, mode: 'foreground' | 'service' = 
     ['root', 'root'],
     // After the command's end the guest counts its output and waits for brig to have it all (run.ts).
     mode === 'foreground' ? ['hold'] : ['service', String(SERVICE_FD)],
+    // `alive` every second, so the host tells a hung guest from a quiet one (heartbeat.ts).
+    heartbeatRecord(),
     ['mount', 'proc', 'proc', '/proc', String(MS_NOSUID | MS_NODEV | MS_NOEXEC), ''],
     ['mount', 'devtmpfs', 'devtmpfs', '/dev', String(MS_NOSUID | MS_NOEXEC), 'mode=0755'],
     ['mount', 'devpts', 'devpts', '/dev/pts', String(MS_NOSUID | MS_NOEXEC), 'newinstance,ptmxmode=0666,mode=0620'],

@@ -19,6 +19,7 @@ import { hasNetworkDevice } from './network.ts';
 import { requireVm } from './status.ts';
 import { vmArtefacts } from './build.ts';
 import { chooseAccel } from './accel.ts';
+import { GuestWatchdog, HUNG_HINT, hungError, silenceAllowedMs } from './heartbeat.ts';
 
 /**
  * One command in the foreground in a microVM. The steps, in order (each
@@ -56,9 +57,11 @@ async function runVmOn(qemu: string, plan: SandboxPlan, io: RunIo, terminal: Cal
   const accel = await chooseAccel(defaultStateDir(), qemu, artefacts.kernel.vmlinuz, say);
   await sweepLeftovers();
   const cgroup = vmCgroup(plan.limits.cgroup, size.memoryMiB);
+  const silenceMs = silenceAllowedMs();
   const dir = tierRunDir('vm', plan.id);
   writeRecord({ id: plan.id, ownerPid: process.pid, ownerStart: processStart('self') ?? '', cgroupDirs: cgroup.dirs, killDir: cgroup.killDir, dirs: [dir] });
   const servers: Server[] = [];
+  let watchdog: GuestWatchdog | undefined;
   try {
     createCgroup(cgroup);
     mkdirSync(dir, { mode: 0o700 });
@@ -87,11 +90,15 @@ async function runVmOn(qemu: string, plan: SandboxPlan, io: RunIo, terminal: Cal
     const child = spawnInside(cgroup, () => spawn(qemuFile as string, qemuArgs, { stdio: ['ignore', 'ignore', 'pipe'], detached: true, cwd: '/', env: { PATH: '/usr/bin:/bin' } }));
     let qemuErrors = '';
     child.stderr?.on('data', (chunk: Buffer) => (qemuErrors = (qemuErrors + chunk.toString()).slice(-4000)));
+    // From QEMU's start: a guest that hangs while it boots never connects its ports' first record either.
+    watchdog = new GuestWatchdog(silenceMs, () => killCgroup(cgroup));
+    const hungNow = watchdog;
     const sockets = await Promise.race([
       Promise.all(connected),
       new Promise<never>((_, reject) =>
         child.once('close', () => {
           const wait = new Promise<void>((resolve) => setTimeout(resolve, 1000).unref());
+          if (hungNow.hung) return reject(hungError(`${hungNow.hung}: ${lastLines(console.text()) || 'the console is empty'}`));
           void Promise.race([fileServerEnded, wait]).then(() => reject(setupError(`QEMU ended before it connected to brig: ${[imageViewMessage(dir), lastLines(fileServerLog.text()), lastLines(qemuErrors)].filter(Boolean).join(' | ')}`)));
         }),
       ),
@@ -102,8 +109,9 @@ async function runVmOn(qemu: string, plan: SandboxPlan, io: RunIo, terminal: Cal
     }
     for (const record of config) ctl.write(encodeRecord(record));
     io.started?.();
-    return await watch({ plan, io, terminal, cgroup, child, ctl, stdin, stdout, stderr, console: () => console.text(), fileServerLog: () => fileServerLog.text(), qemuErrors: () => qemuErrors });
+    return await watch({ plan, io, terminal, cgroup, child, ctl, stdin, stdout, stderr, watchdog, console: () => console.text(), fileServerLog: () => fileServerLog.text(), qemuErrors: () => qemuErrors });
   } finally {
+    watchdog?.stop();
     for (const server of servers) server.close();
     killCgroup(cgroup);
     await removeCgroup(cgroup);
@@ -153,6 +161,7 @@ interface Watched {
   stdin: Socket;
   stdout: Socket;
   stderr: Socket;
+  watchdog: GuestWatchdog;
   console: () => string;
   fileServerLog: () => string;
   qemuErrors: () => string;
@@ -181,7 +190,8 @@ function watch(w: Watched): Promise<RunEnd> {
         return endVm(setupEnd((error as BrigError).message));
       }
       for (const [type, ...fields] of records) {
-        if (type === 'exit' && fields.length === 3 && fields.every((field) => /^\d{1,15}$/.test(field)) && Number(fields[0]) < 256) {
+        if (type === 'alive' && fields.length === 0) w.watchdog.heard();
+        else if (type === 'exit' && fields.length === 3 && fields.every((field) => /^\d{1,15}$/.test(field)) && Number(fields[0]) < 256) {
           reported ??= { reason: 'exit', exitCode: Number(fields[0]) };
           // `hold`: the guest stays up until brig has read all of the output it counted, then brig says `poweroff`.
           owed = [Number(fields[1]), Number(fields[2])];
@@ -220,6 +230,7 @@ function watch(w: Watched): Promise<RunEnd> {
         if (ended) return resolve(ended);
         if (reported) return resolve(reported);
         const console = w.console();
+        if (w.watchdog.hung) return resolve({ reason: 'setup', code: 'BRIG_VM_HUNG', message: `${w.watchdog.hung}: ${lastLines(console) || 'the console is empty'}`, hint: HUNG_HINT });
         // kill-sandbox: the guest panics at its memory limit (guest.ts), which ends the VM.
         if (/Kernel panic - not syncing: (Out of memory|System is deadlocked on memory)/.test(console)) {
           w.io.onMemoryEvent?.({ time: new Date().toISOString(), action: 'kill-sandbox', pid: null, hostPid: null, command: null, rssBytes: null, main: false, reason: "the VM used all of its memory (its kernel's OOM ends the whole VM: onOutOfMemory kill-sandbox)" });

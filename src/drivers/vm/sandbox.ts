@@ -19,6 +19,8 @@ import { chooseAccel } from './accel.ts';
 import { startFileServer } from './file-server.ts';
 import { imageViewMessage } from './image-view.ts';
 import { hasNetworkDevice } from './network.ts';
+import { CHANNEL_CLOSED } from './gate.ts';
+import { silenceAllowedMs } from './heartbeat.ts';
 
 /**
  * A daemon sandbox in a microVM: envd runs in the guest (in the second
@@ -38,14 +40,19 @@ const NOBODY = 65534;
 export interface VmDetail {
   cgroup: Pick<CgroupPlan, 'version' | 'dirs' | 'killDir' | 'oomFile'>;
   dir: string;
+  /** The gate (the endpoint, and the judge of the guest's heartbeat): without it the sandbox is unreachable. Absent in handles from before it was kept. */
+  gate?: { pid: number; pidStart: string };
 }
+
+/** The host's own messages about the VM (QEMU's errors, the gate's verdicts), apart from envd.log, which the guest writes. */
+const HOST_LOG = 'host.log';
 
 export async function bootVm(spec: SandboxSpec): Promise<SandboxHandle> {
   const { socket } = spec.envd;
   const dir = `${spec.stateDir}/vm`;
   let pending: SandboxHandle;
   let cgroup: CgroupPlan;
-  let launch: () => Promise<number>;
+  let launch: () => Promise<{ qemu: number; gate: number }>;
   try {
     if (!/^[a-z0-9-]{1,64}$/.test(spec.id)) throw new BrigError('BRIG_USAGE', `sandbox id '${spec.id}' must be 1-64 of [a-z0-9-]`, 'use a lower-case name or let brig pick one');
     const qemu = requireVm();
@@ -80,27 +87,37 @@ export async function bootVm(spec: SandboxSpec): Promise<SandboxHandle> {
     spec.persist?.(pending);
     createCgroup(cgroup);
     const cgroupNow = cgroup;
-    launch = () => start(plan, dir, cgroupNow, argv, Buffer.concat(config.map(encodeRecord)), socket.fd, envdLog, egress);
+    const silenceMs = silenceAllowedMs();
+    launch = () => start(plan, dir, cgroupNow, argv, Buffer.concat(config.map(encodeRecord)), socket.fd, envdLog, egress, silenceMs);
   } catch (error) {
     closeSync(socket.fd);
     throw error;
   }
   try {
-    const pid = await launch();
+    const pids = await launch();
+    const pid = pids.qemu;
     const pidStart = processStart(pid);
-    if (pidStart === null) throw new BrigError('BRIG_VM_SETUP', `sandbox ${spec.id}: QEMU (pid ${pid}) ended at once`, 'envd.log in its state directory says why');
-    spec.persist?.({ ...pending, pid, pidStart });
-    await envdReady(socket.path, () => processLiveness(pid, pidStart) === 'gone', () => `${readText(`${spec.stateDir}/envd.log`)}\n${readText(`${dir}/console.log`)}\n${imageViewMessage(dir)}`);
-    const { booting: _booting, ...booted } = pending;
-    return { ...booted, pid, pidStart };
+    const gateStart = processStart(pids.gate);
+    if (pidStart === null || gateStart === null) throw new BrigError('BRIG_VM_SETUP', `sandbox ${spec.id}: QEMU (pid ${pid}) or its gate (pid ${pids.gate}) ended at once`, `vm/${HOST_LOG} in its state directory says why`);
+    pending = { ...pending, pid, pidStart, detail: { ...pending.detail, gate: { pid: pids.gate, pidStart: gateStart } } };
+    spec.persist?.(pending);
+    await envdReady(socket.path, () => vmLiveness(pending) === 'gone', () => `${readText(`${dir}/${HOST_LOG}`)}\n${readText(`${spec.stateDir}/envd.log`)}\n${readText(`${dir}/console.log`)}\n${imageViewMessage(dir)}`);
+    const { booting: _booting, ...ready } = pending;
+    return ready;
   } catch (error) {
     await stopVm({ ...pending, detail: { ...detailOf(cgroup, dir) } });
     throw error;
   }
 }
 
-/** virtiofsd, the gate and QEMU, in the cgroups, each detached; resolves to QEMU's pid. The caller's endpoint fd is closed here, started or not. */
-async function start(plan: Parameters<typeof startFileServer>[0], dir: string, cgroup: CgroupPlan, argv: string[], config: Buffer, endpointFd: number, envdLog: string, egress: GateEgress | null): Promise<number> {
+/**
+ * virtiofsd, the gate and QEMU, in the cgroups, each detached; resolves to
+ * QEMU's pid and the gate's. The caller's endpoint fd is closed here,
+ * started or not. virtiofsd's messages go to envd.log; QEMU's and the
+ * gate's to vm/host.log, which nothing the guest says reaches: what it holds
+ * is the sandbox's end reason (vmWhyGone).
+ */
+async function start(plan: Parameters<typeof startFileServer>[0], dir: string, cgroup: CgroupPlan, argv: string[], config: Buffer, endpointFd: number, envdLog: string, egress: GateEgress | null, silenceMs: number): Promise<{ qemu: number; gate: number }> {
   const fds: number[] = [endpointFd];
   mkdirSync(dirname(envdLog), { recursive: true, mode: 0o700 });
   const log = openSync(envdLog, 'a', 0o600);
@@ -108,6 +125,8 @@ async function start(plan: Parameters<typeof startFileServer>[0], dir: string, c
   try {
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(dir, { mode: 0o700 });
+    const hostLog = openSync(`${dir}/${HOST_LOG}`, 'a', 0o600);
+    fds.push(hostLog);
     // Handed to the gate as an open file, never a name: it carries envd's access token.
     writeFileSync(`${dir}/config`, config, { mode: 0o600 });
     const configFd = openSync(`${dir}/config`, 'r');
@@ -122,21 +141,21 @@ async function start(plan: Parameters<typeof startFileServer>[0], dir: string, c
     const children: ChildProcess[] = [startFileServer(plan, dir, cgroup, log)];
     // As nobody: what it needs (the listening sockets, the config, the log) it is handed open, and its
     // program on stdin (`node -`), so brig's install need not be readable by nobody (/root is not).
-    const gateArgs = egress ? ['-', egress.proxySocket] : ['-'];
+    const gateArgs = ['-', String(silenceMs), ...(egress ? [egress.proxySocket] : [])];
     const gateFds = egressPort === null ? [] : [egressPort];
     const ids = egress?.owner ?? { uid: NOBODY, gid: NOBODY };
-    const gate = spawnInside(cgroup, () => spawn(process.execPath, gateArgs, { stdio: ['pipe', log, log, endpointFd, ctl, service, configFd, ...gateFds], detached: true, cwd: '/', env: { PATH: '/usr/bin:/bin' }, uid: ids.uid, gid: ids.gid }));
+    const gate = spawnInside(cgroup, () => spawn(process.execPath, gateArgs, { stdio: ['pipe', hostLog, hostLog, endpointFd, ctl, service, configFd, ...gateFds], detached: true, cwd: '/', env: { PATH: '/usr/bin:/bin' }, uid: ids.uid, gid: ids.gid }));
     gate.stdin?.on('error', () => {});
     gate.stdin?.end(readFileSync(gateProgram()));
     children.push(gate);
     const [qemuFile, ...qemuArgs] = argv;
-    const qemu = spawnInside(cgroup, () => spawn(qemuFile as string, qemuArgs, { stdio: ['ignore', log, log], detached: true, cwd: '/', env: { PATH: '/usr/bin:/bin' } }));
+    const qemu = spawnInside(cgroup, () => spawn(qemuFile as string, qemuArgs, { stdio: ['ignore', hostLog, hostLog], detached: true, cwd: '/', env: { PATH: '/usr/bin:/bin' } }));
     children.push(qemu);
     const failed = children.map((child) => new Promise<never>((_, reject) => child.once('error', (error) => reject(new BrigError('BRIG_VM_SETUP', `cannot start the sandbox's VM: ${error.message}`, '`brig tiers` says what the vm tier needs')))));
-    const spawned = new Promise<number>((resolve) => qemu.once('spawn', () => resolve(qemu.pid as number)));
-    const pid = await Promise.race([spawned, ...failed]);
+    const spawned = Promise.all([gate, qemu].map((child) => new Promise<number>((resolve) => child.once('spawn', () => resolve(child.pid as number)))));
+    const [gatePid, qemuPid] = await Promise.race([spawned, ...failed]);
     for (const child of children) child.unref();
-    return pid;
+    return { qemu: qemuPid as number, gate: gatePid as number };
   } finally {
     for (const fd of fds) closeSync(fd);
   }
@@ -183,8 +202,32 @@ async function envdReady(endpoint: string, died: () => boolean, log: () => strin
 }
 
 export function vmLiveness(handle: SandboxHandle): Liveness {
-  // QEMU, then the cgroups (virtiofsd and the gate end with it).
-  return sandboxLiveness(handle, (handle.detail as unknown as VmDetail).cgroup.dirs);
+  const { cgroup, gate } = handle.detail as unknown as VmDetail;
+  // QEMU, then the cgroups (virtiofsd and the gate end with it); and the gate, which ends a guest that hung.
+  const vm = sandboxLiveness(handle, cgroup.dirs);
+  return vm === 'alive' && gate ? processLiveness(gate.pid, gate.pidStart) : vm;
+}
+
+/**
+ * Why a daemon sandbox's VM ended, from what only the host wrote: the
+ * gate's verdict (the guest hung: no heartbeat), QEMU's last error, or a
+ * panic on the guest kernel's console (the console is the guest's, but
+ * nothing in the second layer can write to it).
+ */
+export function vmWhyGone(handle: SandboxHandle): string | null {
+  const { dir } = handle.detail as unknown as VmDetail;
+  const panic = /Kernel panic - not syncing: ([^\n]*)/.exec(readText(`${dir}/console.log`))?.[1];
+  if (panic) return `the guest kernel panicked: ${printable(panic)}`;
+  const host = readText(`${dir}/${HOST_LOG}`);
+  const verdict = [...host.matchAll(/brig-vm-gate: (.*); ending$/gm)].at(-1)?.[1];
+  if (verdict && verdict !== CHANNEL_CLOSED) return printable(verdict);
+  const qemu = [...host.matchAll(/^qemu-system-x86_64: (.*)$/gm)].at(-1)?.[1];
+  if (qemu) return `QEMU ended: ${printable(qemu)}`;
+  return verdict ? 'QEMU ended without a word (killed from outside the daemon, or it crashed)' : null;
+}
+
+function printable(text: string): string {
+  return text.replace(/[^\x20-\x7e]/g, '?').trim().slice(0, 300);
 }
 
 /** Host memory (the guest's RAM as QEMU touched it, QEMU's, virtiofsd's, the gate's) and host tasks (their threads), not the guest's processes. */

@@ -11,6 +11,7 @@ import { buildPolicy, denySyscalls, memory, network, resolvePolicy, timeout, wor
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { BRIG, eventually } from '../../helpers/brig.ts';
+import { withEnv } from '../../helpers/env.ts';
 
 /**
  * The vm tier in the foreground, on whatever this machine has (TCG here: a
@@ -116,6 +117,23 @@ describe('the vm tier in the foreground', { skip }, () => {
     const ending = run(aborted, { signal: controller.signal, started: () => setTimeout(() => controller.abort('SIGINT'), 500) });
     assert.deepEqual((await ending).end, { reason: 'signal', signal: 'SIGINT' });
     assertNothingLeft(aborted);
+  });
+
+  test('a guest that gives no sign of life (QEMU frozen with SIGSTOP) is killed and the run ends with BRIG_VM_HUNG; nothing is left', async () => {
+    await withEnv('BRIG_VM_HUNG_AFTER', '3', async () => {
+      rmSync(join(work, 'frozen'), { force: true });
+      const frozen = plan(work, ['/bin/sh', '-c', 'touch frozen; sleep 600']);
+      const ending = run(frozen);
+      assert.ok(await eventually(() => existsSync(join(work, 'frozen'))), 'the command started');
+      const qemu = cgroupPids(frozen.limits.cgroup.dirs[0] as string).find((pid) => readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'qemu-system-x86');
+      assert.ok(qemu, 'QEMU runs in the cgroup');
+      process.kill(qemu, 'SIGSTOP');
+      const { end } = await ending;
+      assert.equal(end.reason, 'setup');
+      assert.equal(end.reason === 'setup' && end.code, 'BRIG_VM_HUNG');
+      assert.match(end.reason === 'setup' ? end.message : '', /^the VM hung: its init gave no sign of life for 3 s/);
+      assertNothingLeft(frozen);
+    });
   });
 
   /** `brig run --tier vm` started in `work`, and the id of its run once its record is written. */

@@ -5,12 +5,13 @@ import type { Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Sandbox } from 'e2b';
-import { buildPolicy, memory, resolvePolicy, workspace } from '../../../src/policy/index.ts';
+import { buildPolicy, memory, onOutOfMemory, resolvePolicy, workspace, type PolicyChange } from '../../../src/policy/index.ts';
 import type { SandboxHandle } from '../../../src/drivers/index.ts';
 import { vmDriver } from '../../../src/drivers/vm/index.ts';
 import { ENVD, tcpToUnix } from '../../helpers/envd.ts';
 import { bootThenKillBooter, envdHealth } from '../../helpers/orphan-boot.ts';
 import { bindEnvdSocket } from '../../../src/daemon/sandboxes/envd-socket.ts';
+import { withEnv } from '../../helpers/env.ts';
 
 /**
  * The vm tier as a daemon sandbox: envd in the guest, reached through the
@@ -31,8 +32,8 @@ function tempDir(prefix: string, owner?: number): { dir: string; remove(): void 
   return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
-function spec(id: string, state: string, work: string, memoryMiB = 512) {
-  const policy = resolvePolicy(buildPolicy(workspace(work), memory(memoryMiB)), { cwd: work, home: '/root' });
+function spec(id: string, state: string, work: string, memoryMiB = 512, ...changes: PolicyChange[]) {
+  const policy = resolvePolicy(buildPolicy(workspace(work), memory(memoryMiB), ...changes), { cwd: work, home: '/root' });
   return { id, policy, stateDir: state, envd: { bundle: ENVD, accessToken: TOKEN, socket: bindEnvdSocket(`${state}/envd`) } };
 }
 
@@ -140,6 +141,67 @@ describe('the vm driver: a sandbox outlives the process that booted it, and stop
       await vmDriver.stop(handle);
       await eventually(() => !existsSync(`/proc/${handle.pid}`));
       assertNothingLeft(handle);
+    } finally {
+      state.remove();
+      work.remove();
+    }
+  });
+});
+
+describe('the vm driver: a guest that hangs or panics is found gone, says why, and stops clean', { skip }, () => {
+  test('a guest that stops beating (QEMU frozen with SIGSTOP): the gate gives up, liveness says gone, whyGone says it hung', async () => {
+    const state = tempDir('brig-vm-state-');
+    const work = tempDir('brig-vm-ws-', USER);
+    let handle: SandboxHandle | undefined;
+    try {
+      handle = await withEnv('BRIG_VM_HUNG_AFTER', '3', () => vmDriver.boot(spec(`vm-hung-${process.pid}`, state.dir, work.dir, 256)));
+      const booted = handle;
+      // Quiet is not hung: an idle guest still beats.
+      await new Promise((resolve) => setTimeout(resolve, 4000));
+      assert.equal(vmDriver.liveness(booted), 'alive', 'an idle guest is not taken for a hung one');
+      process.kill(booted.pid, 'SIGSTOP');
+      await eventually(() => vmDriver.liveness(booted) === 'gone');
+      assert.match(vmDriver.whyGone?.(booted) ?? '', /^the VM hung: its init gave no sign of life for 3 s/);
+      await vmDriver.stop(booted);
+      assertNothingLeft(booted);
+    } finally {
+      if (handle) await vmDriver.stop(handle);
+      state.remove();
+      work.remove();
+    }
+  });
+
+  test('a guest kernel that panics (its memory used up, onOutOfMemory kill-sandbox): gone, and whyGone quotes the panic', async () => {
+    const state = tempDir('brig-vm-state-');
+    const work = tempDir('brig-vm-ws-', USER);
+    let handle: SandboxHandle | undefined;
+    try {
+      handle = await vmDriver.boot(spec(`vm-panic-${process.pid}`, state.dir, work.dir, 256, onOutOfMemory('kill-sandbox')));
+      const booted = handle;
+      const gateway = await tcpToUnix(booted.endpoint.socketPath);
+      try {
+        const sandbox = e2bSandbox(gateway.url);
+        await sandbox.commands.run(`perl -e '@x = map { "a" x (1 << 20) } 1 .. 400'`).catch(() => {});
+      } finally {
+        gateway.server.close();
+      }
+      await eventually(() => vmDriver.liveness(booted) === 'gone');
+      assert.match(vmDriver.whyGone?.(booted) ?? '', /^the guest kernel panicked: (Out of memory|System is deadlocked on memory)/);
+      await vmDriver.stop(booted);
+      assertNothingLeft(booted);
+    } finally {
+      if (handle) await vmDriver.stop(handle);
+      state.remove();
+      work.remove();
+    }
+  });
+
+  test('BRIG_VM_HUNG_AFTER that is not a number of seconds is refused before anything starts', async () => {
+    const state = tempDir('brig-vm-state-');
+    const work = tempDir('brig-vm-ws-', USER);
+    try {
+      await assert.rejects(withEnv('BRIG_VM_HUNG_AFTER', '1e3', () => vmDriver.boot(spec(`vm-badhung-${process.pid}`, state.dir, work.dir, 256))), { code: 'BRIG_USAGE', message: /BRIG_VM_HUNG_AFTER/ });
+      assert.equal(existsSync(`${state.dir}/vm`), false, 'nothing was started');
     } finally {
       state.remove();
       work.remove();
