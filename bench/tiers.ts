@@ -162,11 +162,12 @@ function buildBaseline(rev: string): { rev: string; brig: string; remove(): void
   }
 }
 
-/** Through `brig serve --tier TIER`: cold create → first commands.run("true"), one exec's round trip, an idle sandbox's memory. */
 /**
- * One tier's daemon sandboxes through the e2b SDK. `bareBootMs` (the vm
- * tier): bare QEMU's boot in the same run, against which create → first
- * exec is boot to envd ready and back.
+ * One tier's daemon sandboxes through `brig serve --tier TIER` and the e2b
+ * SDK: cold create (to envd ready, and on to the first commands.run("true")),
+ * one exec's round trip, file throughput, an idle sandbox's memory.
+ * `bareBootMs` (the vm tier): bare QEMU's boot in the same run, against
+ * which boot to envd ready is the issue's target.
  */
 async function daemonRows(tier: string, creates: number, bareBootMs?: number): Promise<string> {
   const state = tempWorkspace(`brig-bench-${tier}-`);
@@ -174,7 +175,7 @@ async function daemonRows(tier: string, creates: number, bareBootMs?: number): P
   const opts = { apiKey: 'bench', apiUrl: daemon.url, sandboxUrl: daemon.url } as SandboxOpts;
   try {
     for (let warm = 0; warm < 2; warm++) await (await Sandbox.create(opts)).kill();
-    const cold = await coldCreates(opts, creates);
+    const { ready, firstExec: cold } = await coldCreates(opts, creates);
     const idle: Sandbox[] = [];
     for (let index = 0; index < 5; index++) idle.push(await Sandbox.create(opts));
     const trips: number[] = [];
@@ -194,11 +195,12 @@ async function daemonRows(tier: string, creates: number, bareBootMs?: number): P
       '',
       '| what | measured |',
       '| --- | --- |',
+      `| cold create, until envd answers (boot to envd ready) | p50 ${percentile(ready, 0.5).toFixed(1)} ms, p95 ${percentile(ready, 0.95).toFixed(1)} ms (${creates} runs) |`,
       `| cold create → first commands.run("true") | p50 ${percentile(cold, 0.5).toFixed(1)} ms, p95 ${percentile(cold, 0.95).toFixed(1)} ms (${creates} runs) |`,
       `| commands.run("true") round trip | p50 ${percentile(trips, 0.5).toFixed(1)} ms, p95 ${percentile(trips, 0.95).toFixed(1)} ms (50 runs) |`,
       `| files.write then files.read of ${THROUGHPUT_MIB} MiB | ${throughput.write.toFixed(0)} MiB/s in, ${throughput.read.toFixed(0)} MiB/s out |`,
       `| memory of an idle sandbox (PSS of its host processes) | median ${percentile(pss, 0.5).toFixed(1)} MiB (5 sandboxes) |`,
-      ...(bareBootMs === undefined ? [] : ['', `create → first exec / bare QEMU boot (${bareBootMs.toFixed(0)} ms, above) = ${(percentile(cold, 0.5) / bareBootMs).toFixed(2)} (target for boot to envd ready ≤ 1.3): ${percentile(cold, 0.5) / bareBootMs <= 1.3 ? 'met' : 'NOT met'}`]),
+      ...(bareBootMs === undefined ? [] : ['', `boot to envd ready / bare QEMU boot (${bareBootMs.toFixed(0)} ms, above) = ${(percentile(ready, 0.5) / bareBootMs).toFixed(2)} (target ≤ 1.3): ${percentile(ready, 0.5) / bareBootMs <= 1.3 ? 'met' : 'NOT met'}; create → first exec / bare boot = ${(percentile(cold, 0.5) / bareBootMs).toFixed(2)}`]),
       '',
     ].join('\n');
   } finally {
