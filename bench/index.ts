@@ -55,6 +55,7 @@ const sections: Record<string, [file: string, call: string]> = {
   images: ['images.ts', `console.log(await m.benchImages(${imageCreates}, ${imageIdle}))`],
   base: ['images.ts', 'console.log(await m.benchBaseBuild())'],
   tiers: ['tiers.ts', `console.log(await m.benchTiers(${runs}, ${tierCreates}))`],
+  jobs: ['jobs.ts', 'console.log(await m.benchJobs(200, 30))'],
 };
 /** Asked for by name only: the soak takes 10 minutes, the base build ~5 and the network. */
 const optIn = new Set(['soak', 'base']);

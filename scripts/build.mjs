@@ -35,8 +35,9 @@ await Promise.all([
   // The host side of a daemon sandbox's VM (src/drivers/vm/gate.ts): one small process per VM, beside QEMU.
   build({ ...common, entryPoints: ['src/drivers/vm/gate-main.ts'], outfile: 'dist/vm-gate.cjs' }),
   // Mounted into allowlist jails, which see none of brig's node_modules: undici is bundled in. vm-egress is a
-  // VM guest's end of the way out (src/drivers/vm/egress-guest.ts).
-  build({ ...common, external: [], sourcemap: false, minify: true, entryPoints: ['src/egress/inside/node-proxy.ts', 'src/egress/inside/undici.ts', { in: 'src/drivers/vm/egress-guest.ts', out: 'vm-egress' }], outdir: 'dist/inside', outExtension: { '.js': '.cjs' } }),
+  // VM guest's end of the way out (src/drivers/vm/egress-guest.ts). ts-run, with sucrase bundled in, is uploaded
+  // into a sandbox to run a TypeScript job (src/daemon/jobs/ts-run.ts).
+  build({ ...common, external: [], sourcemap: false, minify: true, entryPoints: ['src/egress/inside/node-proxy.ts', 'src/egress/inside/undici.ts', { in: 'src/drivers/vm/egress-guest.ts', out: 'vm-egress' }, { in: 'src/daemon/jobs/ts-run.ts', out: 'ts-run' }], outdir: 'dist/inside', outExtension: { '.js': '.cjs' } }),
 ]);
 // The built-in image templates (brig image build base) are read at run time from beside the bundles.
 cpSync('src/images/templates', 'dist/templates', { recursive: true });

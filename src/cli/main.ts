@@ -5,6 +5,7 @@ import { runCommand } from './run.ts';
 import { loadBundle } from './bundles.ts';
 import { parseArgs } from './args.ts';
 import { driverFor, tierStatuses, usableDriver } from '../drivers/index.ts';
+import { parseDurationMs } from '../policy/index.ts';
 
 const HELP = `brig — put AI coding agents, and every command they run, in a jail.
 
@@ -37,6 +38,12 @@ Sandboxes in a running daemon (brig COMMAND --help for each):
   brig transcript NAME                       its LLM gateway exchanges, as JSON lines
   --json on each (but shell) prints JSON for scripts.
 
+Jobs in a running daemon: code run once in a fresh sandbox, its result kept (docs/jobs.md):
+  brig schedule [--kind K] [--wait] FILE|-   queue code (its kind from .sh, .py, .ts); print its id
+  brig status [-f] ID                        its state and output (-f: follow it to the end)
+  brig jobs [--state S] [--limit N]          list them, newest first
+  brig cancel ID                             end a queued or running one
+
 Docs: README.md, docs/policy.md, docs/jail.md, docs/images.md, docs/errors.md`;
 
 const VERSION = '0.1.0';
@@ -52,7 +59,7 @@ jail; \`brig run\` never does this.
   --listen ADDRESS   where to listen (default 127.0.0.1:49983)
   BRIG_ENVD_ACCESS_TOKEN in the environment makes every call need that token.`;
 
-const SERVE_HELP = `Usage: brig serve [--host HOST] [--port PORT] [--state DIR]
+const SERVE_HELP = `Usage: brig serve [--host HOST] [--port PORT] [--state DIR] [flags]
 
 The daemon: creates, tracks and destroys sandboxes (a jail with envd inside
 each) behind E2B's control plane and an envd gateway, so the e2b SDK works
@@ -69,6 +76,11 @@ against it with E2B_API_URL and E2B_SANDBOX_URL set to its address.
                 it is not built yet: templateID 'base' then boots from it, with
                 root inside (as root only; until then 'base' is the host view)
   BRIG_API_KEY  sets the API key; otherwise one is made at first start (0600).
+
+Jobs (POST /schedule, brig schedule; docs/jobs.md):
+  --jobs N                   jobs running at once, 1 to 1000 (default 4)
+  --job-retention DURATION   how long an ended job's result and artifacts are kept,
+                             e.g. 7d, 12h (default 7d)
 
 Budgets: what all sandboxes may commit together (the pool's included); a
 create that would pass one is refused with 503 BRIG_CAPACITY.
@@ -96,6 +108,8 @@ async function serveCommand(argv: string[]): Promise<number> {
       'max-connections-per-client': { value: true },
       'build-base': { value: false },
       tier: { value: true },
+      jobs: { value: true },
+      'job-retention': { value: true },
       help: { value: false, short: 'h' },
     },
     'brig serve',
@@ -105,12 +119,13 @@ async function serveCommand(argv: string[]): Promise<number> {
     return 0;
   }
   if (rest.length > 0) throw new BrigError('BRIG_USAGE', `brig serve takes no arguments, got '${rest[0]}'`, 'see `brig serve --help`');
-  const whole = (name: string, max: number): number | undefined => {
+  const whole = (name: string, max: number, min = 0): number | undefined => {
     const text = flags.get(name)?.[0];
     if (text === undefined) return undefined;
-    if (!/^\d+$/.test(text) || Number(text) > max) throw new BrigError('BRIG_USAGE', `--${name} ${text}: expected a whole number up to ${max}`, 'see `brig serve --help`');
+    if (!/^\d+$/.test(text) || Number(text) > max || Number(text) < min) throw new BrigError('BRIG_USAGE', `--${name} ${text}: expected a whole number ${min > 0 ? `from ${min} to` : 'up to'} ${max}`, 'see `brig serve --help`');
     return Number(text);
   };
+  const jobRetentionMs = jobRetention(flags.get('job-retention')?.[0]);
   const daemon = loadBundle('daemon') as { main(options: Record<string, unknown>): Promise<void> };
   const budgets = { sandboxes: whole('max-sandboxes', 1_000_000), tasks: whole('max-tasks', 2 ** 32), openFiles: whole('max-open-files', 2 ** 52), memoryMiB: whole('max-memory-mib', 2 ** 40) };
   const connections = { maxConnections: whole('max-connections', 1_048_576), maxPerClient: whole('max-connections-per-client', 1_048_576) };
@@ -122,6 +137,8 @@ async function serveCommand(argv: string[]): Promise<number> {
     budgets: definedOnly(budgets),
     connections: definedOnly(connections),
     tier: flags.get('tier')?.[0],
+    jobs: whole('jobs', 1000, 1),
+    jobRetentionMs,
   });
   if (flags.has('build-base')) buildBaseInBackground(flags.get('state')?.[0] ?? defaultStateDir());
   return new Promise<number>(() => {});
@@ -140,6 +157,14 @@ function buildBaseInBackground(stateDir: string): void {
   closeSync(out);
   process.stdout.write(`building the base image in the background (log: ${log}); 'base' is the host view until it is tagged\n`);
   child.on('exit', (code) => process.stdout.write(code === 0 ? 'the base image is built: creates of base now boot from it\n' : `building the base image failed (exit ${code}): see ${log}\n`));
+}
+
+/** --job-retention: a duration; 0 (elsewhere "no limit") is refused, as the daemon would drop each result as it ends. */
+function jobRetention(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const ms = parseDurationMs(text, '--job-retention');
+  if (ms < 1000) throw new BrigError('BRIG_USAGE', `--job-retention ${text}: ended jobs must be kept at least 1s`, 'for example 7d (the default), 12h or 30m');
+  return ms;
 }
 
 /** The fields that were given: an absent flag leaves the daemon's default. */
@@ -195,7 +220,7 @@ async function prepareTiers(names: string[]): Promise<number> {
 }
 
 /** The sandbox commands over a daemon: their own bundle (dist/client.cjs), so \`brig run\` never pays for loading it. */
-const CLIENT_COMMANDS = new Set(['create', 'ls', 'exec', 'shell', 'logs', 'cp', 'stop', 'commit', 'rm', 'prune', 'stats', 'info', 'net', 'violations', 'transcript']);
+const CLIENT_COMMANDS = new Set(['create', 'ls', 'exec', 'shell', 'logs', 'cp', 'stop', 'commit', 'rm', 'prune', 'stats', 'info', 'net', 'violations', 'transcript', 'schedule', 'status', 'jobs', 'cancel']);
 
 function clientCommand(argv: string[]): Promise<number> {
   const client = loadBundle('client') as { main(argv: string[]): Promise<number> };

@@ -2,7 +2,7 @@
  * daemon/: `brig serve`. Sandboxes (a jail with envd inside each) behind
  * E2B's control plane and an envd gateway, recorded in SQLite so a restarted
  * daemon reattaches them. Rooms: api/ (HTTP), sandboxes/ (lifecycle, no
- * HTTP), store/ (persistence).
+ * HTTP), jobs/ (seed 003's queue), store/ (persistence).
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
@@ -15,6 +15,7 @@ import { buildApi, type ConnectionLimits } from './api/index.ts';
 import { createSandboxManager, type Budgets } from './sandboxes/index.ts';
 import { openImageStore } from '../images/index.ts';
 import { openSqliteStore } from './store/index.ts';
+import { createJobQueue } from './jobs/index.ts';
 import { claimStateDir, type StateDirClaim } from './state-dir.ts';
 
 export interface DaemonOptions {
@@ -38,6 +39,10 @@ export interface DaemonOptions {
   connections?: Partial<ConnectionLimits>;
   /** The tier sandboxes get unless their create or policy names one (default: jail). Checked at start: one that cannot run here stops it. */
   tier?: string;
+  /** Jobs (POST /schedule) running at once. Default 4. */
+  jobs?: number;
+  /** How long an ended job's result and artifacts are kept, in ms. Default 7 days. */
+  jobRetentionMs?: number;
 }
 
 export interface Daemon {
@@ -81,13 +86,15 @@ async function serve(stateDir: string, claim: StateDirClaim, options: DaemonOpti
     // Image sandboxes map id ranges and mount layers: only a daemon running as root boots them.
     images: process.getuid?.() === 0 ? await openImageStore(`${stateDir}/images`) : undefined,
   });
-  const app = buildApi(manager, { apiKey, connections: options.connections });
+  const jobs = await createJobQueue({ store, manager, stateDir, tsRunner: `${options.insideDir}/ts-run.cjs`, ...(options.jobs !== undefined ? { concurrency: options.jobs } : {}), ...(options.jobRetentionMs !== undefined ? { retentionMs: options.jobRetentionMs } : {}) });
+  const app = buildApi(manager, { apiKey, connections: options.connections, jobs });
   const host = options.host ?? '127.0.0.1';
   const port = options.port ?? 3000;
   let url: string;
   try {
     url = await app.listen({ host, port });
   } catch (error) {
+    await jobs.close();
     await manager.close();
     gateway.close();
     throw new BrigError('BRIG_USAGE', `cannot listen on ${host}:${port}: ${(error as Error).message}`, 'pick another --port or --host, or stop what already listens there');
@@ -100,6 +107,8 @@ async function serve(stateDir: string, claim: StateDirClaim, options: DaemonOpti
     stateDir,
     async close() {
       await app.close();
+      // Running jobs are let go of, not stopped: the next daemon reattaches them.
+      await jobs.close();
       await manager.close();
       gateway.close();
       claim.release();

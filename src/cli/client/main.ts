@@ -5,6 +5,7 @@ import { cp, CP_HELP } from './cp.ts';
 import { create, CREATE_HELP } from './create.ts';
 import { exec, EXEC_HELP } from './exec.ts';
 import { info, INFO_HELP } from './info.ts';
+import { cancel, CANCEL_HELP, jobs, JOBS_HELP, schedule, SCHEDULE_HELP, status, STATUS_HELP } from './jobs.ts';
 import { prune, PRUNE_HELP, rm, RM_HELP, stop, STOP_HELP } from './lifecycle.ts';
 import { ls, LS_HELP } from './list.ts';
 import { logs, LOGS_HELP } from './logs.ts';
@@ -42,6 +43,10 @@ export const COMMANDS: Record<string, Command> = {
   net: { run: net, help: NET_HELP },
   violations: { run: violations, help: VIOLATIONS_HELP },
   transcript: { run: transcript, help: TRANSCRIPT_HELP },
+  schedule: { run: schedule, help: SCHEDULE_HELP },
+  status: { run: status, help: STATUS_HELP },
+  jobs: { run: jobs, help: JOBS_HELP },
+  cancel: { run: cancel, help: CANCEL_HELP },
 };
 
 const DAEMON_NOTE = `

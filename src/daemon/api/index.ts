@@ -10,12 +10,15 @@ import { frameworkErrors, installErrorHandling } from './errors.ts';
 import { registerGateway } from './gateway.ts';
 import { registerOpenApi } from './openapi.ts';
 import { registerV1Routes } from './v1.ts';
+import { registerJobRoutes } from './jobs.ts';
+import type { JobQueue } from '../jobs/index.ts';
 
 /**
  * api/: the daemon's HTTP front door. E2B's control plane and brig's /v1
  * routes (API key), the envd gateway (each sandbox's access token), and the
- * OpenAPI document (public). Routes parse requests into calls on the
- * SandboxManager, which never sees HTTP.
+ * OpenAPI document (public), seed 003's job routes (API key). Routes parse
+ * requests into calls on the SandboxManager and the JobQueue, which never
+ * see HTTP.
  */
 
 export interface ApiOptions {
@@ -27,6 +30,8 @@ export interface ApiOptions {
   version?: string;
   /** Caps on client connections; each absent one from the daemon's descriptor limit (defaultConnectionLimits). */
   connections?: Partial<ConnectionLimits>;
+  /** The job queue behind /schedule and /v1/jobs (the daemon always has one). */
+  jobs?: JobQueue;
 }
 
 export function buildApi(manager: SandboxManager, options: ApiOptions): FastifyInstance {
@@ -58,6 +63,7 @@ export function buildApi(manager: SandboxManager, options: ApiOptions): FastifyI
     registerE2bRoutes(controlPlane, manager);
     registerE2bTemplateRoutes(controlPlane, manager);
     registerV1Routes(controlPlane, manager);
+    if (options.jobs) registerJobRoutes(controlPlane, options.jobs);
   });
   return app;
 }

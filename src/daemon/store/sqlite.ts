@@ -4,6 +4,8 @@ import Database from 'better-sqlite3';
 import { BrigError } from '../../protocol/index.ts';
 import type { Spent, Violation } from '../../egress/index.ts';
 import type { ListQuery, Page, SandboxRecord, SandboxState, Store } from '../sandboxes/index.ts';
+import type { JobStore } from '../jobs/index.ts';
+import { JOBS_SCHEMA, sqliteJobStore } from './jobs-sqlite.ts';
 
 /**
  * The default store: one SQLite file, one row per sandbox. JSON fields are
@@ -68,6 +70,8 @@ const MIGRATIONS: ReadonlyArray<(db: Database.Database) => void> = [
     -- Why a sandbox stopped by itself (SandboxRecord.endReason); NULL while it runs or when it was stopped on purpose.
     ALTER TABLE sandboxes ADD COLUMN end_reason TEXT;
   `),
+  // The job queue (jobs-sqlite.ts).
+  (db) => db.exec(JOBS_SCHEMA),
 ];
 
 interface Row {
@@ -101,7 +105,7 @@ const VIOLATIONS_KEPT = 10_000;
 
 const CURSOR_HINT = 'Pass back exactly the cursor a previous page returned, or none for the first page.';
 
-export function openSqliteStore(file: string): Store {
+export function openSqliteStore(file: string): Store & JobStore {
   const inMemory = file === ':memory:' || file === '';
   if (!inMemory) prepareFile(file);
   const db = new Database(file, { timeout: 5000 });
@@ -220,6 +224,7 @@ export function openSqliteStore(file: string): Store {
     charge: (sandbox, delta) => void charge.run({ sandbox, ...delta }),
     hostId: (sandbox) => hostIdOf.get(sandbox)?.id ?? null,
     claimHostId: (sandbox, pick) => claimHostId.immediate(sandbox, pick),
+    ...sqliteJobStore(db),
     close() {
       if (!db.open) return;
       db.pragma('optimize');

@@ -1,0 +1,118 @@
+import { request, type IncomingMessage } from 'node:http';
+import { BrigError, ENVELOPE_FLAG, EnvelopeReader, SERVICE, encodeEnvelope, type ProcessEvent, type ProcessInfo, type ProcessSelector, type ProcessSignal, type StartRequest } from '../../protocol/index.ts';
+
+/**
+ * The daemon's own client of one sandbox's envd, on its unix socket (the
+ * endpoint the gateway serves): what a job needs — put files, start a
+ * program and follow its events, find and reattach to it after a restart,
+ * signal it, fetch files back. Connect's JSON form on src/protocol's codec.
+ */
+
+export interface EnvdEndpoint {
+  socketPath: string;
+  accessToken: string;
+}
+
+/** Output comes in chunks of at most 64 KiB, base64 in JSON: 1 MiB per message is ample. */
+const MAX_MESSAGE_BYTES = 1024 * 1024;
+
+export class JobEnvd {
+  constructor(private readonly endpoint: EnvdEndpoint) {}
+
+  /** Writes `content` to `path` (parents made), as the sandbox's user. */
+  async upload(path: string, content: Buffer): Promise<void> {
+    const response = await this.send('POST', `/files?${new URLSearchParams({ path })}`, { 'content-type': 'application/octet-stream' }, content);
+    await this.expectOk(response, `cannot write ${path} in the sandbox`);
+    response.resume();
+  }
+
+  /** The file's bytes, at most `maxBytes` (more is BRIG_JOB_ARTIFACT_TOO_LARGE). */
+  async download(path: string, maxBytes: number): Promise<Buffer> {
+    const response = await this.send('GET', `/files?${new URLSearchParams({ path })}`, {});
+    await this.expectOk(response, `cannot read ${path} in the sandbox`);
+    const chunks: Buffer[] = [];
+    let length = 0;
+    for await (const chunk of response as AsyncIterable<Buffer>) {
+      length += chunk.length;
+      if (length > maxBytes) {
+        response.destroy();
+        throw new BrigError('BRIG_JOB_ARTIFACT_TOO_LARGE', `${path} is larger than the ${maxBytes} bytes left for it (64 MiB an artifact, 256 MiB a job)`, "write a smaller file, or collect it some other way (the job's sandbox is gone after it ends)");
+      }
+      chunks.push(chunk);
+    }
+    return Buffer.concat(chunks);
+  }
+
+  /** Process.Start: the program's events as they come; `lifetimeMs` is envd's own deadline for it (it kills the program then, daemon or not). */
+  start(start: StartRequest, lifetimeMs: number, signal: AbortSignal): AsyncGenerator<ProcessEvent> {
+    return this.stream('Start', start, { 'connect-timeout-ms': String(lifetimeMs) }, signal);
+  }
+
+  /** Process.Connect: the events of a program already running, from now on. */
+  connect(process: ProcessSelector, signal: AbortSignal): AsyncGenerator<ProcessEvent> {
+    return this.stream('Connect', { process }, {}, signal);
+  }
+
+  async list(): Promise<ProcessInfo[]> {
+    return (await this.unary<{ processes?: ProcessInfo[] }>('List', {})).processes ?? [];
+  }
+
+  async sendSignal(process: ProcessSelector, signal: ProcessSignal): Promise<void> {
+    await this.unary('SendSignal', { process, signal });
+  }
+
+  private async unary<T>(method: string, message: unknown): Promise<T> {
+    const response = await this.send('POST', `/${SERVICE.process}/${method}`, { 'content-type': 'application/json' }, Buffer.from(JSON.stringify(message)));
+    await this.expectOk(response, `envd's ${method}`);
+    return JSON.parse((await readAll(response, MAX_MESSAGE_BYTES)).toString()) as T;
+  }
+
+  private async *stream(method: string, message: unknown, headers: Record<string, string>, signal: AbortSignal): AsyncGenerator<ProcessEvent> {
+    const response = await this.send('POST', `/${SERVICE.process}/${method}`, { 'content-type': 'application/connect+json', 'connect-protocol-version': '1', ...headers }, encodeEnvelope(message), signal);
+    await this.expectOk(response, `envd's ${method}`);
+    const reader = new EnvelopeReader(MAX_MESSAGE_BYTES);
+    for await (const chunk of response as AsyncIterable<Buffer>) {
+      for (const envelope of reader.push(chunk)) {
+        const parsed = JSON.parse(envelope.data.toString() || '{}') as { event?: ProcessEvent; error?: { code?: string; message?: string } };
+        if (envelope.flags & ENVELOPE_FLAG.endStream) {
+          if (parsed.error) throw new BrigError('BRIG_JOB_FAILED', `envd's ${method}: ${parsed.error.message ?? parsed.error.code ?? 'failed'}`, "the sandbox's log (`brig logs`) may say more");
+          return;
+        }
+        if (parsed.event) yield parsed.event;
+      }
+    }
+    throw new BrigError('BRIG_JOB_FAILED', `the sandbox stopped answering before the job's program ended`, 'it may have been killed or run out of memory: its record says why (`brig ls --all`)');
+  }
+
+  private send(method: string, path: string, headers: Record<string, string>, body?: Buffer, signal?: AbortSignal): Promise<IncomingMessage> {
+    return new Promise((resolve, reject) => {
+      const req = request({ socketPath: this.endpoint.socketPath, method, path, headers: { ...headers, 'x-access-token': this.endpoint.accessToken }, signal }, resolve);
+      req.on('error', (error) => reject(new BrigError('BRIG_JOB_FAILED', `cannot reach the job's sandbox: ${error.message}`, 'it may have ended meanwhile')));
+      req.end(body);
+    });
+  }
+
+  private async expectOk(response: IncomingMessage, doing: string): Promise<void> {
+    if (response.statusCode === 200) return;
+    const text = (await readAll(response, 64 * 1024).catch(() => Buffer.alloc(0))).toString();
+    let message = text.slice(0, 500);
+    try {
+      const parsed = JSON.parse(text) as { message?: unknown };
+      if (typeof parsed.message === 'string') message = parsed.message;
+    } catch {
+      // Said as it came.
+    }
+    throw new BrigError('BRIG_JOB_FAILED', `${doing}: ${message || `HTTP ${response.statusCode}`}`, "the sandbox's log (`brig logs`) may say more");
+  }
+}
+
+async function readAll(response: IncomingMessage, maxBytes: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let length = 0;
+  for await (const chunk of response as AsyncIterable<Buffer>) {
+    length += chunk.length;
+    if (length > maxBytes) throw new BrigError('BRIG_JOB_FAILED', `envd answered more than ${maxBytes} bytes`, 'this is a bug in brig or a hostile sandbox');
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}

@@ -1,0 +1,210 @@
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { constants } from 'node:os';
+import { BrigError, signalOfStatus, type ProcessEvent } from '../../protocol/index.ts';
+import type { SandboxManager } from '../sandboxes/index.ts';
+import { JobEnvd } from './envd.ts';
+import { jobProgram, TS_RUNNER } from './kinds.ts';
+import { OutputSink } from './output.ts';
+import type { ArtifactRecord, JobEndReason, JobRecord, JobStore } from './types.ts';
+
+/**
+ * One job, start to end, in a sandbox of its own: create it (from the pool
+ * when one fits), put the files and the code in, start the program (tagged
+ * with the job's id, with envd's own deadline at the job's timeout), stream
+ * its output into the store, collect the artifacts, record the end, then
+ * kill the sandbox. Every step is written down before the next, so a
+ * daemon killed at any point finds the job where it was (reattach).
+ */
+
+export const DEFAULT_TIMEOUT_SECONDS = 600;
+/** The sandbox outlives the job's timeout by this much: time to collect artifacts, and for envd's own deadline to act first. */
+const SANDBOX_MARGIN_MS = 120_000;
+export const ARTIFACT_MAX_BYTES = 64 * 1024 * 1024;
+/** All of one job's artifacts: a job cannot fill the host's disk through them. */
+const ARTIFACTS_TOTAL_MAX_BYTES = 256 * 1024 * 1024;
+
+export interface RunnerContext {
+  store: JobStore;
+  manager: SandboxManager;
+  /** Per stream. */
+  outputCapBytes: number;
+  /** Where artifacts are kept: `<dir>/<job id>/<n>`. */
+  artifactsDir: string;
+  /** dist/inside/ts-run.cjs. */
+  tsRunner: string;
+  /** A batch of output as stored; the end as recorded. */
+  live: { output(jobId: string, stream: 'stdout' | 'stderr', text: string): void; ended(job: JobRecord): void };
+}
+
+/** How the caller ends a job early: cancel it (the program is killed), or let go of it (the daemon closes: the program runs on, the next daemon reattaches). */
+export interface JobControl {
+  cancel(): void;
+  detach(): void;
+}
+
+export function runJob(job: JobRecord, context: RunnerContext, reattach: boolean): { control: JobControl; done: Promise<void> } {
+  const detaching = new AbortController();
+  let cancelled = false;
+  // Set once the program's start event came: a signal before then would find no process to kill.
+  let kill: (() => void) | null = null;
+  const control: JobControl = {
+    cancel: () => {
+      cancelled = true;
+      kill?.();
+    },
+    detach: () => detaching.abort(),
+  };
+  const done = (async () => {
+    const sandboxId = reattach ? job.sandboxId : await createSandbox(job, context).catch((error: Error) => {
+      finish(job, context, { reason: 'error', error: `its sandbox did not start: ${error.message}` });
+      return null;
+    });
+    if (sandboxId === null) return;
+    try {
+      if (cancelled) throw new BrigError('BRIG_JOB_FAILED', 'cancelled before it started', 'nothing to do');
+      const envd = new JobEnvd(context.manager.endpoint(sandboxId));
+      const events = reattach ? await reattached(job, envd, context, detaching.signal) : await started(job, envd, context, detaching.signal);
+      if (!events) {
+        lost(job, context, "the daemon restarted and the job's program was no longer running in its sandbox: how it ended is unknown");
+        await context.manager.kill(sandboxId).catch(() => {});
+        return;
+      }
+      const running = (): void => {
+        kill = () => void envd.sendSignal({ tag: job.id }, 'SIGNAL_SIGKILL').catch(() => {});
+        if (cancelled) kill();
+      };
+      // A reattached program runs already; a new one once its start event comes.
+      if (reattach) running();
+      const end = await follow(job, events, context, running);
+      if (detaching.signal.aborted) return;
+      if (!end) throw new BrigError('BRIG_JOB_FAILED', 'the program\'s events ended without its end', 'the sandbox may have been killed: its record says why');
+      const artifacts = await collect(job, envd, context);
+      const deadline = Date.parse(job.startedAt ?? '') + timeoutMs(job);
+      const reason: JobEndReason = cancelled ? 'cancelled' : end.signal === 'SIGKILL' && Date.now() >= deadline - 1000 ? 'timed_out' : 'exited';
+      finish(job, context, { reason, exitCode: end.exitCode, artifacts });
+    } catch (error) {
+      if (detaching.signal.aborted) return;
+      finish(job, context, cancelled ? { reason: 'cancelled' } : { reason: 'error', error: (error as Error).message });
+    }
+    await context.manager.kill(sandboxId).catch(() => {});
+  })();
+  return { control, done };
+}
+
+function timeoutMs(job: JobRecord): number {
+  return (job.request.timeoutSeconds ?? DEFAULT_TIMEOUT_SECONDS) * 1000;
+}
+
+async function createSandbox(job: JobRecord, context: RunnerContext): Promise<string> {
+  const { request } = job;
+  const sandbox = await context.manager.create({
+    ...(request.template !== undefined ? { templateId: request.template } : {}),
+    ...(request.image !== undefined ? { image: request.image } : {}),
+    ...(request.tier !== undefined ? { tier: request.tier } : {}),
+    ...(request.policy !== undefined ? { policy: request.policy } : {}),
+    envVars: request.env ?? {},
+    timeoutMs: timeoutMs(job) + SANDBOX_MARGIN_MS,
+    metadata: { 'brig.job': job.id },
+  });
+  context.store.updateJob(job.id, { sandboxId: sandbox.id });
+  job.sandboxId = sandbox.id;
+  return sandbox.id;
+}
+
+/** Files in, then the program started: its events. */
+async function started(job: JobRecord, envd: JobEnvd, context: RunnerContext, signal: AbortSignal): Promise<AsyncGenerator<ProcessEvent>> {
+  const program = jobProgram(job.request.kind);
+  for (const [path, text] of Object.entries(job.request.files ?? {})) await envd.upload(path, Buffer.from(text));
+  await envd.upload(program.file, Buffer.from(job.request.code));
+  if (job.request.kind === 'typescript') await envd.upload(TS_RUNNER, readFileSync(context.tsRunner));
+  return envd.start({ process: { cmd: program.cmd, args: program.args, envs: { BRIG_JOB_ID: job.id } }, tag: job.id }, timeoutMs(job), signal);
+}
+
+/**
+ * After a restart: the program, found by its tag, followed from now on
+ * (what it wrote while no daemon watched is missing: outputGap). null when
+ * it is gone — it ended unwatched, or never started — and how is unknown.
+ */
+async function reattached(job: JobRecord, envd: JobEnvd, context: RunnerContext, signal: AbortSignal): Promise<AsyncGenerator<ProcessEvent> | null> {
+  const running = (await envd.list()).some((process) => process.tag === job.id);
+  if (!running) return null;
+  context.store.updateJob(job.id, { outputGap: true });
+  return envd.connect({ tag: job.id }, signal);
+}
+
+/** The program's output into the store; resolves with how it ended (null if the events stopped first). */
+async function follow(job: JobRecord, events: AsyncGenerator<ProcessEvent>, context: RunnerContext, started: () => void): Promise<{ exitCode: number; signal: NodeJS.Signals | null } | null> {
+  const live = (stream: 'stdout' | 'stderr', text: string): void => context.live.output(job.id, stream, text);
+  const stdout = new OutputSink(context.store, job.id, 'stdout', context.outputCapBytes - Buffer.byteLength(job.stdout), live);
+  const stderr = new OutputSink(context.store, job.id, 'stderr', context.outputCapBytes - Buffer.byteLength(job.stderr), live);
+  try {
+    for await (const event of events) {
+      if ('start' in event) {
+        context.store.updateJob(job.id, { pid: event.start.pid });
+        started();
+      }
+      else if ('data' in event && 'stdout' in event.data) stdout.write(Buffer.from(event.data.stdout, 'base64'));
+      else if ('data' in event && 'stderr' in event.data) stderr.write(Buffer.from(event.data.stderr, 'base64'));
+      else if ('end' in event) {
+        const signal = event.end.exited ? null : signalOfStatus(event.end.status);
+        return { exitCode: event.end.exited ? event.end.exitCode : 128 + signalNumber(signal), signal };
+      }
+    }
+    return null;
+  } finally {
+    stdout.flush(true);
+    stderr.flush(true);
+  }
+}
+
+function signalNumber(signal: NodeJS.Signals | null): number {
+  return signal ? (constants.signals[signal] ?? 0) : 0;
+}
+
+/** Each artifact's bytes, kept under brig's own name for it (a number): nothing of the sandbox's path is used on the host. */
+async function collect(job: JobRecord, envd: JobEnvd, context: RunnerContext): Promise<ArtifactRecord[]> {
+  const paths = job.request.artifacts ?? [];
+  if (paths.length === 0) return [];
+  const dir = `${context.artifactsDir}/${job.id}`;
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const records: ArtifactRecord[] = [];
+  let room = ARTIFACTS_TOTAL_MAX_BYTES;
+  for (const [index, path] of paths.entries()) {
+    try {
+      const bytes = await envd.download(path, Math.min(ARTIFACT_MAX_BYTES, room));
+      room -= bytes.length;
+      writeFileSync(`${dir}/${index}`, bytes, { mode: 0o600 });
+      records.push({ path, bytes: bytes.length });
+    } catch (error) {
+      records.push({ path, bytes: null, error: (error as Error).message });
+    }
+  }
+  return records;
+}
+
+/**
+ * A running job a restart lost (its sandbox or its program gone): run
+ * again when it said it may be (a new attempt, its output started afresh),
+ * else failed as `lost`. Never run again silently.
+ */
+export function lost(job: JobRecord, context: RunnerContext, why: string): void {
+  if (job.request.retryable) {
+    context.store.updateJob(job.id, { state: 'queued', startedAt: null, sandboxId: null, pid: null, stdout: '', stderr: '', stdoutDropped: 0, stderrDropped: 0, outputGap: false, error: `attempt ${job.attempts} was lost (${why}); queued again` });
+    return;
+  }
+  finish(job, context, { reason: 'lost', error: why });
+}
+
+function finish(job: JobRecord, context: RunnerContext, end: { reason: JobEndReason; exitCode?: number; error?: string; artifacts?: ArtifactRecord[] }): void {
+  const succeeded = end.reason === 'exited' && end.exitCode === 0;
+  context.store.updateJob(job.id, {
+    state: succeeded ? 'succeeded' : 'failed',
+    endedAt: new Date().toISOString(),
+    reason: end.reason,
+    exitCode: end.exitCode ?? null,
+    error: end.error ?? null,
+    ...(end.artifacts ? { artifacts: end.artifacts } : {}),
+  });
+  const ended = context.store.getJob(job.id);
+  if (ended) context.live.ended(ended);
+}
