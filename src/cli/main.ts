@@ -36,6 +36,7 @@ Sandboxes in a running daemon (brig COMMAND --help for each):
   brig net NAME [--allow D] [--deny D]       show or change live what its proxy lets through
   brig violations [NAME]                     refused connections and LLM requests
   brig transcript NAME                       its LLM gateway exchanges, as JSON lines
+  brig events [-f] [--type T] [--sandbox N]  what happened: created, killed, died, oom, commands, jobs…
   --json on each (but shell) prints JSON for scripts.
 
 Jobs in a running daemon: code run once in a fresh sandbox, its result kept (docs/jobs.md):
@@ -220,7 +221,7 @@ async function prepareTiers(names: string[]): Promise<number> {
 }
 
 /** The sandbox commands over a daemon: their own bundle (dist/client.cjs), so \`brig run\` never pays for loading it. */
-const CLIENT_COMMANDS = new Set(['create', 'ls', 'exec', 'shell', 'logs', 'cp', 'stop', 'commit', 'rm', 'prune', 'stats', 'info', 'net', 'violations', 'transcript', 'schedule', 'status', 'jobs', 'cancel']);
+const CLIENT_COMMANDS = new Set(['create', 'ls', 'exec', 'shell', 'logs', 'cp', 'stop', 'commit', 'rm', 'prune', 'stats', 'info', 'net', 'violations', 'transcript', 'schedule', 'status', 'jobs', 'cancel', 'events']);
 
 function clientCommand(argv: string[]): Promise<number> {
   const client = loadBundle('client') as { main(argv: string[]): Promise<number> };

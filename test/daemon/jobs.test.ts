@@ -277,7 +277,8 @@ describe('jobs: a daemon killed with -9 and restarted', () => {
     const code = `mktemp ${shared.dir}/lost-$BRIG_JOB_ID.XXXX >/dev/null; until [ -e ${gate} ]; do sleep 0.05; done`;
     const plain = await api.schedule({ kind: 'shell', code, policy: shared.policy });
     const retryable = await api.schedule({ kind: 'shell', code, policy: shared.policy, retryable: true });
-    await until(async () => (await Promise.all([plain, retryable].map(api.status))).every((job) => job.state === 'running' && job.sandbox_id !== null));
+    // Both programs have begun (each made its file), so the retryable one's second run is a second run.
+    await until(() => runs('lost').length === 2);
     const sandboxes = (await Promise.all([plain, retryable].map(api.status))).map((job) => job.sandbox_id as string);
     await daemon.stop('SIGKILL');
     // While no daemon runs, their sandboxes are killed from outside (their jails' first process: the rest go with it).

@@ -206,7 +206,7 @@ describe('sqlite store', () => {
       const file = join(dir, 'old.db');
       openSqliteStore(file).close();
       const old = new Database(file);
-      old.exec('ALTER TABLE sandboxes DROP COLUMN end_reason; DROP TABLE jobs');
+      old.exec('ALTER TABLE sandboxes DROP COLUMN end_reason; DROP TABLE jobs; DROP TABLE events');
       old.pragma('user_version = 3');
       old.prepare(`INSERT INTO sandboxes VALUES ('s9', NULL, 'base', '{}', '{}', ?, 'stopped', '2025-01-01T00:00:00.000Z', ${T0}, '2025-01-01T00:05:00.000Z', 0, 't', '/w', NULL)`).run(JSON.stringify(buildPolicy()));
       old.close();

@@ -5,6 +5,7 @@ import { cp, CP_HELP } from './cp.ts';
 import { create, CREATE_HELP } from './create.ts';
 import { exec, EXEC_HELP } from './exec.ts';
 import { info, INFO_HELP } from './info.ts';
+import { events, EVENTS_HELP } from './events.ts';
 import { cancel, CANCEL_HELP, jobs, JOBS_HELP, schedule, SCHEDULE_HELP, status, STATUS_HELP } from './jobs.ts';
 import { prune, PRUNE_HELP, rm, RM_HELP, stop, STOP_HELP } from './lifecycle.ts';
 import { ls, LS_HELP } from './list.ts';
@@ -47,6 +48,7 @@ export const COMMANDS: Record<string, Command> = {
   status: { run: status, help: STATUS_HELP },
   jobs: { run: jobs, help: JOBS_HELP },
   cancel: { run: cancel, help: CANCEL_HELP },
+  events: { run: events, help: EVENTS_HELP },
 };
 
 const DAEMON_NOTE = `

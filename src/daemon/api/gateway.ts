@@ -5,6 +5,8 @@ import { ENVD_PORT, forwardedHeaders, isBrigError, outOfDescriptors, sameSecret,
 import type { SandboxManager } from '../sandboxes/index.ts';
 import { errorPayload } from './errors.ts';
 import { signedFileRequest } from './signature.ts';
+import { isStart, tapStart } from './exec-tap.ts';
+import type { EventLog } from '../timeline/index.ts';
 
 /**
  * The envd gateway: one origin for every sandbox's envd, as E2B's SDK expects
@@ -36,7 +38,7 @@ const PATH_FORM = /^\/sandboxes\/([^/?]+)\/envd(\/[^?]*)?(\?.*)?$/;
 const NOT_RUNNING_HINT = 'List the running sandboxes with GET /v2/sandboxes; a sandbox ends when its timeout passes.';
 const TOKEN_HINT = 'Send the envdAccessToken that creating (or connecting to) this sandbox returned as X-Access-Token, or use a signed URL (sandbox.downloadUrl / uploadUrl).';
 
-export function registerGateway(app: FastifyInstance, manager: SandboxManager): void {
+export function registerGateway(app: FastifyInstance, manager: SandboxManager, events?: EventLog): void {
   // Our own pool, so closing the API closes every connection to envd it opened.
   const agent = new Agent({ keepAlive: true });
   const open = new Set<ServerResponse>();
@@ -47,7 +49,7 @@ export function registerGateway(app: FastifyInstance, manager: SandboxManager): 
     reply.hijack();
     open.add(reply.raw);
     reply.raw.once('close', () => open.delete(reply.raw));
-    serve(manager, agent, request.raw, reply.raw, route, request.log);
+    serve(manager, agent, request.raw, reply.raw, route, request.log, events);
   });
 
   // Streams can last as long as a command runs: closing the daemon cuts them
@@ -70,7 +72,7 @@ function envdRoute(raw: IncomingMessage): EnvdRoute | null {
   return null;
 }
 
-function serve(manager: SandboxManager, agent: Agent, client: IncomingMessage, response: ServerResponse, route: EnvdRoute, log: FastifyBaseLogger): void {
+function serve(manager: SandboxManager, agent: Agent, client: IncomingMessage, response: ServerResponse, route: EnvdRoute, log: FastifyBaseLogger, events?: EventLog): void {
   const port = client.headers['e2b-sandbox-port'];
   if (port !== undefined && port !== String(ENVD_PORT)) {
     return refuse(client, response, 400, 'BRIG_BAD_REQUEST', `E2b-Sandbox-Port ${port}: brig forwards only envd's port ${ENVD_PORT}`, 'Ports of a sandbox\'s own services are not reachable through the daemon.');
@@ -95,9 +97,10 @@ function serve(manager: SandboxManager, agent: Agent, client: IncomingMessage, r
   const refusal = accessRefusal(client, endpoint.accessToken, signed);
   if (refusal !== null) return refuse(client, response, 401, 'BRIG_UNAUTHORIZED', `sandbox ${sandbox}: ${refusal}`, TOKEN_HINT);
   const id = manager.get(sandbox).id;
+  const tap = events && isStart(route.path) ? tapStart(events, id, client) : undefined;
   forward(agent, client, response, endpoint.socketPath, route.path, (target, rule) =>
     manager.recordViolation({ time: new Date().toISOString(), sandbox: id, kind: 'filesystem', target, rule }),
-  );
+  tap);
 }
 
 /** Filesystem RPCs and /files: what a 403 from envd (EACCES, EPERM, EROFS inside the jail) was about. */
@@ -136,7 +139,7 @@ function sandboxBySignature(manager: SandboxManager, signed: SignedFileRequest):
  * leaving cuts the stream to envd, and envd failing mid-stream reaches the
  * client as a cut connection, never as a clean (truncated) end.
  */
-function forward(agent: Agent, client: IncomingMessage, response: ServerResponse, socketPath: string, path: string, refused: (target: string, rule: string) => void): void {
+function forward(agent: Agent, client: IncomingMessage, response: ServerResponse, socketPath: string, path: string, refused: (target: string, rule: string) => void, tap?: (answer: IncomingMessage) => void): void {
   const upstream = httpRequest({ agent, socketPath, method: client.method, path, headers: requestHeaders(client.headers) });
   const call = FILESYSTEM_CALL.exec(path);
   let peeked = '';
@@ -148,6 +151,7 @@ function forward(agent: Agent, client: IncomingMessage, response: ServerResponse
     client.on('data', peek);
   }
   upstream.once('response', (answer) => {
+    if (answer.statusCode === 200) tap?.(answer);
     // The jail refused envd a file operation: a refused filesystem access brig can see, recorded as a violation.
     if (call && answer.statusCode === 403) refused(filesystemTarget(path, call[1], peeked), `permission denied in the sandbox (${call[1] ?? `${client.method} /files`})`);
     response.writeHead(answer.statusCode ?? 502, forwardedHeaders(answer.headers, false));

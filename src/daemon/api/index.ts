@@ -12,6 +12,8 @@ import { registerOpenApi } from './openapi.ts';
 import { registerV1Routes } from './v1.ts';
 import { registerJobRoutes } from './jobs.ts';
 import type { JobQueue } from '../jobs/index.ts';
+import type { EventLog } from '../timeline/index.ts';
+import { registerEventRoutes } from './events.ts';
 
 /**
  * api/: the daemon's HTTP front door. E2B's control plane and brig's /v1
@@ -32,6 +34,8 @@ export interface ApiOptions {
   connections?: Partial<ConnectionLimits>;
   /** The job queue behind /schedule and /v1/jobs (the daemon always has one). */
   jobs?: JobQueue;
+  /** The event log behind /v1/events, where the gateway records commands started and ended. */
+  events?: EventLog;
 }
 
 export function buildApi(manager: SandboxManager, options: ApiOptions): FastifyInstance {
@@ -47,7 +51,7 @@ export function buildApi(manager: SandboxManager, options: ApiOptions): FastifyI
   // Before anything reads a request: no client, and no flood of them, can take every descriptor.
   limitConnections(app.server, { ...defaultConnectionLimits(), ...options.connections });
   // First: envd traffic is taken before any other hook, route or body parser sees it.
-  registerGateway(app, manager);
+  registerGateway(app, manager, options.events);
   installErrorHandling(app);
   // An empty body with a JSON Content-Type reads as no body: the schema then says what was required.
   const parseJson = app.getDefaultJsonParser('error', 'ignore');
@@ -64,6 +68,7 @@ export function buildApi(manager: SandboxManager, options: ApiOptions): FastifyI
     registerE2bTemplateRoutes(controlPlane, manager);
     registerV1Routes(controlPlane, manager);
     if (options.jobs) registerJobRoutes(controlPlane, options.jobs);
+    if (options.events) registerEventRoutes(controlPlane, options.events);
   });
   return app;
 }

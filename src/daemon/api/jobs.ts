@@ -1,10 +1,10 @@
 import { createReadStream } from 'node:fs';
-import type { ServerResponse } from 'node:http';
 import type { FastifyInstance } from 'fastify';
 import { BrigError } from '../../protocol/index.ts';
 import { validatePolicyInput } from '../../policy/index.ts';
 import { DEFAULT_TIMEOUT_SECONDS, JOB_KINDS, type JobKind, type JobQueue, type JobRecord, type JobRequest, type JobState } from '../jobs/index.ts';
 import { errors } from './e2b-schemas.ts';
+import { followStreams } from './sse.ts';
 
 /**
  * Seed 003's job API, its shapes kept for its clients: POST /schedule
@@ -67,20 +67,15 @@ const STATUS_SCHEMA = {
 /** The list leaves the output out: a page of jobs could otherwise be a page of megabytes. */
 const LISTED_SCHEMA = { ...STATUS_SCHEMA, required: ['job_id', 'state'] } as const;
 
-/** A follower's stream says it is alive this often, so nothing between it and the daemon drops a quiet one. */
-const KEEPALIVE_MS = 15_000;
 /** Kept output is replayed in pieces of this many characters: no one event is larger than a live batch. */
 const REPLAY_CHARS = 64 * 1024;
 
 export function registerJobRoutes(app: FastifyInstance, jobs: JobQueue): void {
   const tags = ['jobs'];
-  // Follows and waits last as long as a job runs: closing the daemon ends them rather than waiting for them.
+  // Waits last as long as a job runs: closing the daemon ends them rather than waiting for them (and follows: sse.ts).
   const shutdown = new AbortController();
-  const following = new Set<ServerResponse>();
-  app.addHook('preClose', async () => {
-    shutdown.abort();
-    for (const response of following) response.destroy();
-  });
+  app.addHook('preClose', async () => shutdown.abort());
+  const eventStream = followStreams(app);
 
   app.post<{ Body: ScheduleBody }>('/schedule', {
     schema: {
@@ -177,23 +172,11 @@ export function registerJobRoutes(app: FastifyInstance, jobs: JobQueue): void {
         stop();
         throw error;
       }
-      reply.hijack();
-      const out = reply.raw;
-      following.add(out);
-      out.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
-      const keepalive = setInterval(() => out.write(': keepalive\n\n'), KEEPALIVE_MS);
-      const close = (): void => {
-        clearInterval(keepalive);
-        stop();
-        following.delete(out);
-      };
-      out.once('close', close);
+      const stream = eventStream(reply);
+      stream.onClose(stop);
       send = (event, data) => {
-        out.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
-        if (event === 'end') {
-          close();
-          out.end();
-        }
+        stream.send(event, data);
+        if (event === 'end') stream.end();
       };
       // What was kept, stdout's then stderr's (the store keeps no order between the two), then what comes live.
       for (const stream of ['stdout', 'stderr'] as const) {

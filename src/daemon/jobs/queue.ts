@@ -5,6 +5,7 @@ import { BrigError } from '../../protocol/index.ts';
 import type { SandboxManager } from '../sandboxes/index.ts';
 import { lost, runJob, type JobControl, type RunnerContext } from './runner.ts';
 import type { JobQuery, JobRecord, JobRequest, JobStore } from './types.ts';
+import type { EventLog } from '../timeline/index.ts';
 
 /**
  * The job queue: seed 003's /schedule. Jobs wait in the store (so a
@@ -29,6 +30,8 @@ export interface JobQueueOptions {
   stateDir: string;
   /** dist/inside/ts-run.cjs. */
   tsRunner: string;
+  /** Where each job's state changes are recorded (job.queued, job.running, job.succeeded, job.failed). */
+  events?: EventLog;
 }
 
 export interface JobQueue {
@@ -66,6 +69,10 @@ export async function createJobQueue(options: JobQueueOptions): Promise<JobQueue
   const running = new Map<string, { control: JobControl; done: Promise<void> }>();
   let closed = false;
 
+  const ended = (job: JobRecord): void => {
+    events.emit(`ended:${job.id}`, job);
+    options.events?.record(job.state === 'succeeded' ? 'job.succeeded' : 'job.failed', { job: job.id, sandbox: job.sandboxId }, { reason: job.reason, exitCode: job.exitCode, error: job.error });
+  };
   const context: RunnerContext = {
     store,
     manager,
@@ -74,7 +81,8 @@ export async function createJobQueue(options: JobQueueOptions): Promise<JobQueue
     tsRunner: options.tsRunner,
     live: {
       output: (id, stream, text) => events.emit(`output:${id}`, stream, text),
-      ended: (job) => events.emit(`ended:${job.id}`, job),
+      ended,
+      requeued: (job) => options.events?.record('job.queued', { job: job.id }, { attempt: job.attempts + 1, after: job.error }),
     },
   };
 
@@ -95,7 +103,9 @@ export async function createJobQueue(options: JobQueueOptions): Promise<JobQueue
       const startedAt = new Date().toISOString();
       // Lost to another daemon on the same store, or to a cancel: look again.
       if (!store.claimJob(next.id, startedAt)) continue;
-      start(store.getJob(next.id) as JobRecord, false);
+      const job = store.getJob(next.id) as JobRecord;
+      options.events?.record('job.running', { job: job.id }, { attempt: job.attempts, startOrder: job.startOrder });
+      start(job, false);
     }
   };
 
@@ -160,6 +170,7 @@ export async function createJobQueue(options: JobQueueOptions): Promise<JobQueue
         artifacts: [],
       };
       store.insertJob(job);
+      options.events?.record('job.queued', { job: job.id }, { kind: request.kind, priority: request.priority ?? 0 });
       queueMicrotask(pump);
       return job;
     },
@@ -171,9 +182,9 @@ export async function createJobQueue(options: JobQueueOptions): Promise<JobQueue
       const job = get(id);
       if (job.state === 'succeeded' || job.state === 'failed') throw new BrigError('BRIG_JOB_ENDED', `job ${id} already ended (${job.state})`, '`brig status ID` shows how it ended');
       if (job.state === 'queued' && store.cancelQueuedJob(id, new Date().toISOString())) {
-        const ended = get(id);
-        events.emit(`ended:${id}`, ended);
-        return ended;
+        const cancelled = get(id);
+        ended(cancelled);
+        return cancelled;
       }
       const run = running.get(id);
       if (!run) return get(id); // running in another daemon on the same store, which the cancel cannot reach

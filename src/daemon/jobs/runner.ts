@@ -33,7 +33,7 @@ export interface RunnerContext {
   /** dist/inside/ts-run.cjs. */
   tsRunner: string;
   /** A batch of output as stored; the end as recorded. */
-  live: { output(jobId: string, stream: 'stdout' | 'stderr', text: string): void; ended(job: JobRecord): void };
+  live: { output(jobId: string, stream: 'stdout' | 'stderr', text: string): void; ended(job: JobRecord): void; requeued(job: JobRecord): void };
 }
 
 /** How the caller ends a job early: cancel it (the program is killed), or let go of it (the daemon closes: the program runs on, the next daemon reattaches). */
@@ -190,6 +190,7 @@ async function collect(job: JobRecord, envd: JobEnvd, context: RunnerContext): P
 export function lost(job: JobRecord, context: RunnerContext, why: string): void {
   if (job.request.retryable) {
     context.store.updateJob(job.id, { state: 'queued', startedAt: null, sandboxId: null, pid: null, stdout: '', stderr: '', stdoutDropped: 0, stderrDropped: 0, outputGap: false, error: `attempt ${job.attempts} was lost (${why}); queued again` });
+    context.live.requeued(context.store.getJob(job.id) ?? job);
     return;
   }
   finish(job, context, { reason: 'lost', error: why });

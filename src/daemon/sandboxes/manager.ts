@@ -16,6 +16,7 @@ import { makeWorkspace, removeSandboxDir } from './workspace.ts';
 import { commitSandbox, writeImageSource } from './commit.ts';
 import { listTemplates } from './templates.ts';
 import type { CommittedImage, CreateSandboxRequest, ListQuery, Page, SandboxManager, SandboxRecord, SandboxStats, Store, TemplateInfo } from './types.ts';
+import type { EventLog } from '../timeline/index.ts';
 
 /**
  * The sandboxes' lifecycle, HTTP-free: create (written down before it boots),
@@ -48,6 +49,8 @@ export interface ManagerOptions {
    * built. Needs the daemon to run as root.
    */
   images?: ImageStore;
+  /** Where what happens to sandboxes is recorded (created, killed, timeout, died, oom, violation). */
+  events?: EventLog;
 }
 
 const E2B_HOME = '/home/user';
@@ -107,6 +110,7 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
     memoryGuards.set(id, driverOf(handle).watchMemory(handle, (event: MemoryEvent) => {
       appendMemoryEvent(dirs(id).memoryEvents, event);
       const record = store.get(id);
+      if (record?.state === 'running') options.events?.record('oom', { sandbox: id }, { ...event });
       if (event.action !== 'kill-sandbox' || !record) return;
       const index = pool.indexOf(id);
       if (index !== -1) pool.splice(index, 1);
@@ -119,7 +123,10 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
   const egresses = new Map<string, SandboxEgress>();
   const networks = new Map<string, NetworkPolicy>();
   const ledger: EgressLedger = {
-    violation: (violation) => store.addViolation(violation),
+    violation: (violation) => {
+      store.addViolation(violation);
+      options.events?.record('violation', { sandbox: violation.sandbox }, { kind: violation.kind, target: violation.target, rule: violation.rule });
+    },
     spent: (sandbox) => store.spent(sandbox),
     charge: (sandbox, delta) => store.charge(sandbox, delta),
     transcript: (entry) => {
@@ -165,7 +172,7 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
     clearTimeout(timers.get(record.id));
     const left = Date.parse(record.endAt) - Date.now();
     // A timer cannot wait longer than about 24.8 days: wake up then and look again.
-    const timer = setTimeout(() => (left > MAX_TIMER_MS ? schedule(store.get(record.id) ?? record) : void kill(record.id).catch(() => {})), Math.max(0, Math.min(left, MAX_TIMER_MS)));
+    const timer = setTimeout(() => (left > MAX_TIMER_MS ? schedule(store.get(record.id) ?? record) : void kill(record.id, undefined, 'timeout').catch(() => {})), Math.max(0, Math.min(left, MAX_TIMER_MS)));
     timer.unref();
     timers.set(record.id, timer);
   };
@@ -176,6 +183,8 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
     (record.handle && driverOf(record.handle).whyGone?.(record.handle)) || "it ended by itself: its tier's processes are gone";
 
   const teardown = async (record: SandboxRecord, removeWorkspace: boolean, endReason?: string): Promise<void> => {
+    // A pooled sandbox was never anyone's: its end is no event.
+    if (endReason && record.state === 'running') options.events?.record('died', { sandbox: record.id }, { reason: endReason });
     clearTimeout(timers.get(record.id));
     timers.delete(record.id);
     memoryGuards.get(record.id)?.close();
@@ -207,11 +216,12 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
     store.remove(record.id);
   };
 
-  const kill = async (idOrName: string, removeWorkspace?: boolean): Promise<void> => {
+  const kill = async (idOrName: string, removeWorkspace?: boolean, why: 'killed' | 'timeout' = 'killed'): Promise<void> => {
     const record = find(idOrName);
     // Stopped on request to keep the workspace: kept until rm, like one created to be kept.
     if (removeWorkspace === false && !record.keepWorkspace) store.update(record.id, { keepWorkspace: true });
     await teardown(record, removeWorkspace ?? !record.keepWorkspace);
+    options.events?.record(why, { sandbox: record.id }, why === 'timeout' ? { endAt: record.endAt } : {});
   };
 
   /**
@@ -493,6 +503,7 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
       // Refill after this answer is on its way: booting's synchronous part (the plan, the spawn) would delay it.
       setImmediate(fill);
       schedule(record);
+      options.events?.record('created', { sandbox: record.id }, { template: record.templateId, tier: record.handle?.driver ?? null, name: record.name, pooled: pooledId !== undefined });
       return record;
     },
 
@@ -576,6 +587,7 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
 
     recordViolation(violation: Violation): void {
       store.addViolation(violation);
+      options.events?.record('violation', { sandbox: violation.sandbox }, { kind: violation.kind, target: violation.target, rule: violation.rule });
     },
 
     llmUsage(idOrName: string): Spent {

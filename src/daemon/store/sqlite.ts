@@ -6,6 +6,8 @@ import type { Spent, Violation } from '../../egress/index.ts';
 import type { ListQuery, Page, SandboxRecord, SandboxState, Store } from '../sandboxes/index.ts';
 import type { JobStore } from '../jobs/index.ts';
 import { JOBS_SCHEMA, sqliteJobStore } from './jobs-sqlite.ts';
+import type { EventStore } from '../timeline/index.ts';
+import { EVENTS_SCHEMA, sqliteEventStore } from './events-sqlite.ts';
 
 /**
  * The default store: one SQLite file, one row per sandbox. JSON fields are
@@ -72,6 +74,8 @@ const MIGRATIONS: ReadonlyArray<(db: Database.Database) => void> = [
   `),
   // The job queue (jobs-sqlite.ts).
   (db) => db.exec(JOBS_SCHEMA),
+  // The daemon's events (events-sqlite.ts).
+  (db) => db.exec(EVENTS_SCHEMA),
 ];
 
 interface Row {
@@ -105,7 +109,7 @@ const VIOLATIONS_KEPT = 10_000;
 
 const CURSOR_HINT = 'Pass back exactly the cursor a previous page returned, or none for the first page.';
 
-export function openSqliteStore(file: string): Store & JobStore {
+export function openSqliteStore(file: string): Store & JobStore & EventStore {
   const inMemory = file === ':memory:' || file === '';
   if (!inMemory) prepareFile(file);
   const db = new Database(file, { timeout: 5000 });
@@ -225,6 +229,7 @@ export function openSqliteStore(file: string): Store & JobStore {
     hostId: (sandbox) => hostIdOf.get(sandbox)?.id ?? null,
     claimHostId: (sandbox, pick) => claimHostId.immediate(sandbox, pick),
     ...sqliteJobStore(db),
+    ...sqliteEventStore(db),
     close() {
       if (!db.open) return;
       db.pragma('optimize');

@@ -1,0 +1,7 @@
+/**
+ * timeline/: what happened, in order — the daemon's events (created, killed,
+ * died, oom, exec started and ended, violations, jobs), kept in the store and
+ * followed live (GET /v1/events, brig events).
+ */
+export { EventLog } from './events.ts';
+export { EVENT_TYPES, type DaemonEvent, type EventQuery, type EventStore, type EventType } from './types.ts';
