@@ -16,7 +16,7 @@ import { createSandboxManager, type Budgets } from './sandboxes/index.ts';
 import { openImageStore } from '../images/index.ts';
 import { openSqliteStore } from './store/index.ts';
 import { createJobQueue } from './jobs/index.ts';
-import { EventLog } from './timeline/index.ts';
+import { ActivityBoard, EventLog } from './timeline/index.ts';
 import { claimStateDir, type StateDirClaim } from './state-dir.ts';
 
 export interface DaemonOptions {
@@ -74,6 +74,7 @@ async function serve(stateDir: string, claim: StateDirClaim, options: DaemonOpti
   const { apiKey, created } = apiKeyFor(stateDir, options.apiKey ?? process.env.BRIG_API_KEY);
   const store = openSqliteStore(`${stateDir}/brig.db`);
   const events = new EventLog(store);
+  const activity = new ActivityBoard();
   // Model keys from the daemon's environment or its key file; a bad key file stops the start, loudly.
   const gateway = createGateway(loadGatewayConfig(process.env, llmKeyFile(stateDir)));
   const manager = await createSandboxManager({
@@ -88,9 +89,10 @@ async function serve(stateDir: string, claim: StateDirClaim, options: DaemonOpti
     // Image sandboxes map id ranges and mount layers: only a daemon running as root boots them.
     images: process.getuid?.() === 0 ? await openImageStore(`${stateDir}/images`) : undefined,
     events,
+    activity,
   });
   const jobs = await createJobQueue({ store, manager, stateDir, events, tsRunner: `${options.insideDir}/ts-run.cjs`, ...(options.jobs !== undefined ? { concurrency: options.jobs } : {}), ...(options.jobRetentionMs !== undefined ? { retentionMs: options.jobRetentionMs } : {}) });
-  const app = buildApi(manager, { apiKey, connections: options.connections, jobs, events });
+  const app = buildApi(manager, { apiKey, connections: options.connections, jobs, events, activity });
   const host = options.host ?? '127.0.0.1';
   const port = options.port ?? 3000;
   let url: string;

@@ -43,7 +43,7 @@ export const DEFAULT_POLICY: Policy = deepFreeze({
     diskMiB: null,
   },
   syscalls: { extraDeny: [], logOnly: false },
-  timeouts: { runMs: 0 },
+  timeouts: { runMs: 0, hungMs: 600_000, onHung: 'flag' },
 });
 
 export function deepFreeze<T>(value: T): T {

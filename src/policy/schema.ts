@@ -361,7 +361,7 @@ export const POLICY_SCHEMA: RootSchema = deepFreeze({
         default: D.syscalls.logOnly,
       },
     }),
-    timeouts: section('How long the command may run.', {
+    timeouts: section('How long the command may run, and when a sandbox counts as hung.', {
       runMs: {
         type: 'integer',
         minimum: 0,
@@ -369,6 +369,19 @@ export const POLICY_SCHEMA: RootSchema = deepFreeze({
         maximum: 2147483647,
         description: 'Wall-clock limit of the command in milliseconds; 0 means none. At most 2147483647 (about 24.8 days), the longest delay a Node timer holds.',
         default: D.timeouts.runMs,
+      },
+      hungMs: {
+        type: 'integer',
+        minimum: 0,
+        maximum: 2147483647,
+        description: 'A daemon sandbox is hung when it runs commands (started through envd) and for this many milliseconds they show no output and the sandbox uses no CPU: a `hung` event (GET /v1/events), and onHung acts. 0 means never. Checked every 5 s. Foreground runs (brig run) are not watched: their runMs is the limit.',
+        default: D.timeouts.hungMs,
+      },
+      onHung: {
+        type: 'string',
+        enum: ['flag', 'kill'],
+        description: 'What a hung sandbox gets. flag: the event only; it goes on (it may be waiting on something slow). kill: it is killed too, and its record says why.',
+        default: D.timeouts.onHung,
       },
     }),
   },

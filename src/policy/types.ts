@@ -152,6 +152,10 @@ export interface SyscallPolicy {
 export interface TimeoutPolicy {
   /** Wall-clock limit of the command in milliseconds; 0 means none. */
   runMs: number;
+  /** A daemon sandbox whose commands show no output and use no CPU for this long is hung; 0 means never. */
+  hungMs: number;
+  /** What a hung sandbox gets: an event only (flag), or killed too. */
+  onHung: 'flag' | 'kill';
 }
 
 /** A partial policy, as a config file or a set of flags gives it: every field optional, deeply. */

@@ -79,6 +79,38 @@ describe('brig serve: events', () => {
     await sandbox.kill();
   });
 
+  test('hung: commands running, no output, no CPU past timeouts.hungMs — flagged, or killed when onHung says so; busy and chatty ones are not', async () => {
+    const make = async (timeouts: Record<string, unknown>): Promise<Sandbox> => {
+      const created = await api<{ sandboxID: string }>('POST', '/sandboxes', { templateID: 'base', policy: { timeouts } });
+      assert.equal(created.status, 201, JSON.stringify(created.body));
+      return Sandbox.connect(created.body.sandboxID, opts());
+    };
+    const [busy, chatty, sleepy, doomed] = await Promise.all([make({ hungMs: 2000 }), make({ hungMs: 2000 }), make({ hungMs: 2000 }), make({ hungMs: 2000, onHung: 'kill' })]);
+    // Followed, not awaited: the commands run on while the test looks at the events.
+    const running = [
+      busy.commands.run('while :; do :; done', { timeoutMs: 0 }),
+      chatty.commands.run('while :; do echo still here; sleep 0.5; done', { timeoutMs: 0 }),
+      sleepy.commands.run('sleep 600', { timeoutMs: 0 }),
+      doomed.commands.run('sleep 600', { timeoutMs: 0 }),
+    ].map((command) => command.catch(() => null));
+    await until(async () => (await eventsOf(`sandbox=${sleepy.sandboxId}&type=hung`)).length === 1);
+    await until(async () => (await eventsOf(`sandbox=${doomed.sandboxId}&type=died`)).length === 1);
+    const [hung] = await eventsOf(`sandbox=${sleepy.sandboxId}&type=hung`);
+    assert.equal(hung?.detail.action, 'flag');
+    assert.equal(hung?.detail.commands, 1);
+    assert.ok(Number(hung?.detail.silentMs) >= 2000, JSON.stringify(hung));
+    assert.equal(await sleepy.isRunning(), true, 'flagged, not killed');
+    const [died] = await eventsOf(`sandbox=${doomed.sandboxId}&type=died`);
+    assert.match(String(died?.detail.reason), /^hung: its commands wrote nothing and it used no CPU for \d+ s \(timeouts\.hungMs 2000, onHung kill\)$/);
+    const listed = (await api<Array<{ id: string; state: string; endReason: string | null }>>('GET', '/v1/sandboxes?all=true')).body.find((item) => item.id === doomed.sandboxId);
+    assert.deepEqual([listed?.state, listed?.endReason], ['stopped', died?.detail.reason]);
+    // As long as the silent one has been watched, the busy one and the chatty one were too.
+    assert.deepEqual(await eventsOf(`sandbox=${busy.sandboxId}&type=hung`), [], 'a command using CPU is working');
+    assert.deepEqual(await eventsOf(`sandbox=${chatty.sandboxId}&type=hung`), [], 'a command writing output is working');
+    for (const sandbox of [busy, chatty, sleepy]) await sandbox.kill();
+    await Promise.all(running);
+  });
+
   test('follow: what was kept after a seq, then live, as server-sent events with ids; a reconnect with Last-Event-ID misses nothing', async () => {
     const mark = (await eventsOf('')).at(-1)?.seq ?? 0;
     const controller = new AbortController();

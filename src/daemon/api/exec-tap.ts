@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http';
-import type { EventLog } from '../timeline/index.ts';
+import type { ActivityBoard, EventLog } from '../timeline/index.ts';
 
 /**
  * Commands started through the gateway (process.Process/Start), as events:
@@ -23,7 +23,7 @@ export function isStart(path: string): boolean {
 }
 
 /** Call before the request is piped on (its first bytes are peeked as they go); the result takes envd's answer. */
-export function tapStart(events: EventLog, sandbox: string, client: IncomingMessage): (answer: IncomingMessage) => void {
+export function tapStart(events: EventLog, activity: ActivityBoard, sandbox: string, client: IncomingMessage): (answer: IncomingMessage) => void {
   let requested: Record<string, unknown> = {};
   let peeked = Buffer.alloc(0);
   const peek = (chunk: Buffer): void => {
@@ -33,20 +33,31 @@ export function tapStart(events: EventLog, sandbox: string, client: IncomingMess
   client.on('data', peek);
   const began = Date.now();
   let pid: number | null = null;
-  return (answer) => walkEnvelopes(answer, (payload) => {
+  const envelope = (payload: Buffer | null): void => {
+    // A large envelope is output; a small one may be too (keep-alives are not: a sleeping command is silent).
+    if (payload === null) return activity.output(sandbox);
     if (pid === null && peeked.length > 0) {
       requested = command(peeked);
       client.off('data', peek);
     }
     const event = parse(payload)?.event as Record<string, Record<string, unknown>> | undefined;
-    if (event?.start && Number.isInteger(event.start.pid)) {
+    if (event?.data) activity.output(sandbox);
+    else if (event?.start && Number.isInteger(event.start.pid) && pid === null) {
       pid = event.start.pid as number;
+      activity.started(sandbox);
       events.record('exec.started', { sandbox }, { pid, ...requested });
     } else if (event?.end && pid !== null) {
       const { exitCode, exited, status } = event.end;
       events.record('exec.ended', { sandbox }, { pid, exitCode: Number.isInteger(exitCode) ? exitCode : null, exited: exited !== false, status: typeof status === 'string' ? status.slice(0, 100) : null, durationMs: Date.now() - began });
     }
-  });
+  };
+  return (answer) => {
+    // The stream's end is the command's end for the activity board, however it came (envd gone, the client gone).
+    answer.once('close', () => {
+      if (pid !== null) activity.ended(sandbox);
+    });
+    walkEnvelopes(answer, envelope);
+  };
 }
 
 /** What the Start request asked for, from its first envelope: the command and its arguments, cut short; a terminal or not. */
@@ -66,8 +77,8 @@ function command(body: Buffer): Record<string, unknown> {
   };
 }
 
-/** Each small envelope's payload as the answer streams past; large ones are skipped by their length. */
-function walkEnvelopes(answer: IncomingMessage, small: (payload: Buffer) => void): void {
+/** Each envelope as the answer streams past: a small one's payload, null for a large one (skipped by its length, unread). */
+function walkEnvelopes(answer: IncomingMessage, envelope: (payload: Buffer | null) => void): void {
   let header = Buffer.alloc(0);
   let remaining = 0;
   let keep: Buffer[] | null = null;
@@ -82,13 +93,14 @@ function walkEnvelopes(answer: IncomingMessage, small: (payload: Buffer) => void
         remaining = header.readUInt32BE(1);
         keep = remaining <= SMALL_ENVELOPE ? [] : null;
         header = Buffer.alloc(0);
+        if (keep === null) envelope(null);
         if (remaining === 0) continue;
       }
       const piece = chunk.subarray(at, at + remaining);
       at += piece.length;
       remaining -= piece.length;
       keep?.push(piece);
-      if (remaining === 0 && keep) small(Buffer.concat(keep));
+      if (remaining === 0 && keep) envelope(Buffer.concat(keep));
     }
   });
 }

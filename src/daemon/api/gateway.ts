@@ -6,7 +6,7 @@ import type { SandboxManager } from '../sandboxes/index.ts';
 import { errorPayload } from './errors.ts';
 import { signedFileRequest } from './signature.ts';
 import { isStart, tapStart } from './exec-tap.ts';
-import type { EventLog } from '../timeline/index.ts';
+import type { ActivityBoard, EventLog } from '../timeline/index.ts';
 
 /**
  * The envd gateway: one origin for every sandbox's envd, as E2B's SDK expects
@@ -38,7 +38,13 @@ const PATH_FORM = /^\/sandboxes\/([^/?]+)\/envd(\/[^?]*)?(\?.*)?$/;
 const NOT_RUNNING_HINT = 'List the running sandboxes with GET /v2/sandboxes; a sandbox ends when its timeout passes.';
 const TOKEN_HINT = 'Send the envdAccessToken that creating (or connecting to) this sandbox returned as X-Access-Token, or use a signed URL (sandbox.downloadUrl / uploadUrl).';
 
-export function registerGateway(app: FastifyInstance, manager: SandboxManager, events?: EventLog): void {
+/** What the gateway tells of the commands it carries: their events, and their activity for hung detection. */
+export interface GatewayWatch {
+  events: EventLog;
+  activity: ActivityBoard;
+}
+
+export function registerGateway(app: FastifyInstance, manager: SandboxManager, watch?: GatewayWatch): void {
   // Our own pool, so closing the API closes every connection to envd it opened.
   const agent = new Agent({ keepAlive: true });
   const open = new Set<ServerResponse>();
@@ -49,7 +55,7 @@ export function registerGateway(app: FastifyInstance, manager: SandboxManager, e
     reply.hijack();
     open.add(reply.raw);
     reply.raw.once('close', () => open.delete(reply.raw));
-    serve(manager, agent, request.raw, reply.raw, route, request.log, events);
+    serve(manager, agent, request.raw, reply.raw, route, request.log, watch);
   });
 
   // Streams can last as long as a command runs: closing the daemon cuts them
@@ -72,7 +78,7 @@ function envdRoute(raw: IncomingMessage): EnvdRoute | null {
   return null;
 }
 
-function serve(manager: SandboxManager, agent: Agent, client: IncomingMessage, response: ServerResponse, route: EnvdRoute, log: FastifyBaseLogger, events?: EventLog): void {
+function serve(manager: SandboxManager, agent: Agent, client: IncomingMessage, response: ServerResponse, route: EnvdRoute, log: FastifyBaseLogger, watch?: GatewayWatch): void {
   const port = client.headers['e2b-sandbox-port'];
   if (port !== undefined && port !== String(ENVD_PORT)) {
     return refuse(client, response, 400, 'BRIG_BAD_REQUEST', `E2b-Sandbox-Port ${port}: brig forwards only envd's port ${ENVD_PORT}`, 'Ports of a sandbox\'s own services are not reachable through the daemon.');
@@ -97,7 +103,7 @@ function serve(manager: SandboxManager, agent: Agent, client: IncomingMessage, r
   const refusal = accessRefusal(client, endpoint.accessToken, signed);
   if (refusal !== null) return refuse(client, response, 401, 'BRIG_UNAUTHORIZED', `sandbox ${sandbox}: ${refusal}`, TOKEN_HINT);
   const id = manager.get(sandbox).id;
-  const tap = events && isStart(route.path) ? tapStart(events, id, client) : undefined;
+  const tap = watch && isStart(route.path) ? tapStart(watch.events, watch.activity, id, client) : undefined;
   forward(agent, client, response, endpoint.socketPath, route.path, (target, rule) =>
     manager.recordViolation({ time: new Date().toISOString(), sandbox: id, kind: 'filesystem', target, rule }),
   tap);

@@ -12,7 +12,7 @@ import { registerOpenApi } from './openapi.ts';
 import { registerV1Routes } from './v1.ts';
 import { registerJobRoutes } from './jobs.ts';
 import type { JobQueue } from '../jobs/index.ts';
-import type { EventLog } from '../timeline/index.ts';
+import type { ActivityBoard, EventLog } from '../timeline/index.ts';
 import { registerEventRoutes } from './events.ts';
 
 /**
@@ -36,6 +36,8 @@ export interface ApiOptions {
   jobs?: JobQueue;
   /** The event log behind /v1/events, where the gateway records commands started and ended. */
   events?: EventLog;
+  /** Where the gateway marks the commands it carries running and writing (hung detection). */
+  activity?: ActivityBoard;
 }
 
 export function buildApi(manager: SandboxManager, options: ApiOptions): FastifyInstance {
@@ -51,7 +53,7 @@ export function buildApi(manager: SandboxManager, options: ApiOptions): FastifyI
   // Before anything reads a request: no client, and no flood of them, can take every descriptor.
   limitConnections(app.server, { ...defaultConnectionLimits(), ...options.connections });
   // First: envd traffic is taken before any other hook, route or body parser sees it.
-  registerGateway(app, manager, options.events);
+  registerGateway(app, manager, options.events && options.activity ? { events: options.events, activity: options.activity } : undefined);
   installErrorHandling(app);
   // An empty body with a JSON Content-Type reads as no body: the schema then says what was required.
   const parseJson = app.getDefaultJsonParser('error', 'ignore');

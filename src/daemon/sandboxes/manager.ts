@@ -16,7 +16,8 @@ import { makeWorkspace, removeSandboxDir } from './workspace.ts';
 import { commitSandbox, writeImageSource } from './commit.ts';
 import { listTemplates } from './templates.ts';
 import type { CommittedImage, CreateSandboxRequest, ListQuery, Page, SandboxManager, SandboxRecord, SandboxStats, Store, TemplateInfo } from './types.ts';
-import type { EventLog } from '../timeline/index.ts';
+import type { ActivityBoard, EventLog } from '../timeline/index.ts';
+import { HungWatch } from './hung.ts';
 
 /**
  * The sandboxes' lifecycle, HTTP-free: create (written down before it boots),
@@ -49,8 +50,10 @@ export interface ManagerOptions {
    * built. Needs the daemon to run as root.
    */
   images?: ImageStore;
-  /** Where what happens to sandboxes is recorded (created, killed, timeout, died, oom, violation). */
+  /** Where what happens to sandboxes is recorded (created, killed, timeout, died, oom, hung, violation). */
   events?: EventLog;
+  /** The commands running in each sandbox and their output, as the gateway sees them: hung detection (timeouts.hungMs). */
+  activity?: ActivityBoard;
 }
 
 const E2B_HOME = '/home/user';
@@ -410,8 +413,29 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
       }
     }
   };
+  const hungWatch = options.activity ? new HungWatch(options.activity) : null;
+  /** Sandboxes whose commands went silent and idle past timeouts.hungMs: an event, and killed when the policy says so. */
+  const sweepHung = async (): Promise<void> => {
+    if (!hungWatch) return;
+    const cpu = (record: SandboxRecord): number | null => {
+      try {
+        return record.handle && !record.handle.booting ? driverOf(record.handle).usage(record.handle).cpuUsec : null;
+      } catch {
+        return null;
+      }
+    };
+    for (const { record, silentMs, commands } of hungWatch.look(store.all(), cpu)) {
+      const { onHung, hungMs } = record.policy.timeouts;
+      options.events?.record('hung', { sandbox: record.id }, { silentMs, commands, hungMs, action: onHung });
+      if (onHung !== 'kill') continue;
+      // Ended as one that died: its workspace kept until its timeout, its record saying why.
+      await teardown(record, false, `hung: its commands wrote nothing and it used no CPU for ${Math.round(silentMs / 1000)} s (timeouts.hungMs ${hungMs}, onHung kill)`).catch(() => {});
+      options.activity?.forget(record.id);
+      expireDead(record.id);
+    }
+  };
   // Never a rejection nobody hears: under a flood the store or /proc may fail, and that must not end the daemon.
-  const sweeper = setInterval(() => void sweepDead().then(() => fill()).catch(() => {}), SWEEP_MS);
+  const sweeper = setInterval(() => void sweepDead().then(sweepHung).then(() => fill()).catch(() => {}), SWEEP_MS);
   sweeper.unref();
 
   // Reconcile what an earlier daemon left: reattach what runs (or could not be checked), clean up

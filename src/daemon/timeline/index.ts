@@ -4,4 +4,5 @@
  * followed live (GET /v1/events, brig events).
  */
 export { EventLog } from './events.ts';
+export { ActivityBoard } from './activity.ts';
 export { EVENT_TYPES, type DaemonEvent, type EventQuery, type EventStore, type EventType } from './types.ts';
