@@ -17,6 +17,7 @@ import { openImageStore } from '../images/index.ts';
 import { openSqliteStore } from './store/index.ts';
 import { createJobQueue } from './jobs/index.ts';
 import { ActivityBoard, EventLog } from './timeline/index.ts';
+import { daemonMetrics } from './metrics/index.ts';
 import { claimStateDir, type StateDirClaim } from './state-dir.ts';
 
 export interface DaemonOptions {
@@ -92,7 +93,8 @@ async function serve(stateDir: string, claim: StateDirClaim, options: DaemonOpti
     activity,
   });
   const jobs = await createJobQueue({ store, manager, stateDir, events, tsRunner: `${options.insideDir}/ts-run.cjs`, ...(options.jobs !== undefined ? { concurrency: options.jobs } : {}), ...(options.jobRetentionMs !== undefined ? { retentionMs: options.jobRetentionMs } : {}) });
-  const app = buildApi(manager, { apiKey, connections: options.connections, jobs, events, activity });
+  const metrics = daemonMetrics({ events, store, manager });
+  const app = buildApi(manager, { apiKey, connections: options.connections, jobs, events, activity, metrics });
   const host = options.host ?? '127.0.0.1';
   const port = options.port ?? 3000;
   let url: string;
@@ -112,6 +114,7 @@ async function serve(stateDir: string, claim: StateDirClaim, options: DaemonOpti
     stateDir,
     async close() {
       await app.close();
+      metrics.close();
       // Running jobs are let go of, not stopped: the next daemon reattaches them.
       await jobs.close();
       await manager.close();

@@ -14,6 +14,7 @@ import { registerJobRoutes } from './jobs.ts';
 import type { JobQueue } from '../jobs/index.ts';
 import type { ActivityBoard, EventLog } from '../timeline/index.ts';
 import { registerEventRoutes } from './events.ts';
+import type { DaemonMetrics } from '../metrics/index.ts';
 
 /**
  * api/: the daemon's HTTP front door. E2B's control plane and brig's /v1
@@ -38,6 +39,8 @@ export interface ApiOptions {
   events?: EventLog;
   /** Where the gateway marks the commands it carries running and writing (hung detection). */
   activity?: ActivityBoard;
+  /** GET /metrics. */
+  metrics?: DaemonMetrics;
 }
 
 export function buildApi(manager: SandboxManager, options: ApiOptions): FastifyInstance {
@@ -71,6 +74,12 @@ export function buildApi(manager: SandboxManager, options: ApiOptions): FastifyI
     registerV1Routes(controlPlane, manager);
     if (options.jobs) registerJobRoutes(controlPlane, options.jobs);
     if (options.events) registerEventRoutes(controlPlane, options.events);
+    const metrics = options.metrics;
+    if (metrics) {
+      controlPlane.get('/metrics', { schema: { tags: ['metrics'], summary: "The daemon in Prometheus's text format (docs/observability.md); the API key as a bearer token" } }, async (_request, reply) =>
+        reply.type('text/plain; version=0.0.4; charset=utf-8').send(metrics.render()),
+      );
+    }
   });
   return app;
 }

@@ -104,7 +104,7 @@ export async function createJobQueue(options: JobQueueOptions): Promise<JobQueue
       // Lost to another daemon on the same store, or to a cancel: look again.
       if (!store.claimJob(next.id, startedAt)) continue;
       const job = store.getJob(next.id) as JobRecord;
-      options.events?.record('job.running', { job: job.id }, { attempt: job.attempts, startOrder: job.startOrder });
+      options.events?.record('job.running', { job: job.id }, { attempt: job.attempts, startOrder: job.startOrder, waitedMs: Date.parse(startedAt) - Date.parse(job.createdAt) });
       start(job, false);
     }
   };

@@ -102,6 +102,8 @@ export interface JobStore {
   listJobs(query: JobQuery): JobRecord[];
   /** Jobs in this state (for a restarted daemon: the running ones). */
   jobsIn(state: JobState): JobRecord[];
+  /** How many jobs the store holds in each state. */
+  countJobs(): Record<JobState, number>;
   /** Ended jobs that ended before this instant; removed. Returns their ids. */
   removeJobsEndedBefore(ms: number): string[];
 }

@@ -471,6 +471,7 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
 
   return {
     async create(request: CreateSandboxRequest): Promise<SandboxRecord> {
+      const began = Date.now();
       const templateId = request.templateId ?? 'base';
       await refreshImages();
       if (request.image === undefined && templateId !== 'base' && imageOf(request) === null && !(options.agents ?? []).some((agent) => agent.name === templateId || agent.aliases?.includes(templateId))) {
@@ -527,7 +528,7 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
       // Refill after this answer is on its way: booting's synchronous part (the plan, the spawn) would delay it.
       setImmediate(fill);
       schedule(record);
-      options.events?.record('created', { sandbox: record.id }, { template: record.templateId, tier: record.handle?.driver ?? null, name: record.name, pooled: pooledId !== undefined });
+      options.events?.record('created', { sandbox: record.id }, { template: record.templateId, tier: record.handle?.driver ?? null, name: record.name, pooled: pooledId !== undefined, createMs: Date.now() - began });
       return record;
     },
 

@@ -83,6 +83,8 @@ export interface Store {
   /** What the sandbox spent through the LLM gateway; zeros when nothing. */
   spent(sandbox: string): Spent;
   charge(sandbox: string, delta: Spent): void;
+  /** What every sandbox the store still holds spent through the LLM gateway, together. */
+  spentTotal(): Spent;
   /** The host uid recorded for the sandbox, or null. */
   hostId(sandbox: string): number | null;
   /**

@@ -83,6 +83,7 @@ export function sqliteJobStore(db: Database.Database): JobStore {
   const inState = db.prepare<[string], JobRow>('SELECT * FROM jobs WHERE state = ? ORDER BY seq');
   const endedBefore = db.prepare<[number], { id: string }>('SELECT id FROM jobs WHERE ended_ms IS NOT NULL AND ended_ms < ?');
   const removeRow = db.prepare<[string]>('DELETE FROM jobs WHERE id = ?');
+  const counts = db.prepare<[], { state: JobState; count: number }>('SELECT state, COUNT(*) AS count FROM jobs GROUP BY state');
 
   // IMMEDIATE: read-merge-write under one write lock, as the sandboxes' update.
   const update = db.transaction((id: string, patch: Partial<JobRecord>) => {
@@ -113,6 +114,7 @@ export function sqliteJobStore(db: Database.Database): JobStore {
     cancelQueuedJob: (id, endedAt) => cancelQueued.run({ id, endedAt, endedMs: Date.parse(endedAt) }).changes === 1,
     listJobs: (query: JobQuery) => newest.all({ state: query.state ?? null, limit: query.limit ?? 100 }).map(fromRow),
     jobsIn: (state) => inState.all(state).map(fromRow),
+    countJobs: () => Object.fromEntries([['queued', 0], ['running', 0], ['succeeded', 0], ['failed', 0], ...counts.all().map((row) => [row.state, row.count])]) as Record<JobState, number>,
     removeJobsEndedBefore: (ms) => removeEnded.immediate(ms),
   };
 }

@@ -172,6 +172,7 @@ export function openSqliteStore(file: string): Store & JobStore & EventStore {
   const spentOf = db.prepare<[string], { requests: number; inputTokens: number; outputTokens: number }>(
     'SELECT requests, input_tokens AS inputTokens, output_tokens AS outputTokens FROM llm_spent WHERE sandbox = ?',
   );
+  const spentAll = db.prepare<[], Spent>('SELECT COALESCE(SUM(requests), 0) AS requests, COALESCE(SUM(input_tokens), 0) AS inputTokens, COALESCE(SUM(output_tokens), 0) AS outputTokens FROM llm_spent');
   const charge = db.prepare<{ sandbox: string } & Spent>(`
     INSERT INTO llm_spent VALUES (@sandbox, @requests, @inputTokens, @outputTokens)
     ON CONFLICT (sandbox) DO UPDATE SET requests = requests + excluded.requests,
@@ -226,6 +227,7 @@ export function openSqliteStore(file: string): Store & JobStore & EventStore {
     violations: (sandbox, limit) => violationsOf.all({ sandbox, limit }),
     spent: (sandbox) => spentOf.get(sandbox) ?? { requests: 0, inputTokens: 0, outputTokens: 0 },
     charge: (sandbox, delta) => void charge.run({ sandbox, ...delta }),
+    spentTotal: () => spentAll.get() ?? { requests: 0, inputTokens: 0, outputTokens: 0 },
     hostId: (sandbox) => hostIdOf.get(sandbox)?.id ?? null,
     claimHostId: (sandbox, pick) => claimHostId.immediate(sandbox, pick),
     ...sqliteJobStore(db),
