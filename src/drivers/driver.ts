@@ -90,6 +90,8 @@ export interface SandboxUsage {
   pids: number;
   /** CPU time used by everything that ever ran in it, in microseconds. */
   cpuUsec: number;
+  /** Of memoryBytes, the page cache (file pages), where the cgroup says. */
+  memoryCacheBytes?: number;
 }
 
 /** How a foreground run ended. */

@@ -132,6 +132,11 @@ class StandInManager implements SandboxManager {
     return { socketPath: this.sockets.get(record.id) ?? '', accessToken: record.envdAccessToken };
   }
 
+  metrics(idOrName: string): never[] {
+    this.get(idOrName);
+    return [];
+  }
+
   stats(idOrName: string): SandboxStats {
     if (idOrName === 'explodes') throw new Error('a bug in the manager');
     this.get(idOrName);

@@ -64,6 +64,32 @@ describe('brig serve: GET /metrics', () => {
     assert.ok(buckets.every((value, index) => index === 0 || value >= (buckets[index - 1] ?? 0)), JSON.stringify(buckets));
   });
 
+  test("E2B's getMetrics: a sample every 5 s of CPU (as a share of its CPUs), memory against its limit, and its workspace's disk", async () => {
+    const sandbox = await Sandbox.create(opts());
+    try {
+      await sandbox.files.write('/home/user/ballast.bin', new Blob([Buffer.alloc(3 * 1024 * 1024, 1)]));
+      await sandbox.commands.run('timeout 30 sh -c "while :; do :; done"', { background: true });
+      let metrics = await sandbox.getMetrics();
+      while (!metrics.some((sample) => sample.cpuUsedPct > 20 && sample.diskUsed >= 3 * 1024 * 1024)) {
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+        metrics = await sandbox.getMetrics();
+      }
+      const [first] = metrics;
+      assert.ok(first && first.timestamp instanceof Date && !Number.isNaN(first.timestamp.getTime()));
+      assert.equal(first?.memTotal, 2048 * 1024 * 1024, 'the default policy\'s memory');
+      assert.ok((first?.memUsed ?? 0) > 1024 * 1024 && (first?.memUsed ?? 0) < (first?.memTotal ?? 0));
+      assert.ok((first?.cpuCount ?? 0) >= 1);
+      assert.ok((first?.diskTotal ?? 0) > (first?.diskUsed ?? 0));
+      assert.ok(metrics.every((sample) => sample.cpuUsedPct >= 0 && sample.cpuUsedPct <= 100));
+      const later = await Sandbox.getMetrics(sandbox.sandboxId, { ...opts(), start: new Date(Date.now() + 3600_000) });
+      assert.deepEqual(later, [], 'nothing from the future');
+    } finally {
+      await sandbox.kill();
+    }
+    const gone = await fetch(`${daemon.url}/sandboxes/${sandbox.sandboxId}/metrics`, { headers: { 'x-api-key': API_KEY } });
+    assert.equal(gone.status, 404);
+  });
+
   test('needs the API key', async () => {
     assert.equal((await fetch(`${daemon.url}/metrics`)).status, 401);
   });

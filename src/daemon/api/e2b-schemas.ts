@@ -127,6 +127,23 @@ export const LISTED_SANDBOX = {
 } as const;
 
 /** E2B's SandboxDetail. */
+/** E2B's SandboxMetric: one sample of a sandbox's CPU, memory and disk. */
+export const SANDBOX_METRIC = {
+  type: 'object',
+  properties: {
+    timestamp: { type: 'string', format: 'date-time' },
+    timestampUnix: { type: 'integer', description: 'Seconds since the epoch' },
+    cpuCount: { type: 'integer' },
+    cpuUsedPct: { type: 'number', description: 'Of its CPUs, since the sample before' },
+    memUsed: { type: 'integer', description: 'Bytes charged to it, page cache included' },
+    memTotal: { type: 'integer', description: 'Its memory limit in bytes' },
+    memCache: { type: 'integer', description: 'Of memUsed, the page cache' },
+    diskUsed: { type: 'integer', description: 'Bytes its workspace takes (measured once a minute)' },
+    diskTotal: { type: 'integer', description: 'Its disk limit, else the size of the filesystem its workspace is on' },
+  },
+  required: ['timestamp', 'timestampUnix', 'cpuCount', 'cpuUsedPct', 'memUsed', 'memTotal', 'memCache', 'diskUsed', 'diskTotal'],
+} as const;
+
 export const SANDBOX_DETAIL = {
   type: 'object',
   properties: {

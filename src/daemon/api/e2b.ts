@@ -3,7 +3,7 @@ import { BrigError, ENVD_VERSION } from '../../protocol/index.ts';
 import { validatePolicyInput, type PolicyInput } from '../../policy/index.ts';
 import type { CreateSandboxRequest, SandboxManager, SandboxRecord, SandboxState } from '../sandboxes/index.ts';
 import { BAD_REQUEST_HINT } from './errors.ts';
-import { CONNECT_BODY, errors, ID_PARAMS, LIST_QUERY, LISTED_SANDBOX, NETWORK_UPDATE, NEW_SANDBOX, SANDBOX, SANDBOX_DETAIL, TIMEOUT_BODY, V1_LIST_QUERY } from './e2b-schemas.ts';
+import { CONNECT_BODY, errors, ID_PARAMS, LIST_QUERY, LISTED_SANDBOX, NETWORK_UPDATE, NEW_SANDBOX, SANDBOX, SANDBOX_DETAIL, SANDBOX_METRIC, TIMEOUT_BODY, V1_LIST_QUERY } from './e2b-schemas.ts';
 
 /**
  * E2B's control plane, so the e2b SDK (apiUrl at the daemon) works unchanged:
@@ -102,6 +102,19 @@ export function registerE2bRoutes(app: FastifyInstance, manager: SandboxManager)
     config: e2b,
     schema: { tags, summary: 'A sandbox\'s detail', params: ID_PARAMS, response: { 200: SANDBOX_DETAIL, ...errors(404) } },
     handler: async (request) => detail(manager.get(request.params.sandboxID)),
+  });
+
+  app.get<{ Params: IdParams; Querystring: { start?: number; end?: number } }>('/sandboxes/:sandboxID/metrics', {
+    config: e2b,
+    schema: {
+      tags,
+      summary: "A sandbox's CPU, memory and disk over time: a sample every 5 s, the last hour (the SDK's getMetrics)",
+      params: ID_PARAMS,
+      querystring: { type: 'object', properties: { start: { type: 'integer', minimum: 0, description: 'Seconds since the epoch' }, end: { type: 'integer', minimum: 0 } }, additionalProperties: false },
+      response: { 200: { type: 'array', items: SANDBOX_METRIC }, ...errors(404) },
+    },
+    handler: async (request) =>
+      manager.metrics(request.params.sandboxID, request.query.start, request.query.end).map((sample) => ({ ...sample, timestamp: new Date(sample.timestampUnix * 1000).toISOString() })),
   });
 
   app.delete<{ Params: IdParams }>('/sandboxes/:sandboxID', {

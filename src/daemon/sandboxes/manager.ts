@@ -18,6 +18,7 @@ import { listTemplates } from './templates.ts';
 import type { CommittedImage, CreateSandboxRequest, ListQuery, Page, SandboxManager, SandboxRecord, SandboxStats, Store, TemplateInfo } from './types.ts';
 import type { ActivityBoard, EventLog } from '../timeline/index.ts';
 import { HungWatch } from './hung.ts';
+import { SandboxSamples, type SandboxSample } from './samples.ts';
 
 /**
  * The sandboxes' lifecycle, HTTP-free: create (written down before it boots),
@@ -413,6 +414,15 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
       }
     }
   };
+  const samples = new SandboxSamples(diskUsage);
+  const sample = (): void =>
+    samples.look(store.all(), (record) => {
+      try {
+        return record.handle && !record.handle.booting ? driverOf(record.handle).usage(record.handle) : null;
+      } catch {
+        return null;
+      }
+    });
   const hungWatch = options.activity ? new HungWatch(options.activity) : null;
   /** Sandboxes whose commands went silent and idle past timeouts.hungMs: an event, and killed when the policy says so. */
   const sweepHung = async (): Promise<void> => {
@@ -435,7 +445,7 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
     }
   };
   // Never a rejection nobody hears: under a flood the store or /proc may fail, and that must not end the daemon.
-  const sweeper = setInterval(() => void sweepDead().then(sweepHung).then(() => fill()).catch(() => {}), SWEEP_MS);
+  const sweeper = setInterval(() => void sweepDead().then(sweepHung).then(sample).then(() => fill()).catch(() => {}), SWEEP_MS);
   sweeper.unref();
 
   // Reconcile what an earlier daemon left: reattach what runs (or could not be checked), clean up
@@ -575,6 +585,10 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
       if (!record.handle || record.handle.booting) throw new BrigError('BRIG_SANDBOX_NOT_FOUND', `sandbox '${idOrName}' is still starting`, 'wait for its create call to return');
       checkEnvdSocket(record.handle.endpoint.socketPath);
       return { socketPath: record.handle.endpoint.socketPath, accessToken: record.envdAccessToken };
+    },
+
+    metrics(idOrName: string, startUnix?: number, endUnix?: number): SandboxSample[] {
+      return samples.of(find(idOrName).id, startUnix, endUnix);
     },
 
     stats(idOrName: string): SandboxStats {

@@ -1,3 +1,4 @@
+import type { SandboxSample } from './samples.ts';
 import type { NetworkRules, Spent, Violation } from '../../egress/index.ts';
 import type { NetworkPolicy, Policy, PolicyInput } from '../../policy/index.ts';
 import type { SandboxHandle, SandboxUsage } from '../../drivers/index.ts';
@@ -164,6 +165,8 @@ export interface SandboxManager {
   /** Where its envd listens and the token it demands: for the gateway. */
   endpoint(idOrName: string): { socketPath: string; accessToken: string };
   stats(idOrName: string): SandboxStats;
+  /** Its CPU, memory and disk over the last hour (a sample every 5 s), between two instants in seconds since the epoch: E2B's getMetrics. */
+  metrics(idOrName: string, startUnix?: number, endUnix?: number): SandboxSample[];
   /** envd's log inside the sandbox's state directory. */
   logs(idOrName: string): string;
   /** The network policy in force (rules as last changed). */

@@ -24,7 +24,21 @@ export function cgroupUsage(cgroup: Pick<CgroupPlan, 'version' | 'dirs'>): Sandb
   };
   const memoryBytes = cgroup.version === 'v1' ? read('memory.usage_in_bytes') : read('memory.current');
   const cpuUsec = cgroup.version === 'v1' ? Math.round(read('cpuacct.usage') / 1000) : cpuStatUsec(cgroup.dirs);
-  return { memoryBytes, pids: read('pids.current'), cpuUsec };
+  const memoryCacheBytes = statField(cgroup.dirs, 'memory.stat', cgroup.version === 'v1' ? 'cache' : 'file');
+  return { memoryBytes, pids: read('pids.current'), cpuUsec, ...(memoryCacheBytes === null ? {} : { memoryCacheBytes }) };
+}
+
+/** One `KEY N` line of a cgroup stat file, from the first hierarchy that has it. */
+function statField(dirs: string[], file: string, key: string): number | null {
+  for (const dir of dirs) {
+    try {
+      const match = new RegExp(`^${key} (\\d+)$`, 'm').exec(readFileSync(`${dir}/${file}`, 'utf8'));
+      if (match) return Number(match[1]);
+    } catch {
+      // Not here.
+    }
+  }
+  return null;
 }
 
 /** cgroup v2's cpu.stat: `usage_usec N`. */
