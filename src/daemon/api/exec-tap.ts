@@ -33,6 +33,7 @@ export function tapStart(events: EventLog, activity: ActivityBoard, sandbox: str
   client.on('data', peek);
   const began = Date.now();
   let pid: number | null = null;
+  let ended = false;
   const envelope = (payload: Buffer | null): void => {
     // A large envelope is output; a small one may be too (keep-alives are not: a sleeping command is silent).
     if (payload === null) return activity.output(sandbox);
@@ -46,7 +47,9 @@ export function tapStart(events: EventLog, activity: ActivityBoard, sandbox: str
       pid = event.start.pid as number;
       activity.started(sandbox);
       events.record('exec.started', { sandbox }, { pid, ...requested });
-    } else if (event?.end && pid !== null) {
+    } else if (event?.end && pid !== null && !ended) {
+      // Once: a stream that says `end` again (envd is the sandbox's) must not flood the event log.
+      ended = true;
       const { exitCode, exited, status } = event.end;
       events.record('exec.ended', { sandbox }, { pid, exitCode: Number.isInteger(exitCode) ? exitCode : null, exited: exited !== false, status: typeof status === 'string' ? status.slice(0, 100) : null, durationMs: Date.now() - began });
     }
