@@ -7,7 +7,7 @@ export type { Driver, Endpoint, Liveness, RunEnd, RunIo, RunStdio, SandboxHandle
 export { DEFAULT_TIER, driverFor, tierNames, tierStatuses, usableDriver } from './registry.ts';
 export { IMAGE_ID_COUNT, imageIdBase, findExecutable, planSandbox } from './plan/index.ts';
 export type { HostContext, ImageRoot, PlanOptions, SandboxPlan } from './plan/index.ts';
-export { linksOnTheWay } from './host/index.ts';
+export { envdHealthy, linksOnTheWay } from './host/index.ts';
 export { prepareImageRoot } from './jail/index.ts';
 // Where every daemon sandbox's envd runtime (Node, its libraries) is inside, and how to run that Node: the jobs' TypeScript runs on it.
 export { ENVD_INSIDE, programRuntime } from './envd-runtime/index.ts';

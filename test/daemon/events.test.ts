@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { Sandbox, type SandboxOpts } from 'e2b';
 import Database from 'better-sqlite3';
 import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { runBrig, tempWorkspace } from '../helpers/brig.ts';
 import { serveDaemon, type RunningDaemon } from '../helpers/daemon.ts';
 import type { DaemonEvent } from '../../src/daemon/timeline/index.ts';
@@ -109,6 +110,28 @@ describe('brig serve: events', () => {
     assert.deepEqual(await eventsOf(`sandbox=${chatty.sandboxId}&type=hung`), [], 'a command writing output is working');
     for (const sandbox of [busy, chatty, sleepy]) await sandbox.kill();
     await Promise.all(running);
+  });
+
+  test('unresponsive: a sandbox whose envd stops answering (stopped, as a process of its own user could) is reported', async () => {
+    const sandbox = await Sandbox.create(opts());
+    const envd = readFileSync(`/sys/fs/cgroup/pids/brig-${sandbox.sandboxId}/cgroup.procs`, 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map(Number)
+      // envd itself, not the bubblewraps whose arguments name it too.
+      .find((pid) => {
+        const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+        return !argv[0]?.endsWith('bwrap') && argv.some((arg) => arg.endsWith('envd.cjs'));
+      });
+    assert.ok(envd, 'envd runs in the sandbox\'s cgroup');
+    process.kill(envd, 'SIGSTOP');
+    try {
+      await until(async () => (await eventsOf(`sandbox=${sandbox.sandboxId}&type=unresponsive`)).length === 1);
+    } finally {
+      process.kill(envd, 'SIGCONT');
+    }
+    assert.equal((await sandbox.commands.run('echo back')).stdout, 'back\n');
+    await sandbox.kill();
   });
 
   test('follow: what was kept after a seq, then live, as server-sent events with ids; a reconnect with Last-Event-ID misses nothing', async () => {

@@ -5,7 +5,7 @@ import { BrigError, type MemoryEvent } from '../../protocol/index.ts';
 import { applyPolicyInput, buildPolicy, compose, imageEnvironment, network, setEnv, resolvePolicy, runAs, user, workspace, workspaceAt, type NetworkPolicy, type Policy, type PolicyChange } from '../../policy/index.ts';
 import { agentBasePolicy, agentBinDir, agentPolicyChanges, findAgent, locateAgent, prepareAgentHome, type AgentSpec } from '../../agents/index.ts';
 import { checkNetworkRules, relayBinary, startSandboxEgress, withEgressEnvironment, type EgressLedger, type Gateway, type NetworkRules, type SandboxEgress, type Spent, type Violation } from '../../egress/index.ts';
-import { IMAGE_ID_COUNT, driverFor, usableDriver, type Driver, type Liveness, type SandboxHandle, type SandboxImage } from '../../drivers/index.ts';
+import { IMAGE_ID_COUNT, driverFor, envdHealthy, usableDriver, type Driver, type Liveness, type SandboxHandle, type SandboxImage } from '../../drivers/index.ts';
 import { checkBudgets, defaultBudgets, type Budgets } from './budgets.ts';
 import { bindEnvdSocket, checkEnvdSocket } from './envd-socket.ts';
 import { appendMemoryEvent, readMemoryEvents } from './memory-events.ts';
@@ -63,6 +63,8 @@ const SANDBOX_UID = 1000;
 const MAX_TIMER_MS = 2 ** 31 - 1;
 /** How often sandboxes that died by themselves are looked for. */
 const SWEEP_MS = 5000;
+/** How long envd has to answer a health check before it counts as a miss. */
+const ENVD_ANSWER_MS = 2000;
 
 export async function createSandboxManager(options: ManagerOptions): Promise<SandboxManager> {
   const { store } = options;
@@ -423,6 +425,25 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
         return null;
       }
     });
+  /**
+   * envd's liveness: every sweep each running sandbox's envd is asked for its
+   * health, 2 s at most; one that fails twice running (a frozen sandbox: its
+   * processes stopped, or envd stopped by a process of its own user) is
+   * `unresponsive`, once until it answers again. A dead one is the sweep's.
+   */
+  const unanswered = new Map<string, number>();
+  const sweepUnresponsive = async (): Promise<void> => {
+    const running = store.all().filter((record) => record.state === 'running' && record.handle && !record.handle.booting);
+    const answers = await Promise.all(running.map((record) => envdHealthy(record.handle?.endpoint.socketPath ?? '', ENVD_ANSWER_MS)));
+    const live = new Set(running.map((record) => record.id));
+    for (const id of unanswered.keys()) if (!live.has(id)) unanswered.delete(id);
+    running.forEach((record, index) => {
+      if (answers[index]) return void unanswered.delete(record.id);
+      const misses = (unanswered.get(record.id) ?? 0) + 1;
+      unanswered.set(record.id, misses);
+      if (misses === 2) options.events?.record('unresponsive', { sandbox: record.id }, { misses, answerMs: ENVD_ANSWER_MS });
+    });
+  };
   const hungWatch = options.activity ? new HungWatch(options.activity) : null;
   /** Sandboxes whose commands went silent and idle past timeouts.hungMs: an event, and killed when the policy says so. */
   const sweepHung = async (): Promise<void> => {
@@ -445,7 +466,7 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
     }
   };
   // Never a rejection nobody hears: under a flood the store or /proc may fail, and that must not end the daemon.
-  const sweeper = setInterval(() => void sweepDead().then(sweepHung).then(sample).then(() => fill()).catch(() => {}), SWEEP_MS);
+  const sweeper = setInterval(() => void sweepDead().then(sweepHung).then(sweepUnresponsive).then(sample).then(() => fill()).catch(() => {}), SWEEP_MS);
   sweeper.unref();
 
   // Reconcile what an earlier daemon left: reattach what runs (or could not be checked), clean up

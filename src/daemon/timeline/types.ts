@@ -5,7 +5,7 @@
  * why), out of memory; a command started and ended through envd; a refused
  * access; a job's state changes.
  */
-export const EVENT_TYPES = ['created', 'killed', 'timeout', 'died', 'oom', 'hung', 'violation', 'exec.started', 'exec.ended', 'job.queued', 'job.running', 'job.succeeded', 'job.failed'] as const;
+export const EVENT_TYPES = ['created', 'killed', 'timeout', 'died', 'oom', 'hung', 'unresponsive', 'violation', 'exec.started', 'exec.ended', 'job.queued', 'job.running', 'job.succeeded', 'job.failed'] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 
 export interface DaemonEvent {

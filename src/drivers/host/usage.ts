@@ -74,13 +74,15 @@ export function sandboxLiveness(handle: Pick<SandboxHandle, 'pid' | 'pidStart'>,
 }
 
 /** Whether envd answers its /health on the unix socket. */
-export function envdHealthy(socketPath: string): Promise<boolean> {
+export function envdHealthy(socketPath: string, timeoutMs?: number): Promise<boolean> {
   return new Promise((resolve) => {
     const req = request({ socketPath, path: '/health', method: 'GET' }, (response) => {
       response.resume();
       resolve(response.statusCode === 204);
     });
     req.on('error', () => resolve(false));
+    // A stopped envd still has its socket accepted by the kernel: only a deadline tells.
+    if (timeoutMs !== undefined) req.setTimeout(timeoutMs, () => req.destroy());
     req.end();
   });
 }
