@@ -149,35 +149,37 @@ describe('the vm driver: a sandbox outlives the process that booted it, and stop
 });
 
 describe('the vm driver: a guest that hangs or panics is found gone, says why, and stops clean', { skip }, () => {
-  test('a guest that stops beating (QEMU frozen with SIGSTOP): the gate gives up, liveness says gone, whyGone says it hung', async () => {
+  /** A sandbox booted for one test (its own state and workspace), handed to `body`; stopped and removed after, whatever happens. */
+  async function withSandbox(id: string, boot: (spec: ReturnType<typeof specFor>) => Promise<SandboxHandle>, body: (handle: SandboxHandle) => Promise<void>, ...changes: PolicyChange[]): Promise<void> {
     const state = tempDir('brig-vm-state-');
     const work = tempDir('brig-vm-ws-', USER);
     let handle: SandboxHandle | undefined;
     try {
-      handle = await withEnv('BRIG_VM_HUNG_AFTER', '3', () => vmDriver.boot(spec(`vm-hung-${process.pid}`, state.dir, work.dir, 256)));
-      const booted = handle;
+      handle = await boot(specFor(`${id}-${process.pid}`, state.dir, work.dir, changes));
+      await body(handle);
+      await vmDriver.stop(handle);
+      assertNothingLeft(handle);
+    } finally {
+      if (handle) await vmDriver.stop(handle);
+      state.remove();
+      work.remove();
+    }
+  }
+  const specFor = (id: string, state: string, work: string, changes: PolicyChange[]) => spec(id, state, work, 256, ...changes);
+
+  test('a guest that stops beating (QEMU frozen with SIGSTOP): the gate gives up, liveness says gone, whyGone says it hung', async () => {
+    await withSandbox('vm-hung', (given) => withEnv('BRIG_VM_HUNG_AFTER', '3', () => vmDriver.boot(given)), async (booted) => {
       // Quiet is not hung: an idle guest still beats.
       await new Promise((resolve) => setTimeout(resolve, 4000));
       assert.equal(vmDriver.liveness(booted), 'alive', 'an idle guest is not taken for a hung one');
       process.kill(booted.pid, 'SIGSTOP');
       await eventually(() => vmDriver.liveness(booted) === 'gone');
       assert.match(vmDriver.whyGone?.(booted) ?? '', /^the VM hung: its init gave no sign of life for 3 s/);
-      await vmDriver.stop(booted);
-      assertNothingLeft(booted);
-    } finally {
-      if (handle) await vmDriver.stop(handle);
-      state.remove();
-      work.remove();
-    }
+    });
   });
 
   test('a guest kernel that panics (its memory used up, onOutOfMemory kill-sandbox): gone, and whyGone quotes the panic', async () => {
-    const state = tempDir('brig-vm-state-');
-    const work = tempDir('brig-vm-ws-', USER);
-    let handle: SandboxHandle | undefined;
-    try {
-      handle = await vmDriver.boot(spec(`vm-panic-${process.pid}`, state.dir, work.dir, 256, onOutOfMemory('kill-sandbox')));
-      const booted = handle;
+    await withSandbox('vm-panic', (given) => vmDriver.boot(given), async (booted) => {
       const gateway = await tcpToUnix(booted.endpoint.socketPath);
       try {
         const sandbox = e2bSandbox(gateway.url);
@@ -187,13 +189,7 @@ describe('the vm driver: a guest that hangs or panics is found gone, says why, a
       }
       await eventually(() => vmDriver.liveness(booted) === 'gone');
       assert.match(vmDriver.whyGone?.(booted) ?? '', /^the guest kernel panicked: (Out of memory|System is deadlocked on memory)/);
-      await vmDriver.stop(booted);
-      assertNothingLeft(booted);
-    } finally {
-      if (handle) await vmDriver.stop(handle);
-      state.remove();
-      work.remove();
-    }
+    }, onOutOfMemory('kill-sandbox'));
   });
 
   test('BRIG_VM_HUNG_AFTER that is not a number of seconds is refused before anything starts', async () => {
