@@ -183,11 +183,11 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
     timers.set(record.id, timer);
   };
 
-  /** Stop the sandbox and forget it (its workspace stays when it was created to keep it). */
   /** Why a sandbox found gone ended: its tier's word when it has one. Before teardown, which removes what the tier reads. */
   const whyGone = (record: SandboxRecord): string =>
     (record.handle && driverOf(record.handle).whyGone?.(record.handle)) || "it ended by itself: its tier's processes are gone";
 
+  /** Stop the sandbox and forget it (its workspace stays when it was created to keep it); `endReason` when it ended by itself. */
   const teardown = async (record: SandboxRecord, removeWorkspace: boolean, endReason?: string): Promise<void> => {
     // A pooled sandbox was never anyone's: its end is no event.
     if (endReason && record.state === 'running') options.events?.record('died', { sandbox: record.id }, { reason: endReason });
