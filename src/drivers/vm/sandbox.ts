@@ -56,6 +56,8 @@ export async function bootVm(spec: SandboxSpec): Promise<SandboxHandle> {
   try {
     if (!/^[a-z0-9-]{1,64}$/.test(spec.id)) throw new BrigError('BRIG_USAGE', `sandbox id '${spec.id}' must be 1-64 of [a-z0-9-]`, 'use a lower-case name or let brig pick one');
     const qemu = requireVm();
+    // Checked before anything exists: a bad BRIG_VM_HUNG_AFTER leaves no cgroup behind.
+    const silenceMs = silenceAllowedMs();
     const runtime = envdRuntime({ envdBundle: spec.envd.bundle, root: ENVD_INSIDE });
     const policy = envdPolicy(spec.envd.accessToken)(spec.policy);
     const host = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, home: process.env.HOME ?? '/', cwd: spec.stateDir, env: process.env };
@@ -87,7 +89,6 @@ export async function bootVm(spec: SandboxSpec): Promise<SandboxHandle> {
     spec.persist?.(pending);
     createCgroup(cgroup);
     const cgroupNow = cgroup;
-    const silenceMs = silenceAllowedMs();
     launch = () => start(plan, dir, cgroupNow, argv, Buffer.concat(config.map(encodeRecord)), socket.fd, envdLog, egress, silenceMs);
   } catch (error) {
     closeSync(socket.fd);

@@ -1,7 +1,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { closeSync, openSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { Sandbox, type SandboxOpts } from 'e2b';
 import { BRIG, collect, tempWorkspace } from '../../helpers/brig.ts';
 import { serveDaemon, type RunningDaemon } from '../../helpers/daemon.ts';
@@ -39,6 +39,7 @@ describe('no fd the caller left open reaches a jail', () => {
   });
   after(() => {
     closeSync(fd);
+    rmSync(secret, { force: true });
     dir.remove();
   });
 
@@ -72,6 +73,7 @@ describe('no fd the daemon holds reaches a sandbox', () => {
     for (const info of await Sandbox.list(opts()).nextItems().catch(() => [])) await Sandbox.kill(info.sandboxId, opts()).catch(() => false);
     await daemon.stop();
     closeSync(fd);
+    rmSync(secret, { force: true });
     state.remove();
   });
 

@@ -196,8 +196,10 @@ describe('the vm driver: a guest that hangs or panics is found gone, says why, a
     const state = tempDir('brig-vm-state-');
     const work = tempDir('brig-vm-ws-', USER);
     try {
-      await assert.rejects(withEnv('BRIG_VM_HUNG_AFTER', '1e3', () => vmDriver.boot(spec(`vm-badhung-${process.pid}`, state.dir, work.dir, 256))), { code: 'BRIG_USAGE', message: /BRIG_VM_HUNG_AFTER/ });
+      const id = `vm-badhung-${process.pid}`;
+      await assert.rejects(withEnv('BRIG_VM_HUNG_AFTER', '1e3', () => vmDriver.boot(spec(id, state.dir, work.dir, 256))), { code: 'BRIG_USAGE', message: /BRIG_VM_HUNG_AFTER/ });
       assert.equal(existsSync(`${state.dir}/vm`), false, 'nothing was started');
+      for (const controller of ['pids', 'cpu', 'cpuacct']) assert.equal(existsSync(`/sys/fs/cgroup/${controller}/brig-${id}`), false, `no ${controller} cgroup was made`);
     } finally {
       state.remove();
       work.remove();
