@@ -137,7 +137,7 @@ class StandInManager implements SandboxManager {
     return [];
   }
 
-  stats(idOrName: string): SandboxStats {
+  async stats(idOrName: string): Promise<SandboxStats> {
     if (idOrName === 'explodes') throw new Error('a bug in the manager');
     this.get(idOrName);
     return { memoryBytes: 1 << 20, pids: 3, cpuUsec: 1500, diskBytes: 4096 };

@@ -59,7 +59,7 @@ describe('sandbox manager: lifecycle with real jails', () => {
     } finally {
       close();
     }
-    const stats = manager.stats(record.id);
+    const stats = await manager.stats(record.id);
     assert.ok(stats.memoryBytes > 0 && stats.pids > 0 && stats.diskBytes > 0 && stats.cpuUsec > 0, JSON.stringify(stats));
     await manager.kill(record.id);
     assert.equal(existsSync(record.workspace), false, 'the workspace goes with it');

@@ -1,4 +1,4 @@
-import { appendFileSync, chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, chownSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { homedir } from 'node:os';
 import { BrigError, type MemoryEvent } from '../../protocol/index.ts';
@@ -19,6 +19,7 @@ import type { CommittedImage, CreateSandboxRequest, ListQuery, Page, SandboxMana
 import type { ActivityBoard, EventLog } from '../timeline/index.ts';
 import { HungWatch } from './hung.ts';
 import { SandboxSamples, type SandboxSample } from './samples.ts';
+import { diskUsage } from './disk-usage.ts';
 
 /**
  * The sandboxes' lifecycle, HTTP-free: create (written down before it boots),
@@ -612,10 +613,10 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
       return samples.of(find(idOrName).id, startUnix, endUnix);
     },
 
-    stats(idOrName: string): SandboxStats {
+    async stats(idOrName: string): Promise<SandboxStats> {
       const record = find(idOrName);
       const usage = record.handle ? driverOf(record.handle).usage(record.handle) : { memoryBytes: 0, pids: 0, cpuUsec: 0 };
-      return { ...usage, diskBytes: diskUsage(record.workspace) };
+      return { ...usage, diskBytes: await diskUsage(record.workspace) };
     },
 
     logs(idOrName: string): string {
@@ -746,25 +747,4 @@ function newId(): string {
   return `i${randomBytes(10).toString('hex')}`;
 }
 
-function diskUsage(path: string): number {
-  let total = 0;
-  const walk = (dir: string): void => {
-    let names: string[];
-    try {
-      names = readdirSync(dir);
-    } catch {
-      return;
-    }
-    for (const name of names) {
-      try {
-        const stats = lstatSync(`${dir}/${name}`);
-        total += stats.blocks * 512;
-        if (stats.isDirectory()) walk(`${dir}/${name}`);
-      } catch {
-        // Gone while counting.
-      }
-    }
-  };
-  walk(path);
-  return total;
-}
+

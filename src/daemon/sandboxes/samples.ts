@@ -7,7 +7,8 @@ import type { SandboxRecord } from './types.ts';
  * getMetrics returns them: a sample per look (the manager's sweep, every
  * 5 s), the last hour kept, gone with the sandbox. CPU is the share of the
  * sandbox's CPUs used since the look before; the disk (a walk of the
- * workspace, which can be large) is measured once a minute and carried over.
+ * workspace, which can be large) is measured once a minute in the background
+ * and carried over.
  */
 
 export interface SandboxSample {
@@ -26,9 +27,9 @@ const KEPT = 720;
 const DISK_EVERY_MS = 60_000;
 
 export class SandboxSamples {
-  private readonly bySandbox = new Map<string, { samples: SandboxSample[]; cpuUsec: number; atMs: number; diskUsed: number; diskAtMs: number }>();
+  private readonly bySandbox = new Map<string, { samples: SandboxSample[]; cpuUsec: number; atMs: number; diskUsed: number; diskAtMs: number; measuring: boolean }>();
 
-  constructor(private readonly diskUsage: (path: string) => number) {}
+  constructor(private readonly diskUsage: (path: string) => Promise<number>) {}
 
   /** One sample of each running sandbox; those no longer given are forgotten. */
   look(records: SandboxRecord[], usage: (record: SandboxRecord) => SandboxUsage | null): void {
@@ -43,9 +44,12 @@ export class SandboxSamples {
       const cpuCount = Math.max(1, Math.ceil(record.policy.resources.cpus));
       const elapsedUsec = last ? (now - last.atMs) * 1000 : 0;
       const cpuUsedPct = last && elapsedUsec > 0 ? Math.min(100, Math.max(0, ((used.cpuUsec - last.cpuUsec) / elapsedUsec / cpuCount) * 100)) : 0;
-      const freshDisk = !last || now - last.diskAtMs >= DISK_EVERY_MS;
-      const diskUsed = freshDisk ? this.diskUsage(record.workspace) : last.diskUsed;
-      const entry = last ?? { samples: [], cpuUsec: 0, atMs: 0, diskUsed: 0, diskAtMs: 0 };
+      const entry = last ?? { samples: [], cpuUsec: 0, atMs: 0, diskUsed: 0, diskAtMs: 0, measuring: false };
+      // Walked in the background, one walk at a time per sandbox; samples carry the last finished measure.
+      if (!entry.measuring && now - entry.diskAtMs >= DISK_EVERY_MS) {
+        entry.measuring = true;
+        void this.diskUsage(record.workspace).then((bytes) => Object.assign(entry, { diskUsed: bytes, diskAtMs: Date.now(), measuring: false }));
+      }
       // The first look has no interval to measure CPU over: it only sets the baseline.
       if (last) {
         entry.samples.push({
@@ -55,12 +59,12 @@ export class SandboxSamples {
           memUsed: used.memoryBytes,
           memTotal: record.policy.resources.memoryMiB * 1024 * 1024,
           memCache: used.memoryCacheBytes ?? 0,
-          diskUsed,
+          diskUsed: entry.diskUsed,
           diskTotal: diskTotal(record),
         });
         if (entry.samples.length > KEPT) entry.samples.shift();
       }
-      Object.assign(entry, { cpuUsec: used.cpuUsec, atMs: now, diskUsed, diskAtMs: freshDisk ? now : entry.diskAtMs });
+      Object.assign(entry, { cpuUsec: used.cpuUsec, atMs: now });
       this.bySandbox.set(record.id, entry);
     }
     for (const id of this.bySandbox.keys()) if (!seen.has(id)) this.bySandbox.delete(id);

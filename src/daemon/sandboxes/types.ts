@@ -164,7 +164,7 @@ export interface SandboxManager {
   setTimeout(idOrName: string, timeoutMs: number): SandboxRecord;
   /** Where its envd listens and the token it demands: for the gateway. */
   endpoint(idOrName: string): { socketPath: string; accessToken: string };
-  stats(idOrName: string): SandboxStats;
+  stats(idOrName: string): Promise<SandboxStats>;
   /** Its CPU, memory and disk over the last hour (a sample every 5 s), between two instants in seconds since the epoch: E2B's getMetrics. */
   metrics(idOrName: string, startUnix?: number, endUnix?: number): SandboxSample[];
   /** envd's log inside the sandbox's state directory. */
