@@ -418,8 +418,8 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
     }
   };
   const samples = new SandboxSamples(diskUsage);
-  const sample = (): void =>
-    samples.look(store.all(), (record) => {
+  const sample = (records: SandboxRecord[]): void =>
+    samples.look(records, (record) => {
       try {
         return record.handle && !record.handle.booting ? driverOf(record.handle).usage(record.handle) : null;
       } catch {
@@ -433,8 +433,8 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
    * `unresponsive`, once until it answers again. A dead one is the sweep's.
    */
   const unanswered = new Map<string, number>();
-  const sweepUnresponsive = async (): Promise<void> => {
-    const running = store.all().filter((record) => record.state === 'running' && record.handle && !record.handle.booting);
+  const sweepUnresponsive = async (records: SandboxRecord[]): Promise<void> => {
+    const running = records.filter((record) => record.state === 'running' && record.handle && !record.handle.booting);
     const answers = await Promise.all(running.map((record) => envdHealthy(record.handle?.endpoint.socketPath ?? '', ENVD_ANSWER_MS)));
     const live = new Set(running.map((record) => record.id));
     for (const id of unanswered.keys()) if (!live.has(id)) unanswered.delete(id);
@@ -447,7 +447,7 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
   };
   const hungWatch = options.activity ? new HungWatch(options.activity) : null;
   /** Sandboxes whose commands went silent and idle past timeouts.hungMs: an event, and killed when the policy says so. */
-  const sweepHung = async (): Promise<void> => {
+  const sweepHung = async (records: SandboxRecord[]): Promise<void> => {
     if (!hungWatch) return;
     const cpu = (record: SandboxRecord): number | null => {
       try {
@@ -456,7 +456,7 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
         return null;
       }
     };
-    for (const { record, silentMs, commands } of hungWatch.look(store.all(), cpu)) {
+    for (const { record, silentMs, commands } of hungWatch.look(records, cpu)) {
       const { onHung, hungMs } = record.policy.timeouts;
       options.events?.record('hung', { sandbox: record.id }, { silentMs, commands, hungMs, action: onHung });
       if (onHung !== 'kill') continue;
@@ -467,7 +467,14 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
     }
   };
   // Never a rejection nobody hears: under a flood the store or /proc may fail, and that must not end the daemon.
-  const sweeper = setInterval(() => void sweepDead().then(sweepHung).then(sweepUnresponsive).then(sample).then(() => fill()).catch(() => {}), SWEEP_MS);
+  /** The looks at live sandboxes, on one read of the store taken after the dead ones are gone. */
+  const sweepLive = async (): Promise<void> => {
+    const records = store.all();
+    await sweepHung(records);
+    await sweepUnresponsive(records);
+    sample(records);
+  };
+  const sweeper = setInterval(() => void sweepDead().then(sweepLive).then(() => fill()).catch(() => {}), SWEEP_MS);
   sweeper.unref();
 
   // Reconcile what an earlier daemon left: reattach what runs (or could not be checked), clean up
