@@ -67,9 +67,10 @@ describe('brig serve: events', () => {
     await sandbox.commands.run(`perl -e '$x = "a" x (400 * 1024 * 1024)'`).catch(() => {});
     // envd refused a write by the jail: a filesystem violation.
     await sandbox.files.write('/usr/bin/brig-was-here', 'x').catch(() => {});
-    await until(async () => (await eventsOf(`sandbox=${short.body.sandboxID}&type=timeout`)).length === 1);
-    await until(async () => (await eventsOf(`sandbox=${dying.body.sandboxID}&type=died`)).length === 1);
-    const died = (await eventsOf(`sandbox=${dying.body.sandboxID}&type=died`))[0];
+    await until(async () => (await eventsOf(`sandbox=${short.body.sandboxID}&type=timeout`)).length > 0);
+    await until(async () => (await eventsOf(`sandbox=${dying.body.sandboxID}&type=died`)).length > 0);
+    const [died, ...again] = await eventsOf(`sandbox=${dying.body.sandboxID}&type=died`);
+    assert.deepEqual(again, [], 'one death, reported once');
     assert.match(String(died?.detail.reason), /ended by itself/);
     const oom = (await eventsOf(`sandbox=${hungry.body.sandboxID}&type=oom`))[0];
     assert.equal(oom?.detail.action, 'kill-process');
@@ -94,8 +95,8 @@ describe('brig serve: events', () => {
       sleepy.commands.run('sleep 600', { timeoutMs: 0 }),
       doomed.commands.run('sleep 600', { timeoutMs: 0 }),
     ].map((command) => command.catch(() => null));
-    await until(async () => (await eventsOf(`sandbox=${sleepy.sandboxId}&type=hung`)).length === 1);
-    await until(async () => (await eventsOf(`sandbox=${doomed.sandboxId}&type=died`)).length === 1);
+    await until(async () => (await eventsOf(`sandbox=${sleepy.sandboxId}&type=hung`)).length > 0);
+    await until(async () => (await eventsOf(`sandbox=${doomed.sandboxId}&type=died`)).length > 0);
     const [hung] = await eventsOf(`sandbox=${sleepy.sandboxId}&type=hung`);
     assert.equal(hung?.detail.action, 'flag');
     assert.equal(hung?.detail.commands, 1);
@@ -110,6 +111,9 @@ describe('brig serve: events', () => {
     assert.deepEqual(await eventsOf(`sandbox=${chatty.sandboxId}&type=hung`), [], 'a command writing output is working');
     for (const sandbox of [busy, chatty, sleepy]) await sandbox.kill();
     await Promise.all(running);
+    // Once: the sweep finding its processes gone while the kill still ended it is the same death.
+    assert.equal((await eventsOf(`sandbox=${doomed.sandboxId}&type=died`)).length, 1);
+    assert.equal((await eventsOf(`sandbox=${sleepy.sandboxId}&type=hung`)).length, 1);
   });
 
   test('unresponsive: a sandbox whose envd stops answering (stopped, as a process of its own user could) is reported', async () => {
@@ -126,7 +130,7 @@ describe('brig serve: events', () => {
     assert.ok(envd, 'envd runs in the sandbox\'s cgroup');
     process.kill(envd, 'SIGSTOP');
     try {
-      await until(async () => (await eventsOf(`sandbox=${sandbox.sandboxId}&type=unresponsive`)).length === 1);
+      await until(async () => (await eventsOf(`sandbox=${sandbox.sandboxId}&type=unresponsive`)).length > 0);
     } finally {
       process.kill(envd, 'SIGCONT');
     }

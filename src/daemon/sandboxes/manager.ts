@@ -188,8 +188,29 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
   const whyGone = (record: SandboxRecord): string =>
     (record.handle && driverOf(record.handle).whyGone?.(record.handle)) || "it ended by itself: its tier's processes are gone";
 
-  /** Stop the sandbox and forget it (its workspace stays when it was created to keep it); `endReason` when it ended by itself. */
+  /**
+   * Stop the sandbox and forget it (its workspace stays when it was created to
+   * keep it); `endReason` when it ended by itself. One ending per sandbox at a
+   * time: a second (the sweep, a request or a kill finding it gone while the
+   * first still stops it) waits for the first instead of ending it, and
+   * reporting its death, again; it removes the workspace if it asked to.
+   */
+  const endings = new Map<string, Promise<void>>();
   const teardown = async (record: SandboxRecord, removeWorkspace: boolean, endReason?: string): Promise<void> => {
+    const ending = endings.get(record.id);
+    if (ending) {
+      await ending.catch(() => {});
+      if (removeWorkspace && store.get(record.id)) {
+        await removeSandboxDir(dirs(record.id));
+        store.remove(record.id);
+      }
+      return;
+    }
+    const run = endSandbox(record, removeWorkspace, endReason).finally(() => endings.delete(record.id));
+    endings.set(record.id, run);
+    await run;
+  };
+  const endSandbox = async (record: SandboxRecord, removeWorkspace: boolean, endReason?: string): Promise<void> => {
     // A pooled sandbox was never anyone's: its end is no event.
     if (endReason && record.state === 'running') options.events?.record('died', { sandbox: record.id }, { reason: endReason });
     clearTimeout(timers.get(record.id));
@@ -474,7 +495,17 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
     await sweepUnresponsive(records);
     sample(records);
   };
-  const sweeper = setInterval(() => void sweepDead().then(sweepLive).then(() => fill()).catch(() => {}), SWEEP_MS);
+  // One sweep at a time: a slow one (many sandboxes, a busy host) is not overlapped by the next.
+  let sweeping = false;
+  const sweeper = setInterval(() => {
+    if (sweeping) return;
+    sweeping = true;
+    void sweepDead()
+      .then(sweepLive)
+      .then(() => fill())
+      .catch(() => {})
+      .finally(() => (sweeping = false));
+  }, SWEEP_MS);
   sweeper.unref();
 
   // Reconcile what an earlier daemon left: reattach what runs (or could not be checked), clean up
