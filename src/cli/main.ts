@@ -83,6 +83,12 @@ Jobs (POST /schedule, brig schedule; docs/jobs.md):
   --job-retention DURATION   how long an ended job's result and artifacts are kept,
                              e.g. 7d, 12h (default 7d)
 
+Transcripts (brig logs, GET /v1/sandboxes/{id}/timeline; docs/observability.md):
+  --transcript-max SIZE             what one sandbox's transcript may hold: 64k to 1g
+                                    (default 32m; past it output goes unrecorded, marked so)
+  --transcript-retention DURATION   how long a transcript is kept after its sandbox
+                                    ended, e.g. 7d, 12h (default 7d)
+
 Budgets: what all sandboxes may commit together (the pool's included); a
 create that would pass one is refused with 503 BRIG_CAPACITY.
   --max-sandboxes N     sandboxes at once (default 100)
@@ -111,6 +117,8 @@ async function serveCommand(argv: string[]): Promise<number> {
       tier: { value: true },
       jobs: { value: true },
       'job-retention': { value: true },
+      'transcript-max': { value: true },
+      'transcript-retention': { value: true },
       help: { value: false, short: 'h' },
     },
     'brig serve',
@@ -126,7 +134,8 @@ async function serveCommand(argv: string[]): Promise<number> {
     if (!/^\d+$/.test(text) || Number(text) > max || Number(text) < min) throw new BrigError('BRIG_USAGE', `--${name} ${text}: expected a whole number ${min > 0 ? `from ${min} to` : 'up to'} ${max}`, 'see `brig serve --help`');
     return Number(text);
   };
-  const jobRetentionMs = jobRetention(flags.get('job-retention')?.[0]);
+  const jobRetentionMs = retention(flags.get('job-retention')?.[0], '--job-retention', 'ended jobs');
+  const transcriptRetentionMs = retention(flags.get('transcript-retention')?.[0], '--transcript-retention', 'transcripts');
   const daemon = loadBundle('daemon') as { main(options: Record<string, unknown>): Promise<void> };
   const budgets = { sandboxes: whole('max-sandboxes', 1_000_000), tasks: whole('max-tasks', 2 ** 32), openFiles: whole('max-open-files', 2 ** 52), memoryMiB: whole('max-memory-mib', 2 ** 40) };
   const connections = { maxConnections: whole('max-connections', 1_048_576), maxPerClient: whole('max-connections-per-client', 1_048_576) };
@@ -140,6 +149,7 @@ async function serveCommand(argv: string[]): Promise<number> {
     tier: flags.get('tier')?.[0],
     jobs: whole('jobs', 1000, 1),
     jobRetentionMs,
+    transcripts: definedOnly({ maxBytes: transcriptMax(flags.get('transcript-max')?.[0]), retentionMs: transcriptRetentionMs }),
   });
   if (flags.has('build-base')) buildBaseInBackground(flags.get('state')?.[0] ?? defaultStateDir());
   return new Promise<number>(() => {});
@@ -160,12 +170,23 @@ function buildBaseInBackground(stateDir: string): void {
   child.on('exit', (code) => process.stdout.write(code === 0 ? 'the base image is built: creates of base now boot from it\n' : `building the base image failed (exit ${code}): see ${log}\n`));
 }
 
-/** --job-retention: a duration; 0 (elsewhere "no limit") is refused, as the daemon would drop each result as it ends. */
-function jobRetention(text: string | undefined): number | undefined {
+/** --job-retention, --transcript-retention: a duration; 0 (elsewhere "no limit") is refused, as the daemon would drop each as it ends. */
+function retention(text: string | undefined, flag: string, what: string): number | undefined {
   if (text === undefined) return undefined;
-  const ms = parseDurationMs(text, '--job-retention');
-  if (ms < 1000) throw new BrigError('BRIG_USAGE', `--job-retention ${text}: ended jobs must be kept at least 1s`, 'for example 7d (the default), 12h or 30m');
+  const ms = parseDurationMs(text, flag);
+  if (ms < 1000) throw new BrigError('BRIG_USAGE', `${flag} ${text}: ${what} must be kept at least 1s`, 'for example 7d (the default), 12h or 30m');
   return ms;
+}
+
+const BYTES_PER_UNIT: Record<string, number> = { k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
+
+/** --transcript-max: 64k to 1g; below that the cap would cut the small entries that say what happened. */
+function transcriptMax(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const match = /^(\d{1,10})([kmg])i?b?$/i.exec(text.trim());
+  const bytes = match ? Number(match[1]) * (BYTES_PER_UNIT[(match[2] ?? '').toLowerCase()] ?? Number.NaN) : Number.NaN;
+  if (!(bytes >= 64 * 1024 && bytes <= 1024 ** 3)) throw new BrigError('BRIG_USAGE', `--transcript-max ${text}: expected a size from 64k to 1g`, 'a number and a unit: 64k, 32m (the default), 1g');
+  return bytes;
 }
 
 /** The fields that were given: an absent flag leaves the daemon's default. */

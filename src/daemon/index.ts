@@ -16,7 +16,7 @@ import { createSandboxManager, type Budgets } from './sandboxes/index.ts';
 import { openImageStore } from '../images/index.ts';
 import { openSqliteStore } from './store/index.ts';
 import { createJobQueue } from './jobs/index.ts';
-import { ActivityBoard, EventLog } from './timeline/index.ts';
+import { ActivityBoard, EventLog, DEFAULT_TRANSCRIPT_LIMITS, Transcripts, type TranscriptLimits } from './timeline/index.ts';
 import { daemonMetrics } from './metrics/index.ts';
 import { claimStateDir, type StateDirClaim } from './state-dir.ts';
 
@@ -45,6 +45,8 @@ export interface DaemonOptions {
   jobs?: number;
   /** How long an ended job's result and artifacts are kept, in ms. Default 7 days. */
   jobRetentionMs?: number;
+  /** Each sandbox's transcript: its cap in bytes (default 32 MiB), and how long it is kept after the sandbox ended (default 7 days). */
+  transcripts?: Partial<TranscriptLimits>;
 }
 
 export interface Daemon {
@@ -76,6 +78,8 @@ async function serve(stateDir: string, claim: StateDirClaim, options: DaemonOpti
   const store = openSqliteStore(`${stateDir}/brig.db`);
   const events = new EventLog(store);
   const activity = new ActivityBoard();
+  const transcripts = new Transcripts(`${stateDir}/transcripts`, { ...DEFAULT_TRANSCRIPT_LIMITS, ...options.transcripts }, () => new Set(store.all().filter((record) => record.state !== 'stopped').map((record) => record.id)));
+  const stopTranscribingEvents = events.follow((event) => transcripts.event(event));
   // Model keys from the daemon's environment or its key file; a bad key file stops the start, loudly.
   const gateway = createGateway(loadGatewayConfig(process.env, llmKeyFile(stateDir)));
   const manager = await createSandboxManager({
@@ -91,10 +95,11 @@ async function serve(stateDir: string, claim: StateDirClaim, options: DaemonOpti
     images: process.getuid?.() === 0 ? await openImageStore(`${stateDir}/images`) : undefined,
     events,
     activity,
+    transcripts,
   });
   const jobs = await createJobQueue({ store, manager, stateDir, events, tsRunner: `${options.insideDir}/ts-run.cjs`, ...(options.jobs !== undefined ? { concurrency: options.jobs } : {}), ...(options.jobRetentionMs !== undefined ? { retentionMs: options.jobRetentionMs } : {}) });
   const metrics = daemonMetrics({ events, store, manager });
-  const app = buildApi(manager, { apiKey, connections: options.connections, jobs, events, activity, metrics });
+  const app = buildApi(manager, { apiKey, connections: options.connections, jobs, events, activity, metrics, transcripts });
   const host = options.host ?? '127.0.0.1';
   const port = options.port ?? 3000;
   let url: string;
@@ -103,6 +108,8 @@ async function serve(stateDir: string, claim: StateDirClaim, options: DaemonOpti
   } catch (error) {
     await jobs.close();
     await manager.close();
+    stopTranscribingEvents();
+    transcripts.close();
     gateway.close();
     throw new BrigError('BRIG_USAGE', `cannot listen on ${host}:${port}: ${(error as Error).message}`, 'pick another --port or --host, or stop what already listens there');
   }
@@ -118,6 +125,8 @@ async function serve(stateDir: string, claim: StateDirClaim, options: DaemonOpti
       // Running jobs are let go of, not stopped: the next daemon reattaches them.
       await jobs.close();
       await manager.close();
+      stopTranscribingEvents();
+      transcripts.close();
       gateway.close();
       claim.release();
     },

@@ -140,9 +140,14 @@ describe('the brig CLI over brig serve', () => {
   });
 
   test('logs, stats and info describe the sandbox', async () => {
+    const envdLog = await brig(['logs', '--envd', 'box']);
+    assert.equal(envdLog.code, 0, envdLog.stderr);
+    assert.match(envdLog.stdout, /envd listening/);
+    // The timeline: the commands brig exec ran, with their output.
     const logs = await brig(['logs', 'box']);
     assert.equal(logs.code, 0, logs.stderr);
-    assert.match(logs.stdout, /envd listening/);
+    assert.match(logs.stdout, /^\d\d:\d\d:\d\d created · /m);
+    assert.match(logs.stdout, /\$ \/home\/user\/project\/link {2}\[pid \d+[^\n]*\]\nran\n\d\d:\d\d:\d\d exit status 0 · /);
     const stats = await brig(['stats']);
     assert.equal(stats.code, 0, stats.stderr);
     assert.match(stats.stdout, /^ID\s+NAME\s+CPU\s+MEMORY\s+MEM %\s+PIDS\s+DISK\n/);

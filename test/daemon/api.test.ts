@@ -109,6 +109,10 @@ class StandInManager implements SandboxManager {
     return [...this.records.values()];
   }
 
+  lookup(idOrName: string): SandboxRecord {
+    return this.get(idOrName);
+  }
+
   async remove(idOrName: string): Promise<void> {
     const record = [...this.records.values()].find((candidate) => candidate.id === idOrName || candidate.name === idOrName);
     if (!record) throw new BrigError('BRIG_SANDBOX_NOT_FOUND', `no sandbox '${idOrName}'`, 'list them');

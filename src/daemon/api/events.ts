@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { EVENT_TYPES, type DaemonEvent, type EventLog, type EventQuery, type EventType } from '../timeline/index.ts';
 import { BrigError } from '../../protocol/index.ts';
-import { followStreams } from './sse.ts';
+import { followStreams, replayThenFollow, resumeAfter } from './sse.ts';
 
 /**
  * GET /v1/events: the daemon's events (timeline/), filtered by type, sandbox
@@ -42,26 +42,15 @@ export function registerEventRoutes(app: FastifyInstance, events: EventLog): voi
     },
     handler: async (request, reply) => {
       const types = request.query.type ? parseTypes(request.query.type) : undefined;
-      const lastEventId = Number(request.headers['last-event-id']);
-      const after = Number.isInteger(lastEventId) && lastEventId > 0 ? lastEventId : (request.query.after ?? 0);
+      const after = resumeAfter(request.headers['last-event-id'], request.query.after ?? 0);
       const query: EventQuery = { after, limit: request.query.limit ?? 100, ...(types ? { types } : {}), ...(request.query.sandbox ? { sandbox: request.query.sandbox } : {}), ...(request.query.job ? { job: request.query.job } : {}) };
       if (!request.query.follow) return events.read(query);
       const matches = (event: DaemonEvent): boolean => (!query.types || query.types.includes(event.type)) && (!query.sandbox || event.sandbox === query.sandbox) && (!query.job || event.job === query.job);
-      // Live ones wait while what was kept is sent: then only those after the last sent go out, so none twice, none missed.
-      const waiting: DaemonEvent[] = [];
-      let send = (event: DaemonEvent): void => void waiting.push(event);
-      const stop = events.follow((event) => matches(event) && send(event));
-      const stream = eventStream(reply);
-      stream.onClose(stop);
-      let last = after;
-      const deliver = (event: DaemonEvent): void => {
-        if (event.seq <= last) return;
-        last = event.seq;
-        stream.send(event.type, event, event.seq);
-      };
-      for (let page = events.read({ ...query, limit: PAGE }); page.length > 0; page = events.read({ ...query, after: last, limit: PAGE })) page.forEach(deliver);
-      waiting.forEach(deliver);
-      send = deliver;
+      replayThenFollow(eventStream(reply), after, {
+        read: (last) => events.read({ ...query, after: last, limit: PAGE }),
+        follow: (listener) => events.follow((event) => matches(event) && listener(event)),
+        name: (event) => event.type,
+      });
     },
   });
 }

@@ -5,8 +5,7 @@ import { ENVD_PORT, forwardedHeaders, isBrigError, outOfDescriptors, sameSecret,
 import type { SandboxManager } from '../sandboxes/index.ts';
 import { errorPayload } from './errors.ts';
 import { signedFileRequest } from './signature.ts';
-import { isStart, tapStart } from './exec-tap.ts';
-import type { ActivityBoard, EventLog } from '../timeline/index.ts';
+import { tap, tappedMethod, type TapTargets } from './exec-tap.ts';
 
 /**
  * The envd gateway: one origin for every sandbox's envd, as E2B's SDK expects
@@ -38,11 +37,8 @@ const PATH_FORM = /^\/sandboxes\/([^/?]+)\/envd(\/[^?]*)?(\?.*)?$/;
 const NOT_RUNNING_HINT = 'List the running sandboxes with GET /v2/sandboxes; a sandbox ends when its timeout passes.';
 const TOKEN_HINT = 'Send the envdAccessToken that creating (or connecting to) this sandbox returned as X-Access-Token, or use a signed URL (sandbox.downloadUrl / uploadUrl).';
 
-/** What the gateway tells of the commands it carries: their events, and their activity for hung detection. */
-export interface GatewayWatch {
-  events: EventLog;
-  activity: ActivityBoard;
-}
+/** What the gateway tells of the commands it carries: their events, their activity for hung detection, their transcripts. */
+export type GatewayWatch = TapTargets;
 
 export function registerGateway(app: FastifyInstance, manager: SandboxManager, watch?: GatewayWatch): void {
   // Our own pool, so closing the API closes every connection to envd it opened.
@@ -103,10 +99,11 @@ function serve(manager: SandboxManager, agent: Agent, client: IncomingMessage, r
   const refusal = accessRefusal(client, endpoint.accessToken, signed);
   if (refusal !== null) return refuse(client, response, 401, 'BRIG_UNAUTHORIZED', `sandbox ${sandbox}: ${refusal}`, TOKEN_HINT);
   const id = manager.get(sandbox).id;
-  const tap = watch && isStart(route.path) ? tapStart(watch.events, watch.activity, id, client) : undefined;
+  const method = watch ? tappedMethod(route.path) : null;
+  const tapped = watch && method ? tap(method, watch, id, client) : undefined;
   forward(agent, client, response, endpoint.socketPath, route.path, (target, rule) =>
     manager.recordViolation({ time: new Date().toISOString(), sandbox: id, kind: 'filesystem', target, rule }),
-  tap);
+  tapped);
 }
 
 /** Filesystem RPCs and /files: what a 403 from envd (EACCES, EPERM, EROFS inside the jail) was about. */

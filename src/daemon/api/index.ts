@@ -14,6 +14,8 @@ import { registerJobRoutes } from './jobs.ts';
 import type { JobQueue } from '../jobs/index.ts';
 import type { ActivityBoard, EventLog } from '../timeline/index.ts';
 import { registerEventRoutes } from './events.ts';
+import { registerTimelineRoutes } from './timeline.ts';
+import type { Transcripts } from '../timeline/index.ts';
 import type { DaemonMetrics } from '../metrics/index.ts';
 
 /**
@@ -41,6 +43,8 @@ export interface ApiOptions {
   activity?: ActivityBoard;
   /** GET /metrics. */
   metrics?: DaemonMetrics;
+  /** Each sandbox's transcript: recorded by the gateway, served by GET /v1/sandboxes/{id}/timeline. */
+  transcripts?: Transcripts;
 }
 
 export function buildApi(manager: SandboxManager, options: ApiOptions): FastifyInstance {
@@ -56,7 +60,7 @@ export function buildApi(manager: SandboxManager, options: ApiOptions): FastifyI
   // Before anything reads a request: no client, and no flood of them, can take every descriptor.
   limitConnections(app.server, { ...defaultConnectionLimits(), ...options.connections });
   // First: envd traffic is taken before any other hook, route or body parser sees it.
-  registerGateway(app, manager, options.events && options.activity ? { events: options.events, activity: options.activity } : undefined);
+  registerGateway(app, manager, options.events && options.activity && options.transcripts ? { events: options.events, activity: options.activity, transcripts: options.transcripts } : undefined);
   installErrorHandling(app);
   // An empty body with a JSON Content-Type reads as no body: the schema then says what was required.
   const parseJson = app.getDefaultJsonParser('error', 'ignore');
@@ -74,6 +78,7 @@ export function buildApi(manager: SandboxManager, options: ApiOptions): FastifyI
     registerV1Routes(controlPlane, manager);
     if (options.jobs) registerJobRoutes(controlPlane, options.jobs);
     if (options.events) registerEventRoutes(controlPlane, options.events);
+    if (options.transcripts) registerTimelineRoutes(controlPlane, manager, options.transcripts);
     const metrics = options.metrics;
     if (metrics) {
       controlPlane.get('/metrics', { schema: { tags: ['metrics'], summary: "The daemon in Prometheus's text format (docs/observability.md); the API key as a bearer token" } }, async (_request, reply) =>

@@ -42,3 +42,31 @@ export function followStreams(app: FastifyInstance): (reply: FastifyReply) => Ev
     };
   };
 }
+
+/**
+ * What was kept after `after`, then what comes live, none twice and none
+ * missed: live items wait while the kept ones are sent, then only those
+ * after the last sent go out. `read` pages through what was kept (oldest
+ * first, at most `page`); `follow` returns what stops it.
+ */
+export function replayThenFollow<T extends { seq: number }>(stream: EventStream, after: number, source: { read: (after: number) => T[]; follow: (listener: (item: T) => void) => () => void; name: (item: T) => string }): void {
+  const waiting: T[] = [];
+  let send = (item: T): void => void waiting.push(item);
+  const stop = source.follow((item) => send(item));
+  stream.onClose(stop);
+  let last = after;
+  const deliver = (item: T): void => {
+    if (item.seq <= last) return;
+    last = item.seq;
+    stream.send(source.name(item), item, item.seq);
+  };
+  for (let page = source.read(last); page.length > 0; page = source.read(last)) page.forEach(deliver);
+  waiting.forEach(deliver);
+  send = deliver;
+}
+
+/** The seq a reconnecting EventSource resumes after (Last-Event-ID), or `after`. */
+export function resumeAfter(lastEventId: string | string[] | undefined, after: number): number {
+  const id = Number(lastEventId);
+  return Number.isInteger(id) && id > 0 ? id : after;
+}

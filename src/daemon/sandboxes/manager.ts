@@ -16,7 +16,7 @@ import { makeWorkspace, removeSandboxDir } from './workspace.ts';
 import { commitSandbox, writeImageSource } from './commit.ts';
 import { listTemplates } from './templates.ts';
 import type { CommittedImage, CreateSandboxRequest, ListQuery, Page, SandboxManager, SandboxRecord, SandboxStats, Store, TemplateInfo } from './types.ts';
-import type { ActivityBoard, EventLog } from '../timeline/index.ts';
+import type { ActivityBoard, EventLog, Transcripts } from '../timeline/index.ts';
 import { HungWatch } from './hung.ts';
 import { SandboxSamples, type SandboxSample } from './samples.ts';
 import { diskUsage } from './disk-usage.ts';
@@ -56,6 +56,8 @@ export interface ManagerOptions {
   events?: EventLog;
   /** The commands running in each sandbox and their output, as the gateway sees them: hung detection (timeouts.hungMs). */
   activity?: ActivityBoard;
+  /** Each sandbox's timeline: its model exchanges go there too, in short. */
+  transcripts?: Transcripts;
 }
 
 const E2B_HOME = '/home/user';
@@ -137,6 +139,7 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
     spent: (sandbox) => store.spent(sandbox),
     charge: (sandbox, delta) => store.charge(sandbox, delta),
     transcript: (entry) => {
+      options.transcripts?.exchange(entry);
       try {
         appendFileSync(dirs(entry.sandbox).transcript, JSON.stringify(entry) + '\n', { mode: 0o600 });
       } catch {
@@ -618,6 +621,10 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
 
     listAll(): SandboxRecord[] {
       return store.all().filter((record) => record.state !== 'pooled');
+    },
+
+    lookup(idOrName: string): SandboxRecord {
+      return findAny(idOrName);
     },
 
     async remove(idOrName: string, removeOptions: { data: boolean }): Promise<void> {

@@ -154,6 +154,8 @@ export interface SandboxManager {
   kill(idOrName: string, options?: { removeWorkspace?: boolean }): Promise<void>;
   /** Every sandbox, stopped ones (kept workspaces) included, oldest first. */
   listAll(): SandboxRecord[];
+  /** By id or name, stopped ones too; throws BRIG_SANDBOX_NOT_FOUND. */
+  lookup(idOrName: string): SandboxRecord;
   /** Remove a sandbox, running or stopped: kill it if it runs; `data` also deletes its workspace. */
   remove(idOrName: string, options: { data: boolean }): Promise<void>;
   /** Remove stopped sandboxes started more than `olderThanMs` ago, their workspaces included. Returns their ids. */
