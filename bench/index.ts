@@ -56,6 +56,7 @@ const sections: Record<string, [file: string, call: string]> = {
   base: ['images.ts', 'console.log(await m.benchBaseBuild())'],
   tiers: ['tiers.ts', `console.log(await m.benchTiers(${runs}, ${tierCreates}))`],
   jobs: ['jobs.ts', 'console.log(await m.benchJobs(200, 30))'],
+  transcripts: ['transcripts.ts', `console.log(await m.benchTranscripts(${roundTrips}, 10))`],
 };
 /** Asked for by name only: the soak takes 10 minutes, the base build ~5 and the network. */
 const optIn = new Set(['soak', 'base']);

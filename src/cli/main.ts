@@ -85,7 +85,8 @@ Jobs (POST /schedule, brig schedule; docs/jobs.md):
 
 Transcripts (brig logs, GET /v1/sandboxes/{id}/timeline; docs/observability.md):
   --transcript-max SIZE             what one sandbox's transcript may hold: 64k to 1g
-                                    (default 32m; past it output goes unrecorded, marked so)
+                                    (default 32m; past it output goes unrecorded, marked so);
+                                    0 records no transcripts
   --transcript-retention DURATION   how long a transcript is kept after its sandbox
                                     ended, e.g. 7d, 12h (default 7d)
 
@@ -180,12 +181,13 @@ function retention(text: string | undefined, flag: string, what: string): number
 
 const BYTES_PER_UNIT: Record<string, number> = { k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
 
-/** --transcript-max: 64k to 1g; below that the cap would cut the small entries that say what happened. */
+/** --transcript-max: 64k to 1g (below that the cap would cut the small entries that say what happened), or 0 for none. */
 function transcriptMax(text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
+  if (text.trim() === '0') return 0;
   const match = /^(\d{1,10})([kmg])i?b?$/i.exec(text.trim());
   const bytes = match ? Number(match[1]) * (BYTES_PER_UNIT[(match[2] ?? '').toLowerCase()] ?? Number.NaN) : Number.NaN;
-  if (!(bytes >= 64 * 1024 && bytes <= 1024 ** 3)) throw new BrigError('BRIG_USAGE', `--transcript-max ${text}: expected a size from 64k to 1g`, 'a number and a unit: 64k, 32m (the default), 1g');
+  if (!(bytes >= 64 * 1024 && bytes <= 1024 ** 3)) throw new BrigError('BRIG_USAGE', `--transcript-max ${text}: expected a size from 64k to 1g, or 0`, 'a number and a unit: 64k, 32m (the default), 1g; 0 records no transcripts');
   return bytes;
 }
 

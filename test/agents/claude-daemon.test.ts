@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { Sandbox, type SandboxOpts } from 'e2b';
-import { tempWorkspace } from '../helpers/brig.ts';
+import { runBrig, tempWorkspace } from '../helpers/brig.ts';
 import { REPO } from '../helpers/envd.ts';
 import { serveDaemon, type RunningDaemon } from '../helpers/daemon.ts';
 import { startStandInModel, type StandInModel } from '../helpers/stand-in-model.ts';
@@ -50,5 +50,23 @@ describe('claude -p in a daemon sandbox from the claude profile', () => {
     assert.equal(model.tool()?.name, 'Write');
     for (const call of model.modelRequests()) assert.equal(call.headers['x-api-key'], SECRET);
     await sandbox.kill();
+    // Issue 14: brig logs shows the session — the command, its model exchanges (the tool call, its result), its output, its end — in order.
+    const logs = await runBrig(['logs', sandbox.sandboxId], { env: { BRIG_URL: daemon.url, BRIG_API_KEY: 'k' } });
+    assert.equal(logs.code, 0, logs.stderr);
+    const order = [
+      /\$ \/bin\/bash -l -c claude -p "Create from-daemon\.txt in \/home\/user"/,
+      /model anthropic \S+: POST \/v1\/messages\S* → 200[^\n]*\n {2}asked: +Create from-daemon\.txt in \/home\/user[\s\S]*?answered: +\[tool Write\] \{[^\n]*from-daemon\.txt/,
+      /asked: +\[tool result\][\s\S]*?answered: +Created from-daemon\.txt\./,
+      /\nCreated from-daemon\.txt\.\n/,
+      /exit status 0 · pid \d+/,
+      /killed\n$/,
+    ];
+    let at = 0;
+    for (const pattern of order) {
+      const found = pattern.exec(logs.stdout.slice(at));
+      assert.ok(found, `${pattern} after position ${at} of:\n${logs.stdout}`);
+      at += found.index + found[0].length;
+    }
+    assert.doesNotMatch(logs.stdout, new RegExp(SECRET), 'the key never reaches the transcript');
   });
 });

@@ -40,11 +40,15 @@ function lastAsked(request: Json): string {
   return textOf(last.content ?? last.parts);
 }
 
+/** Claude Code's context blocks (skills, the date) before each prompt: not what the agent asked. */
+const REMINDER = /^\s*<system-reminder>[\s\S]*<\/system-reminder>\s*$/;
+
 /** Text of a message's content: a string, or blocks (text, tool results, function responses). */
 function textOf(content: unknown): string {
   if (typeof content === 'string') return content;
   if (!Array.isArray(content)) return content === undefined ? '' : JSON.stringify(content);
-  return content
+  const said = content.filter((block: Json) => !(typeof block?.text === 'string' && REMINDER.test(block.text)));
+  return (said.length > 0 ? said : content)
     .map((block: Json) => {
       if (typeof block === 'string') return block;
       if (typeof block.text === 'string') return block.text;

@@ -27,6 +27,7 @@ const SANDBOX_EVENTS = new Set(['created', 'killed', 'timeout', 'died', 'oom', '
 const ENDINGS = new Set(['killed', 'timeout', 'died']);
 const PRUNE_MS = 3600 * 1000;
 const ID = /^[a-z0-9]{1,64}$/;
+const NOT_RECORDED: CommandRecording = { started: () => {}, output: () => {}, input: () => {}, ended: () => {} };
 
 export class Transcripts implements CommandRecorder {
   private readonly files = new Map<string, TranscriptFile>();
@@ -46,7 +47,13 @@ export class Transcripts implements CommandRecorder {
     this.pruner.unref();
   }
 
+  /** A cap of 0 (brig serve --transcript-max 0): nothing is recorded. */
+  private get off(): boolean {
+    return this.limits.maxBytes === 0;
+  }
+
   command(sandbox: string, start: CommandStart): CommandRecording {
+    if (this.off) return NOT_RECORDED;
     return new Recording(this, sandbox, {
       argv: cut(start.argv),
       pty: start.pty,
@@ -58,6 +65,7 @@ export class Transcripts implements CommandRecorder {
   }
 
   input(sandbox: string, pid: number, data: Buffer): void {
+    if (this.off) return;
     const recording = this.open.get(key(sandbox, pid));
     if (recording) return recording.input(data);
     this.addBulk(sandbox, data, (text) => ({ type: 'input', cmd: null, pid, text }));
@@ -69,13 +77,14 @@ export class Transcripts implements CommandRecorder {
 
   /** A model exchange through the sandbox's LLM gateway. */
   exchange(entry: TranscriptEntry): void {
+    if (this.off) return;
     const digest = digestExchange(entry);
     this.add(entry.sandbox, { type: 'llm', provider: entry.provider, method: entry.method, path: cut(entry.path), status: entry.status, ...digest, inputTokens: entry.usage.inputTokens, outputTokens: entry.usage.outputTokens, totalMs: entry.totalMs, ...(entry.error ? { error: cut(entry.error) } : {}) });
   }
 
   /** From the event log: violations, and what happened to the sandbox. Its end closes its file. */
   event(event: DaemonEvent): void {
-    if (!event.sandbox) return;
+    if (!event.sandbox || this.off) return;
     if (event.type === 'violation') {
       const { kind, target, rule } = event.detail;
       this.add(event.sandbox, { type: 'violation', kind: String(kind), target: cut(String(target)), rule: cut(String(rule)) });
