@@ -70,6 +70,32 @@ describe('Transcripts', () => {
   });
 });
 
+describe('Transcripts paging', () => {
+  test('pages after any seq, the last N and since a time are the same whether the file is being written or read cold', () => {
+    const dir = tempWorkspace('brig-transcripts-');
+    const writer = new Transcripts(dir.dir, { maxBytes: 64 * 1024 * 1024, retentionMs: 60_000 }, () => new Set());
+    const reader = new Transcripts(dir.dir, { maxBytes: 64 * 1024 * 1024, retentionMs: 60_000 }, () => new Set());
+    try {
+      for (let index = 0; index < 1000; index++) writer.input('abc', 1, Buffer.from(`line ${index} ${'é'.repeat(index % 7)}\n`));
+      for (const transcripts of [writer, reader]) {
+        const seqs = (query: Parameters<Transcripts['read']>[1]) => transcripts.read('abc', query).map((entry) => entry.seq);
+        assert.deepEqual(seqs({ limit: 3 }), [1, 2, 3]);
+        for (const after of [0, 255, 256, 257, 511, 512, 997]) assert.deepEqual(seqs({ after, limit: 3 }), [after + 1, after + 2, after + 3], `after ${after}`);
+        assert.deepEqual(seqs({ after: 999, limit: 3 }), [1000]);
+        assert.deepEqual(seqs({ tail: 3, limit: 10 }), [998, 999, 1000]);
+        assert.deepEqual(seqs({ after: 998, tail: 5, limit: 10 }), [999, 1000]);
+        const since = transcripts.read('abc', { after: 600, limit: 1 })[0]?.time ?? '';
+        assert.ok(seqs({ since, limit: 2000 }).every((seq) => transcripts.read('abc', { after: seq - 1, limit: 1 })[0]?.time.localeCompare(since) !== -1));
+        assert.equal(transcripts.read('abc', { after: 700, limit: 1 })[0]?.type, 'input');
+      }
+    } finally {
+      writer.close();
+      reader.close();
+      dir.remove();
+    }
+  });
+});
+
 describe('digestExchange', () => {
   const exchange = (request: unknown, response: string, path = '/v1/messages'): TranscriptEntry => ({
     time: '', sandbox: 'abc', provider: 'anthropic', method: 'POST', path, status: 200,

@@ -1,4 +1,4 @@
-import { closeSync, fstatSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
 import type { TimelineBody, TimelineEntry, TimelineQuery } from './transcript-types.ts';
 
 /**
@@ -22,15 +22,24 @@ const HEAD = /^\{"seq":(\d+),"time":"([^"]+)"/;
 
 export type AppendResult = TimelineEntry | 'dropped';
 
+/** Every this many entries, where one starts is remembered: a page is read from near it, not from the top. */
+const CHECKPOINT_EVERY = 256;
+const READ_CHUNK_BYTES = 1024 * 1024;
+
 export class TranscriptFile {
   private fd: number | null = null;
   private size = 0;
   private seq = 0;
   private full = false;
+  /** Offsets of entries 1, 1 + CHECKPOINT_EVERY, …; built by the first read that needs it, then kept by the writes. */
+  private checkpoints: number[] | null = null;
+  private lastSeqRead = 0;
 
   constructor(
     readonly path: string,
     private readonly maxBytes: number,
+    /** Told each entry once it is on disk (the last word of a full transcript too). */
+    private readonly written: (entry: TimelineEntry) => void,
   ) {}
 
   append(body: TimelineBody, bulk: boolean): AppendResult {
@@ -45,27 +54,27 @@ export class TranscriptFile {
       this.write({ seq: this.seq + 1, time: entry.time, type: 'truncated', cmd: null, reason: `the transcript reached its cap (${this.maxBytes} bytes, brig serve --transcript-max): nothing after this was recorded` });
       return 'dropped';
     }
-    this.write(entry);
-    return entry;
+    return this.write(entry) ? entry : 'dropped';
   }
 
-  /** Entries matching the query, oldest first. */
+  /** Entries matching the query, oldest first: read from the checkpoint before the first that can match, and no further than the page. */
   read(query: TimelineQuery): TimelineEntry[] {
-    let text: string;
-    try {
-      text = readFileSync(this.path, 'utf8');
-    } catch {
-      return [];
-    }
+    const checkpoints = this.index();
+    if (checkpoints === null) return [];
+    const last = Math.max(this.seq, this.lastSeqRead);
+    const from = query.tail !== undefined ? Math.max(query.after ?? 0, last - Math.min(query.tail, query.limit)) : (query.after ?? 0);
+    const checkpoint = Math.min(Math.floor(from / CHECKPOINT_EVERY), checkpoints.length - 1);
     const picked: string[] = [];
-    for (const line of text.split('\n')) {
+    const enough = query.tail === undefined ? query.limit : Number.POSITIVE_INFINITY;
+    eachLine(this.path, checkpoint >= 0 ? (checkpoints[checkpoint] ?? 0) : 0, (line) => {
       const head = HEAD.exec(line);
-      if (!head) continue;
-      if (query.after !== undefined && Number(head[1]) <= query.after) continue;
-      if (query.since !== undefined && (head[2] ?? '') < query.since) continue;
+      if (!head) return true;
+      if (Number(head[1]) <= from) return true;
+      if (query.since !== undefined && (head[2] ?? '') < query.since) return true;
       picked.push(line);
-    }
-    const chosen = query.tail !== undefined ? picked.slice(-Math.min(query.tail, query.limit)) : picked.slice(0, query.limit);
+      return picked.length < enough;
+    });
+    const chosen = query.tail !== undefined ? picked.slice(-Math.min(query.tail, query.limit)) : picked;
     return chosen.map((line) => JSON.parse(line) as TimelineEntry);
   }
 
@@ -74,16 +83,40 @@ export class TranscriptFile {
     this.fd = null;
   }
 
-  private write(entry: TimelineEntry): void {
+  private write(entry: TimelineEntry): boolean {
     const line = JSON.stringify(entry) + '\n';
     try {
       writeSync(this.fd ?? -1, line);
     } catch {
       // A full disk loses the entry, never the command it is about.
-      return;
+      return false;
     }
+    if (this.checkpoints !== null && (entry.seq - 1) % CHECKPOINT_EVERY === 0) this.checkpoints.push(this.size);
     this.size += Buffer.byteLength(line);
     this.seq = entry.seq;
+    this.written(entry);
+    return true;
+  }
+
+  /** The checkpoints, from one pass over the file the first time; null when there is no file. */
+  private index(): number[] | null {
+    if (this.checkpoints !== null) return this.checkpoints;
+    if (!existsSync(this.path)) return null;
+    const checkpoints: number[] = [];
+    let offset = 0;
+    eachLine(this.path, 0, (line, bytes) => {
+      const head = HEAD.exec(line);
+      if (head) {
+        const seq = Number(head[1]);
+        if ((seq - 1) % CHECKPOINT_EVERY === 0) checkpoints[(seq - 1) / CHECKPOINT_EVERY] = offset;
+        this.lastSeqRead = seq;
+      }
+      offset += bytes;
+      return true;
+    });
+    // Only a file this object writes stays indexed; one it does not (yet) write is read again next time.
+    if (this.fd !== null) this.checkpoints = checkpoints;
+    return checkpoints;
   }
 
   /** Opened on first use; after a restart the file goes on from its last seq. */
@@ -93,6 +126,36 @@ export class TranscriptFile {
     this.size = fstatSync(this.fd).size;
     this.seq = this.size > 0 ? lastSeq(this.path, this.size) : 0;
     this.full = this.size >= this.maxBytes + RESERVE_BYTES - LAST_WORD_BYTES;
+    this.checkpoints = null;
+  }
+}
+
+/** Each whole line of the file from `offset`, with its length in bytes (newline included), until `line` returns false. */
+function eachLine(path: string, offset: number, line: (text: string, bytes: number) => boolean): void {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch {
+    return;
+  }
+  try {
+    const buffer = Buffer.alloc(READ_CHUNK_BYTES);
+    let position = offset;
+    let carry = Buffer.alloc(0);
+    for (;;) {
+      const read = readSync(fd, buffer, 0, buffer.length, position);
+      if (read === 0) return;
+      position += read;
+      const chunk = carry.length > 0 ? Buffer.concat([carry, buffer.subarray(0, read)]) : buffer.subarray(0, read);
+      let start = 0;
+      for (let newline = chunk.indexOf(10, start); newline !== -1; newline = chunk.indexOf(10, start)) {
+        if (!line(chunk.toString('utf8', start, newline), newline - start + 1)) return;
+        start = newline + 1;
+      }
+      carry = Buffer.from(chunk.subarray(start));
+    }
+  } finally {
+    closeSync(fd);
   }
 }
 

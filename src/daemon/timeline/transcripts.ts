@@ -127,13 +127,14 @@ export class Transcripts implements CommandRecorder {
 
   /** @internal Recording's way in: a small entry (always kept while the reserve lasts). */
   add(sandbox: string, body: TimelineBody): TimelineEntry | null {
-    return this.publish(sandbox, this.file(sandbox).append(body, false));
+    const result = this.file(sandbox).append(body, false);
+    return result === 'dropped' ? null : result;
   }
 
   /** @internal Output or input, in chunks; false when the cap dropped some of it. */
   addBulk(sandbox: string, data: Buffer | string, body: (text: string) => TimelineBody): boolean {
     const text = typeof data === 'string' ? data : data.toString('utf8');
-    for (let at = 0; at < text.length; at += CHUNK_BYTES) if (this.publish(sandbox, this.file(sandbox).append(body(text.slice(at, at + CHUNK_BYTES)), true)) === null) return false;
+    for (let at = 0; at < text.length; at += CHUNK_BYTES) if (this.file(sandbox).append(body(text.slice(at, at + CHUNK_BYTES)), true) === 'dropped') return false;
     return true;
   }
 
@@ -143,18 +144,12 @@ export class Transcripts implements CommandRecorder {
     else this.open.delete(key(sandbox, pid));
   }
 
-  private publish(sandbox: string, result: TimelineEntry | 'dropped'): TimelineEntry | null {
-    if (result === 'dropped') return null;
-    this.live.emit(sandbox, result);
-    return result;
-  }
-
   private file(sandbox: string): TranscriptFile {
     let file = this.files.get(sandbox);
     if (!file) {
       // Ids come from the daemon, but a path is built from them: never one that leaves the directory.
       if (!ID.test(sandbox)) throw new Error(`not a sandbox id: ${JSON.stringify(sandbox.slice(0, 80))}`);
-      file = new TranscriptFile(this.pathOf(sandbox), this.limits.maxBytes);
+      file = new TranscriptFile(this.pathOf(sandbox), this.limits.maxBytes, (entry) => this.live.emit(sandbox, entry));
       this.files.set(sandbox, file);
     }
     return file;
