@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Sandbox, type SandboxOpts } from 'e2b';
-import { runBrig, tempWorkspace } from '../helpers/brig.ts';
+import * as pty from 'node-pty';
+import { BRIG, runBrig, tempWorkspace } from '../helpers/brig.ts';
 import { serveDaemon, type RunningDaemon } from '../helpers/daemon.ts';
 import type { TimelineEntry } from '../../src/daemon/timeline/index.ts';
 
@@ -124,6 +125,20 @@ describe('brig serve: transcripts', () => {
     assert.match(bad.stderr, /BRIG_USAGE/);
     const unknown = await brig(['logs', 'no-such-sandbox']);
     assert.match(unknown.stderr, /BRIG_SANDBOX_NOT_FOUND/);
+    await sandbox.kill();
+  });
+
+  test('on a terminal, brig logs lets colours through and nothing else the sandbox wrote: no title, no clipboard write, no bare control characters', async () => {
+    const sandbox = await Sandbox.create(opts());
+    await sandbox.commands.run(`printf 'a\\033]0;evil-title\\007b\\033]52;c;ZXZpbA==\\033\\\\c\\033[31mred\\033[0m\\rd\\n'`);
+    const recorded = (await timeline(sandbox.sandboxId)).find((entry) => entry.type === 'output');
+    assert.ok(recorded?.type === 'output' && recorded.text.includes('\x1b]0;evil-title'), 'the transcript keeps what was written');
+    const term = pty.spawn(BRIG, ['logs', sandbox.sandboxId], { name: 'xterm-256color', cols: 200, rows: 30, env: { ...process.env, BRIG_URL: daemon.url, BRIG_API_KEY: API_KEY } as Record<string, string> });
+    let shown = '';
+    term.onData((data) => (shown += data));
+    await new Promise<void>((resolve) => term.onExit(() => resolve()));
+    assert.ok(shown.includes('abc\x1b[31mred\x1b[0m\\x0dd'), JSON.stringify(shown));
+    assert.ok(!shown.includes('\x1b]'), 'no operating-system command reaches the terminal');
     await sandbox.kill();
   });
 

@@ -97,8 +97,9 @@ function printer(asJson: boolean): (entry: TimelineEntry) => Promise<void> {
   // Output of several commands at once: a line says whose comes next when it changes.
   let lastWriter: number | null = null;
   let atLineStart = true;
+  // Every field but the time is the sandbox's word (a replaced envd can say anything): all of it is made safe, not just the output.
   const line = async (text: string): Promise<void> => {
-    await write(process.stdout, `${atLineStart ? '' : '\n'}${text}\n`);
+    await write(process.stdout, `${atLineStart ? '' : '\n'}${forTerminal(text, tty)}\n`);
     atLineStart = true;
   };
   return async (entry) => {
@@ -106,7 +107,7 @@ function printer(asJson: boolean): (entry: TimelineEntry) => Promise<void> {
     switch (entry.type) {
       case 'command':
         lastWriter = entry.seq;
-        return line(`${time} $ ${forTerminal(entry.argv, tty)}  [${[entry.pid === null ? 'not started' : `pid ${entry.pid}`, entry.user, entry.cwd, entry.pty ? 'terminal' : null, entry.via === 'api' ? null : entry.via].filter(Boolean).join(', ')}]`);
+        return line(`${time} $ ${entry.argv}  [${[entry.pid === null ? 'not started' : `pid ${entry.pid}`, entry.user, entry.cwd, entry.pty ? 'terminal' : null, entry.via === 'api' ? null : entry.via].filter(Boolean).join(', ')}]`);
       case 'output':
         if (lastWriter !== entry.cmd) {
           await line(`${time} [output of pid ${entry.pid ?? '?'}]`);
@@ -124,14 +125,14 @@ function printer(asJson: boolean): (entry: TimelineEntry) => Promise<void> {
         return line(
           [
             `${time} model ${entry.provider}${entry.model ? ` ${entry.model}` : ''}: ${entry.method} ${entry.path} → ${entry.status}, ${entry.inputTokens} in / ${entry.outputTokens} out tokens, ${entry.totalMs} ms${entry.error ? ` (${entry.error})` : ''}`,
-            indent('asked', forTerminal(entry.asked, tty)),
-            indent('answered', forTerminal(entry.answered, tty)),
+            indent('asked', entry.asked),
+            indent('answered', entry.answered),
           ].join('\n'),
         );
       case 'violation':
-        return line(`${time} refused (${entry.kind}) ${forTerminal(entry.target, tty)}: ${forTerminal(entry.rule, tty)}`);
+        return line(`${time} refused (${entry.kind}) ${entry.target}: ${entry.rule}`);
       case 'event':
-        return line(`${time} ${entry.event}${describeDetail(entry.detail, tty)}`);
+        return line(`${time} ${entry.event}${describeDetail(entry.detail)}`);
       case 'truncated':
         return line(`${time} [not recorded] ${entry.reason}`);
     }
@@ -143,10 +144,10 @@ function indent(label: string, text: string): string {
   return lines.map((each, index) => `  ${index === 0 ? `${label}:`.padEnd(10) : ' '.repeat(10)}${each}`).join('\n');
 }
 
-function describeDetail(detail: Record<string, unknown>, tty: boolean): string {
+function describeDetail(detail: Record<string, unknown>): string {
   const parts = Object.entries(detail)
     .filter(([, value]) => value !== null && value !== undefined && value !== '')
-    .map(([key, value]) => `${key}=${forTerminal(typeof value === 'string' ? value : JSON.stringify(value), tty)}`);
+    .map(([key, value]) => `${key}=${typeof value === 'string' ? value : JSON.stringify(value)}`);
   return parts.length > 0 ? ` · ${parts.join(' ')}` : '';
 }
 
