@@ -2,7 +2,8 @@
  * daemon/: `brig serve`. Sandboxes (a jail with envd inside each) behind
  * E2B's control plane and an envd gateway, recorded in SQLite so a restarted
  * daemon reattaches them. Rooms: api/ (HTTP), sandboxes/ (lifecycle, no
- * HTTP), jobs/ (seed 003's queue), store/ (persistence).
+ * HTTP), jobs/ (seed 003's queue), store/ (persistence), ports/ (a
+ * sandbox's agent and monitor ports on the host).
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
@@ -16,9 +17,10 @@ import { createSandboxManager, type Budgets } from './sandboxes/index.ts';
 import { openImageStore } from '../images/index.ts';
 import { openSqliteStore } from './store/index.ts';
 import { createJobQueue } from './jobs/index.ts';
-import { ActivityBoard, EventLog } from './timeline/index.ts';
+import { ActivityBoard, EventLog, type CommandRecorder } from './timeline/index.ts';
 import { daemonMetrics } from './metrics/index.ts';
 import { claimStateDir, type StateDirClaim } from './state-dir.ts';
+import { PortPublisher } from './ports/index.ts';
 
 export interface DaemonOptions {
   /** Default 127.0.0.1: the daemon is local unless asked otherwise. */
@@ -45,6 +47,8 @@ export interface DaemonOptions {
   jobs?: number;
   /** How long an ended job's result and artifacts are kept, in ms. Default 7 days. */
   jobRetentionMs?: number;
+  /** Where the shells behind sandboxes' published ports are recorded (a sandbox's transcript); none by default. */
+  recorder?: CommandRecorder;
 }
 
 export interface Daemon {
@@ -78,6 +82,8 @@ async function serve(stateDir: string, claim: StateDirClaim, options: DaemonOpti
   const activity = new ActivityBoard();
   // Model keys from the daemon's environment or its key file; a bad key file stops the start, loudly.
   const gateway = createGateway(loadGatewayConfig(process.env, llmKeyFile(stateDir)));
+  // Sandboxes' agent and monitor ports (brig create --agent-port, --monitor-port).
+  const ports = new PortPublisher({ recorder: options.recorder });
   const manager = await createSandboxManager({
     stateDir,
     store,
@@ -91,10 +97,11 @@ async function serve(stateDir: string, claim: StateDirClaim, options: DaemonOpti
     images: process.getuid?.() === 0 ? await openImageStore(`${stateDir}/images`) : undefined,
     events,
     activity,
+    ports,
   });
   const jobs = await createJobQueue({ store, manager, stateDir, events, tsRunner: `${options.insideDir}/ts-run.cjs`, ...(options.jobs !== undefined ? { concurrency: options.jobs } : {}), ...(options.jobRetentionMs !== undefined ? { retentionMs: options.jobRetentionMs } : {}) });
   const metrics = daemonMetrics({ events, store, manager });
-  const app = buildApi(manager, { apiKey, connections: options.connections, jobs, events, activity, metrics });
+  const app = buildApi(manager, { apiKey, connections: options.connections, jobs, events, activity, metrics, ports });
   const host = options.host ?? '127.0.0.1';
   const port = options.port ?? 3000;
   let url: string;
@@ -102,6 +109,7 @@ async function serve(stateDir: string, claim: StateDirClaim, options: DaemonOpti
     url = await app.listen({ host, port });
   } catch (error) {
     await jobs.close();
+    await ports.shutdown();
     await manager.close();
     gateway.close();
     throw new BrigError('BRIG_USAGE', `cannot listen on ${host}:${port}: ${(error as Error).message}`, 'pick another --port or --host, or stop what already listens there');
@@ -117,6 +125,8 @@ async function serve(stateDir: string, claim: StateDirClaim, options: DaemonOpti
       metrics.close();
       // Running jobs are let go of, not stopped: the next daemon reattaches them.
       await jobs.close();
+      // Its ports stop listening (the next daemon listens again); their monitor shells run on with their sandboxes.
+      await ports.shutdown();
       await manager.close();
       gateway.close();
       claim.release();

@@ -15,6 +15,7 @@ import type { JobQueue } from '../jobs/index.ts';
 import type { ActivityBoard, EventLog } from '../timeline/index.ts';
 import { registerEventRoutes } from './events.ts';
 import type { DaemonMetrics } from '../metrics/index.ts';
+import type { PortStatus } from '../sandboxes/index.ts';
 
 /**
  * api/: the daemon's HTTP front door. E2B's control plane and brig's /v1
@@ -41,6 +42,8 @@ export interface ApiOptions {
   activity?: ActivityBoard;
   /** GET /metrics. */
   metrics?: DaemonMetrics;
+  /** What listens for each sandbox's published ports, for GET /v1/sandboxes. */
+  ports?: { status(id: string): PortStatus[] };
 }
 
 export function buildApi(manager: SandboxManager, options: ApiOptions): FastifyInstance {
@@ -71,7 +74,7 @@ export function buildApi(manager: SandboxManager, options: ApiOptions): FastifyI
     controlPlane.addHook('onRequest', checkApiKey);
     registerE2bRoutes(controlPlane, manager);
     registerE2bTemplateRoutes(controlPlane, manager);
-    registerV1Routes(controlPlane, manager);
+    registerV1Routes(controlPlane, manager, options.ports);
     if (options.jobs) registerJobRoutes(controlPlane, options.jobs);
     if (options.events) registerEventRoutes(controlPlane, options.events);
     const metrics = options.metrics;

@@ -3,4 +3,4 @@ export { createSandboxManager } from './manager.ts';
 export type { ManagerOptions } from './manager.ts';
 export type { Budgets } from './budgets.ts';
 export { EnvdClient, type EnvdClientOptions, type EnvdEndpoint } from './envd-client.ts';
-export type { CreateSandboxRequest, ListQuery, Page, SandboxManager, SandboxRecord, SandboxState, SandboxStats, Store, TemplateInfo, CommittedImage } from './types.ts';
+export type { CreateSandboxRequest, ListQuery, Page, PortAddress, PortKind, PortStatus, PublishedPorts, SandboxManager, SandboxPorts, SandboxRecord, SandboxState, SandboxStats, Store, TemplateInfo, CommittedImage } from './types.ts';
