@@ -51,8 +51,7 @@ export async function attach(daemon: Daemon, argv: string[]): Promise<number> {
     throw error instanceof EnvdFailure ? error.toBrigError(`attaching to ${target.what}`) : error;
   });
   if (first.done || !('start' in first.value)) throw new BrigError('BRIG_INTERNAL', 'the terminal\'s stream did not begin with its process id', 'this is a bug in brig; please report it');
-  process.stderr.write(`brig: attached to ${target.what} in ${name}${watch ? ', read-only' : ''}; Ctrl-\\ detaches\n`);
-  return follow(envd, target.pid, events, stream, watch);
+  return follow(envd, target.pid, events, stream, watch, `brig: attached to ${target.what} in ${name}${watch ? ', read-only' : ''}; Ctrl-\\ detaches\n`);
 }
 
 /** The monitor shell; else the one terminal; else an error naming them. */
@@ -86,7 +85,7 @@ function commandOf(process: ProcessInfo): string {
 }
 
 /** Its output to stdout until it ends or the caller detaches; keys and size to it unless watching. The caller's terminal is put back whatever happens. */
-async function follow(envd: Envd, pid: number, events: AsyncGenerator<ProcessEvent>, stream: AbortController, watch: boolean): Promise<number> {
+async function follow(envd: Envd, pid: number, events: AsyncGenerator<ProcessEvent>, stream: AbortController, watch: boolean, attached: string): Promise<number> {
   let detach!: () => void;
   const detached = new Promise<'detached'>((resolve) => (detach = () => resolve('detached')));
   const send = watch ? null : inputSender(envd, pid);
@@ -107,6 +106,11 @@ async function follow(envd: Envd, pid: number, events: AsyncGenerator<ProcessEve
     void sendTerminalSize(envd, pid);
     process.stdout.on('resize', onResize);
   }
+  // Said once a signal would detach: from this line on, it does.
+  process.stderr.write(attached);
+  // A reader that went away (`brig attach box --watch | head`) is a detach; the listener stays for brig's own last flush.
+  const onPipeError = (): void => detach();
+  process.stdout.on('error', onPipeError);
   let end: EndEvent | null = null;
   try {
     for (;;) {
@@ -117,7 +121,8 @@ async function follow(envd: Envd, pid: number, events: AsyncGenerator<ProcessEve
       if (got === 'detached' || got.done) break;
       const event = got.value;
       if ('data' in event && 'pty' in event.data) {
-        if ((await Promise.race([write(process.stdout, Buffer.from(event.data.pty, 'base64')), detached])) === 'detached') break;
+        const written = write(process.stdout, Buffer.from(event.data.pty, 'base64')).catch(() => 'detached' as const);
+        if ((await Promise.race([written, detached])) === 'detached') break;
       } else if ('end' in event) end = event.end;
     }
   } finally {

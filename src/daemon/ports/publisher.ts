@@ -145,7 +145,11 @@ export class PortPublisher implements SandboxPorts {
     } catch {
       return void socket.destroy();
     }
-    if (kind === 'monitor' && published.monitor) return serveMonitorConnection(socket, published.monitor);
+    if (kind === 'monitor' && published.monitor) {
+      // An exited monitor shell is started again by the next connection, lines or none.
+      void published.monitor.ensure().catch(() => {});
+      return serveMonitorConnection(socket, published.monitor);
+    }
     const session = serveAgentConnection(socket, { sandbox: id, envd, tag: `${this.agentTags}${randomUUID()}`, recorder: this.options.recorder });
     published.sessions.add(session);
     socket.once('close', () => published.sessions.delete(session));

@@ -53,7 +53,7 @@ export class PtyShell {
   start(argv: string[], tag: string, envs: Record<string, string>, hooks: { started?: () => void; output: (chunk: Buffer) => unknown }): Promise<ShellEnd> {
     const [cmd = '', ...args] = argv;
     this.tag = tag;
-    this.recording = this.spec.recorder?.command(this.spec.sandbox, { argv: argv.join(' '), pty: true, via: this.spec.via, user: SHELL_USER, cwd: SHELL_CWD, tag }) ?? null;
+    this.recording = record(this.spec.recorder, this.spec.sandbox, { argv: argv.join(' '), pty: true, via: this.spec.via, user: SHELL_USER, cwd: SHELL_CWD, tag });
     const events = this.spec.envd.start({ process: { cmd, args, envs, cwd: SHELL_CWD }, pty: { size: SIZE }, tag }, null, this.stream.signal);
     return this.follow(events, hooks);
   }
@@ -61,7 +61,7 @@ export class PtyShell {
   /** Follows a shell already running (a restarted daemon finding it by its tag), recorded anew unless someone records it already. */
   reattach(pid: number, start: CommandStart, hooks: { output: (chunk: Buffer) => unknown }): Promise<ShellEnd> {
     const recorder = this.spec.recorder;
-    if (recorder && !recorder.recording(this.spec.sandbox, pid)) this.recording = recorder.command(this.spec.sandbox, start);
+    if (recorder && !guard(() => recorder.recording(this.spec.sandbox, pid), true)) this.recording = record(recorder, this.spec.sandbox, start);
     this.pidKnown = pid;
     return this.follow(this.spec.envd.connect({ pid }, this.stream.signal), hooks);
   }
@@ -128,5 +128,28 @@ export class PtyShell {
     }
     this.recording?.ended(end);
     return end;
+  }
+}
+
+/**
+ * A recording whose failures stay its own: a recorder that throws (a full
+ * disk, a bug) loses what it was given, never the shell or the daemon.
+ */
+function record(recorder: CommandRecorder | undefined, sandbox: string, start: CommandStart): CommandRecording | null {
+  const recording = recorder ? guard(() => recorder.command(sandbox, start), null) : null;
+  if (!recording) return null;
+  return {
+    started: (pid) => guard(() => recording.started(pid), undefined),
+    output: (stream, data) => guard(() => recording.output(stream, data), undefined),
+    input: (data) => guard(() => recording.input(data), undefined),
+    ended: (end) => guard(() => recording.ended(end), undefined),
+  };
+}
+
+function guard<T>(call: () => T, fallback: T): T {
+  try {
+    return call();
+  } catch {
+    return fallback;
   }
 }
