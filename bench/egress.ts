@@ -54,7 +54,7 @@ export async function benchEgress(requests: number, bulkMiB = 256, sseMiB = 64):
       sandbox: 'bench',
       dir: join(scratch, 'egress'),
       owner: null,
-      network: () => ({ mode: 'allowlist', allow: [upstream], deny: [], llm: ['anthropic'], budget: { requests: 0, tokens: 0 } }),
+      network: () => ({ mode: 'allowlist', allow: [upstream], deny: [], llm: ['anthropic'], budget: { requests: 0, tokens: 0 }, publish: 'none' }),
       gateway,
       ledger: {
         violation: (violation) => process.stderr.write(`bench: egress refused ${violation.target}: ${violation.rule}\n`),

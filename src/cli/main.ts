@@ -22,9 +22,11 @@ Usage:
 
 Sandboxes in a running daemon (brig COMMAND --help for each):
   brig create [--name N] [--image NAME] [--policy FILE] [--memory SIZE] [--cpus N] [--timeout D] [--keep]
+              [--agent-port [HOST:]PORT] [--monitor-port [HOST:]PORT]   ports on the host: shells in it
   brig ls [--all]                            list them (stopped ones too with --all)
   brig exec [-i] NAME -- <command> [args…]  run a command in one, its exit code passed through
   brig shell NAME                            a terminal in one
+  brig attach [--watch] [--pid PID] NAME     watch (and type into) its monitor shell or a terminal; Ctrl-\\ detaches
   brig logs [-f] NAME                        envd's log from inside one
   brig cp SRC DST                            copy files in or out (NAME:PATH is the sandbox side)
   brig stop NAME…                            kill, keep the workspace
@@ -37,7 +39,7 @@ Sandboxes in a running daemon (brig COMMAND --help for each):
   brig violations [NAME]                     refused connections and LLM requests
   brig transcript NAME                       its LLM gateway exchanges, as JSON lines
   brig events [-f] [--type T] [--sandbox N]  what happened: created, killed, died, oom, commands, jobs…
-  --json on each (but shell) prints JSON for scripts.
+  --json on each (but shell and attach) prints JSON for scripts.
 
 Jobs in a running daemon: code run once in a fresh sandbox, its result kept (docs/jobs.md):
   brig schedule [--kind K] [--wait] FILE|-   queue code (its kind from .sh, .py, .ts); print its id
@@ -244,7 +246,7 @@ async function prepareTiers(names: string[]): Promise<number> {
 }
 
 /** The sandbox commands over a daemon: their own bundle (dist/client.cjs), so \`brig run\` never pays for loading it. */
-const CLIENT_COMMANDS = new Set(['create', 'ls', 'exec', 'shell', 'logs', 'cp', 'stop', 'commit', 'rm', 'prune', 'stats', 'info', 'net', 'violations', 'transcript', 'schedule', 'status', 'jobs', 'cancel', 'events']);
+const CLIENT_COMMANDS = new Set(['create', 'ls', 'exec', 'shell', 'attach', 'logs', 'cp', 'stop', 'commit', 'rm', 'prune', 'stats', 'info', 'net', 'violations', 'transcript', 'schedule', 'status', 'jobs', 'cancel', 'events']);
 
 function clientCommand(argv: string[]): Promise<number> {
   const client = loadBundle('client') as { main(argv: string[]): Promise<number> };

@@ -2,7 +2,8 @@
  * daemon/: `brig serve`. Sandboxes (a jail with envd inside each) behind
  * E2B's control plane and an envd gateway, recorded in SQLite so a restarted
  * daemon reattaches them. Rooms: api/ (HTTP), sandboxes/ (lifecycle, no
- * HTTP), jobs/ (seed 003's queue), store/ (persistence).
+ * HTTP), jobs/ (seed 003's queue), store/ (persistence), ports/ (a
+ * sandbox's agent and monitor ports on the host).
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
@@ -19,6 +20,7 @@ import { createJobQueue } from './jobs/index.ts';
 import { ActivityBoard, EventLog, DEFAULT_TRANSCRIPT_LIMITS, Transcripts, type TranscriptLimits } from './timeline/index.ts';
 import { daemonMetrics } from './metrics/index.ts';
 import { claimStateDir, type StateDirClaim } from './state-dir.ts';
+import { PortPublisher } from './ports/index.ts';
 
 export interface DaemonOptions {
   /** Default 127.0.0.1: the daemon is local unless asked otherwise. */
@@ -82,6 +84,8 @@ async function serve(stateDir: string, claim: StateDirClaim, options: DaemonOpti
   const stopTranscribingEvents = events.follow((event) => transcripts.event(event));
   // Model keys from the daemon's environment or its key file; a bad key file stops the start, loudly.
   const gateway = createGateway(loadGatewayConfig(process.env, llmKeyFile(stateDir)));
+  // Sandboxes' agent and monitor ports (brig create --agent-port, --monitor-port).
+  const ports = new PortPublisher({ recorder: transcripts });
   const manager = await createSandboxManager({
     stateDir,
     store,
@@ -96,10 +100,11 @@ async function serve(stateDir: string, claim: StateDirClaim, options: DaemonOpti
     events,
     activity,
     transcripts,
+    ports,
   });
   const jobs = await createJobQueue({ store, manager, stateDir, events, tsRunner: `${options.insideDir}/ts-run.cjs`, ...(options.jobs !== undefined ? { concurrency: options.jobs } : {}), ...(options.jobRetentionMs !== undefined ? { retentionMs: options.jobRetentionMs } : {}) });
   const metrics = daemonMetrics({ events, store, manager });
-  const app = buildApi(manager, { apiKey, connections: options.connections, jobs, events, activity, metrics, transcripts });
+  const app = buildApi(manager, { apiKey, connections: options.connections, jobs, events, activity, metrics, transcripts, ports });
   const host = options.host ?? '127.0.0.1';
   const port = options.port ?? 3000;
   let url: string;
@@ -107,6 +112,7 @@ async function serve(stateDir: string, claim: StateDirClaim, options: DaemonOpti
     url = await app.listen({ host, port });
   } catch (error) {
     await jobs.close();
+    await ports.shutdown();
     await manager.close();
     stopTranscribingEvents();
     transcripts.close();
@@ -124,6 +130,8 @@ async function serve(stateDir: string, claim: StateDirClaim, options: DaemonOpti
       metrics.close();
       // Running jobs are let go of, not stopped: the next daemon reattaches them.
       await jobs.close();
+      // Its ports stop listening (the next daemon listens again); their monitor shells run on with their sandboxes.
+      await ports.shutdown();
       await manager.close();
       stopTranscribingEvents();
       transcripts.close();

@@ -30,7 +30,7 @@ export const DEFAULT_POLICY: Policy = deepFreeze({
     forward: ['PATH', 'TERM', 'COLORTERM', 'LANG', 'LANGUAGE', 'LC_ALL', 'LC_CTYPE', 'LC_MESSAGES', 'TZ', 'NO_COLOR', 'FORCE_COLOR'],
     set: {},
   },
-  network: { mode: 'none', allow: [], deny: [], llm: [], budget: { requests: 0, tokens: 0 } },
+  network: { mode: 'none', allow: [], deny: [], llm: [], budget: { requests: 0, tokens: 0 }, publish: 'loopback' },
   identity: { uid: null, gid: null, hostname: 'brig', user: null, home: null },
   resources: {
     memoryMiB: 2048,

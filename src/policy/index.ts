@@ -58,6 +58,7 @@ export type {
   LlmProvider,
   NetworkMode,
   NetworkPolicy,
+  PublishScope,
   Policy,
   PolicyInput,
   ResourcesPolicy,

@@ -254,6 +254,13 @@ export const POLICY_SCHEMA: RootSchema = deepFreeze({
           tokens: { type: 'integer', minimum: 0, description: 'Tokens, input and output together, as the providers report them; 0: no limit.', default: D.network.budget.tokens },
         },
       },
+      publish: {
+        type: 'string',
+        enum: ['none', 'loopback', 'all'],
+        description:
+          "Daemon sandboxes only: where the ports published for it (brig create --agent-port, --monitor-port) may listen on the host. Each port gives whoever reaches it a shell in the sandbox, so by default only this machine may: loopback allows 127.0.0.0/8 and ::1; all allows any of the host's addresses (0.0.0.0, a LAN address); none refuses every port. It never changes what the sandbox itself can reach.",
+        default: D.network.publish,
+      },
     }),
     identity: section('Who the command is inside the jail.', {
       uid: {

@@ -74,6 +74,9 @@ export interface EnvironmentPolicy {
 
 export type NetworkMode = 'none' | 'allowlist' | 'host';
 
+/** Where a daemon sandbox's ports (its agent and monitor ports) may listen on the host. */
+export type PublishScope = 'none' | 'loopback' | 'all';
+
 /** The model APIs the LLM gateway serves. */
 export type LlmProvider = 'anthropic' | 'openai' | 'gemini';
 
@@ -92,6 +95,12 @@ export interface NetworkPolicy {
   llm: LlmProvider[];
   /** What the sandbox may spend through the gateway; 0 means no limit. */
   budget: LlmBudget;
+  /**
+   * Daemon sandboxes: where its published ports (brig create --agent-port,
+   * --monitor-port) may listen on the host. none: nowhere. loopback: only on
+   * a loopback address (127.0.0.0/8, ::1). all: on any address of the host.
+   */
+  publish: PublishScope;
 }
 
 export interface LlmBudget {

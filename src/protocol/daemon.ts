@@ -8,6 +8,9 @@ import { homedir } from 'node:os';
 
 export const DEFAULT_DAEMON_URL = 'http://127.0.0.1:3000';
 
+/** The E2B process tag of a sandbox's monitor shell (brig create --monitor-port), by which `brig attach` finds it. */
+export const MONITOR_TAG = 'brig-monitor';
+
 /** $BRIG_STATE_DIR; else /var/lib/brig for root, $XDG_STATE_HOME/brig or ~/.local/state/brig otherwise. */
 export function defaultStateDir(): string {
   if (process.env.BRIG_STATE_DIR) return process.env.BRIG_STATE_DIR;

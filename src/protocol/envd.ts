@@ -117,6 +117,8 @@ export interface ProcessInfo {
   pid: number;
   config: ProcessConfig;
   tag?: string;
+  /** brig's addition (E2B's readers ignore it): true when the process runs on a terminal, which `brig attach` can show. */
+  pty?: boolean;
 }
 
 export type ProcessInput = { stdin: string } | { pty: string };

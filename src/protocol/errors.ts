@@ -82,6 +82,8 @@ export const ERROR_CODES = {
   BRIG_JOB_ENDED: { exit: EXIT.brigError, http: 409, when: 'A job that already ended was asked to be cancelled.' },
   BRIG_JOB_FAILED: { exit: EXIT.brigError, http: 500, when: 'brig could not run a job: its sandbox did not start, or stopped answering, or refused its files; the job\'s record says which.' },
   BRIG_JOB_ARTIFACT_TOO_LARGE: { exit: EXIT.brigError, http: 413, when: 'A file a job named as an artifact is larger than an artifact may be (64 MiB each, 256 MiB for all of a job\'s); it is not kept, and the job\'s record says so.' },
+  BRIG_PORT_NOT_ALLOWED: { exit: EXIT.brigError, http: 403, when: 'A port was asked to be published (brig create --agent-port, --monitor-port) where the sandbox\'s policy does not allow it (network.publish: none refuses every port, loopback any address but 127.0.0.0/8 and ::1), or where the host refuses the daemon (a port below 1024 without root).' },
+  BRIG_PORT_IN_USE: { exit: EXIT.brigError, http: 409, when: 'A port asked to be published is already taken on the host (by another program, or another sandbox); the sandbox was not created.' },
   BRIG_MUX_PROTOCOL: { exit: EXIT.brigError, http: 500, when: 'The other end of a stream multiplexer (envd in a microVM, or the host) sent a malformed frame, more data than its window allows, or frames whose answers it never reads; the channel is closed and every stream on it reset.' },
 } as const satisfies Record<string, ErrorSpec>;
 

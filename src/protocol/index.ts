@@ -5,7 +5,7 @@ export { CONNECT_CODES, ConnectError, ENVELOPE_FLAG, EnvelopeReader, encodeEndSt
 export type { ConnectCode, Envelope } from './connect.ts';
 export { ENVD_PORT, ENVD_VERSION, SERVICE, goSignalStatus, signalOfStatus } from './envd.ts';
 export { EGRESS_DIR_INSIDE, EGRESS_PORT, EGRESS_SOCKET_NAME, INSIDE_DIR, NODE_DIR_INSIDE, NODE_PRELOAD_INSIDE, RELAY_INSIDE } from './egress.ts';
-export { DEFAULT_DAEMON_URL, apiKeyFile, defaultStateDir, llmKeyFile, traversable } from './daemon.ts';
+export { DEFAULT_DAEMON_URL, MONITOR_TAG, apiKeyFile, defaultStateDir, llmKeyFile, traversable } from './daemon.ts';
 export { forwardedHeaders } from './http.ts';
 export { describeMemoryEvent } from './memory.ts';
 export type { MemoryEvent } from './memory.ts';

@@ -48,6 +48,7 @@ function full(id: string): SandboxRecord {
       detail: { cgroup: `/sys/fs/cgroup/brig/${id}`, mounts: ['/tmp/a', '/tmp/b'], nested: { ok: true, n: null } },
       stateDir: `/run/brig/${id}`,
     },
+    ports: { agent: { host: '127.0.0.1', port: 4100 }, monitor: { host: '::1', port: 4101 } },
   });
 }
 
@@ -206,7 +207,7 @@ describe('sqlite store', () => {
       const file = join(dir, 'old.db');
       openSqliteStore(file).close();
       const old = new Database(file);
-      old.exec('ALTER TABLE sandboxes DROP COLUMN end_reason; DROP TABLE jobs; DROP TABLE events');
+      old.exec('ALTER TABLE sandboxes DROP COLUMN ports; ALTER TABLE sandboxes DROP COLUMN end_reason; DROP TABLE jobs; DROP TABLE events');
       old.pragma('user_version = 3');
       old.prepare(`INSERT INTO sandboxes VALUES ('s9', NULL, 'base', '{}', '{}', ?, 'stopped', '2025-01-01T00:00:00.000Z', ${T0}, '2025-01-01T00:05:00.000Z', 0, 't', '/w', NULL)`).run(JSON.stringify(buildPolicy()));
       old.close();
@@ -215,6 +216,23 @@ describe('sqlite store', () => {
       assert.equal(store.get('s9')?.endReason, undefined);
       store.update('s9', { endReason: 'it ended by itself' });
       assert.equal(store.get('s9')?.endReason, 'it ended by itself');
+      store.close();
+    });
+
+    it('migrates a file from before published ports: its policies get network.publish, the ports column works', () => {
+      const file = join(dir, 'before-ports.db');
+      openSqliteStore(file).close();
+      const old = new Database(file);
+      old.exec('ALTER TABLE sandboxes DROP COLUMN ports');
+      old.pragma('user_version = 6');
+      const { publish: _publish, ...network } = buildPolicy().network;
+      old.prepare(`INSERT INTO sandboxes VALUES ('s8', NULL, 'base', '{}', '{}', ?, 'running', '2025-01-01T00:00:00.000Z', ${T0}, '2025-01-01T00:05:00.000Z', 0, 't', '/w', NULL, NULL)`).run(JSON.stringify({ ...buildPolicy(), network }));
+      old.close();
+      const store = openSqliteStore(file);
+      assert.equal(store.get('s8')?.policy.network.publish, 'loopback');
+      assert.equal(store.get('s8')?.ports, undefined);
+      store.update('s8', { ports: { agent: { host: '127.0.0.1', port: 4000 } } });
+      assert.deepEqual(store.get('s8')?.ports, { agent: { host: '127.0.0.1', port: 4000 } });
       store.close();
     });
 

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { Sandbox, type SandboxOpts } from 'e2b';
 import * as pty from 'node-pty';
 import { BRIG, runBrig, tempWorkspace } from '../helpers/brig.ts';
+import { Conversation, freePort } from '../helpers/ports.ts';
 import { serveDaemon, type RunningDaemon } from '../helpers/daemon.ts';
 import type { TimelineEntry } from '../../src/daemon/timeline/index.ts';
 
@@ -126,6 +127,31 @@ describe('brig serve: transcripts', () => {
     const unknown = await brig(['logs', 'no-such-sandbox']);
     assert.match(unknown.stderr, /BRIG_SANDBOX_NOT_FOUND/);
     await sandbox.kill();
+  });
+
+  test('the shells behind the agent and monitor ports are in the transcript, with what their connections typed', async () => {
+    const [agentPort, monitorPort] = [await freePort(), await freePort()];
+    const response = await fetch(`${daemon.url}/sandboxes`, { method: 'POST', headers: { 'x-api-key': API_KEY, 'content-type': 'application/json' }, body: JSON.stringify({ templateID: 'base', agentPort: String(agentPort), monitorPort: String(monitorPort) }) });
+    const { sandboxID } = (await response.json()) as { sandboxID: string };
+    assert.equal(response.status, 201);
+    const agent = await Conversation.open(agentPort);
+    agent.send('echo agent-$((40+2))\n');
+    await agent.until('agent-42');
+    agent.socket.destroy();
+    const monitor = await Conversation.open(monitorPort);
+    monitor.send('echo monitor-$((40+3))\n');
+    monitor.socket.end();
+    await until(async () => (await timeline(sandboxID)).some((entry) => entry.type === 'output' && entry.text.includes('monitor-43')));
+    const entries = await timeline(sandboxID);
+    const commandOf = (via: string) => entries.find((entry) => entry.type === 'command' && entry.via === via);
+    const [agentShell, monitorShell] = [commandOf('agent-port'), commandOf('monitor')];
+    assert.ok(agentShell && monitorShell, JSON.stringify(entries));
+    const typed = (cmd: number) => entries.filter((entry) => entry.type === 'input' && entry.cmd === cmd).map((entry) => (entry.type === 'input' ? entry.text : '')).join('');
+    assert.equal(typed(agentShell.seq), 'echo agent-$((40+2))\n');
+    assert.equal(typed(monitorShell.seq), 'echo monitor-$((40+3))\n');
+    assert.ok(entries.some((entry) => entry.type === 'output' && entry.cmd === agentShell.seq && entry.text.includes('agent-42')));
+    await until(async () => (await timeline(sandboxID)).some((entry) => entry.type === 'exit' && entry.cmd === agentShell.seq));
+    await Sandbox.kill(sandboxID, opts());
   });
 
   test('on a terminal, brig logs lets colours through and nothing else the sandbox wrote: no title, no clipboard write, no bare control characters', async () => {

@@ -2,7 +2,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CommandExitError, type CommandHandle, type Sandbox } from 'e2b';
 import { eventually } from '../helpers/brig.ts';
-import { ENVD_MODES, envdSkip, envdWhere, useEnvd } from '../helpers/envd.ts';
+import { ENVD_MODES, envdSkip, envdWhere, useEnvd, type TestEnvd } from '../helpers/envd.ts';
 
 /** Terminals through the real e2b SDK's `pty`: a real pseudo-terminal inside the sandbox. */
 
@@ -24,7 +24,8 @@ async function openTerminal(sandbox: Sandbox, size = { cols: 80, rows: 24 }): Pr
 for (const mode of ENVD_MODES) {
   describe(`pty through the e2b SDK, envd ${envdWhere(mode)}`, { skip: envdSkip(mode) }, () => {
     let sandbox: Sandbox;
-    useEnvd(mode, (started) => ({ sandbox } = started));
+    let envd: TestEnvd;
+    useEnvd(mode, (started) => ({ sandbox, envd } = started));
 
     test('create gives a terminal of the asked size, with the SDK\'s TERM, and keystrokes reach the shell', async () => {
       const terminal = await openTerminal(sandbox, { cols: 91, rows: 27 });
@@ -58,6 +59,13 @@ for (const mode of ENVD_MODES) {
     test('kill ends the terminal: the handle ends with signal: killed, and it is no longer listed', async () => {
       const terminal = await openTerminal(sandbox);
       assert.ok((await sandbox.commands.list()).some((process) => process.pid === terminal.handle.pid));
+      // List marks terminals (brig's field, which the SDK's list above read past); a command on pipes is not marked.
+      const piped = await sandbox.commands.run('sleep 300', { background: true });
+      const response = await fetch(`${envd.url}/process.Process/List`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+      const { processes } = (await response.json()) as { processes: Array<{ pid: number; pty?: boolean }> };
+      assert.equal(processes.find((process) => process.pid === terminal.handle.pid)?.pty, true);
+      assert.equal(processes.find((process) => process.pid === piped.pid)?.pty, undefined);
+      await piped.kill();
       assert.equal(await sandbox.pty.kill(terminal.handle.pid), true);
       const error = await terminal.handle.wait().catch((caught: unknown) => caught);
       assert.ok(error instanceof CommandExitError, String(error));

@@ -121,6 +121,7 @@ describe('combinators', () => {
       deny: ['evil.github.com'],
       llm: ['anthropic'],
       budget: { requests: 0, tokens: 5000 },
+      publish: 'loopback',
     });
     const error = brigErrorFrom(() => buildPolicy(hostNetwork(), allowHosts('example.com')), 'BRIG_POLICY_INVALID');
     assert.match(error.message, /network\.allow: only applies with mode "allowlist" \(mode is "host"\)/);

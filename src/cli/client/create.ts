@@ -24,7 +24,18 @@ until its timeout kills it.
   --cpus N             CPU quota in CPUs, fractions allowed (resources.cpus)
   --timeout DURATION   kill it after e.g. 30m, 8h (default: the daemon's, 5m; 0: never)
   --keep               keep its workspace when it ends, as \`brig stop\` does
-  --json               print the new sandbox as JSON`;
+  --agent-port [HOST:]PORT
+                       publish an agent port on the host: each TCP connection gets a
+                       fresh login shell in the sandbox, its output sent back
+  --monitor-port [HOST:]PORT
+                       publish a monitor port: lines sent to it are typed into one
+                       persistent shell (\`echo make | nc localhost PORT\`), which
+                       \`brig attach NAME\` shows
+  --json               print the new sandbox as JSON
+
+A port listens on 127.0.0.1 unless HOST says otherwise ([::1]:PORT for IPv6);
+anyone who reaches it gets a shell in the sandbox, so another address needs a
+policy with network.publish: all. Ports close when the sandbox ends.`;
 
 const FLAGS = {
   name: { value: true },
@@ -39,6 +50,8 @@ const FLAGS = {
   cpus: { value: true },
   timeout: { value: true },
   keep: { value: false },
+  'agent-port': { value: true },
+  'monitor-port': { value: true },
   json: { value: false },
   help: { value: false, short: 'h' },
 };
@@ -92,6 +105,9 @@ export async function create(daemon: Daemon, argv: string[]): Promise<number> {
     tier: one('tier'),
     policy,
     keepWorkspace: flags.has('keep') ? true : undefined,
+    // As given: the daemon checks them (the form, its policy's network.publish, whether the port is free).
+    agentPort: one('agent-port'),
+    monitorPort: one('monitor-port'),
     timeout: timeoutMs === undefined ? undefined : timeoutMs === 0 ? NEVER_SECONDS : Math.min(NEVER_SECONDS, Math.max(1, Math.ceil(timeoutMs / 1000))),
   });
   // The envd access token stays out of the output: the CLI fetches it when it needs it, and logs never hold it.

@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { constants } from 'node:os';
 import type { Readable } from 'node:stream';
-import { BrigError, ENVELOPE_FLAG, EnvelopeReader, encodeEnvelope, signalOfStatus, type EntryInfo, type ProcessEvent, type ProcessStreamMessage, type StartRequest } from '../../protocol/index.ts';
+import { BrigError, ENVELOPE_FLAG, EnvelopeReader, encodeEnvelope, signalOfStatus, type EntryInfo, type ProcessEvent, type ProcessSelector, type ProcessStreamMessage, type StartRequest } from '../../protocol/index.ts';
 import { brigErrorFrom, readText, segment, type Daemon } from './connection.ts';
 
 /**
@@ -43,6 +43,8 @@ export interface Envd {
   unary<T>(method: string, message: unknown): Promise<T>;
   /** Process.Start: the process's events as they come, with backpressure; ends after `end`. Aborting closes the stream. */
   start(request: StartRequest, signal?: AbortSignal): AsyncGenerator<ProcessEvent>;
+  /** Process.Connect: the events of a process already running, from now on (its `start` first); as start otherwise. */
+  connect(process: ProcessSelector, signal?: AbortSignal): AsyncGenerator<ProcessEvent>;
   /** GET /files: the response, its body the file's bytes. */
   download(path: string): Promise<IncomingMessage>;
   /** POST /files: the bytes to `path` (parents made; an existing file keeps its mode). */
@@ -77,39 +79,44 @@ export async function openEnvd(daemon: Daemon, idOrName: string): Promise<Envd> 
     return JSON.parse(await readText(response, 64 * 1024 * 1024)) as T;
   };
 
+  /** A server stream of process events; `what` names what the events are of, for when the stream is cut. */
+  async function* stream(method: 'Start' | 'Connect', message: unknown, what: string, signal?: AbortSignal): AsyncGenerator<ProcessEvent> {
+    const response = await daemon.send({
+      method: 'POST',
+      path: `/process.Process/${method}`,
+      headers: { ...headers, 'content-type': 'application/connect+json', 'connect-protocol-version': '1' },
+      body: encodeEnvelope(message),
+      signal,
+    });
+    if (response.statusCode !== 200) throw await failure(response);
+    // Output comes in chunks of at most 64 KiB, base64 in JSON: 1 MiB per message is ample.
+    const reader = new EnvelopeReader(1024 * 1024);
+    const cut = new BrigError('BRIG_SANDBOX_NOT_FOUND', `sandbox ${id} stopped answering before the ${what} ended`, 'it may have been stopped, removed or timed out: see `brig ls --all`');
+    const chunks = response[Symbol.asyncIterator]();
+    for (;;) {
+      // A connection cut mid-stream (the sandbox or the daemon gone) is said as such, not as a socket error.
+      const next = await chunks.next().catch(() => {
+        throw cut;
+      });
+      if (next.done) throw cut;
+      for (const envelope of reader.push(next.value as Buffer)) {
+        const message = JSON.parse(envelope.data.toString() || '{}') as Partial<ProcessStreamMessage> & { error?: { code?: string; message?: string } };
+        if (envelope.flags & ENVELOPE_FLAG.endStream) {
+          if (message.error) throw new EnvdFailure(message.error.code ?? 'unknown', message.error.message ?? 'the stream ended with an error');
+          return;
+        }
+        if (message.event) yield message.event;
+      }
+    }
+  }
+
   return {
     id,
     unary,
 
-    async *start(request: StartRequest, signal?: AbortSignal): AsyncGenerator<ProcessEvent> {
-      const response = await daemon.send({
-        method: 'POST',
-        path: '/process.Process/Start',
-        headers: { ...headers, 'content-type': 'application/connect+json', 'connect-protocol-version': '1' },
-        body: encodeEnvelope(request),
-        signal,
-      });
-      if (response.statusCode !== 200) throw await failure(response);
-      // Output comes in chunks of at most 64 KiB, base64 in JSON: 1 MiB per message is ample.
-      const reader = new EnvelopeReader(1024 * 1024);
-      const cut = new BrigError('BRIG_SANDBOX_NOT_FOUND', `sandbox ${id} stopped answering before the command ended`, 'it may have been stopped, removed or timed out: see `brig ls --all`');
-      const chunks = response[Symbol.asyncIterator]();
-      for (;;) {
-        // A connection cut mid-stream (the sandbox or the daemon gone) is said as such, not as a socket error.
-        const next = await chunks.next().catch(() => {
-          throw cut;
-        });
-        if (next.done) throw cut;
-        for (const envelope of reader.push(next.value as Buffer)) {
-          const message = JSON.parse(envelope.data.toString() || '{}') as Partial<ProcessStreamMessage> & { error?: { code?: string; message?: string } };
-          if (envelope.flags & ENVELOPE_FLAG.endStream) {
-            if (message.error) throw new EnvdFailure(message.error.code ?? 'unknown', message.error.message ?? 'the stream ended with an error');
-            return;
-          }
-          if (message.event) yield message.event;
-        }
-      }
-    },
+    start: (request: StartRequest, signal?: AbortSignal) => stream('Start', request, 'command', signal),
+
+    connect: (process: ProcessSelector, signal?: AbortSignal) => stream('Connect', { process }, 'process', signal),
 
     async download(path: string): Promise<IncomingMessage> {
       const response = await daemon.send({ method: 'GET', path: `/files?${new URLSearchParams({ path })}`, headers });

@@ -1,7 +1,7 @@
 import { describeMemoryEvent, type MemoryEvent } from '../../protocol/index.ts';
 import { segment, type Daemon } from './connection.ts';
 import { bytes, json, operandsOf, parseMixed, span } from './output.ts';
-import { findSandbox } from './sandboxes.ts';
+import { findSandbox, portText } from './sandboxes.ts';
 
 export const INFO_HELP = `Usage: brig info [--json] NAME
 
@@ -55,6 +55,7 @@ export async function info(daemon: Daemon, argv: string[]): Promise<number> {
     ...(sandbox.endReason ? [['Ended', sandbox.endReason] as [string, string]] : []),
     ['Workspace', `${sandbox.workspace} (/home/user inside)`],
     ['Metadata', Object.entries(sandbox.metadata).map(([key, value]) => `${key}=${value}`).join(', ') || '-'],
+    ...(sandbox.ports ?? []).map((port): [string, string] => ['Port', portText(port)]),
   ];
   if (detail) lines.push(['envd', detail.envdVersion]);
   if (usage && detail) lines.push(['Usage', `memory ${bytes(usage.memoryBytes)} of ${bytes(detail.memoryMB * 1024 * 1024)}, ${usage.pids} tasks, workspace ${bytes(usage.diskBytes)}`]);

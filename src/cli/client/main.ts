@@ -1,4 +1,5 @@
 import { BrigError } from '../../protocol/index.ts';
+import { attach, ATTACH_HELP } from './attach.ts';
 import { commit, COMMIT_HELP } from './commit.ts';
 import { connect, type Daemon } from './connection.ts';
 import { cp, CP_HELP } from './cp.ts';
@@ -33,6 +34,7 @@ export const COMMANDS: Record<string, Command> = {
   ls: { run: ls, help: LS_HELP },
   exec: { run: exec, help: EXEC_HELP, flagsFirst: true },
   shell: { run: shell, help: SHELL_HELP, flagsFirst: true },
+  attach: { run: attach, help: ATTACH_HELP },
   logs: { run: logs, help: LOGS_HELP },
   cp: { run: cp, help: CP_HELP },
   stop: { run: stop, help: STOP_HELP },

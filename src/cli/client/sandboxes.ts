@@ -18,6 +18,23 @@ export interface ListedSandbox {
   workspace: string;
   /** Why it stopped when nobody stopped it; null otherwise. */
   endReason: string | null;
+  /** Its ports published on the host; empty once stopped (a daemon before ports leaves it out). */
+  ports?: ListedPort[];
+}
+
+export interface ListedPort {
+  kind: 'agent' | 'monitor';
+  host: string;
+  port: number;
+  listening: boolean;
+  /** Why it does not listen. */
+  error?: string;
+}
+
+/** "agent 127.0.0.1:4000": an IPv6 host in brackets, a port that does not listen marked. */
+export function portText(port: ListedPort): string {
+  const address = port.host.includes(':') ? `[${port.host}]:${port.port}` : `${port.host}:${port.port}`;
+  return `${port.kind} ${address}${port.listening ? '' : ` (not listening${port.error ? `: ${port.error}` : ''})`}`;
 }
 
 /** Running sandboxes, oldest first; stopped ones too with `all` (their workspaces were kept). */

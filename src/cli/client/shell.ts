@@ -5,6 +5,7 @@ import { EnvdFailure, exitCodeOf, openEnvd, type Envd } from './envd.ts';
 import { startFailure } from './exec.ts';
 import { stopOnSignals, type RemoteStop } from './remote-stop.ts';
 import { write } from './output.ts';
+import { inputSender, sendTerminalSize, terminalSize } from './pty-io.ts';
 
 export const SHELL_HELP = `Usage: brig shell NAME [-- <command> [args…]]
 
@@ -58,14 +59,10 @@ export async function shell(daemon: Daemon, argv: string[]): Promise<number> {
   throw new BrigError('BRIG_COMMAND_NOT_FOUND', 'the sandbox has no shell', 'give a command: `brig shell NAME -- PROGRAM`');
 }
 
-function terminalSize(): { cols: number; rows: number } {
-  return { cols: process.stdout.columns || 80, rows: process.stdout.rows || 24 };
-}
-
 /** The terminal in raw mode, wired to the process until it ends; the terminal is put back whatever happens. */
 async function attach(envd: Envd, pid: number, events: AsyncGenerator<ProcessEvent>, stop: RemoteStop): Promise<number> {
   const send = inputSender(envd, pid);
-  const onResize = (): void => void envd.unary('process.Process/Update', { process: { pid }, pty: { size: terminalSize() } }).catch(() => {});
+  const onResize = (): void => void sendTerminalSize(envd, pid);
   process.stdin.setRawMode(true);
   process.stdin.on('data', send);
   process.stdin.resume();
@@ -85,27 +82,4 @@ async function attach(envd: Envd, pid: number, events: AsyncGenerator<ProcessEve
   }
   if (end === null) throw new BrigError('BRIG_INTERNAL', 'the terminal\'s stream ended without its exit status', 'this is a bug in brig; please report it');
   return exitCodeOf(end);
-}
-
-/**
- * Keystrokes in order, one call at a time: what is typed while a call is in
- * flight is gathered into the next, so a paste is a few calls, not thousands.
- */
-function inputSender(envd: Envd, pid: number): (chunk: Buffer) => void {
-  let pending: Buffer[] = [];
-  let sending = false;
-  const flush = async (): Promise<void> => {
-    sending = true;
-    while (pending.length > 0) {
-      const data = Buffer.concat(pending);
-      pending = [];
-      // A process that has exited takes no input; its end event is on its way.
-      await envd.unary('process.Process/SendInput', { process: { pid }, input: { pty: data.toString('base64') } }).catch(() => {});
-    }
-    sending = false;
-  };
-  return (chunk) => {
-    pending.push(chunk);
-    if (!sending) void flush();
-  };
 }

@@ -45,6 +45,14 @@ export const NEW_SANDBOX = {
     tier: { type: 'string', minLength: 1, maxLength: 32, pattern: '^[a-z][a-z0-9-]*$', description: 'brig: the isolation tier (jail, gvisor; GET /v1/tiers lists what runs here); default: the policy\'s, else the daemon\'s --tier' },
     policy: { type: 'object', description: 'brig: a policy applied on top of the template\'s (docs/policy.md; refused with BRIG_POLICY_INVALID naming every bad field)' },
     keepWorkspace: { type: 'boolean', description: 'brig: keep the workspace directory when the sandbox ends' },
+    agentPort: {
+      anyOf: [{ type: 'string', maxLength: 64 }, { type: 'integer' }],
+      description: 'brig: publish an agent port on the host, [HOST:]PORT (HOST 127.0.0.1 by default; another needs the policy\'s network.publish): each TCP connection gets a fresh login shell in the sandbox, its output streamed back',
+    },
+    monitorPort: {
+      anyOf: [{ type: 'string', maxLength: 64 }, { type: 'integer' }],
+      description: 'brig: publish a monitor port on the host, [HOST:]PORT: lines sent to it are typed into one persistent shell (tag brig-monitor), which brig attach shows; nothing is sent back',
+    },
   },
 } as const;
 

@@ -1,7 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import { BrigError, ENVD_VERSION } from '../../protocol/index.ts';
 import { validatePolicyInput, type PolicyInput } from '../../policy/index.ts';
-import type { CreateSandboxRequest, SandboxManager, SandboxRecord, SandboxState } from '../sandboxes/index.ts';
+import type { CreateSandboxRequest, PublishedPorts, SandboxManager, SandboxRecord, SandboxState } from '../sandboxes/index.ts';
+import { parsePortAddress } from '../ports/index.ts';
 import { BAD_REQUEST_HINT } from './errors.ts';
 import { CONNECT_BODY, errors, ID_PARAMS, LIST_QUERY, LISTED_SANDBOX, NETWORK_UPDATE, NEW_SANDBOX, SANDBOX, SANDBOX_DETAIL, SANDBOX_METRIC, TIMEOUT_BODY, V1_LIST_QUERY } from './e2b-schemas.ts';
 
@@ -38,6 +39,8 @@ interface NewSandboxBody {
   tier?: string;
   policy?: Record<string, unknown>;
   keepWorkspace?: boolean;
+  agentPort?: string | number;
+  monitorPort?: string | number;
 }
 
 interface ListQueryString {
@@ -186,6 +189,10 @@ function createCommand(body: NewSandboxBody): CreateSandboxRequest {
   if (body.volumeMounts !== undefined && body.volumeMounts.length > 0) refuse('volumeMounts', 'brig has no volumes: use a brig policy\'s filesystem');
   const network = e2bNetwork(body.network ?? {});
   const policy = body.policy === undefined ? undefined : validatePolicyInput(body.policy, 'policy');
+  const ports: PublishedPorts = {
+    ...(body.agentPort === undefined ? {} : { agent: parsePortAddress(body.agentPort, 'body.agentPort') }),
+    ...(body.monitorPort === undefined ? {} : { monitor: parsePortAddress(body.monitorPort, 'body.monitorPort') }),
+  };
   return {
     templateId: body.profile ?? body.templateID ?? body.image,
     ...(body.image === undefined ? {} : { image: body.image }),
@@ -198,6 +205,7 @@ function createCommand(body: NewSandboxBody): CreateSandboxRequest {
     policy: network ? { ...policy, network: { ...network, ...policy?.network } } : policy,
     keepWorkspace: body.keepWorkspace,
     allowInternetAccess: body.allow_internet_access,
+    ...(ports.agent || ports.monitor ? { ports } : {}),
   };
 }
 

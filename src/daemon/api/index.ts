@@ -17,6 +17,7 @@ import { registerEventRoutes } from './events.ts';
 import { registerTimelineRoutes } from './timeline.ts';
 import type { Transcripts } from '../timeline/index.ts';
 import type { DaemonMetrics } from '../metrics/index.ts';
+import type { PortStatus } from '../sandboxes/index.ts';
 
 /**
  * api/: the daemon's HTTP front door. E2B's control plane and brig's /v1
@@ -45,6 +46,8 @@ export interface ApiOptions {
   metrics?: DaemonMetrics;
   /** Each sandbox's transcript: recorded by the gateway, served by GET /v1/sandboxes/{id}/timeline. */
   transcripts?: Transcripts;
+  /** What listens for each sandbox's published ports, for GET /v1/sandboxes. */
+  ports?: { status(id: string): PortStatus[] };
 }
 
 export function buildApi(manager: SandboxManager, options: ApiOptions): FastifyInstance {
@@ -75,7 +78,7 @@ export function buildApi(manager: SandboxManager, options: ApiOptions): FastifyI
     controlPlane.addHook('onRequest', checkApiKey);
     registerE2bRoutes(controlPlane, manager);
     registerE2bTemplateRoutes(controlPlane, manager);
-    registerV1Routes(controlPlane, manager);
+    registerV1Routes(controlPlane, manager, options.ports);
     if (options.jobs) registerJobRoutes(controlPlane, options.jobs);
     if (options.events) registerEventRoutes(controlPlane, options.events);
     if (options.transcripts) registerTimelineRoutes(controlPlane, manager, options.transcripts);

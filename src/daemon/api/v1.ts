@@ -1,6 +1,6 @@
 import { createReadStream } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
-import type { SandboxManager } from '../sandboxes/index.ts';
+import type { PortStatus, SandboxManager } from '../sandboxes/index.ts';
 import { errors, ID_PARAMS } from './e2b-schemas.ts';
 
 /**
@@ -12,7 +12,7 @@ interface IdParams {
   sandboxID: string;
 }
 
-export function registerV1Routes(app: FastifyInstance, manager: SandboxManager): void {
+export function registerV1Routes(app: FastifyInstance, manager: SandboxManager, ports?: { status(id: string): PortStatus[] }): void {
   const tags = ['brig'];
 
   app.get<{ Querystring: { all?: boolean } }>('/v1/sandboxes', {
@@ -36,8 +36,23 @@ export function registerV1Routes(app: FastifyInstance, manager: SandboxManager):
               endAt: { type: 'string' },
               workspace: { type: 'string', description: 'The host directory mounted at /home/user' },
               endReason: { type: ['string', 'null'], description: 'Why it stopped when nobody stopped it (it died: its VM hung or panicked, its processes were killed; its memory limit ended it); null otherwise' },
+              ports: {
+                type: 'array',
+                description: 'Its ports published on the host (agentPort, monitorPort at create); empty once it stopped',
+                items: {
+                  type: 'object',
+                  properties: {
+                    kind: { type: 'string', enum: ['agent', 'monitor'] },
+                    host: { type: 'string' },
+                    port: { type: 'integer' },
+                    listening: { type: 'boolean' },
+                    error: { type: 'string', description: 'Why it does not listen (taken by another program when a restarted daemon tried again)' },
+                  },
+                  required: ['kind', 'host', 'port', 'listening'],
+                },
+              },
             },
-            required: ['id', 'name', 'state', 'templateId', 'tier', 'metadata', 'startedAt', 'endAt', 'workspace', 'endReason'],
+            required: ['id', 'name', 'state', 'templateId', 'tier', 'metadata', 'startedAt', 'endAt', 'workspace', 'endReason', 'ports'],
           },
         },
       },
@@ -46,7 +61,19 @@ export function registerV1Routes(app: FastifyInstance, manager: SandboxManager):
       manager
         .listAll()
         .filter((record) => request.query.all === true || record.state !== 'stopped')
-        .map(({ id, name, state, templateId, metadata, startedAt, endAt, workspace, policy, handle, endReason }) => ({ id, name, state, templateId, tier: handle?.driver ?? policy.tier ?? 'jail' /* records from before tiers ran in the jail */, metadata, startedAt, endAt, workspace, endReason: endReason ?? null })),
+        .map(({ id, name, state, templateId, metadata, startedAt, endAt, workspace, policy, handle, endReason }) => ({
+          id,
+          name,
+          state,
+          templateId,
+          tier: handle?.driver ?? policy.tier ?? 'jail' /* records from before tiers ran in the jail */,
+          metadata,
+          startedAt,
+          endAt,
+          workspace,
+          endReason: endReason ?? null,
+          ports: state === 'stopped' ? [] : (ports?.status(id) ?? []),
+        })),
   });
 
   app.get('/v1/pool', {

@@ -1,8 +1,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { BrigError, signalOfStatus, type ProcessEvent } from '../../protocol/index.ts';
-import type { SandboxManager } from '../sandboxes/index.ts';
-import { JobEnvd } from './envd.ts';
+import { EnvdClient, type SandboxManager } from '../sandboxes/index.ts';
 import { jobProgram, TS_RUNNER } from './kinds.ts';
 import { OutputSink } from './output.ts';
 import type { ArtifactRecord, JobEndReason, JobRecord, JobStore } from './types.ts';
@@ -62,7 +61,7 @@ export function runJob(job: JobRecord, context: RunnerContext, reattach: boolean
     if (sandboxId === null) return;
     try {
       if (cancelled) throw new BrigError('BRIG_JOB_FAILED', 'cancelled before it started', 'nothing to do');
-      const envd = new JobEnvd(context.manager.endpoint(sandboxId));
+      const envd = new EnvdClient(context.manager.endpoint(sandboxId), { errorCode: 'BRIG_JOB_FAILED' });
       const events = reattach ? await reattached(job, envd, context, detaching.signal) : await started(job, envd, context, detaching.signal);
       if (!events) {
         lost(job, context, "the daemon restarted and the job's program was no longer running in its sandbox: how it ended is unknown");
@@ -112,7 +111,7 @@ async function createSandbox(job: JobRecord, context: RunnerContext): Promise<st
 }
 
 /** Files in, then the program started: its events. */
-async function started(job: JobRecord, envd: JobEnvd, context: RunnerContext, signal: AbortSignal): Promise<AsyncGenerator<ProcessEvent>> {
+async function started(job: JobRecord, envd: EnvdClient, context: RunnerContext, signal: AbortSignal): Promise<AsyncGenerator<ProcessEvent>> {
   const program = jobProgram(job.request.kind);
   for (const [path, text] of Object.entries(job.request.files ?? {})) await envd.upload(path, Buffer.from(text));
   await envd.upload(program.file, Buffer.from(job.request.code));
@@ -125,7 +124,7 @@ async function started(job: JobRecord, envd: JobEnvd, context: RunnerContext, si
  * (what it wrote while no daemon watched is missing: outputGap). null when
  * it is gone — it ended unwatched, or never started — and how is unknown.
  */
-async function reattached(job: JobRecord, envd: JobEnvd, context: RunnerContext, signal: AbortSignal): Promise<AsyncGenerator<ProcessEvent> | null> {
+async function reattached(job: JobRecord, envd: EnvdClient, context: RunnerContext, signal: AbortSignal): Promise<AsyncGenerator<ProcessEvent> | null> {
   const running = (await envd.list()).some((process) => process.tag === job.id);
   if (!running) return null;
   context.store.updateJob(job.id, { outputGap: true });
@@ -162,7 +161,7 @@ function signalNumber(signal: NodeJS.Signals | null): number {
 }
 
 /** Each artifact's bytes, kept under brig's own name for it (a number): nothing of the sandbox's path is used on the host. */
-async function collect(job: JobRecord, envd: JobEnvd, context: RunnerContext): Promise<ArtifactRecord[]> {
+async function collect(job: JobRecord, envd: EnvdClient, context: RunnerContext): Promise<ArtifactRecord[]> {
   const paths = job.request.artifacts ?? [];
   if (paths.length === 0) return [];
   const dir = `${context.artifactsDir}/${job.id}`;

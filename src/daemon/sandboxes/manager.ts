@@ -15,7 +15,8 @@ import { parseRef, type ImageConfig, type ImageStore } from '../../images/index.
 import { makeWorkspace, removeSandboxDir } from './workspace.ts';
 import { commitSandbox, writeImageSource } from './commit.ts';
 import { listTemplates } from './templates.ts';
-import type { CommittedImage, CreateSandboxRequest, ListQuery, Page, SandboxManager, SandboxRecord, SandboxStats, Store, TemplateInfo } from './types.ts';
+import type { CommittedImage, CreateSandboxRequest, ListQuery, Page, PublishedPorts, SandboxManager, SandboxPorts, SandboxRecord, SandboxStats, Store, TemplateInfo } from './types.ts';
+import type { EnvdEndpoint } from './envd-client.ts';
 import type { ActivityBoard, EventLog, Transcripts } from '../timeline/index.ts';
 import { HungWatch } from './hung.ts';
 import { SandboxSamples, type SandboxSample } from './samples.ts';
@@ -58,6 +59,8 @@ export interface ManagerOptions {
   activity?: ActivityBoard;
   /** Each sandbox's timeline: its model exchanges go there too, in short. */
   transcripts?: Transcripts;
+  /** What publishes sandboxes' ports on the host (daemon/ports); without it a create asking for ports is refused. */
+  ports?: SandboxPorts;
 }
 
 const E2B_HOME = '/home/user';
@@ -178,6 +181,20 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
     return record;
   };
 
+  /** Where a running sandbox's envd listens and the token it demands: for the gateway, and for what the daemon runs there itself. */
+  const envdEndpoint = (idOrName: string): EnvdEndpoint => {
+    const record = find(idOrName);
+    if (!record.handle || record.handle.booting) throw new BrigError('BRIG_SANDBOX_NOT_FOUND', `sandbox '${idOrName}' is still starting`, 'wait for its create call to return');
+    checkEnvdSocket(record.handle.endpoint.socketPath);
+    return { socketPath: record.handle.endpoint.socketPath, accessToken: record.envdAccessToken };
+  };
+
+  /** Its ports refused or bound before it boots: a port that cannot be had leaves no sandbox behind. */
+  const openPorts = async (record: SandboxRecord, ports: PublishedPorts): Promise<void> => {
+    if (!options.ports) throw new BrigError('BRIG_BAD_REQUEST', 'this daemon publishes no ports', 'create the sandbox without agentPort and monitorPort');
+    await options.ports.open(record.id, ports, record.policy);
+  };
+
   const schedule = (record: SandboxRecord): void => {
     clearTimeout(timers.get(record.id));
     const left = Date.parse(record.endAt) - Date.now();
@@ -218,6 +235,8 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
     if (endReason && record.state === 'running') options.events?.record('died', { sandbox: record.id }, { reason: endReason });
     clearTimeout(timers.get(record.id));
     timers.delete(record.id);
+    // Its ports first: nobody should reach a shell of a sandbox being stopped.
+    await options.ports?.close(record.id).catch(() => {});
     memoryGuards.get(record.id)?.close();
     memoryGuards.delete(record.id);
     if (record.handle) await driverOf(record.handle).stop(record.handle);
@@ -387,6 +406,7 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
       envdAccessToken: randomBytes(24).toString('base64url'),
       workspace: workspacePath,
       handle: null,
+      ...(request.ports ? { ports: request.ports } : {}),
     };
   };
 
@@ -416,9 +436,9 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
       filling.add(booting);
     }
   };
-  /** A create the pool can serve: nothing a pooled sandbox was not booted with. */
+  /** A create the pool can serve: nothing a pooled sandbox was not booted with. Ports are bound before the boot, so a create with ports boots cold. */
   const poolable = (request: CreateSandboxRequest): boolean =>
-    (request.templateId ?? 'base') === 'base' && request.image === undefined && (request.tier ?? options.tier) === options.tier && !request.policy && Object.keys(request.envVars ?? {}).length === 0 && request.allowInternetAccess !== true;
+    (request.templateId ?? 'base') === 'base' && request.image === undefined && (request.tier ?? options.tier) === options.tier && !request.policy && Object.keys(request.envVars ?? {}).length === 0 && request.allowInternetAccess !== true && request.ports === undefined;
 
   const livenessOf = (id: string): Liveness => {
     const handle = store.get(id)?.handle;
@@ -528,6 +548,8 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
       schedule(record);
       // Its jail still sees the egress directory: a new socket there reconnects it.
       await startEgress(record).catch(() => {});
+      // Its ports listen again; its monitor shell is found again by its tag.
+      if (record.ports) await options.ports?.reopen(record.id, record.ports, record.policy, () => envdEndpoint(record.id)).catch(() => {});
     }
     else if (pooled) pool.push(record.id);
     else {
@@ -583,21 +605,28 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
         record = store.get(pooledId) ?? { ...newRecord(request, 'creating'), ...patch };
       } else {
         const fresh = newRecord(request, 'creating');
-        // Over a budget, the warm pool gives way first: it is disposable.
-        for (;;) {
-          try {
-            checkRoomFor(fresh.policy);
-            break;
-          } catch (error) {
-            const pooled = pool.shift();
-            if (pooled === undefined) throw error;
-            const record = store.get(pooled);
-            if (record) await teardown(record, true).catch(() => {});
+        if (request.ports) await openPorts(fresh, request.ports);
+        try {
+          // Over a budget, the warm pool gives way first: it is disposable.
+          for (;;) {
+            try {
+              checkRoomFor(fresh.policy);
+              break;
+            } catch (error) {
+              const pooled = pool.shift();
+              if (pooled === undefined) throw error;
+              const record = store.get(pooled);
+              if (record) await teardown(record, true).catch(() => {});
+            }
           }
+          // No await since the check: the record is inserted in this same tick, so two creates cannot both take the last room.
+          record = await boot(fresh);
+        } catch (error) {
+          if (request.ports) await options.ports?.close(fresh.id).catch(() => {});
+          throw error;
         }
-        // No await since the check: the record is inserted in this same tick, so two creates cannot both take the last room.
-        record = await boot(fresh);
       }
+      if (record.ports) options.ports?.serve(record.id, () => envdEndpoint(record.id));
       // Refill after this answer is on its way: booting's synchronous part (the plan, the spawn) would delay it.
       setImmediate(fill);
       schedule(record);
@@ -647,12 +676,7 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
       return updated;
     },
 
-    endpoint(idOrName: string): { socketPath: string; accessToken: string } {
-      const record = find(idOrName);
-      if (!record.handle || record.handle.booting) throw new BrigError('BRIG_SANDBOX_NOT_FOUND', `sandbox '${idOrName}' is still starting`, 'wait for its create call to return');
-      checkEnvdSocket(record.handle.endpoint.socketPath);
-      return { socketPath: record.handle.endpoint.socketPath, accessToken: record.envdAccessToken };
-    },
+    endpoint: envdEndpoint,
 
     metrics(idOrName: string, startUnix?: number, endUnix?: number): SandboxSample[] {
       return samples.of(find(idOrName).id, startUnix, endUnix);

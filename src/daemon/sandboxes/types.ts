@@ -3,6 +3,7 @@ import type { NetworkRules, Spent, Violation } from '../../egress/index.ts';
 import type { NetworkPolicy, Policy, PolicyInput } from '../../policy/index.ts';
 import type { SandboxHandle, SandboxUsage } from '../../drivers/index.ts';
 import type { MemoryEvent } from '../../protocol/index.ts';
+import type { EnvdEndpoint } from './envd-client.ts';
 
 /**
  * The daemon's sandboxes: what is stored about each (a record), and what
@@ -40,6 +41,50 @@ export interface SandboxRecord {
   handle: SandboxHandle | null;
   /** Why it stopped when nobody stopped it (it died, its tier says how; its memory limit ended it); absent otherwise. */
   endReason?: string;
+  /** Its ports published on the host (brig create --agent-port, --monitor-port), kept so a restarted daemon listens again; absent when none. */
+  ports?: PublishedPorts;
+}
+
+/** An address on the host a sandbox's port listens on. */
+export interface PortAddress {
+  /** An IPv4 or IPv6 literal. */
+  host: string;
+  /** 1 to 65535. */
+  port: number;
+}
+
+/** agent: each connection a fresh shell in the sandbox; monitor: lines into its one persistent shell. */
+export type PortKind = 'agent' | 'monitor';
+
+export type PublishedPorts = Partial<Record<PortKind, PortAddress>>;
+
+/** What listens for a sandbox now. */
+export interface PortStatus extends PortAddress {
+  kind: PortKind;
+  listening: boolean;
+  /** Why it does not listen (taken by another program when a restarted daemon tried again). */
+  error?: string;
+}
+
+/**
+ * What publishes sandboxes' ports on the host (daemon/ports), as the manager
+ * drives it: opened before a sandbox boots, so a refused or taken port
+ * leaves no sandbox behind; served once it runs; closed when it ends.
+ */
+export interface SandboxPorts {
+  /**
+   * Refuses what the policy's network.publish does not allow
+   * (BRIG_PORT_NOT_ALLOWED) and binds the listeners (BRIG_PORT_IN_USE);
+   * connections wait until `serve`. On a throw nothing stays bound.
+   */
+  open(id: string, ports: PublishedPorts, policy: Policy): Promise<void>;
+  /** The sandbox runs: its ports are served, reaching its envd through `endpoint` (asked at each use: it throws once the sandbox is gone). */
+  serve(id: string, endpoint: () => EnvdEndpoint): void;
+  /** A sandbox a restarted daemon reattached: listened on and served again; a port that cannot be is reported by `status`, never thrown. */
+  reopen(id: string, ports: PublishedPorts, policy: Policy, endpoint: () => EnvdEndpoint): Promise<void>;
+  /** The sandbox ends: its listeners and connections closed, the shells of its agent port killed. Nothing to close is no error. */
+  close(id: string): Promise<void>;
+  status(id: string): PortStatus[];
 }
 
 export interface ListQuery {
@@ -113,6 +158,8 @@ export interface CreateSandboxRequest {
   keepWorkspace?: boolean;
   /** E2B's allow_internet_access: true asks for the host network. */
   allowInternetAccess?: boolean;
+  /** Ports to publish on the host (brig's extension), already parsed. */
+  ports?: PublishedPorts;
 }
 
 export interface SandboxStats extends SandboxUsage {

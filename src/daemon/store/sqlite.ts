@@ -76,6 +76,12 @@ const MIGRATIONS: ReadonlyArray<(db: Database.Database) => void> = [
   (db) => db.exec(JOBS_SCHEMA),
   // The daemon's events (events-sqlite.ts).
   (db) => db.exec(EVENTS_SCHEMA),
+  (db) => db.exec(`
+    -- A sandbox's published ports (SandboxRecord.ports: JSON {agent?, monitor?: {host, port}}); NULL when none.
+    ALTER TABLE sandboxes ADD COLUMN ports TEXT;
+    -- Policies kept before network.publish existed get its default, so a merge into them (live network rules) still validates.
+    UPDATE sandboxes SET policy = json_set(policy, '$.network.publish', 'loopback') WHERE json_extract(policy, '$.network.publish') IS NULL;
+  `),
 ];
 
 interface Row {
@@ -94,6 +100,7 @@ interface Row {
   workspace: string;
   handle: string | null;
   end_reason: string | null;
+  ports: string | null;
 }
 
 interface ListParams {
@@ -122,11 +129,11 @@ export function openSqliteStore(file: string): Store & JobStore & EventStore {
   migrate(db);
 
   const insert = db.prepare<Row>(`INSERT INTO sandboxes VALUES (@id, @name, @template_id, @metadata, @env_vars,
-    @policy, @state, @started_at, @started_ms, @end_at, @keep_workspace, @envd_access_token, @workspace, @handle, @end_reason)`);
+    @policy, @state, @started_at, @started_ms, @end_at, @keep_workspace, @envd_access_token, @workspace, @handle, @end_reason, @ports)`);
   const replace = db.prepare<Row>(`UPDATE sandboxes SET name = @name, template_id = @template_id,
     metadata = @metadata, env_vars = @env_vars, policy = @policy, state = @state, started_at = @started_at,
     started_ms = @started_ms, end_at = @end_at, keep_workspace = @keep_workspace,
-    envd_access_token = @envd_access_token, workspace = @workspace, handle = @handle, end_reason = @end_reason WHERE id = @id`);
+    envd_access_token = @envd_access_token, workspace = @workspace, handle = @handle, end_reason = @end_reason, ports = @ports WHERE id = @id`);
   const byId = db.prepare<[string], Row>('SELECT * FROM sandboxes WHERE id = ?');
   // `state <> 'stopped'` as written in the partial index, so the planner uses it.
   const byName = db.prepare<[string], Row>(`SELECT * FROM sandboxes WHERE name = ? AND state <> 'stopped'`);
@@ -297,6 +304,7 @@ function toRow(record: SandboxRecord): Row {
     workspace: record.workspace,
     handle: record.handle === null ? null : JSON.stringify(record.handle),
     end_reason: record.endReason ?? null,
+    ports: record.ports === undefined ? null : JSON.stringify(record.ports),
   };
 }
 
@@ -316,6 +324,7 @@ function fromRow(row: Row): SandboxRecord {
     workspace: row.workspace,
     handle: row.handle === null ? null : JSON.parse(row.handle),
     ...(row.end_reason === null ? {} : { endReason: row.end_reason }),
+    ...(row.ports === null ? {} : { ports: JSON.parse(row.ports) }),
   };
 }
 

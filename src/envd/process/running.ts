@@ -48,7 +48,8 @@ export class RunningProcess {
   }
 
   get info(): ProcessInfo {
-    return { pid: this.pid, config: this.record.config, ...(this.record.tag !== null ? { tag: this.record.tag } : {}) };
+    const terminal = this.child.sources.some((source) => source.kind === 'pty');
+    return { pid: this.pid, config: this.record.config, ...(this.record.tag !== null ? { tag: this.record.tag } : {}), ...(terminal ? { pty: true } : {}) };
   }
 
   attach(subscriber: Subscriber): void {

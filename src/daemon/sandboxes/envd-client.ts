@@ -1,11 +1,13 @@
 import { request, type IncomingMessage } from 'node:http';
-import { BrigError, ENVELOPE_FLAG, EnvelopeReader, SERVICE, encodeEnvelope, type ProcessEvent, type ProcessInfo, type ProcessSelector, type ProcessSignal, type StartRequest } from '../../protocol/index.ts';
+import { BrigError, ENVELOPE_FLAG, EnvelopeReader, SERVICE, encodeEnvelope, type ErrorCode, type ProcessEvent, type ProcessInfo, type ProcessSelector, type ProcessSignal, type PtySize, type StartRequest } from '../../protocol/index.ts';
 
 /**
  * The daemon's own client of one sandbox's envd, on its unix socket (the
- * endpoint the gateway serves): what a job needs — put files, start a
- * program and follow its events, find and reattach to it after a restart,
- * signal it, fetch files back. Connect's JSON form on src/protocol's codec.
+ * endpoint the gateway serves), for what the daemon runs there itself: a
+ * job's program (put files, start it and follow its events, find and
+ * reattach to it after a restart, signal it, fetch files back), the shells
+ * behind a sandbox's published ports (input, terminal size). Connect's JSON
+ * form on src/protocol's codec.
  */
 
 export interface EnvdEndpoint {
@@ -13,11 +15,27 @@ export interface EnvdEndpoint {
   accessToken: string;
 }
 
+export interface EnvdClientOptions {
+  /** The code of every error it throws, so each caller's failures keep their own (a job's are BRIG_JOB_FAILED). */
+  errorCode: ErrorCode;
+  /** The sandbox user the calls act as (E2B's Authorization: Basic "<user>:"); by default envd's own default user. */
+  user?: string;
+}
+
 /** Output comes in chunks of at most 64 KiB, base64 in JSON: 1 MiB per message is ample. */
 const MAX_MESSAGE_BYTES = 1024 * 1024;
 
-export class JobEnvd {
-  constructor(private readonly endpoint: EnvdEndpoint) {}
+export class EnvdClient {
+  private readonly code: ErrorCode;
+  private readonly headers: Record<string, string>;
+
+  constructor(
+    private readonly endpoint: EnvdEndpoint,
+    options: EnvdClientOptions,
+  ) {
+    this.code = options.errorCode;
+    this.headers = { 'x-access-token': endpoint.accessToken, ...(options.user === undefined ? {} : { authorization: `Basic ${Buffer.from(`${options.user}:`).toString('base64')}` }) };
+  }
 
   /** Writes `content` to `path` (parents made), as the sandbox's user. */
   async upload(path: string, content: Buffer): Promise<void> {
@@ -43,9 +61,15 @@ export class JobEnvd {
     return Buffer.concat(chunks);
   }
 
-  /** Process.Start: the program's events as they come; `lifetimeMs` is envd's own deadline for it (it kills the program then, daemon or not). */
-  start(start: StartRequest, lifetimeMs: number, signal: AbortSignal): AsyncGenerator<ProcessEvent> {
-    return this.stream('Start', start, { 'connect-timeout-ms': String(lifetimeMs) }, signal);
+  /**
+   * Process.Start: the program's events as they come, pulled one at a time
+   * (a caller that stops pulling leaves envd's answer unread, and envd then
+   * holds the program's output back). `lifetimeMs` is envd's own deadline
+   * for it (it kills the program then, daemon or not); null: none, the
+   * program lives as long as the sandbox.
+   */
+  start(start: StartRequest, lifetimeMs: number | null, signal: AbortSignal): AsyncGenerator<ProcessEvent> {
+    return this.stream('Start', start, lifetimeMs === null ? {} : { 'connect-timeout-ms': String(lifetimeMs) }, signal);
   }
 
   /** Process.Connect: the events of a program already running, from now on. */
@@ -61,10 +85,20 @@ export class JobEnvd {
     await this.unary('SendSignal', { process, signal });
   }
 
+  /** Bytes typed into a program's terminal (it runs on a pty). */
+  async sendInput(process: ProcessSelector, data: Buffer): Promise<void> {
+    await this.unary('SendInput', { process, input: { pty: data.toString('base64') } });
+  }
+
+  /** A new size for a program's terminal. */
+  async update(process: ProcessSelector, size: PtySize): Promise<void> {
+    await this.unary('Update', { process, pty: { size } });
+  }
+
   private async unary<T>(method: string, message: unknown): Promise<T> {
     const response = await this.send('POST', `/${SERVICE.process}/${method}`, { 'content-type': 'application/json' }, Buffer.from(JSON.stringify(message)));
     await this.expectOk(response, `envd's ${method}`);
-    return JSON.parse((await readAll(response, MAX_MESSAGE_BYTES)).toString()) as T;
+    return JSON.parse((await this.readAll(response, MAX_MESSAGE_BYTES)).toString()) as T;
   }
 
   private async *stream(method: string, message: unknown, headers: Record<string, string>, signal: AbortSignal): AsyncGenerator<ProcessEvent> {
@@ -75,26 +109,26 @@ export class JobEnvd {
       for (const envelope of reader.push(chunk)) {
         const parsed = JSON.parse(envelope.data.toString() || '{}') as { event?: ProcessEvent; error?: { code?: string; message?: string } };
         if (envelope.flags & ENVELOPE_FLAG.endStream) {
-          if (parsed.error) throw new BrigError('BRIG_JOB_FAILED', `envd's ${method}: ${parsed.error.message ?? parsed.error.code ?? 'failed'}`, "the sandbox's log (`brig logs`) may say more");
+          if (parsed.error) throw new BrigError(this.code, `envd's ${method}: ${parsed.error.message ?? parsed.error.code ?? 'failed'}`, "the sandbox's log (`brig logs`) may say more");
           return;
         }
         if (parsed.event) yield parsed.event;
       }
     }
-    throw new BrigError('BRIG_JOB_FAILED', `the sandbox stopped answering before the job's program ended`, 'it may have been killed or run out of memory: its record says why (`brig ls --all`)');
+    throw new BrigError(this.code, 'the sandbox stopped answering before the program ended', 'it may have been killed or run out of memory: its record says why (`brig ls --all`)');
   }
 
   private send(method: string, path: string, headers: Record<string, string>, body?: Buffer, signal?: AbortSignal): Promise<IncomingMessage> {
     return new Promise((resolve, reject) => {
-      const req = request({ socketPath: this.endpoint.socketPath, method, path, headers: { ...headers, 'x-access-token': this.endpoint.accessToken }, signal }, resolve);
-      req.on('error', (error) => reject(new BrigError('BRIG_JOB_FAILED', `cannot reach the job's sandbox: ${error.message}`, 'it may have ended meanwhile')));
+      const req = request({ socketPath: this.endpoint.socketPath, method, path, headers: { ...headers, ...this.headers }, signal }, resolve);
+      req.on('error', (error) => reject(new BrigError(this.code, `cannot reach the sandbox's envd: ${error.message}`, 'it may have ended meanwhile')));
       req.end(body);
     });
   }
 
   private async expectOk(response: IncomingMessage, doing: string): Promise<void> {
     if (response.statusCode === 200) return;
-    const text = (await readAll(response, 64 * 1024).catch(() => Buffer.alloc(0))).toString();
+    const text = (await this.readAll(response, 64 * 1024).catch(() => Buffer.alloc(0))).toString();
     let message = text.slice(0, 500);
     try {
       const parsed = JSON.parse(text) as { message?: unknown };
@@ -102,17 +136,17 @@ export class JobEnvd {
     } catch {
       // Said as it came.
     }
-    throw new BrigError('BRIG_JOB_FAILED', `${doing}: ${message || `HTTP ${response.statusCode}`}`, "the sandbox's log (`brig logs`) may say more");
+    throw new BrigError(this.code, `${doing}: ${message || `HTTP ${response.statusCode}`}`, "the sandbox's log (`brig logs`) may say more");
   }
-}
 
-async function readAll(response: IncomingMessage, maxBytes: number): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let length = 0;
-  for await (const chunk of response as AsyncIterable<Buffer>) {
-    length += chunk.length;
-    if (length > maxBytes) throw new BrigError('BRIG_JOB_FAILED', `envd answered more than ${maxBytes} bytes`, 'this is a bug in brig or a hostile sandbox');
-    chunks.push(chunk);
+  private async readAll(response: IncomingMessage, maxBytes: number): Promise<Buffer> {
+    const chunks: Buffer[] = [];
+    let length = 0;
+    for await (const chunk of response as AsyncIterable<Buffer>) {
+      length += chunk.length;
+      if (length > maxBytes) throw new BrigError(this.code, `envd answered more than ${maxBytes} bytes`, 'this is a bug in brig or a hostile sandbox');
+      chunks.push(chunk);
+    }
+    return Buffer.concat(chunks);
   }
-  return Buffer.concat(chunks);
 }
