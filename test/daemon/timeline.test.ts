@@ -8,6 +8,7 @@ import { BRIG, runBrig, tempWorkspace } from '../helpers/brig.ts';
 import { Conversation, freePort } from '../helpers/ports.ts';
 import { serveDaemon, type RunningDaemon } from '../helpers/daemon.ts';
 import type { TimelineEntry } from '../../src/daemon/timeline/index.ts';
+import { encodeEnvelope } from '../../src/protocol/index.ts';
 
 /**
  * Transcripts from real sandboxes through the e2b SDK and brig logs: each
@@ -87,6 +88,24 @@ describe('brig serve: transcripts', () => {
     const shown = entries.filter((entry) => entry.type === 'output' && entry.cmd === command.seq).map((entry) => (entry.type === 'output' ? entry.text : '')).join('');
     assert.match(shown, /typed-42 h\u00e9llo/);
     assert.ok(entries.some((entry) => entry.type === 'exit' && entry.cmd === command.seq));
+    await sandbox.kill();
+  });
+
+  test('input streamed to a terminal (StreamInput) is recorded as it passes', async () => {
+    const sandbox = await Sandbox.create(opts());
+    let seen = '';
+    const terminal = await sandbox.pty.create({ cols: 80, rows: 24, onData: (data) => void (seen += Buffer.from(data).toString()), timeoutMs: 0 });
+    const token = (await (await fetch(`${daemon.url}/sandboxes/${sandbox.sandboxId}`, { headers: { 'x-api-key': API_KEY } })).json() as { envdAccessToken: string }).envdAccessToken;
+    const body = Buffer.concat([
+      encodeEnvelope({ start: { process: { pid: terminal.pid } } }),
+      encodeEnvelope({ data: { input: { pty: Buffer.from('echo streamed-$((7*6))\n').toString('base64') } } }),
+      encodeEnvelope({}, 2),
+    ]);
+    const response = await fetch(`${daemon.url}/process.Process/StreamInput`, { method: 'POST', headers: { 'e2b-sandbox-id': sandbox.sandboxId, 'x-access-token': token, 'content-type': 'application/connect+json', 'connect-protocol-version': '1' }, body });
+    assert.equal(response.status, 200, await response.text());
+    await until(async () => seen.includes('streamed-42'));
+    const typed = (await timeline(sandbox.sandboxId)).filter((entry) => entry.type === 'input').map((entry) => (entry.type === 'input' ? entry.text : ''));
+    assert.deepEqual(typed, ['echo streamed-$((7*6))\n']);
     await sandbox.kill();
   });
 

@@ -98,6 +98,8 @@ function followConnect(targets: TapTargets, sandbox: string, request: () => Json
 function tapInput(targets: TapTargets, sandbox: string, client: IncomingMessage): (answer: IncomingMessage) => void {
   const inputs: Array<{ pid: number; data: Buffer }> = [];
   let pid: number | null = null;
+  // A stream of input lasts as long as the terminal: each message is recorded as it passes, never held.
+  const streaming = String(client.headers['content-type']).startsWith('application/connect+json');
   const take = (message: Json | null): void => {
     const start = (message?.start as Json | undefined)?.process as Json | undefined;
     if (start && Number.isInteger(start.pid)) pid = start.pid as number;
@@ -105,10 +107,12 @@ function tapInput(targets: TapTargets, sandbox: string, client: IncomingMessage)
     const target = selector && Number.isInteger(selector.pid) ? (selector.pid as number) : pid;
     const input = ((message?.data as Json | undefined)?.input ?? message?.input) as Json | undefined;
     const base64 = input?.pty ?? input?.stdin;
-    if (target !== null && typeof base64 === 'string') inputs.push({ pid: target, data: Buffer.from(base64, 'base64') });
+    if (target === null || typeof base64 !== 'string') return;
+    if (streaming) targets.transcripts.input(sandbox, target, Buffer.from(base64, 'base64'));
+    else inputs.push({ pid: target, data: Buffer.from(base64, 'base64') });
   };
   // SendInput's body is one JSON message (unenveloped); StreamInput's are enveloped.
-  if (String(client.headers['content-type']).startsWith('application/connect+json')) walkEnvelopes(client, PARSE_BYTES, (payload) => take(payload ? parse(payload) : null));
+  if (streaming) walkEnvelopes(client, PARSE_BYTES, (payload) => take(payload ? parse(payload) : null));
   else if (String(client.headers['content-type']).startsWith('application/json')) {
     const chunks: Buffer[] = [];
     let length = 0;
@@ -118,7 +122,7 @@ function tapInput(targets: TapTargets, sandbox: string, client: IncomingMessage)
     });
     client.once('end', () => length <= PARSE_BYTES && take(parse(Buffer.concat(chunks))));
   }
-  // Input counts once envd took it: a refused one was never typed into anything.
+  // SendInput's counts once envd took it: a refused one was never typed into anything.
   return (answer) => answer.once('end', () => inputs.splice(0).forEach((each) => targets.transcripts.input(sandbox, each.pid, each.data)));
 }
 
