@@ -102,7 +102,7 @@ async function serve(stateDir: string, claim: StateDirClaim, options: DaemonOpti
     transcripts,
     ports,
   });
-  const jobs = await createJobQueue({ store, manager, stateDir, events, tsRunner: `${options.insideDir}/ts-run.cjs`, ...(options.jobs !== undefined ? { concurrency: options.jobs } : {}), ...(options.jobRetentionMs !== undefined ? { retentionMs: options.jobRetentionMs } : {}) });
+  const jobs = await createJobQueue({ store, manager, stateDir, events, recorder: transcripts, tsRunner: `${options.insideDir}/ts-run.cjs`, ...(options.jobs !== undefined ? { concurrency: options.jobs } : {}), ...(options.jobRetentionMs !== undefined ? { retentionMs: options.jobRetentionMs } : {}) });
   const metrics = daemonMetrics({ events, store, manager });
   const app = buildApi(manager, { apiKey, connections: options.connections, jobs, events, activity, metrics, transcripts, ports });
   const host = options.host ?? '127.0.0.1';

@@ -98,6 +98,12 @@ describe('jobs: seed 003\'s POST /schedule and GET /status/{job_id}', () => {
       assert.equal(job.attempts, 1);
       assert.ok(job.started_at && job.ended_at && job.sandbox_id, JSON.stringify(job));
     }
+    // The program is in its sandbox's transcript too, kept after the sandbox is gone.
+    const timeline = (await api.call<Array<Record<string, unknown>>>('GET', `/v1/sandboxes/${one.sandbox_id}/timeline`)).body;
+    const command = timeline.find((entry) => entry.type === 'command');
+    assert.deepEqual([command?.via, command?.tag, command?.argv], ['job', shell, '/bin/bash .brig-job/main.sh']);
+    assert.deepEqual(timeline.filter((entry) => entry.type === 'output').map((entry) => [entry.stream, entry.text]).sort(), [['stderr', 'err\n'], ['stdout', 'hi from .brig-job/main.sh\n']]);
+    assert.equal(timeline.find((entry) => entry.type === 'exit')?.exitCode, 3);
   });
 
   test('each job has a fresh sandbox, destroyed after it', async () => {

@@ -5,7 +5,7 @@ import { BrigError } from '../../protocol/index.ts';
 import type { SandboxManager } from '../sandboxes/index.ts';
 import { lost, runJob, type JobControl, type RunnerContext } from './runner.ts';
 import type { JobQuery, JobRecord, JobRequest, JobStore } from './types.ts';
-import type { EventLog } from '../timeline/index.ts';
+import type { CommandRecorder, EventLog } from '../timeline/index.ts';
 
 /**
  * The job queue: seed 003's /schedule. Jobs wait in the store (so a
@@ -32,6 +32,8 @@ export interface JobQueueOptions {
   tsRunner: string;
   /** Where each job's state changes are recorded (job.queued, job.running, job.succeeded, job.failed). */
   events?: EventLog;
+  /** Where each job's program goes in its sandbox's transcript. */
+  recorder?: CommandRecorder;
 }
 
 export interface JobQueue {
@@ -79,6 +81,7 @@ export async function createJobQueue(options: JobQueueOptions): Promise<JobQueue
     outputCapBytes: options.outputCapBytes ?? 1024 * 1024,
     artifactsDir,
     tsRunner: options.tsRunner,
+    ...(options.recorder ? { recorder: options.recorder } : {}),
     live: {
       output: (id, stream, text) => events.emit(`output:${id}`, stream, text),
       ended,

@@ -3,6 +3,7 @@ import { constants } from 'node:os';
 import { BrigError, signalOfStatus, type ProcessEvent } from '../../protocol/index.ts';
 import { EnvdClient, type SandboxManager } from '../sandboxes/index.ts';
 import { jobProgram, TS_RUNNER } from './kinds.ts';
+import type { CommandRecorder } from '../timeline/index.ts';
 import { OutputSink } from './output.ts';
 import type { ArtifactRecord, JobEndReason, JobRecord, JobStore } from './types.ts';
 
@@ -31,6 +32,8 @@ export interface RunnerContext {
   artifactsDir: string;
   /** dist/inside/ts-run.cjs. */
   tsRunner: string;
+  /** Where the program goes in its sandbox's transcript, as commands through the gateway do. */
+  recorder?: CommandRecorder;
   /** A batch of output as stored; the end as recorded. */
   live: { output(jobId: string, stream: 'stdout' | 'stderr', text: string): void; ended(job: JobRecord): void; requeued(job: JobRecord): void };
 }
@@ -136,21 +139,31 @@ async function follow(job: JobRecord, events: AsyncGenerator<ProcessEvent>, cont
   const live = (stream: 'stdout' | 'stderr', text: string): void => context.live.output(job.id, stream, text);
   const stdout = new OutputSink(context.store, job.id, 'stdout', context.outputCapBytes - Buffer.byteLength(job.stdout), live);
   const stderr = new OutputSink(context.store, job.id, 'stderr', context.outputCapBytes - Buffer.byteLength(job.stderr), live);
+  const program = jobProgram(job.request.kind);
+  const recording = job.sandboxId ? context.recorder?.command(job.sandboxId, { argv: [program.cmd, ...program.args].join(' '), pty: false, tag: job.id, via: 'job' }) : undefined;
   try {
     for await (const event of events) {
       if ('start' in event) {
         context.store.updateJob(job.id, { pid: event.start.pid });
+        recording?.started(event.start.pid);
         started();
-      }
-      else if ('data' in event && 'stdout' in event.data) stdout.write(Buffer.from(event.data.stdout, 'base64'));
-      else if ('data' in event && 'stderr' in event.data) stderr.write(Buffer.from(event.data.stderr, 'base64'));
-      else if ('end' in event) {
+      } else if ('data' in event && 'stdout' in event.data) {
+        const data = Buffer.from(event.data.stdout, 'base64');
+        stdout.write(data);
+        recording?.output('stdout', data);
+      } else if ('data' in event && 'stderr' in event.data) {
+        const data = Buffer.from(event.data.stderr, 'base64');
+        stderr.write(data);
+        recording?.output('stderr', data);
+      } else if ('end' in event) {
+        recording?.ended({ exitCode: event.end.exitCode, status: event.end.status });
         const signal = event.end.exited ? null : signalOfStatus(event.end.status);
         return { exitCode: event.end.exited ? event.end.exitCode : 128 + signalNumber(signal), signal };
       }
     }
     return null;
   } finally {
+    recording?.ended({ exitCode: null, status: null });
     stdout.flush(true);
     stderr.flush(true);
   }

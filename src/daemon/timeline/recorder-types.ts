@@ -15,8 +15,8 @@ export interface CommandStart {
   pty: boolean;
   /** E2B's process tag, when it has one. */
   tag?: string;
-  /** Who started it: the envd API (the SDK, brig exec…), an agent port connection, the monitor shell. */
-  via: 'api' | 'agent-port' | 'monitor';
+  /** Who started it: the envd API (the SDK, brig exec…), an agent port connection, the monitor shell, a job. */
+  via: 'api' | 'agent-port' | 'monitor' | 'job';
 }
 
 export type OutputStream = 'stdout' | 'stderr' | 'pty';
