@@ -27,7 +27,7 @@ Sandboxes in a running daemon (brig COMMAND --help for each):
   brig exec [-i] NAME -- <command> [args…]  run a command in one, its exit code passed through
   brig shell NAME                            a terminal in one
   brig attach [--watch] [--pid PID] NAME     watch (and type into) its monitor shell or a terminal; Ctrl-\\ detaches
-  brig logs [-f] NAME                        envd's log from inside one
+  brig logs [-f] [--tail N] NAME             its timeline: commands, output, model exchanges, events
   brig cp SRC DST                            copy files in or out (NAME:PATH is the sandbox side)
   brig stop NAME…                            kill, keep the workspace
   brig commit NAME IMAGE[:TAG]               its root (an image sandbox's) as a new image

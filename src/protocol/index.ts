@@ -3,6 +3,7 @@ export { BrigError, ERROR_CODES, EXIT, isBrigError, outOfDescriptors } from './e
 export type { ErrorCode } from './errors.ts';
 export { CONNECT_CODES, ConnectError, ENVELOPE_FLAG, EnvelopeReader, encodeEndStream, encodeEnvelope, parseMessage } from './connect.ts';
 export type { ConnectCode, Envelope } from './connect.ts';
+export { processEvents } from './process-stream.ts';
 export { ENVD_PORT, ENVD_VERSION, SERVICE, goSignalStatus, signalOfStatus } from './envd.ts';
 export { EGRESS_DIR_INSIDE, EGRESS_PORT, EGRESS_SOCKET_NAME, INSIDE_DIR, NODE_DIR_INSIDE, NODE_PRELOAD_INSIDE, RELAY_INSIDE } from './egress.ts';
 export { DEFAULT_DAEMON_URL, MONITOR_TAG, apiKeyFile, defaultStateDir, llmKeyFile, traversable } from './daemon.ts';

@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { constants } from 'node:os';
 import type { Readable } from 'node:stream';
-import { BrigError, ENVELOPE_FLAG, EnvelopeReader, encodeEnvelope, signalOfStatus, type EntryInfo, type ProcessEvent, type ProcessSelector, type ProcessStreamMessage, type StartRequest } from '../../protocol/index.ts';
+import { BrigError, processEvents, encodeEnvelope, signalOfStatus, type EntryInfo, type ProcessEvent, type ProcessSelector, type StartRequest } from '../../protocol/index.ts';
 import { brigErrorFrom, readText, segment, type Daemon } from './connection.ts';
 
 /**
@@ -30,7 +30,7 @@ export class EnvdFailure extends Error {
     if (['invalid_argument', 'not_found', 'already_exists', 'failed_precondition', 'out_of_range'].includes(this.connectCode)) {
       return new BrigError('BRIG_USAGE', `${doing}: ${this.message}`, 'check the command and paths: they are as the sandbox sees them (relative ones from /home/user)');
     }
-    return new BrigError('BRIG_INTERNAL', `${doing}: ${this.message} (${this.connectCode})`, 'the sandbox\'s log (`brig logs NAME`) may say more');
+    return new BrigError('BRIG_INTERNAL', `${doing}: ${this.message} (${this.connectCode})`, 'the sandbox\'s log (`brig logs --envd NAME`) may say more');
   }
 }
 
@@ -89,25 +89,9 @@ export async function openEnvd(daemon: Daemon, idOrName: string): Promise<Envd> 
       signal,
     });
     if (response.statusCode !== 200) throw await failure(response);
-    // Output comes in chunks of at most 64 KiB, base64 in JSON: 1 MiB per message is ample.
-    const reader = new EnvelopeReader(1024 * 1024);
     const cut = new BrigError('BRIG_SANDBOX_NOT_FOUND', `sandbox ${id} stopped answering before the ${what} ended`, 'it may have been stopped, removed or timed out: see `brig ls --all`');
-    const chunks = response[Symbol.asyncIterator]();
-    for (;;) {
-      // A connection cut mid-stream (the sandbox or the daemon gone) is said as such, not as a socket error.
-      const next = await chunks.next().catch(() => {
-        throw cut;
-      });
-      if (next.done) throw cut;
-      for (const envelope of reader.push(next.value as Buffer)) {
-        const message = JSON.parse(envelope.data.toString() || '{}') as Partial<ProcessStreamMessage> & { error?: { code?: string; message?: string } };
-        if (envelope.flags & ENVELOPE_FLAG.endStream) {
-          if (message.error) throw new EnvdFailure(message.error.code ?? 'unknown', message.error.message ?? 'the stream ended with an error');
-          return;
-        }
-        if (message.event) yield message.event;
-      }
-    }
+    // Output comes in chunks of at most 64 KiB, base64 in JSON: 1 MiB per message is ample.
+    yield* processEvents(response, 1024 * 1024, { failed: (code, message) => new EnvdFailure(code, message), cut: () => cut });
   }
 
   return {

@@ -1,5 +1,5 @@
 import { request, type IncomingMessage } from 'node:http';
-import { BrigError, ENVELOPE_FLAG, EnvelopeReader, SERVICE, encodeEnvelope, type ErrorCode, type ProcessEvent, type ProcessInfo, type ProcessSelector, type ProcessSignal, type PtySize, type StartRequest } from '../../protocol/index.ts';
+import { BrigError, processEvents, SERVICE, encodeEnvelope, type ErrorCode, type ProcessEvent, type ProcessInfo, type ProcessSelector, type ProcessSignal, type PtySize, type StartRequest } from '../../protocol/index.ts';
 
 /**
  * The daemon's own client of one sandbox's envd, on its unix socket (the
@@ -104,18 +104,10 @@ export class EnvdClient {
   private async *stream(method: string, message: unknown, headers: Record<string, string>, signal: AbortSignal): AsyncGenerator<ProcessEvent> {
     const response = await this.send('POST', `/${SERVICE.process}/${method}`, { 'content-type': 'application/connect+json', 'connect-protocol-version': '1', ...headers }, encodeEnvelope(message), signal);
     await this.expectOk(response, `envd's ${method}`);
-    const reader = new EnvelopeReader(MAX_MESSAGE_BYTES);
-    for await (const chunk of response as AsyncIterable<Buffer>) {
-      for (const envelope of reader.push(chunk)) {
-        const parsed = JSON.parse(envelope.data.toString() || '{}') as { event?: ProcessEvent; error?: { code?: string; message?: string } };
-        if (envelope.flags & ENVELOPE_FLAG.endStream) {
-          if (parsed.error) throw new BrigError(this.code, `envd's ${method}: ${parsed.error.message ?? parsed.error.code ?? 'failed'}`, "the sandbox's log (`brig logs`) may say more");
-          return;
-        }
-        if (parsed.event) yield parsed.event;
-      }
-    }
-    throw new BrigError(this.code, 'the sandbox stopped answering before the program ended', 'it may have been killed or run out of memory: its record says why (`brig ls --all`)');
+    yield* processEvents(response, MAX_MESSAGE_BYTES, {
+      failed: (_code, message) => new BrigError(this.code, `envd's ${method}: ${message}`, "the sandbox's log (`brig logs --envd`) may say more"),
+      cut: () => new BrigError(this.code, 'the sandbox stopped answering before the program ended', 'it may have been killed or run out of memory: its record says why (`brig ls --all`)'),
+    });
   }
 
   private send(method: string, path: string, headers: Record<string, string>, body?: Buffer, signal?: AbortSignal): Promise<IncomingMessage> {
@@ -136,7 +128,7 @@ export class EnvdClient {
     } catch {
       // Said as it came.
     }
-    throw new BrigError(this.code, `${doing}: ${message || `HTTP ${response.statusCode}`}`, "the sandbox's log (`brig logs`) may say more");
+    throw new BrigError(this.code, `${doing}: ${message || `HTTP ${response.statusCode}`}`, "the sandbox's log (`brig logs --envd`) may say more");
   }
 
   private async readAll(response: IncomingMessage, maxBytes: number): Promise<Buffer> {
