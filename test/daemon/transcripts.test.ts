@@ -1,6 +1,6 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, statSync, utimesSync } from 'node:fs';
+import { appendFileSync, existsSync, statSync, utimesSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempWorkspace } from '../helpers/brig.ts';
 import { Transcripts, type TimelineEntry } from '../../src/daemon/timeline/index.ts';
@@ -91,6 +91,26 @@ describe('Transcripts paging', () => {
     } finally {
       writer.close();
       reader.close();
+      dir.remove();
+    }
+  });
+});
+
+describe('Transcripts after a kill -9 mid-write', () => {
+  test('an unfinished last line is skipped on reads and ended before the next entry, which starts a line of its own', () => {
+    const dir = tempWorkspace('brig-transcripts-');
+    const first = new Transcripts(dir.dir, { maxBytes: 64 * KiB, retentionMs: 60_000 }, () => new Set());
+    first.input('abc', 1, Buffer.from('whole'));
+    first.close();
+    appendFileSync(join(dir.dir, 'abc.jsonl'), '{"seq":2,"time":"2026-12-07T00:00:00.000Z","type":"inp');
+    const second = new Transcripts(dir.dir, { maxBytes: 64 * KiB, retentionMs: 60_000 }, () => new Set());
+    try {
+      assert.deepEqual(second.read('abc', { limit: 10 }).map((entry) => entry.seq), [1]);
+      second.input('abc', 1, Buffer.from('after'));
+      const entries = second.read('abc', { limit: 10 });
+      assert.deepEqual(entries.map((entry) => [entry.seq, entry.type === 'input' ? entry.text : '']), [[1, 'whole'], [3, 'after']]);
+    } finally {
+      second.close();
       dir.remove();
     }
   });

@@ -13,7 +13,7 @@ import type { TimelineBody, TimelineEntry, TimelineQuery } from './transcript-ty
  * cannot fill the disk through its transcript.
  */
 
-export const RESERVE_BYTES = 256 * 1024;
+const RESERVE_BYTES = 256 * 1024;
 /** Room for the last entry, the one saying that nothing more is recorded. */
 const LAST_WORD_BYTES = 512;
 /** Enough of the end of the file to hold its last entry (entries are cut well below this). */
@@ -75,7 +75,14 @@ export class TranscriptFile {
       return picked.length < enough;
     });
     const chosen = query.tail !== undefined ? picked.slice(-Math.min(query.tail, query.limit)) : picked;
-    return chosen.map((line) => JSON.parse(line) as TimelineEntry);
+    return chosen.flatMap((line) => {
+      try {
+        return [JSON.parse(line) as TimelineEntry];
+      } catch {
+        // A line a daemon killed mid-write left unfinished: skipped, never a failed read.
+        return [];
+      }
+    });
   }
 
   close(): void {
@@ -125,6 +132,11 @@ export class TranscriptFile {
     this.fd = openSync(this.path, 'a', 0o600);
     this.size = fstatSync(this.fd).size;
     this.seq = this.size > 0 ? lastSeq(this.path, this.size) : 0;
+    // A daemon killed mid-write left its last line unfinished: end it, so the next entry starts a line of its own.
+    if (this.size > 0 && !endsWithNewline(this.path, this.size)) {
+      writeSync(this.fd, '\n');
+      this.size += 1;
+    }
     this.full = this.size >= this.maxBytes + RESERVE_BYTES - LAST_WORD_BYTES;
     this.checkpoints = null;
   }
@@ -157,6 +169,17 @@ function eachLine(path: string, offset: number, line: (text: string, bytes: numb
   } finally {
     closeSync(fd);
   }
+}
+
+function endsWithNewline(path: string, size: number): boolean {
+  const last = Buffer.alloc(1);
+  const fd = openSync(path, 'r');
+  try {
+    readSync(fd, last, 0, 1, size - 1);
+  } finally {
+    closeSync(fd);
+  }
+  return last[0] === 10;
 }
 
 function lastSeq(path: string, size: number): number {

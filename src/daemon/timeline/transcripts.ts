@@ -98,7 +98,8 @@ export class Transcripts implements CommandRecorder {
   }
 
   read(sandbox: string, query: TimelineQuery): TimelineEntry[] {
-    return this.file(sandbox).read(query);
+    // Reading a transcript nobody writes (its sandbox ended) keeps nothing of it in memory.
+    return (this.files.get(sandbox) ?? this.fileFor(sandbox)).read(query);
   }
 
   /** Each entry added to this sandbox's transcript from now on; returns what stops it. */
@@ -147,12 +148,16 @@ export class Transcripts implements CommandRecorder {
   private file(sandbox: string): TranscriptFile {
     let file = this.files.get(sandbox);
     if (!file) {
-      // Ids come from the daemon, but a path is built from them: never one that leaves the directory.
-      if (!ID.test(sandbox)) throw new Error(`not a sandbox id: ${JSON.stringify(sandbox.slice(0, 80))}`);
-      file = new TranscriptFile(this.pathOf(sandbox), this.limits.maxBytes, (entry) => this.live.emit(sandbox, entry));
+      file = this.fileFor(sandbox);
       this.files.set(sandbox, file);
     }
     return file;
+  }
+
+  private fileFor(sandbox: string): TranscriptFile {
+    // Ids come from the daemon, but a path is built from them: never one that leaves the directory.
+    if (!ID.test(sandbox)) throw new Error(`not a sandbox id: ${JSON.stringify(sandbox.slice(0, 80))}`);
+    return new TranscriptFile(this.pathOf(sandbox), this.limits.maxBytes, (entry) => this.live.emit(sandbox, entry));
   }
 
   private closeFile(sandbox: string): void {
