@@ -25,6 +25,6 @@ export { buildImage } from './build.ts';
 export type { BuildOptions, BuildResult, StepReport } from './build.ts';
 export type { RunStep, RunStepResult, StepRunner } from './build-types.ts';
 export { parseDockerfile } from './dockerfile.ts';
-export { BUILT_IN_TEMPLATES, isBuiltInTemplate, templateDockerfile } from './templates.ts';
+export { BUILT_IN_TEMPLATES, READY_PORT_LABEL, START_LABEL, isBuiltInTemplate, templateDockerfile } from './templates.ts';
 export type { TemplateName } from './templates.ts';
 export { mirrorHosts } from './debian.ts';
