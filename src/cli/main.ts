@@ -73,6 +73,8 @@ against it with E2B_API_URL and E2B_SANDBOX_URL set to its address.
   --state DIR   sandboxes, the SQLite store and the API key
                 (default /var/lib/brig as root, ~/.local/state/brig otherwise)
   --pool N      sandboxes kept booted so a create returns at once (default 2)
+  --domain D    sandboxes' ports are <port>-<id>.D (sandbox.getHost(port)); default
+                localhost:PORT, which browsers resolve to this host
   --tier TIER   the tier sandboxes get unless their create or policy names one:
                 jail (default) or gvisor; brig tiers says which run here
   --build-base  build the base image (brig image build base) in the background if
@@ -118,6 +120,7 @@ async function serveCommand(argv: string[]): Promise<number> {
       'max-connections-per-client': { value: true },
       'build-base': { value: false },
       tier: { value: true },
+      domain: { value: true },
       jobs: { value: true },
       'job-retention': { value: true },
       'transcript-max': { value: true },
@@ -150,6 +153,7 @@ async function serveCommand(argv: string[]): Promise<number> {
     budgets: definedOnly(budgets),
     connections: definedOnly(connections),
     tier: flags.get('tier')?.[0],
+    domain: sandboxDomain(flags.get('domain')?.[0]),
     jobs: whole('jobs', 1000, 1),
     jobRetentionMs,
     transcripts: definedOnly({ maxBytes: transcriptMax(flags.get('transcript-max')?.[0]), retentionMs: transcriptRetentionMs }),
@@ -171,6 +175,13 @@ function buildBaseInBackground(stateDir: string): void {
   closeSync(out);
   process.stdout.write(`building the base image in the background (log: ${log}); 'base' is the host view until it is tagged\n`);
   child.on('exit', (code) => process.stdout.write(code === 0 ? 'the base image is built: creates of base now boot from it\n' : `building the base image failed (exit ${code}): see ${log}\n`));
+}
+
+/** --domain: a host name, optionally with a port, as a Host header carries it. */
+function sandboxDomain(text: string | undefined): string | undefined {
+  if (text === undefined) return undefined;
+  if (!/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:\d{1,5})?$/i.test(text)) throw new BrigError('BRIG_USAGE', `--domain ${text}: expected a host name, optionally with :PORT`, 'for example --domain localhost:3000, or --domain sandboxes.example.com behind a proxy that sends *.sandboxes.example.com here');
+  return text.toLowerCase();
 }
 
 /** --job-retention, --transcript-retention: a duration; 0 (elsewhere "no limit") is refused, as the daemon would drop each as it ends. */

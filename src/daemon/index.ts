@@ -49,6 +49,8 @@ export interface DaemonOptions {
   jobRetentionMs?: number;
   /** Each sandbox's transcript: its cap in bytes (default 32 MiB), and how long it is kept after the sandbox ended (default 7 days). */
   transcripts?: Partial<TranscriptLimits>;
+  /** The domain of sandboxes' host names, `<port>-<id>.<domain>` (host or host:port); default localhost:<the daemon's port>. */
+  domain?: string;
 }
 
 export interface Daemon {
@@ -104,12 +106,15 @@ async function serve(stateDir: string, claim: StateDirClaim, options: DaemonOpti
   });
   const jobs = await createJobQueue({ store, manager, stateDir, events, recorder: transcripts, tsRunner: `${options.insideDir}/ts-run.cjs`, ...(options.jobs !== undefined ? { concurrency: options.jobs } : {}), ...(options.jobRetentionMs !== undefined ? { retentionMs: options.jobRetentionMs } : {}) });
   const metrics = daemonMetrics({ events, store, manager });
-  const app = buildApi(manager, { apiKey, connections: options.connections, jobs, events, activity, metrics, transcripts, ports });
+  // Known once listening (port 0 picks one): until then no request can arrive.
+  let domain = options.domain ?? 'localhost';
+  const app = buildApi(manager, { apiKey, connections: options.connections, jobs, events, activity, metrics, transcripts, ports, sandboxDomain: () => domain });
   const host = options.host ?? '127.0.0.1';
   const port = options.port ?? 3000;
   let url: string;
   try {
     url = await app.listen({ host, port });
+    if (options.domain === undefined) domain = `localhost:${new URL(url).port || 80}`;
   } catch (error) {
     await jobs.close();
     await ports.shutdown();

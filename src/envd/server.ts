@@ -14,6 +14,7 @@ import {
   type ServerStreamHandler,
   type UnaryHandler,
 } from './rpc.ts';
+import { serveTunnel } from './port-tunnel.ts';
 import { envdIdentity, resolveUser, userFromAuthorization, type User } from './users.ts';
 
 /** A plain-HTTP route (/files, /health); `authorized` says whether X-Access-Token was valid. */
@@ -64,6 +65,9 @@ export class EnvdServer implements Router {
       this.handle(request, response).catch((error: unknown) => sendUnaryError(response, toConnectError(error)));
     });
     this.server.on('clientError', (_error, socket) => socket.destroy());
+    this.server.on('connect', (request: IncomingMessage, socket: Duplex, head: Buffer) =>
+      serveTunnel(request, socket, head, this.accessToken === null || tokenMatches(request.headers['x-access-token'], this.accessToken)),
+    );
     this.http('GET', '/health', async (_request, response) => {
       response.writeHead(204).end();
     });

@@ -6,7 +6,7 @@
  *
  * A template may name a program the daemon starts in every sandbox booted
  * from it, as E2B templates have a start command:
- *   LABEL brig.start="a shell command line"   run in the background, as the image's USER, tagged brig-start
+ *   LABEL brig.start="a shell command line"   run in the background, as the sandbox's default user, tagged brig-start
  *   LABEL brig.ready-port="49999"              create answers once a server accepts connections on this port inside the sandbox
  */
 import { promises as fs } from 'node:fs';

@@ -84,6 +84,8 @@ export const ERROR_CODES = {
   BRIG_JOB_ARTIFACT_TOO_LARGE: { exit: EXIT.brigError, http: 413, when: 'A file a job named as an artifact is larger than an artifact may be (64 MiB each, 256 MiB for all of a job\'s); it is not kept, and the job\'s record says so.' },
   BRIG_PORT_NOT_ALLOWED: { exit: EXIT.brigError, http: 403, when: 'A port was asked to be published (brig create --agent-port, --monitor-port) where the sandbox\'s policy does not allow it (network.publish: none refuses every port, loopback any address but 127.0.0.0/8 and ::1), or where the host refuses the daemon (a port below 1024 without root).' },
   BRIG_PORT_IN_USE: { exit: EXIT.brigError, http: 409, when: 'A port asked to be published is already taken on the host (by another program, or another sandbox); the sandbox was not created.' },
+  BRIG_PORT_CLOSED: { exit: EXIT.brigError, http: 502, when: 'A request for a port of a sandbox (getHost(port), E2b-Sandbox-Port, /sandboxes/ID/ports/PORT/) found nothing listening on that port inside the sandbox.' },
+  BRIG_TEMPLATE_NOT_READY: { exit: EXIT.brigError, http: 500, when: 'A template\'s start command (LABEL brig.start) ended, or its ready port (LABEL brig.ready-port) did not open in time, so the sandbox was not created; it was stopped.' },
   BRIG_MUX_PROTOCOL: { exit: EXIT.brigError, http: 500, when: 'The other end of a stream multiplexer (envd in a microVM, or the host) sent a malformed frame, more data than its window allows, or frames whose answers it never reads; the channel is closed and every stream on it reset.' },
 } as const satisfies Record<string, ErrorSpec>;
 

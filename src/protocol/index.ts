@@ -10,7 +10,7 @@ export { DEFAULT_DAEMON_URL, MONITOR_TAG, apiKeyFile, defaultStateDir, llmKeyFil
 export { forwardedHeaders } from './http.ts';
 export { describeMemoryEvent } from './memory.ts';
 export type { MemoryEvent } from './memory.ts';
-export { fileSignature, sameSecret, signatureExpired, signedFileQuery, signedWith } from './signature.ts';
+export { fileSignature, sameSecret, signatureExpired, signedFileQuery, signedWith, trafficAccessToken } from './signature.ts';
 export type { FileOperation, SignatureInput, SignedFileRequest } from './signature.ts';
 export type {
   EndEvent,

@@ -1,4 +1,4 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash, timingSafeEqual, createHmac } from 'node:crypto';
 
 /**
  * E2B's signed /files URLs, one computation for envd (which checks them),
@@ -30,6 +30,15 @@ export function fileSignature(input: SignatureInput): string {
 export function sameSecret(given: string, expected: string): boolean {
   const digest = (value: string): Buffer => createHash('sha256').update(value).digest();
   return timingSafeEqual(digest(given), digest(expected));
+}
+
+/**
+ * A sandbox's traffic access token: opens its ports (E2B's
+ * E2B-Traffic-Access-Token) and nothing else. Made from its access token, so
+ * nothing more is stored, and one-way: holding it gives no way to envd.
+ */
+export function trafficAccessToken(accessToken: string): string {
+  return createHmac('sha256', accessToken).update('brig sandbox traffic access token').digest('base64url');
 }
 
 /** What a signed /files URL claims. */

@@ -1,4 +1,5 @@
-import type { FastifyRequest, onRequestAsyncHookHandler } from 'fastify';
+import type { IncomingHttpHeaders } from 'node:http';
+import type { onRequestAsyncHookHandler } from 'fastify';
 import { BrigError, sameSecret } from '../../protocol/index.ts';
 
 /**
@@ -13,15 +14,16 @@ const HINT = 'Send the daemon\'s API key as X-API-KEY or Authorization: Bearer; 
 export function apiKeyCheck(apiKey: string): onRequestAsyncHookHandler {
   if (apiKey.length === 0) throw new Error('buildApi: an empty API key would let anyone in');
   return async (request) => {
-    const given = presentedKey(request);
+    const given = presentedKey(request.headers);
     if (given === null) throw new BrigError('BRIG_UNAUTHORIZED', 'no API key in the request', HINT);
     if (!sameSecret(given, apiKey)) throw new BrigError('BRIG_UNAUTHORIZED', 'the API key is wrong', HINT);
   };
 }
 
-function presentedKey(request: FastifyRequest): string | null {
-  const header = request.headers['x-api-key'];
+/** The API key a request carries, as X-API-KEY or a bearer token; null for none. */
+export function presentedKey(headers: IncomingHttpHeaders): string | null {
+  const header = headers['x-api-key'];
   if (typeof header === 'string' && header.length > 0) return header;
-  const match = /^Bearer\s+(\S+)\s*$/i.exec(request.headers.authorization ?? '');
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(headers.authorization ?? '');
   return match?.[1] ?? null;
 }

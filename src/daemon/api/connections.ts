@@ -150,6 +150,21 @@ export function limitConnections(server: Server, limits: ConnectionLimits): void
     for (const handler of handlers) handler.call(server, request, response);
   });
 
+  // An upgraded connection (a WebSocket to a sandbox's port) is busy for its life: never closed to make room.
+  // First among the upgrade listeners: a refused one is answered here, and the gateway leaves an ended socket alone.
+  server.prependListener('upgrade', (_request: IncomingMessage, socket: Socket) => {
+    if (refused.has(socket)) {
+      const body = errorPayload('BRIG_CAPACITY', `the daemon holds as many connections as it may (${limits.maxConnections} in all, ${limits.maxPerClient} per client), all busy`, 'Retry in a moment.');
+      return void socket.end(`HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    }
+    const entry = held.get(socket);
+    if (!entry) return;
+    entry.busy = true;
+    entry.used = true;
+    socket.off('timeout', silent);
+    socket.setTimeout(0);
+  });
+
   // accept(2) failing (EMFILE) is reported here; without a listener it would end the daemon.
   server.on('error', () => {});
 }

@@ -35,7 +35,13 @@ export const NEW_SANDBOX = {
     network: {
       type: 'object',
       description: 'allowOut becomes brig\'s allowlist (names, *.wildcards, IPs, CIDRs); denyOut of all traffic alone means no network; rules and egressProxy are refused',
-      properties: { allowOut: { type: 'array', items: { type: 'string' } }, denyOut: { type: 'array', items: { type: 'string' } }, rules: { type: 'object' }, egressProxy: {} },
+      properties: {
+        allowOut: { type: 'array', items: { type: 'string' } },
+        denyOut: { type: 'array', items: { type: 'string' } },
+        rules: { type: 'object' },
+        egressProxy: {},
+        allowPublicTraffic: { type: 'boolean', description: 'false, or absent: a sandbox\'s ports need its trafficAccessToken or the API key (true is refused)' },
+      },
     },
     iam: { type: 'object' },
     volumeMounts: { type: 'array' },

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { BrigError, ENVD_VERSION } from '../../protocol/index.ts';
+import { BrigError, ENVD_VERSION, trafficAccessToken } from '../../protocol/index.ts';
 import { validatePolicyInput, type PolicyInput } from '../../policy/index.ts';
 import type { CreateSandboxRequest, PublishedPorts, SandboxManager, SandboxRecord, SandboxState } from '../sandboxes/index.ts';
 import { parsePortAddress } from '../ports/index.ts';
@@ -53,7 +53,7 @@ interface ListQueryString {
   template?: string;
 }
 
-export function registerE2bRoutes(app: FastifyInstance, manager: SandboxManager): void {
+export function registerE2bRoutes(app: FastifyInstance, manager: SandboxManager, domain: () => string): void {
   const e2b = { e2b: true };
   const tags = ['E2B control plane'];
 
@@ -63,7 +63,7 @@ export function registerE2bRoutes(app: FastifyInstance, manager: SandboxManager)
       schema: { tags, summary: 'Create a sandbox', body: NEW_SANDBOX, response: { 201: SANDBOX, ...errors(400, 409) } },
       handler: async (request, reply) => {
         const record = await manager.create(createCommand(request.body));
-        return reply.code(201).send(created(record));
+        return reply.code(201).send(created(record, domain()));
       },
     });
   }
@@ -104,7 +104,7 @@ export function registerE2bRoutes(app: FastifyInstance, manager: SandboxManager)
   app.get<{ Params: IdParams }>('/sandboxes/:sandboxID', {
     config: e2b,
     schema: { tags, summary: 'A sandbox\'s detail', params: ID_PARAMS, response: { 200: SANDBOX_DETAIL, ...errors(404) } },
-    handler: async (request) => detail(manager.get(request.params.sandboxID)),
+    handler: async (request) => detail(manager.get(request.params.sandboxID), domain()),
   });
 
   app.get<{ Params: IdParams; Querystring: { start?: number; end?: number } }>('/sandboxes/:sandboxID/metrics', {
@@ -169,7 +169,7 @@ export function registerE2bRoutes(app: FastifyInstance, manager: SandboxManager)
         let record = manager.get(request.params.sandboxID);
         // As E2B: connecting never shortens a sandbox's life.
         if (Date.now() + timeoutMs > Date.parse(record.endAt)) record = manager.setTimeout(record.id, timeoutMs);
-        return created(record);
+        return created(record, domain());
       },
     });
   }
@@ -219,6 +219,8 @@ function createCommand(body: NewSandboxBody): CreateSandboxRequest {
 function e2bNetwork(network: E2bNetwork): PolicyInput['network'] | null {
   if (network.rules !== undefined && Object.keys(network.rules).length > 0) refuse('network.rules', 'brig injects credentials through its LLM gateway, not header transforms: use a brig policy\'s network.llm');
   if (network.egressProxy !== undefined) refuse('network.egressProxy', 'brig sandboxes leave only through brig\'s own proxy');
+  // A sandbox's ports always need its traffic token (or the API key): false is what brig does anyway.
+  if (network.allowPublicTraffic === true) refuse('network.allowPublicTraffic', 'brig opens a sandbox\'s ports only to its traffic access token and the daemon\'s API key; send the trafficAccessToken creating it returns');
   const allowOut = network.allowOut ?? [];
   const denyOut = network.denyOut ?? [];
   if (allowOut.length > 0) return { mode: 'allowlist', allow: allowOut };
@@ -234,6 +236,7 @@ interface E2bNetwork {
   denyOut?: string[];
   rules?: Record<string, unknown>;
   egressProxy?: unknown;
+  allowPublicTraffic?: boolean;
   allow_internet_access?: boolean;
 }
 
@@ -266,13 +269,14 @@ function named(record: SandboxRecord) {
   return { sandboxID: record.id, templateID: record.templateId, alias: record.templateId, clientID: CLIENT_ID };
 }
 
-function created(record: SandboxRecord) {
+/** The domain and the traffic token are what the companion SDKs need for a sandbox's ports (getHost, E2B-Traffic-Access-Token). */
+function created(record: SandboxRecord, domain: string) {
   return {
     ...named(record),
     envdVersion: ENVD_VERSION,
     envdAccessToken: record.envdAccessToken,
-    trafficAccessToken: null,
-    domain: null,
+    trafficAccessToken: trafficAccessToken(record.envdAccessToken),
+    domain,
     name: record.name,
   };
 }
@@ -293,6 +297,6 @@ function listed(record: SandboxRecord) {
   };
 }
 
-function detail(record: SandboxRecord) {
-  return { ...listed(record), envdAccessToken: record.envdAccessToken, domain: null, allowInternetAccess: record.policy.network.mode === 'host' };
+function detail(record: SandboxRecord, domain: string) {
+  return { ...listed(record), envdAccessToken: record.envdAccessToken, domain, allowInternetAccess: record.policy.network.mode === 'host' };
 }

@@ -1,20 +1,19 @@
 import { Agent, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
-import { pipeline } from 'node:stream';
+import { pipeline, type Duplex } from 'node:stream';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
-import { ENVD_PORT, forwardedHeaders, isBrigError, outOfDescriptors, sameSecret, signatureExpired, signedWith, type SignedFileRequest } from '../../protocol/index.ts';
+import { forwardedHeaders, isBrigError, outOfDescriptors, sameSecret, signatureExpired, signedWith, type SignedFileRequest } from '../../protocol/index.ts';
 import type { SandboxManager } from '../sandboxes/index.ts';
 import { errorPayload } from './errors.ts';
 import { signedFileRequest } from './signature.ts';
+import { sandboxRoute, type SandboxRoute } from './sandbox-routes.ts';
+import { servePort, upgradePort } from './sandbox-ports.ts';
 import { tap, tappedMethod, type TapTargets } from './exec-tap.ts';
 
 /**
- * The envd gateway: one origin for every sandbox's envd, as E2B's SDK expects
- * with `sandboxUrl` set. A request reaches a sandbox's envd (its unix socket)
- * when it names the sandbox:
- *   - by the `E2b-Sandbox-Id` header, whatever its path (the SDK's RPCs and /files);
- *   - by the path `/sandboxes/{id}/envd/...`, for clients that cannot set headers;
- *   - by a signed `/files` URL and nothing else: the SDK builds those on
- *     sandboxUrl without any id, so the sandbox is the one whose token made the signature.
+ * The sandbox gateway: one origin for every sandbox's envd, as E2B's SDK
+ * expects with `sandboxUrl` set, and for the servers on their own ports
+ * (sandbox-ports.ts). Which requests are for a sandbox, and for what in it,
+ * is sandbox-routes.ts's to say.
  *
  * It runs as the first onRequest hook and hijacks the reply, so a forwarded
  * request never meets the API key check, fastify's body parser or its body
@@ -25,60 +24,61 @@ import { tap, tappedMethod, type TapTargets } from './exec-tap.ts';
  * token never drives another, and envd checks the token again behind us.
  */
 
-/** Where a request goes: the sandbox (null: find it by signature) and the path envd sees. */
-interface EnvdRoute {
-  sandbox: string | null;
-  path: string;
-}
-
-const PATH_FORM = /^\/sandboxes\/([^/?]+)\/envd(\/[^?]*)?(\?.*)?$/;
-
-
 const NOT_RUNNING_HINT = 'List the running sandboxes with GET /v2/sandboxes; a sandbox ends when its timeout passes.';
 const TOKEN_HINT = 'Send the envdAccessToken that creating (or connecting to) this sandbox returned as X-Access-Token, or use a signed URL (sandbox.downloadUrl / uploadUrl).';
 
 /** What the gateway tells of the commands it carries: their events, their activity for hung detection, their transcripts. */
 export type GatewayWatch = TapTargets;
 
-export function registerGateway(app: FastifyInstance, manager: SandboxManager, watch?: GatewayWatch): void {
+export interface GatewayOptions {
+  /** The daemon's API key: it opens every sandbox's ports too. */
+  apiKey: string;
+  /** The host[:port] sandboxes' host names end in (`<port>-<id>.<domain>`), read per request: the daemon's port is known once it listens. */
+  domain: () => string;
+  watch?: GatewayWatch;
+}
+
+export function registerGateway(app: FastifyInstance, manager: SandboxManager, options: GatewayOptions): void {
+  const watch = options.watch;
   // Our own pool, so closing the API closes every connection to envd it opened.
   const agent = new Agent({ keepAlive: true });
   const open = new Set<ServerResponse>();
 
   app.addHook('onRequest', async (request, reply) => {
-    const route = envdRoute(request.raw);
+    const route = sandboxRoute(request.raw, options.domain());
     if (route === null) return;
     reply.hijack();
     open.add(reply.raw);
     reply.raw.once('close', () => open.delete(reply.raw));
-    serve(manager, agent, request.raw, reply.raw, route, request.log, watch);
+    if (route.kind === 'port') servePort(manager, route, request.raw, reply.raw, options.apiKey);
+    else serve(manager, agent, request.raw, reply.raw, route, request.log, watch);
+  });
+
+  // WebSockets (and any Upgrade): only a sandbox's own ports take them; the control plane and envd speak plain HTTP.
+  const upgraded = new Set<Duplex>();
+  app.server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+    // Refused by the connection cap (connections.ts), and answered there.
+    if (socket.writableEnded || socket.destroyed) return;
+    const route = sandboxRoute(request, options.domain());
+    if (route?.kind !== 'port') {
+      const body = errorPayload('BRIG_BAD_REQUEST', `${request.method} ${(request.url ?? '').split('?')[0]} cannot be upgraded (${String(request.headers.upgrade)})`, 'Only a sandbox\'s own ports take WebSockets: <port>-<id>.<domain> (sandbox.getHost(port)), or /sandboxes/{id}/ports/{port}/.');
+      return void socket.end(`HTTP/1.1 400 Bad Request\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    }
+    upgraded.add(socket);
+    socket.once('close', () => upgraded.delete(socket));
+    upgradePort(manager, route, request, socket, head, options.apiKey);
   });
 
   // Streams can last as long as a command runs: closing the daemon cuts them
   // rather than waiting (sandboxes keep running; clients reconnect).
   app.addHook('preClose', async () => {
     for (const response of open) response.destroy();
+    for (const socket of upgraded) socket.destroy();
     agent.destroy();
   });
 }
 
-/** Whether the request is for envd, and where it goes; null leaves it to the control plane. */
-function envdRoute(raw: IncomingMessage): EnvdRoute | null {
-  const url = raw.url ?? '/';
-  const named = raw.headers['e2b-sandbox-id'];
-  if (typeof named === 'string') return { sandbox: named, path: url };
-  const match = PATH_FORM.exec(url);
-  if (match) return { sandbox: safeDecode(match[1] ?? ''), path: (match[2] || '/') + (match[3] ?? '') };
-  const parsed = URL.canParse(url, 'http://gateway') ? new URL(url, 'http://gateway') : null;
-  if (parsed && signedFileRequest(raw.method, parsed) !== null) return { sandbox: null, path: url };
-  return null;
-}
-
-function serve(manager: SandboxManager, agent: Agent, client: IncomingMessage, response: ServerResponse, route: EnvdRoute, log: FastifyBaseLogger, watch?: GatewayWatch): void {
-  const port = client.headers['e2b-sandbox-port'];
-  if (port !== undefined && port !== String(ENVD_PORT)) {
-    return refuse(client, response, 400, 'BRIG_BAD_REQUEST', `E2b-Sandbox-Port ${port}: brig forwards only envd's port ${ENVD_PORT}`, 'Ports of a sandbox\'s own services are not reachable through the daemon.');
-  }
+function serve(manager: SandboxManager, agent: Agent, client: IncomingMessage, response: ServerResponse, route: Extract<SandboxRoute, { kind: 'envd' }>, log: FastifyBaseLogger, watch?: GatewayWatch): void {
   const url = URL.canParse(route.path, 'http://envd') ? new URL(route.path, 'http://envd') : null;
   const signed = url && signedFileRequest(client.method, url);
   let sandbox = route.sandbox;
@@ -203,12 +203,4 @@ function refuse(client: IncomingMessage, response: ServerResponse, status: numbe
   const headers: OutgoingHttpHeaders = { 'content-type': 'application/json; charset=utf-8' };
   if (!client.complete) headers.connection = 'close';
   response.writeHead(status, headers).end(errorPayload(code, message, hint));
-}
-
-function safeDecode(text: string): string {
-  try {
-    return decodeURIComponent(text);
-  } catch {
-    return text;
-  }
 }

@@ -46,6 +46,8 @@ export interface ApiOptions {
   metrics?: DaemonMetrics;
   /** Each sandbox's transcript: recorded by the gateway, served by GET /v1/sandboxes/{id}/timeline. */
   transcripts?: Transcripts;
+  /** The host[:port] of sandboxes' host names, `<port>-<id>.<domain>` (E2B's domain, which creates answer with); default localhost. */
+  sandboxDomain?: () => string;
   /** What listens for each sandbox's published ports, for GET /v1/sandboxes. */
   ports?: { status(id: string): PortStatus[] };
 }
@@ -63,7 +65,12 @@ export function buildApi(manager: SandboxManager, options: ApiOptions): FastifyI
   // Before anything reads a request: no client, and no flood of them, can take every descriptor.
   limitConnections(app.server, { ...defaultConnectionLimits(), ...options.connections });
   // First: envd traffic is taken before any other hook, route or body parser sees it.
-  registerGateway(app, manager, options.events && options.activity && options.transcripts ? { events: options.events, activity: options.activity, transcripts: options.transcripts } : undefined);
+  const domain = options.sandboxDomain ?? (() => 'localhost');
+  registerGateway(app, manager, {
+    apiKey: options.apiKey,
+    domain,
+    ...(options.events && options.activity && options.transcripts ? { watch: { events: options.events, activity: options.activity, transcripts: options.transcripts } } : {}),
+  });
   installErrorHandling(app);
   // An empty body with a JSON Content-Type reads as no body: the schema then says what was required.
   const parseJson = app.getDefaultJsonParser('error', 'ignore');
@@ -76,7 +83,7 @@ export function buildApi(manager: SandboxManager, options: ApiOptions): FastifyI
   registerOpenApi(app, options.version ?? '0.1.0');
   void app.register(async (controlPlane) => {
     controlPlane.addHook('onRequest', checkApiKey);
-    registerE2bRoutes(controlPlane, manager);
+    registerE2bRoutes(controlPlane, manager, domain);
     registerE2bTemplateRoutes(controlPlane, manager);
     registerV1Routes(controlPlane, manager, options.ports);
     if (options.jobs) registerJobRoutes(controlPlane, options.jobs);

@@ -1,4 +1,5 @@
 import { request, type IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { BrigError, processEvents, SERVICE, encodeEnvelope, type ErrorCode, type ProcessEvent, type ProcessInfo, type ProcessSelector, type ProcessSignal, type PtySize, type StartRequest } from '../../protocol/index.ts';
 
 /**
@@ -93,6 +94,28 @@ export class EnvdClient {
   /** A new size for a program's terminal. */
   async update(process: ProcessSelector, size: PtySize): Promise<void> {
     await this.unary('Update', { process, pty: { size } });
+  }
+
+  /**
+   * A byte stream to `port` on the sandbox's loopback (envd's CONNECT):
+   * what the daemon carries a sandbox port's HTTP and WebSockets on.
+   * Nothing listening there is BRIG_PORT_CLOSED, whatever the client's code.
+   */
+  tunnel(port: number, signal?: AbortSignal): Promise<Duplex> {
+    return new Promise((resolve, reject) => {
+      const req = request({ socketPath: this.endpoint.socketPath, method: 'CONNECT', path: `localhost:${port}`, headers: this.headers, signal });
+      req.once('connect', (answer: IncomingMessage, socket: Duplex, head: Buffer) => {
+        if (answer.statusCode === 200) {
+          if (head.length > 0) socket.unshift(head);
+          return resolve(socket);
+        }
+        socket.destroy();
+        const why = String(answer.headers['x-brig-error'] ?? `HTTP ${answer.statusCode}`);
+        reject(answer.statusCode === 502 ? new BrigError('BRIG_PORT_CLOSED', `${why} in the sandbox`, `start a server on port ${port} in the sandbox, listening on 0.0.0.0, 127.0.0.1 or ::1`) : new BrigError(this.code, `envd refused a stream to port ${port}: ${why}`, "the sandbox's log (`brig logs --envd`) may say more"));
+      });
+      req.on('error', (error) => reject(new BrigError(this.code, `cannot reach the sandbox's envd: ${error.message}`, 'it may have ended meanwhile')));
+      req.end();
+    });
   }
 
   private async unary<T>(method: string, message: unknown): Promise<T> {

@@ -14,7 +14,8 @@ import { idRangeOf, readHostAccounts, usedHostIds } from './host-ids.ts';
 import { parseRef, type ImageConfig, type ImageStore } from '../../images/index.ts';
 import { makeWorkspace, removeSandboxDir } from './workspace.ts';
 import { commitSandbox, writeImageSource } from './commit.ts';
-import { listTemplates } from './templates.ts';
+import { e2bTemplateImage, listTemplates } from './templates.ts';
+import { startTemplate, templateStart } from './template-start.ts';
 import type { CommittedImage, CreateSandboxRequest, ListQuery, Page, PublishedPorts, SandboxManager, SandboxPorts, SandboxRecord, SandboxStats, Store, TemplateInfo } from './types.ts';
 import type { EnvdEndpoint } from './envd-client.ts';
 import type { ActivityBoard, EventLog, Transcripts } from '../timeline/index.ts';
@@ -90,7 +91,7 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
   await refreshImages();
   /** The image a create boots from, as `name:tag`: the one it names, or the template's when an image has its name; null for the host's view. */
   const imageOf = (request: CreateSandboxRequest): string | null => {
-    const wanted = request.image ?? request.templateId ?? 'base';
+    const wanted = request.image ?? e2bTemplateImage(request.templateId ?? 'base');
     let ref: string;
     try {
       const parsed = parseRef(wanted);
@@ -623,6 +624,16 @@ export async function createSandboxManager(options: ManagerOptions): Promise<San
           record = await boot(fresh);
         } catch (error) {
           if (request.ports) await options.ports?.close(fresh.id).catch(() => {});
+          throw error;
+        }
+      }
+      if (record.policy.image !== null && options.images) {
+        try {
+          const start = templateStart((await options.images.getImage(record.policy.image)).config.labels, record.policy.image);
+          if (start) await startTemplate(envdEndpoint(record.id), start, record.policy.image);
+        } catch (error) {
+          // Not ready is not created: nothing is left running for a caller who got an error.
+          await kill(record.id, true).catch(() => {});
           throw error;
         }
       }

@@ -9,6 +9,14 @@ import type { TemplateInfo } from './types.ts';
  * agent profiles the daemon serves (host-view sandboxes with the agent's
  * policy).
  */
+/** E2B's names of templates brig builds in: the companion SDKs create these by default. */
+const E2B_TEMPLATE_NAMES: Record<string, string> = { 'code-interpreter-v1': 'code-interpreter' };
+
+/** The image an E2B template name means (code-interpreter-v1: brig's code-interpreter); any other name is itself. */
+export function e2bTemplateImage(templateId: string): string {
+  return E2B_TEMPLATE_NAMES[templateId] ?? templateId;
+}
+
 export async function listTemplates(images: ImageStore | undefined, agents: readonly AgentSpec[]): Promise<TemplateInfo[]> {
   const templates: TemplateInfo[] = [];
   for (const summary of (await images?.listImages()) ?? []) {
@@ -17,7 +25,7 @@ export async function listTemplates(images: ImageStore | undefined, agents: read
     if (!manifest) continue;
     templates.push({
       id: `${summary.name}:${summary.tag}`,
-      aliases: summary.tag === DEFAULT_TAG ? [summary.name] : [],
+      aliases: summary.tag === DEFAULT_TAG ? [summary.name, ...Object.keys(E2B_TEMPLATE_NAMES).filter((name) => E2B_TEMPLATE_NAMES[name] === summary.name)] : [],
       kind: 'image',
       created: summary.created,
       sizeBytes: summary.size,
