@@ -6,6 +6,7 @@ import { Sandbox, type SandboxOpts } from 'e2b';
 import { tempWorkspace } from '../helpers/brig.ts';
 import { serveDaemon, type RunningDaemon } from '../helpers/daemon.ts';
 import { Conversation } from '../helpers/ports.ts';
+import { TEST_TIERS } from '../helpers/tiers.ts';
 
 /**
  * Sandbox ports against a real daemon, real jails and a real server inside
@@ -166,25 +167,46 @@ describe('brig serve: sandbox ports', () => {
     }
   });
 
-  test('a WebSocket passes both ways, by host name and by path', async () => {
-    for (const [path, host] of [['/ws', hostOf(PORT)], [`/sandboxes/${sandbox.sandboxId}/ports/${PORT}/ws`, `127.0.0.1:${daemonPort}`]] as const) {
-      const conversation = await Conversation.open(daemonPort);
-      try {
-        conversation.send(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nE2B-Traffic-Access-Token: ${sandbox.trafficAccessToken}\r\n\r\n`);
-        await conversation.until('\r\n\r\n');
-        assert.match(conversation.text(), /^HTTP\/1\.1 101 /);
-        assert.match(conversation.text(), /Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK\+xOo=/i);
-        for (const message of ['hello', 'again']) {
-          const mask = Buffer.from([1, 2, 3, 4]);
-          const payload = Buffer.from(message).map((byte, i) => byte ^ (mask[i % 4] ?? 0));
-          conversation.send(Buffer.concat([Buffer.from([0x81, 0x80 | message.length]), mask, payload]));
-          await conversation.until(`echo:${message}`);
-        }
-      } finally {
-        conversation.socket.destroy();
+  /** A WebSocket handshake and two echoed messages, as raw bytes: what passes is exactly what the server said. */
+  const echoes = async (path: string, host: string, token: string): Promise<void> => {
+    const conversation = await Conversation.open(daemonPort);
+    try {
+      conversation.send(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nE2B-Traffic-Access-Token: ${token}\r\n\r\n`);
+      await conversation.until('\r\n\r\n');
+      assert.match(conversation.text(), /^HTTP\/1\.1 101 /);
+      assert.match(conversation.text(), /Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK\+xOo=/i);
+      for (const message of ['hello', 'again']) {
+        const mask = Buffer.from([1, 2, 3, 4]);
+        const payload = Buffer.from(message).map((byte, i) => byte ^ (mask[i % 4] ?? 0));
+        conversation.send(Buffer.concat([Buffer.from([0x81, 0x80 | message.length]), mask, payload]));
+        await conversation.until(`echo:${message}`);
       }
+    } finally {
+      conversation.socket.destroy();
     }
+  };
+
+  test('a WebSocket passes both ways, by host name and by path', async () => {
+    await echoes('/ws', hostOf(PORT), sandbox.trafficAccessToken ?? '');
+    await echoes(`/sandboxes/${sandbox.sandboxId}/ports/${PORT}/ws`, `127.0.0.1:${daemonPort}`, sandbox.trafficAccessToken ?? '');
   });
+
+  for (const { tier, skip } of TEST_TIERS.filter((entry) => entry.tier !== 'jail')) {
+    test(`on the ${tier} tier too: HTTP both ways and a WebSocket`, { skip }, async () => {
+      const created = await fetch(`${daemon.url}/sandboxes`, { method: 'POST', headers: { 'x-api-key': API_KEY, 'content-type': 'application/json' }, body: JSON.stringify({ templateID: 'base', tier }) });
+      assert.equal(created.status, 201, await created.clone().text());
+      const other = await Sandbox.connect(((await created.json()) as { sandboxID: string }).sandboxID, opts());
+      try {
+        await serve(other, PORT);
+        const token = other.trafficAccessToken ?? '';
+        const answer = await send('/echo', { host: hostOf(PORT, other.sandboxId), 'e2b-traffic-access-token': token }, 'POST', `through ${tier}`);
+        assert.equal(answer.body, `through ${tier}`);
+        await echoes('/ws', hostOf(PORT, other.sandboxId), token);
+      } finally {
+        await other.kill();
+      }
+    });
+  }
 
   test('a WebSocket without a credential, or to the control plane, is refused', async () => {
     const refused = await Conversation.open(daemonPort);
