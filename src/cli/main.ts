@@ -42,7 +42,7 @@ Sandboxes in a running daemon (brig COMMAND --help for each):
   --json on each (but shell and attach) prints JSON for scripts.
 
 Jobs in a running daemon: code run once in a fresh sandbox, its result kept (docs/jobs.md):
-  brig schedule [--kind K] [--wait] FILE|-   queue code (its kind from .sh, .py, .ts); print its id
+  brig schedule [--kind K] [--wait] FILE|-   queue code (its kind from .sh, .py, .ts; --kind gui for an xdotool script); print its id
   brig status [-f] ID                        its state and output (-f: follow it to the end)
   brig jobs [--state S] [--limit N]          list them, newest first
   brig cancel ID                             end a queued or running one

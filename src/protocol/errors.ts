@@ -78,7 +78,7 @@ export const ERROR_CODES = {
   BRIG_VM_KERNEL_MODULE: { exit: EXIT.brigError, http: 500, when: 'The guest kernel package lacks a module the VM guest needs (or one such a module depends on), or a module file in it is not a kernel module brig can read.' },
   BRIG_VM_INIT_MISSING: { exit: EXIT.brigError, http: 500, when: 'The VM guest\'s init program is not built (or not a file brig can read), so no initramfs can be made for the guest.' },
   BRIG_JOB_NOT_FOUND: { exit: EXIT.brigError, http: 404, when: 'No job has that id (its result may have passed the daemon\'s --job-retention and been removed).' },
-  BRIG_JOB_KIND_UNSUPPORTED: { exit: EXIT.brigError, http: 400, when: 'A job of a kind brig does not run (gui comes with the desktop; shell, python and typescript run).' },
+  BRIG_JOB_KIND_UNSUPPORTED: { exit: EXIT.brigError, http: 400, when: 'Retired: every kind of seed 003 runs now (gui with the desktop template); an unknown kind is BRIG_BAD_REQUEST.' },
   BRIG_JOB_ENDED: { exit: EXIT.brigError, http: 409, when: 'A job that already ended was asked to be cancelled.' },
   BRIG_JOB_FAILED: { exit: EXIT.brigError, http: 500, when: 'brig could not run a job: its sandbox did not start, or stopped answering, or refused its files; the job\'s record says which.' },
   BRIG_JOB_ARTIFACT_TOO_LARGE: { exit: EXIT.brigError, http: 413, when: 'A file a job named as an artifact is larger than an artifact may be (64 MiB each, 256 MiB for all of a job\'s); it is not kept, and the job\'s record says so.' },

@@ -65,7 +65,7 @@ already ended is BRIG_JOB_ENDED.
 
   --json   the job's record after, as one JSON object`;
 
-const KINDS = ['shell', 'python', 'typescript'] as const;
+const KINDS = ['shell', 'python', 'typescript', 'gui'] as const;
 type Kind = (typeof KINDS)[number];
 const KIND_OF_EXTENSION: Record<string, Kind> = { '.sh': 'shell', '.py': 'python', '.ts': 'typescript' };
 const STATES = ['queued', 'running', 'succeeded', 'failed'];
@@ -169,12 +169,12 @@ export async function cancel(daemon: Daemon, argv: string[]): Promise<number> {
 function kindOf(file: string, given: string | undefined): Kind {
   if (given !== undefined) {
     if ((KINDS as readonly string[]).includes(given)) return given as Kind;
-    throw new BrigError('BRIG_USAGE', `--kind ${given}: brig runs jobs of kind shell, python or typescript`, 'give one of those (gui needs a desktop brig does not have yet)');
+    throw new BrigError('BRIG_USAGE', `--kind ${given}: brig runs jobs of kind shell, python, typescript or gui`, 'give one of those (gui: an xdotool script, in the desktop template)');
   }
   const kind = file === '-' ? undefined : KIND_OF_EXTENSION[extname(file).toLowerCase()];
   if (kind) return kind;
   const what = file === '-' ? 'code read from stdin' : `'${file}' (not .sh, .py or .ts)`;
-  throw new BrigError('BRIG_USAGE', `brig schedule cannot tell the kind of ${what}`, 'give --kind shell, python or typescript');
+  throw new BrigError('BRIG_USAGE', `brig schedule cannot tell the kind of ${what}`, 'give --kind shell, python, typescript or gui');
 }
 
 /** The code as UTF-8 text, from the file or stdin, within the daemon's bound. */

@@ -16,7 +16,7 @@ import { followStreams } from './sse.ts';
  */
 
 interface ScheduleBody {
-  kind: JobKind | 'gui';
+  kind: JobKind;
   code: string;
   template?: string;
   image?: string;
@@ -84,7 +84,7 @@ export function registerJobRoutes(app: FastifyInstance, jobs: JobQueue): void {
       body: {
         type: 'object',
         properties: {
-          kind: { type: 'string', enum: [...JOB_KINDS, 'gui'] },
+          kind: { type: 'string', enum: [...JOB_KINDS], description: 'gui: an xdotool script (bash) in a desktop sandbox (the desktop template unless template or image says otherwise); its screenshots come back as artifacts (docs/jobs.md)' },
           code: { type: 'string', maxLength: 1024 * 1024 },
           template: NAME,
           image: NAME,
@@ -104,7 +104,6 @@ export function registerJobRoutes(app: FastifyInstance, jobs: JobQueue): void {
     },
     handler: async (request) => {
       const body = request.body;
-      if (body.kind === 'gui') throw new BrigError('BRIG_JOB_KIND_UNSUPPORTED', 'jobs of kind gui need the desktop, which brig does not have yet', 'run it as shell, python or typescript');
       for (const path of [...Object.keys(body.files ?? {}), ...(body.artifacts ?? [])]) {
         if (path === '' || path.includes('\0')) throw new BrigError('BRIG_BAD_REQUEST', `a file path is empty or holds a NUL byte: ${JSON.stringify(path.slice(0, 60))}`, 'name files by their path in the sandbox (relative ones from /home/user)');
       }

@@ -3,6 +3,7 @@ import { constants } from 'node:os';
 import { BrigError, signalOfStatus, type ProcessEvent } from '../../protocol/index.ts';
 import { EnvdClient, type SandboxManager } from '../sandboxes/index.ts';
 import { jobProgram, TS_RUNNER } from './kinds.ts';
+import { GUI_LAUNCHER, GUI_LAUNCHER_SCRIPT, GUI_TEMPLATE, MAX_SCREENSHOTS, SCREENSHOT_LIST, SCREENSHOT_PATH } from './gui.ts';
 import type { CommandRecorder } from '../timeline/index.ts';
 import { OutputSink } from './output.ts';
 import type { ArtifactRecord, JobEndReason, JobRecord, JobStore } from './types.ts';
@@ -100,7 +101,7 @@ function timeoutMs(job: JobRecord): number {
 async function createSandbox(job: JobRecord, context: RunnerContext): Promise<string> {
   const { request } = job;
   const sandbox = await context.manager.create({
-    ...(request.template !== undefined ? { templateId: request.template } : {}),
+    ...(request.template !== undefined ? { templateId: request.template } : request.kind === 'gui' && request.image === undefined ? { templateId: GUI_TEMPLATE } : {}),
     ...(request.image !== undefined ? { image: request.image } : {}),
     ...(request.tier !== undefined ? { tier: request.tier } : {}),
     ...(request.policy !== undefined ? { policy: request.policy } : {}),
@@ -119,6 +120,7 @@ async function started(job: JobRecord, envd: EnvdClient, context: RunnerContext,
   for (const [path, text] of Object.entries(job.request.files ?? {})) await envd.upload(path, Buffer.from(text));
   await envd.upload(program.file, Buffer.from(job.request.code));
   if (job.request.kind === 'typescript') await envd.upload(TS_RUNNER, readFileSync(context.tsRunner));
+  if (job.request.kind === 'gui') await envd.upload(GUI_LAUNCHER, Buffer.from(GUI_LAUNCHER_SCRIPT));
   return envd.start({ process: { cmd: program.cmd, args: program.args, envs: { BRIG_JOB_ID: job.id } }, tag: job.id }, timeoutMs(job), signal);
 }
 
@@ -175,7 +177,7 @@ function signalNumber(signal: NodeJS.Signals | null): number {
 
 /** Each artifact's bytes, kept under brig's own name for it (a number): nothing of the sandbox's path is used on the host. */
 async function collect(job: JobRecord, envd: EnvdClient, context: RunnerContext): Promise<ArtifactRecord[]> {
-  const paths = job.request.artifacts ?? [];
+  const paths = [...(job.request.artifacts ?? []), ...(job.request.kind === 'gui' ? await screenshots(envd, MAX_SCREENSHOTS - (job.request.artifacts?.length ?? 0)) : [])];
   if (paths.length === 0) return [];
   const dir = `${context.artifactsDir}/${job.id}`;
   mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -192,6 +194,14 @@ async function collect(job: JobRecord, envd: EnvdClient, context: RunnerContext)
     }
   }
   return records;
+}
+
+/** A gui job's screenshots, as its launcher listed them: the last `room` of them, each path checked (the list was written in the sandbox). */
+async function screenshots(envd: EnvdClient, room: number): Promise<string[]> {
+  if (room <= 0) return [];
+  const list = await envd.download(SCREENSHOT_LIST, 64 * 1024).catch(() => Buffer.alloc(0));
+  const paths = list.toString('utf8').split('\n').filter((line) => SCREENSHOT_PATH.test(line));
+  return [...new Set(paths)].slice(-room);
 }
 
 /**

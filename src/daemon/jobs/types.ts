@@ -1,6 +1,6 @@
 import type { PolicyInput } from '../../policy/index.ts';
 
-export const JOB_KINDS = ['shell', 'python', 'typescript'] as const;
+export const JOB_KINDS = ['shell', 'python', 'typescript', 'gui'] as const;
 export type JobKind = (typeof JOB_KINDS)[number];
 
 /** Seed 003's states, unchanged: a job ends succeeded or failed, and `reason` says how. */
