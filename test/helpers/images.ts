@@ -24,20 +24,27 @@ export function debianTar(): string {
 }
 
 /**
- * The built-in base template, built once per machine (or CI run) with
- * `brig image build base` into a cached state directory (about 5 minutes the
- * first time), then given to a daemon's state directory as hard links (its
- * layers are only ever read). Returns nothing; the store is at stateDir/images.
+ * A built-in template (base, code-interpreter, desktop), built once per
+ * machine (or CI run) with `brig image build NAME` into a cached state
+ * directory of its own (minutes the first time: Debian's packages come from
+ * the mirror), then given to a daemon's state directory as hard links (its
+ * layers are only ever read). One template per state directory. Returns
+ * nothing; the store is at stateDir/images.
  */
-export function seedBaseImage(stateDir: string): void {
-  const cached = `${process.env.BRIG_TEST_CACHE ?? '/var/tmp/brig-test-cache'}/base-state`;
-  if (!existsSync(`${cached}/images/images.json`) || !readFileSync(`${cached}/images/images.json`, 'utf8').includes('"name": "base"')) {
+export function seedTemplateImage(stateDir: string, template: 'base' | 'code-interpreter' | 'desktop'): void {
+  const cached = `${process.env.BRIG_TEST_CACHE ?? '/var/tmp/brig-test-cache'}/${template}-state`;
+  if (!existsSync(`${cached}/images/images.json`) || !readFileSync(`${cached}/images/images.json`, 'utf8').includes(`"name": "${template}"`)) {
     mkdirSync(cached, { recursive: true, mode: 0o700 });
-    execFileSync(BRIG, ['image', 'build', 'base', '--state', cached], { stdio: ['ignore', 'ignore', 'inherit'] });
+    execFileSync(BRIG, ['image', 'build', template, '--state', cached], { stdio: ['ignore', 'ignore', 'inherit'] });
   }
   execFileSync('cp', ['-al', `${cached}/images`, `${stateDir}/images`]);
   // The copy's own lock and tmp: nothing of the cache's is shared but the layers' files.
   rmSync(`${stateDir}/images/lock`, { force: true });
+}
+
+/** The base template (E2B's base), as seedTemplateImage. */
+export function seedBaseImage(stateDir: string): void {
+  seedTemplateImage(stateDir, 'base');
 }
 
 /**
