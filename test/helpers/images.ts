@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, linkSync, mkdirSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, linkSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { BRIG } from './brig.ts';
 import { fileURLToPath } from 'node:url';
 import { buildImage, openImageStore } from '../../src/images/index.ts';
@@ -33,13 +34,26 @@ export function debianTar(): string {
  */
 export function seedTemplateImage(stateDir: string, template: 'base' | 'code-interpreter' | 'desktop'): void {
   const cached = `${process.env.BRIG_TEST_CACHE ?? '/var/tmp/brig-test-cache'}/${template}-state`;
-  if (!existsSync(`${cached}/images/images.json`) || !readFileSync(`${cached}/images/images.json`, 'utf8').includes(`"name": "${template}"`)) {
+  // Built again (its unchanged steps from the build cache) when the template's files changed since.
+  const stamp = templateStamp(template);
+  if (!existsSync(`${cached}/template.stamp`) || readFileSync(`${cached}/template.stamp`, 'utf8') !== stamp) {
     mkdirSync(cached, { recursive: true, mode: 0o700 });
     execFileSync(BRIG, ['image', 'build', template, '--state', cached], { stdio: ['ignore', 'ignore', 'inherit'] });
+    writeFileSync(`${cached}/template.stamp`, stamp);
   }
   execFileSync('cp', ['-al', `${cached}/images`, `${stateDir}/images`]);
   // The copy's own lock and tmp: nothing of the cache's is shared but the layers' files.
   rmSync(`${stateDir}/images/lock`, { force: true });
+}
+
+/** A digest of the template's Dockerfile and its folder's files. */
+function templateStamp(template: string): string {
+  const dir = fileURLToPath(new URL('../../src/images/templates', import.meta.url));
+  const hash = createHash('sha256').update(readFileSync(`${dir}/${template}.Dockerfile`));
+  const files = (relative: string): string[] =>
+    readdirSync(`${dir}/${relative}`, { withFileTypes: true }).flatMap((entry) => (entry.isDirectory() ? files(`${relative}/${entry.name}`) : [`${relative}/${entry.name}`]));
+  if (existsSync(`${dir}/${template}`)) for (const file of files(template).sort()) hash.update(file).update(readFileSync(`${dir}/${file}`));
+  return hash.digest('hex');
 }
 
 /** The base template (E2B's base), as seedTemplateImage. */
