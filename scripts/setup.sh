@@ -16,8 +16,9 @@ cd "$(dirname "$0")/.."
 # agent tool. mmdebstrap: images FROM debian:SUITE, bootstrapped from the Debian mirror
 # (no container registry needed). runsc: gVisor, the gvisor tier (brig tiers).
 # qemu-system-x86 (with virtiofsd): the vm tier, without its recommends (firmware,
-# display and audio libraries a microvm never uses).
-packages=(bubblewrap util-linux e2fsprogs g++ make python3 perl libcap2-bin curl git jq wget unzip gawk procps socat ripgrep mmdebstrap runsc)
+# display and audio libraries a microvm never uses). chromium: the browser tests (noVNC,
+# the notebook, sandbox ports), driven by playwright-core.
+packages=(bubblewrap util-linux e2fsprogs g++ make python3 perl libcap2-bin curl git jq wget unzip gawk procps socat ripgrep mmdebstrap runsc chromium)
 lean_packages=(qemu-system-x86)
 missing_in() {
   local package
