@@ -57,9 +57,10 @@ const sections: Record<string, [file: string, call: string]> = {
   tiers: ['tiers.ts', `console.log(await m.benchTiers(${runs}, ${tierCreates}))`],
   jobs: ['jobs.ts', 'console.log(await m.benchJobs(200, 30))'],
   transcripts: ['transcripts.ts', `console.log(await m.benchTranscripts(${roundTrips}, 10))`],
+  templates: ['templates.ts', 'console.log(await m.benchTemplates(200, 20, 50))'],
 };
-/** Asked for by name only: the soak takes 10 minutes, the base build ~5 and the network. */
-const optIn = new Set(['soak', 'base']);
+/** Asked for by name only: the soak takes 10 minutes, the base build ~5 and the network, templates builds two templates the first time. */
+const optIn = new Set(['soak', 'base', 'templates']);
 const asked = process.argv.slice(2).filter((arg) => !/^\d+$/.test(arg));
 const unknown = asked.filter((name) => !(name in sections));
 if (unknown.length > 0) {
