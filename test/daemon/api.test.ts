@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createServer, request, type IncomingHttpHeaders, type IncomingMessage, type RequestOptions, type Server } from 'node:http';
-import { Readable, pipeline } from 'node:stream';
+import { Readable, pipeline, type Duplex } from 'node:stream';
 import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -835,9 +835,20 @@ describe('gateway mechanics (a recording server in envd\'s place)', () => {
     await assert.rejects(exchangeWithHeaders(url, { method: 'GET', path: '/dies', headers: { 'e2b-sandbox-id': id, 'x-access-token': token } }));
   });
 
-  test('another port than envd\'s is refused', async () => {
-    const response = await fetch(`${url}/`, { headers: { 'e2b-sandbox-id': id, 'x-access-token': token, 'e2b-sandbox-port': '8080' } });
-    assert.equal(response.status, 400);
-    assert.equal((await errorOf(response)).code, 'BRIG_BAD_REQUEST');
+  test("another port than envd's is asked of envd as a CONNECT to that loopback port, with the sandbox's token", async () => {
+    const asked: Array<{ target: string; token: unknown }> = [];
+    const answer = (request: IncomingMessage, socket: Duplex): void => {
+      asked.push({ target: request.url ?? '', token: request.headers['x-access-token'] });
+      socket.end('HTTP/1.1 502 Bad Gateway\r\nX-Brig-Error: nothing listens on port 8080\r\nContent-Length: 0\r\n\r\n');
+    };
+    fake.on('connect', answer);
+    try {
+      const response = await fetch(`${url}/`, { headers: { 'e2b-sandbox-id': id, 'x-access-token': token, 'e2b-sandbox-port': '8080' } });
+      assert.equal(response.status, 502);
+      assert.equal((await errorOf(response)).code, 'BRIG_PORT_CLOSED');
+      assert.deepEqual(asked, [{ target: 'localhost:8080', token }]);
+    } finally {
+      fake.off('connect', answer);
+    }
   });
 });
