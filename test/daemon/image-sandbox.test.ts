@@ -63,6 +63,11 @@ describe('sandboxes from images through the e2b SDK', { skip: process.getuid?.()
     }
   });
 
+  test('/dev/shm is shared memory every user may use (1777), not a directory of root\'s', async () => {
+    const shm = await sandbox.commands.run('stat -c "%a %F" /dev/shm; touch /dev/shm/mine && stat -c %U /dev/shm/mine');
+    assert.equal(shm.stdout, '1777 directory\nuser\n');
+  });
+
   test('a file written as user is owned by user, one written as root by root', async () => {
     await sandbox.files.write('/home/user/mine.txt', 'mine');
     await sandbox.files.write('/root/roots.txt', 'root', { user: 'root' });

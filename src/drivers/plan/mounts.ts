@@ -80,6 +80,10 @@ export function mountSteps(input: MountInputs): MountStep[] {
   // An image's home is its own, kept in its copy-on-write root like the rest.
   const privateHome = input.image ? null : workspaceInside === null || !within(input.home, workspaceInside) ? input.home : null;
   const guard = destinationGuard([...secrets, ...filesystem.hidden], [privateHome, input.tmpdir]);
+  // Shared memory every user may use, as on any Linux (and Docker): /dev's own /dev/shm is a plain directory
+  // of the jail's uid, which in a daemon sandbox is root, and then a user's Python multiprocessing or a
+  // Chromium cannot make a semaphore. On the sandbox's memory, capped as /tmp is.
+  ranked.push({ path: '/dev/shm', rank: RANK.tmpfs, step: { kind: 'tmpfs', target: '/dev/shm', sizeBytes, mode: 0o1777 } });
   // A home inside the workspace's place is the workspace's (an E2B sandbox's /home/user): no tmpfs over it.
   if (privateHome !== null) {
     const kept = filesystem.home;
