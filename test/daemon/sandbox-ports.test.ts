@@ -148,10 +148,26 @@ describe('brig serve: sandbox ports', () => {
     // Another sandbox's page (same site: *.localhost) may not drive this one with the user's cookie.
     assert.equal((await send('/headers', { host: hostOf(PORT), cookie: jar, 'sec-fetch-site': 'same-site', 'sec-fetch-mode': 'cors' })).status, 401);
     assert.equal((await send('/headers', { host: hostOf(PORT), cookie: jar, 'sec-fetch-site': 'cross-site', 'sec-fetch-mode': 'no-cors', 'sec-fetch-dest': 'image' })).status, 401);
-    const path = await send(`/sandboxes/${sandbox.sandboxId}/ports/${PORT}/headers?brig_traffic_token=${sandbox.trafficAccessToken}`, {});
-    assert.equal(path.headers.location, `/sandboxes/${sandbox.sandboxId}/ports/${PORT}/headers`);
-    assert.match(String(path.headers['set-cookie']), new RegExp(`Path=/sandboxes/${sandbox.sandboxId}/ports/${PORT}/;`));
     assert.equal((await send(`/headers?brig_traffic_token=wrong`, { host: hostOf(PORT) })).status, 401);
+  });
+
+  test("the path form is for programs: the token with each request, no cookie, and pages confined to an origin of their own (the daemon's is every sandbox's there)", async () => {
+    const base = `/sandboxes/${sandbox.sandboxId}/ports/${PORT}`;
+    const withToken = await send(`${base}/headers?brig_traffic_token=${sandbox.trafficAccessToken}`, {});
+    assert.equal(withToken.status, 200, 'no redirect: nothing would carry the token on');
+    assert.equal(withToken.headers['set-cookie'], undefined);
+    assert.match(String(withToken.headers['content-security-policy']), /^sandbox allow-scripts/);
+    assert.equal(JSON.parse(withToken.body)['x-forwarded-host'], `127.0.0.1:${daemonPort}`);
+    const cookie = `brig_traffic_token=${sandbox.trafficAccessToken}`;
+    assert.equal((await send(`${base}/headers`, { cookie })).status, 401, 'a cookie opens no path');
+    const viaHost = await send('/headers', { host: hostOf(PORT), ...traffic() });
+    assert.equal(viaHost.headers['content-security-policy'], undefined, 'a host name is an origin of its own already');
+  });
+
+  test("a sandbox's server cannot set brig's cookie; its own cookies pass", async () => {
+    const answer = await send('/set-cookies', { host: hostOf(PORT), ...traffic() });
+    assert.equal(answer.status, 200, answer.body);
+    assert.deepEqual(answer.headers['set-cookie'], ['theirs=1; Path=/']);
   });
 
   test('an answer streams: its first part arrives while the server still holds the rest', async () => {

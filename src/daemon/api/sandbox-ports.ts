@@ -17,13 +17,19 @@ import type { SandboxRoute } from './sandbox-routes.ts';
  * `E2B-Traffic-Access-Token`, which the companion SDKs send). Browsers, which
  * cannot set headers, bring the traffic token once in the query
  * (`?brig_traffic_token=`) and get it back as an HttpOnly cookie for that
- * host (or path), on a redirect that drops it from the URL. A cookie opens a
+ * host, on a redirect that drops it from the URL. A cookie opens a
  * port only to the page's own origin and to top-level navigation: every
  * sandbox port is on the same site (`*.localhost`), and one sandbox's page,
  * which is hostile, must not drive another's server with the user's cookie.
  *
  * None of those credentials reaches the sandbox: they are taken out of the
- * request before it is forwarded.
+ * request before it is forwarded, and a sandbox cannot set brig's cookie.
+ *
+ * The path form shares the daemon's own origin among every sandbox, so it
+ * is for programs, not browsers: it takes no cookie (the token comes with
+ * each request), and its answers carry `Content-Security-Policy: sandbox`,
+ * so a page served there runs in an origin of its own, never the daemon's,
+ * and cannot read what another sandbox's path serves.
  */
 
 export const TRAFFIC_TOKEN_HEADER = 'e2b-traffic-access-token';
@@ -40,13 +46,15 @@ interface Refusal {
   hint: string;
 }
 
+type PortRoute = Extract<SandboxRoute, { kind: 'port' }>;
+
 type Admission =
   | { refused: Refusal }
   | { redirect: string; cookie?: string }
-  | { client: EnvdClient; port: number; path: string; headers: OutgoingHttpHeaders };
+  | { client: EnvdClient; port: number; path: string; headers: OutgoingHttpHeaders; form: PortRoute['form'] };
 
 /** Whether the request may reach the port, and what then goes to the sandbox. */
-function admit(manager: SandboxManager, route: Extract<SandboxRoute, { kind: 'port' }>, raw: IncomingMessage, apiKey: string): Admission {
+function admit(manager: SandboxManager, route: PortRoute, raw: IncomingMessage, apiKey: string): Admission {
   const refused = (status: number, code: string, message: string, hint: string): Admission => ({ refused: { status, code, message, hint } });
   if (!(route.port >= 1 && route.port <= 65_535)) return refused(400, 'BRIG_BAD_REQUEST', `port ${JSON.stringify(String(route.port))} of sandbox ${route.sandbox} is not a port number`, 'A port is a number from 1 to 65535.');
   let endpoint: { socketPath: string; accessToken: string };
@@ -64,18 +72,17 @@ function admit(manager: SandboxManager, route: Extract<SandboxRoute, { kind: 'po
   }
   const url = new URL(route.path || '/', 'http://sandbox');
   const traffic = trafficAccessToken(endpoint.accessToken);
-  const credential = presented(raw, url, traffic, endpoint.accessToken, apiKey);
+  const credential = presented(raw, url, route.form, traffic, endpoint.accessToken, apiKey);
   if (credential === null) return refused(401, 'BRIG_UNAUTHORIZED', `sandbox ${id}: no credential for its port ${route.port}, or a wrong one`, ACCESS_HINT);
   // envd in the host's network would reach the host's own loopback services, not the sandbox's.
   if (hostNetwork) return refused(403, 'BRIG_PORT_NOT_ALLOWED', `sandbox ${id} shares the host's network: its ports are the host's own, and brig does not forward to them`, 'Reach the server on the host directly, or create the sandbox with a network of its own (the default).');
-  const cookiePath = route.form === 'path' ? `${route.base}/` : '/';
   // The path form's bare port: to its directory, so the page's relative links stay under it.
   if (!route.path.startsWith('/')) return { redirect: `${route.base}/${url.search}` };
   if (credential === 'query') {
     url.searchParams.delete(TRAFFIC_TOKEN_PARAM);
-    // A browser's navigation: the token becomes a cookie, and leaves the address bar and history.
-    if (raw.method === 'GET' || raw.method === 'HEAD') {
-      return { redirect: `${route.base}${url.pathname}${url.search}`, cookie: `${COOKIE}=${traffic}; Path=${cookiePath}; HttpOnly; SameSite=Lax` };
+    // A browser's navigation to a host name: the token becomes a cookie, and leaves the address bar and history.
+    if (route.form === 'host' && (raw.method === 'GET' || raw.method === 'HEAD')) {
+      return { redirect: `${url.pathname}${url.search}`, cookie: `${COOKIE}=${traffic}; Path=/; HttpOnly; SameSite=Lax` };
     }
   }
   return {
@@ -83,17 +90,19 @@ function admit(manager: SandboxManager, route: Extract<SandboxRoute, { kind: 'po
     port: route.port,
     path: credential === 'query' ? `${url.pathname}${url.search}` : route.path,
     headers: withoutCredentials(raw.headers, apiKey),
+    form: route.form,
   };
 }
 
 /** Which credential opened the port: null for none (or a wrong one: a wrong credential sent is never excused by another). */
-function presented(raw: IncomingMessage, url: URL, traffic: string, accessToken: string, apiKey: string): 'header' | 'query' | 'cookie' | null {
+function presented(raw: IncomingMessage, url: URL, form: PortRoute['form'], traffic: string, accessToken: string, apiKey: string): 'header' | 'query' | 'cookie' | null {
   const header = raw.headers[TRAFFIC_TOKEN_HEADER] ?? raw.headers['x-access-token'];
   if (header !== undefined) return typeof header === 'string' && (sameSecret(header, traffic) || sameSecret(header, accessToken)) ? 'header' : null;
   const key = presentedKey(raw.headers);
   if (key !== null && sameSecret(key, apiKey)) return 'header';
   const query = url.searchParams.get(TRAFFIC_TOKEN_PARAM);
   if (query !== null) return sameSecret(query, traffic) ? 'query' : null;
+  if (form === 'path') return null;
   const cookie = cookieValue(raw.headers.cookie, COOKIE);
   if (cookie === null || !sameSecret(cookie, traffic)) return null;
   return browserMaySend(raw.headers) ? 'cookie' : null;
@@ -133,8 +142,21 @@ function withoutCredentials(incoming: IncomingHttpHeaders, apiKey: string): Outg
   return headers;
 }
 
+/** The server's answer headers as the client gets them: never brig's cookie set by a sandbox; on the path form, a page confined to an origin of its own. */
+function answerHeaders(incoming: IncomingHttpHeaders, form: PortRoute['form']): OutgoingHttpHeaders {
+  const headers = forwardedHeaders(incoming, false);
+  const cookies = incoming['set-cookie']?.filter((line) => line.split('=')[0]?.trim() !== COOKIE);
+  if (cookies === undefined || cookies.length === 0) delete headers['set-cookie'];
+  else headers['set-cookie'] = cookies;
+  if (form === 'path') headers['content-security-policy'] = PATH_FORM_POLICY;
+  return headers;
+}
+
+/** A page served on the daemon's origin runs as an opaque origin: scripts and forms work, the daemon's origin and other sandboxes' paths are out of reach. */
+const PATH_FORM_POLICY = 'sandbox allow-scripts allow-forms allow-popups allow-modals allow-downloads';
+
 /** An HTTP request for a sandbox's port: answered here when refused, else carried to the server and its answer back, streaming both ways. */
-export function servePort(manager: SandboxManager, route: Extract<SandboxRoute, { kind: 'port' }>, client: IncomingMessage, response: ServerResponse, apiKey: string): void {
+export function servePort(manager: SandboxManager, route: PortRoute, client: IncomingMessage, response: ServerResponse, apiKey: string): void {
   const admission = admitted(manager, route, client, apiKey);
   if ('refused' in admission) return answer(client, response, admission.refused);
   if ('redirect' in admission) {
@@ -150,7 +172,7 @@ export function servePort(manager: SandboxManager, route: Extract<SandboxRoute, 
       const headers = { ...forwardedHeaders(admission.headers as IncomingHttpHeaders), connection: 'close', ...forwardedFor(client) };
       const upstream = httpRequest({ createConnection: () => stream as never, method: client.method, path: admission.path, headers });
       upstream.once('response', (reply) => {
-        response.writeHead(reply.statusCode ?? 502, forwardedHeaders(reply.headers, false));
+        response.writeHead(reply.statusCode ?? 502, answerHeaders(reply.headers, admission.form));
         response.flushHeaders();
         pipeline(reply, response, () => stream.destroy());
       });
@@ -170,7 +192,7 @@ export function servePort(manager: SandboxManager, route: Extract<SandboxRoute, 
 }
 
 /** An Upgrade request (a WebSocket) for a sandbox's port: the handshake goes to the server as it came, then bytes flow both ways. */
-export function upgradePort(manager: SandboxManager, route: Extract<SandboxRoute, { kind: 'port' }>, client: IncomingMessage, socket: Duplex, head: Buffer, apiKey: string): void {
+export function upgradePort(manager: SandboxManager, route: PortRoute, client: IncomingMessage, socket: Duplex, head: Buffer, apiKey: string): void {
   socket.on('error', () => socket.destroy());
   const admission = admitted(manager, route, client, apiKey);
   if ('refused' in admission) return answerRaw(socket, admission.refused);
@@ -193,7 +215,7 @@ export function upgradePort(manager: SandboxManager, route: Extract<SandboxRoute
 }
 
 /** admit(), with a failure of brig's own as a 500 rather than a thrown error in a socket handler. */
-function admitted(manager: SandboxManager, route: Extract<SandboxRoute, { kind: 'port' }>, raw: IncomingMessage, apiKey: string): Admission {
+function admitted(manager: SandboxManager, route: PortRoute, raw: IncomingMessage, apiKey: string): Admission {
   try {
     return admit(manager, route, raw, apiKey);
   } catch (error) {
@@ -201,7 +223,7 @@ function admitted(manager: SandboxManager, route: Extract<SandboxRoute, { kind: 
   }
 }
 
-function tunnelRefusal(error: unknown, route: Extract<SandboxRoute, { kind: 'port' }>): Refusal {
+function tunnelRefusal(error: unknown, route: PortRoute): Refusal {
   if (isBrigError(error) && error.code === 'BRIG_PORT_CLOSED') return { status: 502, code: error.code, message: `sandbox ${route.sandbox}, port ${route.port}: ${error.message}`, hint: error.hint };
   const message = error instanceof BrigError || isBrigError(error) ? (error as Error).message : String(error);
   return { status: 502, code: 'BRIG_SANDBOX_NOT_FOUND', message: `sandbox ${route.sandbox}: ${message}`, hint: NOT_RUNNING_HINT };
