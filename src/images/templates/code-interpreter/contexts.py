@@ -96,6 +96,7 @@ class Context:
         self.lock = asyncio.Lock()
         # Bumped by every restart: an execution waiting on the previous kernel ends.
         self.generation = 0
+        self.removed = False
 
     def describe(self):
         return {'id': self.id, 'language': self.language, 'cwd': self.cwd}
@@ -113,6 +114,7 @@ class Context:
         await self.client.wait_for_ready(timeout=READY_TIMEOUT_S)
 
     async def shutdown(self):
+        self.removed = True
         self.generation += 1
         if self.client is not None:
             self.client.stop_channels()
@@ -121,12 +123,18 @@ class Context:
     async def execute(self, code, env_vars, emit, gone):
         """Runs code, calling emit with each output message; interrupts the kernel when the client is gone."""
         async with self.lock:
+            # The client may have left while an earlier execution had the kernel: its code never starts.
+            if gone.is_set():
+                raise StreamClosedError()
+            if self.removed:
+                await emit({'type': 'error', 'name': 'ContextRemoved', 'value': 'the context was removed', 'traceback': ''})
+                return
             if env_vars:
                 await self._silent(env_code(self.language, env_vars, []))
             try:
                 await self._run(code, emit, gone)
             finally:
-                if env_vars:
+                if env_vars and not self.removed:
                     restore = {k: self.base_env[k] for k in env_vars if k in self.base_env}
                     await self._silent(env_code(self.language, restore, [k for k in env_vars if k not in self.base_env]))
 
@@ -140,11 +148,18 @@ class Context:
                 if gone.is_set():
                     raise StreamClosedError()
                 if generation != self.generation:
-                    await emit({'type': 'error', 'name': 'ContextRestarting', 'value': 'Context was restarted', 'traceback': ''})
+                    # E2B's name and words for a restart under a running execution
+                    name, value = ('ContextRemoved', 'the context was removed') if self.removed else ('ContextRestarting', 'Context was restarted')
+                    await emit({'type': 'error', 'name': name, 'value': value, 'traceback': ''})
                     return
                 try:
                     message = await self.client.get_iopub_msg(timeout=POLL_S)
-                except queue.Empty:
+                except (Exception, asyncio.CancelledError) as error:
+                    # A removal closes the channel under this wait (its future is cancelled): the loop says so
+                    if self.removed:
+                        continue
+                    if not isinstance(error, queue.Empty):
+                        raise
                     if not await self.manager.is_alive():
                         await emit({'type': 'error', 'name': 'ContextRestarted', 'value': 'the kernel died: it was restarted and its state is lost', 'traceback': ''})
                         await self.restart()
@@ -162,10 +177,12 @@ class Context:
                 if output is not None:
                     await emit(output)
         except (StreamClosedError, asyncio.CancelledError):
-            await self._interrupt(msg_id)
+            if not self.removed:
+                await self._interrupt(msg_id)
             raise
         finally:
-            await self._drain_shell()
+            if not self.removed:
+                await self._drain_shell()
 
     def _output(self, message):
         kind = message['msg_type']

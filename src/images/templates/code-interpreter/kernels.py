@@ -64,6 +64,8 @@ class Child:
             stdin=subprocess.DEVNULL if request_pipe else subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )
+        # its number in the child (pass_fds keeps numbers)
+        self.child_reply_fd = reply_w
         os.close(reply_w)
         if request_pipe:
             os.close(request_r)
@@ -125,10 +127,19 @@ class Child:
 
     def wait_reply(self, timeout=None):
         """The next reply line, None when the child died, or TimeoutError."""
-        try:
-            return self.replies.get(timeout=timeout)
-        except queue.Empty:
-            raise TimeoutError from None
+        waited = 0.0
+        while timeout is None or waited < timeout:
+            try:
+                return self.replies.get(timeout=0.25)
+            except queue.Empty:
+                waited += 0.25
+            # A process the child started may hold the reply pipe open after the child's end: look at the child itself.
+            if self.proc.poll() is not None:
+                try:
+                    return self.replies.get(timeout=0.5)
+                except queue.Empty:
+                    return None
+        raise TimeoutError
 
     def kill(self):
         if self.proc.poll() is None:
@@ -226,11 +237,13 @@ class NodeKernel(PipeKernel):
 
 # bash runs each cell by sourcing it, at top level (so declare, cd and
 # functions persist), with stdin from /dev/null (its own stdin carries our
-# requests). While a cell runs, SIGINT returns from it (status 130); between
-# cells SIGINT is ignored, so a stray interrupt never ends the shell.
+# requests) and without the reply pipe (a job the cell leaves running must
+# not hold it, or the shell's end would never be seen). While a cell runs,
+# SIGINT returns from it (status 130); between cells SIGINT is ignored, so a
+# stray interrupt never ends the shell.
 BASH_SETUP = "trap '' INT; PS1=; PS2=; unset PROMPT_COMMAND"
-BASH_RUN = ("trap 'trap \"\" INT; return 130' INT; . {cell} </dev/null; __brig_status=$?; "
-            "trap '' INT; printf '%s\\n' \"$__brig_status\" >&$BRIG_REPLY_FD")
+BASH_RUN = ("trap 'trap \"\" INT; return 130' INT; . {cell} </dev/null {reply}>&-; __brig_status=$?; "
+            "trap '' INT; printf '%s\\n' \"$__brig_status\" >&{reply}")
 
 
 class BashKernel(PipeKernel):
@@ -252,7 +265,7 @@ class BashKernel(PipeKernel):
         cell = os.path.join(self.cells, 'cell.sh')
         with open(cell, 'w', encoding='utf-8') as file:
             file.write(code + '\n')
-        return BASH_RUN.format(cell=shlex.quote(cell))
+        return BASH_RUN.format(cell=shlex.quote(cell), reply=self.child.child_reply_fd)
 
     def outcome(self, reply):
         status = int(reply.strip() or '0')

@@ -162,7 +162,13 @@ class Execute(Handler):
         try:
             # Headers now: the SDK's body timeout starts when they arrive, not when the kernel is free.
             await self.flush()
-            await context.execute(code, env_vars, self.emit, self.gone)
+            try:
+                await context.execute(code, env_vars, self.emit, self.gone)
+            except StreamClosedError:
+                raise
+            except Exception as error:  # noqa: BLE001 (the status is sent: the stream itself must say it failed)
+                log.exception('execution in %s failed', context.id)
+                await self.emit({'type': 'error', 'name': 'ServerError', 'value': str(error), 'traceback': ''})
             await self.emit({'type': 'end_of_execution'})
             self.finish()
         except StreamClosedError:
@@ -194,8 +200,9 @@ async def main():
         (r'/contexts/([^/]+)', ContextItem, args),
         (r'/contexts/([^/]+)/restart', ContextRestart, args),
     ], default_handler_class=NotFound, default_handler_args=args)
-    # idle_connection_timeout: the SDK keeps connections alive between calls, as E2B's 640 s does
-    app.listen(PORT, address='0.0.0.0', idle_connection_timeout=640)
+    # Every address, IPv4 and IPv6 (localhost may be ::1); idle_connection_timeout: the SDK
+    # keeps connections alive between calls, as E2B's 640 s does
+    app.listen(PORT, address='', idle_connection_timeout=640)
     log.info('listening on %d', PORT)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
