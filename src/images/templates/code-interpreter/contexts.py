@@ -148,7 +148,7 @@ class Context:
                 if gone.is_set():
                     raise StreamClosedError()
                 if generation != self.generation:
-                    # E2B's name and words for a restart under a running execution
+                    # (for a restart: E2B's name and words)
                     name, value = ('ContextRemoved', 'the context was removed') if self.removed else ('ContextRestarting', 'Context was restarted')
                     await emit({'type': 'error', 'name': name, 'value': value, 'traceback': ''})
                     return
@@ -206,17 +206,26 @@ class Context:
         """The client left mid-execution: interrupt, wait for the kernel to be idle, restart it if it will not."""
         log.info('client gone: interrupting %s', self.id)
         await self.manager.interrupt_kernel()
-        waited = 0
-        while waited < INTERRUPT_GRACE_S:
+        if not await self._until_idle(msg_id, INTERRUPT_GRACE_S):
+            log.warning('%s did not stop on interrupt: restarting it', self.id)
+            await self.restart()
+
+    async def _until_idle(self, msg_id, seconds):
+        """Reads iopub until the kernel is idle after msg_id (True), or for `seconds` at most (False); errors are logged."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while loop.time() < deadline:
             try:
-                message = await self.client.get_iopub_msg(timeout=1)
+                message = await self.client.get_iopub_msg(timeout=POLL_S)
             except queue.Empty:
-                waited += 1
                 continue
-            if message['parent_header'].get('msg_id') == msg_id and self._output(message) == 'idle':
-                return
-        log.warning('%s did not stop on interrupt: restarting it', self.id)
-        await self.restart()
+            if message['parent_header'].get('msg_id') != msg_id:
+                continue
+            if message['msg_type'] == 'error':
+                log.warning('%s: %s', self.id, message['content'].get('evalue'))
+            if self._output(message) == 'idle':
+                return True
+        return False
 
     async def _drain_shell(self):
         """Reads the execute replies nobody waits for, so they do not pile up."""
@@ -229,18 +238,8 @@ class Context:
     async def _silent(self, code):
         """Runs code the user does not see (environment variables), to its end."""
         msg_id = self.client.execute(code, silent=True, store_history=False, allow_stdin=False)
-        while True:
-            try:
-                message = await self.client.get_iopub_msg(timeout=INTERRUPT_GRACE_S)
-            except queue.Empty:
-                log.warning('%s: no answer to setting environment variables', self.id)
-                return
-            if message['parent_header'].get('msg_id') != msg_id:
-                continue
-            if message['msg_type'] == 'error':
-                log.warning('%s: setting environment variables failed: %s', self.id, message['content'].get('evalue'))
-            if self._output(message) == 'idle':
-                return
+        if not await self._until_idle(msg_id, INTERRUPT_GRACE_S):
+            log.warning('%s: no answer to setting environment variables', self.id)
 
 
 class Contexts:

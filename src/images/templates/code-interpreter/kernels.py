@@ -31,6 +31,7 @@ import sys
 import tempfile
 import threading
 
+import psutil
 from ipykernel.kernelapp import IPKernelApp
 from ipykernel.kernelbase import Kernel
 
@@ -142,7 +143,17 @@ class Child:
         raise TimeoutError
 
     def kill(self):
+        """The child and what it started: a command that ignored the interrupt goes with the shell that ran it."""
         if self.proc.poll() is None:
+            try:
+                descendants = psutil.Process(self.proc.pid).children(recursive=True)
+            except psutil.Error:
+                descendants = []
+            for process in descendants:
+                try:
+                    process.kill()
+                except psutil.Error:
+                    pass
             self.proc.kill()
         self.proc.wait()
 

@@ -37,6 +37,11 @@ ENV_NAME = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*$')
 log = logging.getLogger('code-interpreter')
 
 
+def refuse(status, message):
+    # The message as an argument, not the format: tornado %-formats log_message, and messages hold the client's input.
+    return HTTPError(status, '%s', message)
+
+
 class Handler(RequestHandler):
     """JSON in, JSON out, errors included; CORS open, as E2B's (browsers run the SDK too)."""
 
@@ -55,7 +60,7 @@ class Handler(RequestHandler):
         message = self._reason
         error = kwargs.get('exc_info', (None, None))[1]
         if isinstance(error, HTTPError) and error.log_message:
-            message = error.log_message
+            message = error.log_message % error.args
         self.set_header('Content-Type', 'application/json')
         self.finish(json.dumps({'code': status_code, 'message': message}))
 
@@ -66,9 +71,9 @@ class Handler(RequestHandler):
         try:
             body = json.loads(self.request.body)
         except ValueError as error:
-            raise HTTPError(400, f'the body is not JSON: {error}') from None
+            raise refuse(400, f'the body is not JSON: {error}') from None
         if not isinstance(body, dict):
-            raise HTTPError(400, 'the body must be a JSON object')
+            raise refuse(400, 'the body must be a JSON object')
         return body
 
     def reply(self, value):
@@ -78,14 +83,14 @@ class Handler(RequestHandler):
     def context_or_404(self, context_id):
         context = self.contexts.get(context_id)
         if context is None:
-            raise HTTPError(404, f'context {context_id} not found')
+            raise refuse(404, f'context {context_id} not found')
         return context
 
 
 def optional_string(body, field):
     value = body.get(field)
     if value is not None and not isinstance(value, str):
-        raise HTTPError(400, f'{field} must be a string')
+        raise refuse(400, f'{field} must be a string')
     return value or None
 
 
@@ -105,9 +110,9 @@ class ContextList(Handler):
         try:
             context = await self.contexts.create(language, cwd)
         except UnknownLanguage as error:
-            raise HTTPError(400, str(error)) from None
+            raise refuse(400, str(error)) from None
         except NotADirectoryError as error:
-            raise HTTPError(400, str(error)) from None
+            raise refuse(400, str(error)) from None
         self.reply(context.describe())
 
 
@@ -138,24 +143,24 @@ class Execute(Handler):
         body = self.json_body()
         code = body.get('code')
         if not isinstance(code, str):
-            raise HTTPError(400, 'code must be a string')
+            raise refuse(400, 'code must be a string')
         context_id = optional_string(body, 'context_id')
         language = optional_string(body, 'language')
         env_vars = body.get('env_vars') or {}
         if not isinstance(env_vars, dict) or not all(isinstance(v, str) for v in env_vars.values()):
-            raise HTTPError(400, 'env_vars must be an object of strings')
+            raise refuse(400, 'env_vars must be an object of strings')
         bad = [name for name in env_vars if not ENV_NAME.match(name)]
         if bad:
-            raise HTTPError(400, f'env_vars: {bad[0]!r} is not a variable name')
+            raise refuse(400, f'env_vars: {bad[0]!r} is not a variable name')
         if context_id and language:
-            raise HTTPError(400, 'give context_id or language, not both')
+            raise refuse(400, 'give context_id or language, not both')
         if context_id:
             context = self.context_or_404(context_id)
         else:
             try:
                 context = await self.contexts.default(language)
             except UnknownLanguage as error:
-                raise HTTPError(400, str(error)) from None
+                raise refuse(400, str(error)) from None
 
         self.set_header('Content-Type', 'application/x-ndjson')
         self.set_header('Cache-Control', 'no-store')
@@ -183,7 +188,7 @@ class Execute(Handler):
 
 class NotFound(Handler):
     def prepare(self):
-        raise HTTPError(404, f'no route {self.request.method} {self.request.path}')
+        raise refuse(404, f'no route {self.request.method} {self.request.path}')
 
 
 async def main():
