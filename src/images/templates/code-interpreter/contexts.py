@@ -140,7 +140,10 @@ class Context:
 
     async def _run(self, code, emit, gone):
         generation = self.generation
-        msg_id = self.client.execute(code, store_history=True, allow_stdin=False, stop_on_error=True)
+        # stop_on_error=False: one execution at a time already, and with True the kernel aborts, for a
+        # moment after an error (an interrupt's too), the execution that follows: the next call came back empty.
+        msg_id = self.client.execute(code, store_history=True, allow_stdin=False, stop_on_error=False)
+        started = False
         loop = asyncio.get_running_loop()
         heard = loop.time()
         try:
@@ -173,7 +176,11 @@ class Context:
                 heard = loop.time()
                 output = self._output(message)
                 if output == 'idle':
+                    if not started:
+                        # Idle without ever starting: the kernel aborted it (E2B's name and words)
+                        await emit({'type': 'error', 'name': 'ExecutionAborted', 'value': 'Execution was aborted', 'traceback': ''})
                     return
+                started = started or message['msg_type'] == 'execute_input'
                 if output is not None:
                     await emit(output)
         except (StreamClosedError, asyncio.CancelledError):
@@ -222,7 +229,7 @@ class Context:
             if message['parent_header'].get('msg_id') != msg_id:
                 continue
             if message['msg_type'] == 'error':
-                log.warning('%s: %s', self.id, message['content'].get('evalue'))
+                log.warning('%s: %s: %s', self.id, message['content'].get('ename'), message['content'].get('evalue'))
             if self._output(message) == 'idle':
                 return True
         return False
