@@ -2,7 +2,8 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/', 'node_modules/', 'docs/', '.scratch/', 'native/'] },
+  // Template files are the image's, not Node's: a Firefox prefs file is not JavaScript that runs here.
+  { ignores: ['dist/', 'node_modules/', 'docs/', '.scratch/', 'native/', 'src/images/templates/desktop/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

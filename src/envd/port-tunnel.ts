@@ -42,11 +42,12 @@ function open(hosts: string[], port: number, client: Duplex, head: Buffer): void
     upstream.setNoDelay(true);
     client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
     if (head.length > 0) upstream.write(head);
-    // Either side ending or failing ends the other: no half-open stream is left holding descriptors.
-    upstream.on('error', () => client.destroy());
-    upstream.on('close', () => client.destroy());
     upstream.pipe(client);
     client.pipe(upstream);
+    // A failure ends the other side at once; a clean end only ends it, after what is still buffered for it
+    // (destroying it then would cut a large answer's last bytes).
+    upstream.on('error', () => client.destroy());
+    upstream.on('close', () => (upstream.readableEnded ? client.end() : client.destroy()));
   });
   client.once('close', () => upstream.destroy());
 }

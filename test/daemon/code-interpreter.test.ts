@@ -101,7 +101,7 @@ describe('@e2b/code-interpreter against brig', { skip: process.getuid?.() !== 0 
 
   test('env vars apply to one execution', async () => {
     const execution = await sandbox.runCode('import os\nos.environ.get("BRIG_TEST_VAR")', { envs: { BRIG_TEST_VAR: 'set' } });
-    assert.equal(execution.text, "'set'");
+    assert.equal(execution.text, 'set', "E2B's server gives a string's value without its quotes");
     assert.equal((await sandbox.runCode('import os\nos.environ.get("BRIG_TEST_VAR")')).text, undefined);
   });
 

@@ -47,6 +47,22 @@ describe('brig serve: sandbox ports', () => {
       req.on('error', reject);
       req.end(body);
     });
+  /** An answer's body as bytes, read slowly (a pause per chunk), so the daemon and envd hold data back while the server has already closed. */
+  const sendBytes = (path: string, headers: Record<string, string>): Promise<Buffer> =>
+    new Promise((resolve, reject) => {
+      const req = request({ host: '127.0.0.1', port: daemonPort, path, headers }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => {
+          chunks.push(chunk);
+          res.pause();
+          setImmediate(() => res.resume());
+        });
+        res.on('end', () => resolve(Buffer.concat(chunks)));
+        res.on('error', reject);
+      });
+      req.on('error', reject);
+      req.end();
+    });
   const hostOf = (port: number, id = sandbox.sandboxId) => `${port}-${id}.localhost:${daemonPort}`;
   const traffic = () => ({ 'e2b-traffic-access-token': sandbox.trafficAccessToken ?? '' });
 
@@ -168,6 +184,15 @@ describe('brig serve: sandbox ports', () => {
     const answer = await send('/set-cookies', { host: hostOf(PORT), ...traffic() });
     assert.equal(answer.status, 200, answer.body);
     assert.deepEqual(answer.headers['set-cookie'], ['theirs=1; Path=/']);
+  });
+
+  test('large answers arrive whole, many at once (the server closing after its last byte must not cut it)', async () => {
+    const expected = Buffer.from(Array.from({ length: 256 }, (_, i) => i)).toString('latin1').repeat(4 * 1024 * 4);
+    const answers = await Promise.all(Array.from({ length: 12 }, () => sendBytes('/big', { host: hostOf(PORT), ...traffic() })));
+    for (const answer of answers) {
+      assert.equal(answer.length, expected.length);
+      assert.ok(answer.toString('latin1') === expected, 'byte for byte');
+    }
   });
 
   test('an answer streams: its first part arrives while the server still holds the rest', async () => {

@@ -1,9 +1,10 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { BRIG, runBrig, tempWorkspace } from '../helpers/brig.ts';
+import { runBrig, tempWorkspace } from '../helpers/brig.ts';
+import { seedTemplateImage } from '../helpers/images.ts';
 
 /**
  * The code-interpreter template (src/images/templates/code-interpreter):
@@ -16,21 +17,6 @@ import { BRIG, runBrig, tempWorkspace } from '../helpers/brig.ts';
 const root = process.getuid?.() === 0;
 const mmdebstrap = spawnSync('mmdebstrap', ['--version']).status === 0;
 const skip = !root ? 'image builds and jails need root' : !mmdebstrap ? 'mmdebstrap is not installed' : false;
-
-/**
- * The template built into a state directory kept in the test cache (as the
- * base image is, test/helpers/images.ts), then lent to this run as hard
- * links. The build runs every time: unchanged steps are cache hits (seconds),
- * so a change to the template's files is always what is tested.
- */
-function buildTemplate(state: string): void {
-  const cached = `${process.env.BRIG_TEST_CACHE ?? '/var/tmp/brig-test-cache'}/code-interpreter-state`;
-  mkdirSync(cached, { recursive: true, mode: 0o700 });
-  execFileSync(BRIG, ['image', 'build', 'code-interpreter', '--state', cached], { stdio: ['ignore', 'ignore', 'inherit'] });
-  mkdirSync(state, { recursive: true });
-  execFileSync('cp', ['-al', `${cached}/images`, `${state}/images`]);
-  execFileSync('rm', ['-f', `${state}/images/lock`]);
-}
 
 // Runs inside the jail, as `user`: waits for the start command's server, then calls the API.
 const CLIENT = String.raw`
@@ -157,7 +143,8 @@ describe('the code-interpreter template', { skip }, () => {
     stateDir = tempWorkspace('brig-code-interpreter-state-');
     work = tempWorkspace('brig-code-interpreter-');
     const state = join(stateDir.dir, 'state');
-    buildTemplate(state);
+    mkdirSync(state, { recursive: true });
+    seedTemplateImage(state, 'code-interpreter');
     writeFileSync(join(work.dir, 'client.py'), CLIENT);
     // The start command in the background, the client in front; the jail (and all it started) ends with the client.
     const script = `/opt/code-interpreter/start.sh & python3 ${join(work.dir, 'client.py')} $!; kill $! 2>/dev/null; wait`;

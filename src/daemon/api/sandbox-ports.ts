@@ -204,8 +204,9 @@ export function upgradePort(manager: SandboxManager, route: PortRoute, client: I
       const lines = Object.entries(headers).flatMap(([name, value]) => (value === undefined ? [] : (Array.isArray(value) ? value : [value]).map((one) => `${name}: ${String(one).replace(/[\r\n]/g, ' ')}`)));
       stream.write(`${client.method} ${admission.path} HTTP/1.1\r\n${lines.join('\r\n')}\r\n\r\n`);
       if (head.length > 0) stream.write(head);
+      // A failure ends the other side at once; a clean end only ends it, after what is still buffered for it.
       stream.on('error', () => socket.destroy());
-      stream.on('close', () => socket.destroy());
+      stream.on('close', () => (stream.readableEnded ? socket.end() : socket.destroy()));
       socket.on('close', () => stream.destroy());
       stream.pipe(socket);
       socket.pipe(stream);
