@@ -21,7 +21,7 @@ import { bootstrapDebian, hostDebianMirror, parseDebianRef, type DebianBase } fr
 import { invalidAt, parseDockerfile, type CommandForm, type Instruction } from './dockerfile.ts';
 import { processWord, WordError } from './dockerfile-words.ts';
 import { extractLayer } from './archive.ts';
-import { randomName, removeTree } from './files.ts';
+import { removeTree } from './files.ts';
 import { ImageView, resolveIds, type Ids } from './image-view.ts';
 import { parseRef } from './names.ts';
 import { processLeaseHolder, type ImageConfig, type ImageManifest, type ImageStore } from './store.ts';
@@ -306,7 +306,7 @@ class Build {
 
   /** A fresh directory in the store's tmp/, removed when `use` is done, whatever happens. */
   private async withTemp<T>(use: (dir: string) => Promise<T>): Promise<T> {
-    const dir = join(this.store.dir, 'tmp', `build-${randomName()}`);
+    const dir = this.store.tempPath('build');
     await fs.mkdir(dir, { mode: 0o700 });
     try {
       return await use(dir);

@@ -7,7 +7,7 @@
  *   layers/<hex>.json   its metadata (size, whiteouts, dropped entries); a layer
  *                       exists only when both are there
  *   images.json         every image's manifest, replaced atomically
- *   tmp/                extractions under way; cleared by openImageStore
+ *   tmp/                extractions and build steps under way, named for their process; an open clears those of dead processes
  *   leases/<holder>.json layers in use by a sandbox, a jail or a build: prune keeps them
  *   lock                flock'd by whoever writes (lock.ts)
  *
@@ -112,9 +112,9 @@ export class ImageStore {
     return next;
   }
 
-  /** A fresh path in the store's tmp/ (same filesystem as the layers; cleared by the next idle open). */
-  tempPath(): string {
-    return join(this.tmpDir, randomName());
+  /** A fresh path in the store's tmp/ (same filesystem as the layers), named for this process: removed by an open once this process is gone. */
+  tempPath(what = 'temp'): string {
+    return join(this.tmpDir, `${process.pid}-${what}-${randomName()}`);
   }
 
   /**
@@ -148,7 +148,7 @@ export class ImageStore {
 
   /** importLayer for a caller that holds the write lock already. */
   async importLayerLocked(archive: string | Readable, limits: Partial<ExtractLimits> = {}): Promise<ImportedLayer> {
-    const temp = join(this.tmpDir, randomName());
+    const temp = this.tempPath();
     try {
       const result = await extractDigested(archive, temp, limits);
       const hex = result.digest.slice('sha256:'.length);
@@ -363,10 +363,20 @@ export class ImageStore {
     if (!used) await this.removeLayer(hex);
   }
 
-  /** Clears tmp/ and removes half-made or half-removed layers: a directory without its .json, a .json without its directory. The caller holds the write lock. */
+  /**
+   * Clears tmp/ of what no live process owns, and removes half-made or
+   * half-removed layers: a directory without its .json, a .json without its
+   * directory. The caller holds the write lock. A build writes its steps in
+   * tmp/ without that lock (for minutes): its entries, named for its pid,
+   * stay while it runs, so `brig image ls` during a build cannot pull them
+   * from under it.
+   */
   async recover(): Promise<void> {
-    await removeTree(this.tmpDir);
-    await fs.mkdir(this.tmpDir, { mode: 0o700 });
+    for (const name of await fs.readdir(this.tmpDir)) {
+      const owner = /^(\d+)-/.exec(name);
+      if (owner && processAlive(Number(owner[1]))) continue;
+      await removeTree(join(this.tmpDir, name));
+    }
     const names = new Set(await fs.readdir(this.layersDir));
     for (const name of names) {
       const path = join(this.layersDir, name);

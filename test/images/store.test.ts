@@ -156,6 +156,28 @@ test('a truncated tar leaves nothing under layers/, and the next open clears tmp
   assert.deepEqual(readdirSync(join(base, 'store/layers')), []);
 });
 
+test("an open clears tmp/ of a dead process's work but never of a live one's: a build's steps are not pulled from under it", async (t) => {
+  const base = scratch(t);
+  const store = await openImageStore(join(base, 'store'));
+  const mine = store.tempPath('build');
+  mkdirSync(join(mine, 'upper/var/lib/dpkg'), { recursive: true });
+  // Another live process's (a build in `brig image build` while `brig image ls` opens the store), and a dead one's.
+  const other = spawn('sleep', ['600'], { stdio: 'ignore' });
+  t.after(() => other.kill());
+  const live = join(base, `store/tmp/${other.pid}-build-x`);
+  mkdirSync(live);
+  const dead = spawn('true', { stdio: 'ignore' });
+  await once(dead, 'exit');
+  const gone = join(base, `store/tmp/${dead.pid}-build-y`);
+  mkdirSync(gone);
+  mkdirSync(join(base, 'store/tmp/no-owner'));
+  await openImageStore(join(base, 'store'));
+  assert.ok(existsSync(join(mine, 'upper/var/lib/dpkg')), "this process's own");
+  assert.ok(existsSync(live), "a live process's");
+  assert.ok(!existsSync(gone), "a dead process's goes");
+  assert.ok(!existsSync(join(base, 'store/tmp/no-owner')), "one without an owner goes");
+});
+
 test('more than 16 MiB after the end-of-archive block is refused, with nothing kept', async (t) => {
   const base = scratch(t);
   const archive = systemTar(base, 'tail', { 'f': 'f' });
