@@ -126,6 +126,7 @@ describe('@e2b/code-interpreter against brig', { skip: process.getuid?.() !== 0 
         await page.click('.input_area');
         await page.keyboard.press('Shift+Enter');
         await page.waitForFunction(() => document.querySelector('.output_subarea')?.textContent?.includes('42'));
+        if (process.env.BRIG_SCREENSHOTS) await page.screenshot({ path: `${process.env.BRIG_SCREENSHOTS}/notebook.png` });
       } finally {
         await page.close();
       }
