@@ -198,7 +198,7 @@ describe('brig schedule, status, jobs and cancel over brig serve', () => {
     const cases: [string[], string | undefined, RegExp][] = [
       [['schedule', 'absent.sh'], undefined, /^brig: cannot read absent\.sh: no such file \[BRIG_USAGE\]\n {2}hint: /],
       [['schedule', 'prog.rb'], undefined, /^brig: brig schedule cannot tell the kind of 'prog\.rb' \(not \.sh, \.py or \.ts\) \[BRIG_USAGE\]\n {2}hint: give --kind/],
-      [['schedule', '--kind', 'ruby', 'prog.rb'], undefined, /^brig: --kind ruby: brig runs jobs of kind shell, python or typescript \[BRIG_USAGE\]/],
+      [['schedule', '--kind', 'ruby', 'prog.rb'], undefined, /^brig: --kind ruby: brig runs jobs of kind shell, python, typescript or gui \[BRIG_USAGE\]/],
       [['schedule', '-'], 'echo hi', /cannot tell the kind of code read from stdin \[BRIG_USAGE\]/],
       [['schedule', '--timeout', '0', 'three.sh'], undefined, /--timeout 0: .* \[BRIG_USAGE\]/],
       [['schedule', '--priority', '1001', 'three.sh'], undefined, /--priority 1001: .* \[BRIG_USAGE\]/],
