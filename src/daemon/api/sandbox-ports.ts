@@ -94,7 +94,7 @@ function admit(manager: SandboxManager, route: PortRoute, raw: IncomingMessage, 
   };
 }
 
-/** Which credential opened the port: null for none (or a wrong one: a wrong credential sent is never excused by another). */
+/** Which credential opened the port: null for none, or a wrong token (a wrong token sent is never excused by another credential; an Authorization the app itself uses is not the API key and passes on). */
 function presented(raw: IncomingMessage, url: URL, form: PortRoute['form'], traffic: string, accessToken: string, apiKey: string): 'header' | 'query' | 'cookie' | null {
   const header = raw.headers[TRAFFIC_TOKEN_HEADER] ?? raw.headers['x-access-token'];
   if (header !== undefined) return typeof header === 'string' && (sameSecret(header, traffic) || sameSecret(header, accessToken)) ? 'header' : null;
