@@ -159,6 +159,7 @@ describe('the brig CLI over brig serve', () => {
     assert.equal(info.code, 0, info.stderr);
     assert.match(info.stdout, /^Name:\s+box$/m);
     assert.match(info.stdout, /^Policy:\n {2}\{/m);
+    assert.match(info.stdout, /^Web:\s+http:\/\/PORT-i[0-9a-f]+\.localhost:\d+\/\?brig_traffic_token=[A-Za-z0-9_-]{43}$/m, 'where a browser reaches its ports');
     const detail = JSON.parse((await brig(['info', '--json', 'box'])).stdout) as { name: string; policy: { resources: { memoryMiB: number } } };
     assert.equal(detail.policy.resources.memoryMiB, 768);
   });

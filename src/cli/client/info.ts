@@ -1,4 +1,4 @@
-import { describeMemoryEvent, type MemoryEvent } from '../../protocol/index.ts';
+import { describeMemoryEvent, trafficAccessToken, type MemoryEvent } from '../../protocol/index.ts';
 import { segment, type Daemon } from './connection.ts';
 import { bytes, json, operandsOf, parseMixed, span } from './output.ts';
 import { findSandbox, portText } from './sandboxes.ts';
@@ -7,7 +7,8 @@ export const INFO_HELP = `Usage: brig info [--json] NAME
 
 Everything about one sandbox, running or stopped: id, name, state, times,
 workspace, metadata, what was killed when it reached its memory limit and,
-while it runs, what it uses and the whole policy it runs under
+while it runs, what it uses, the address of its ports for a browser (Web:
+put the port in place of PORT) and the whole policy it runs under
 (docs/policy.md).
 
   --json   the same, as one JSON object`;
@@ -32,7 +33,7 @@ export async function info(daemon: Daemon, argv: string[]): Promise<number> {
   const [[detail, policy, usage], memoryEvents] = await Promise.all([
     live
       ? Promise.all([
-          daemon.call<{ envdVersion: string; memoryMB: number }>('GET', `/sandboxes/${segment(sandbox.id)}`),
+          daemon.call<{ envdVersion: string; memoryMB: number; envdAccessToken: string; domain: string | null }>('GET', `/sandboxes/${segment(sandbox.id)}`),
           daemon.call<Record<string, unknown>>('GET', `/v1/sandboxes/${segment(sandbox.id)}/policy`),
           daemon.call<Usage>('GET', `/v1/sandboxes/${segment(sandbox.id)}/stats`),
         ])
@@ -58,6 +59,8 @@ export async function info(daemon: Daemon, argv: string[]): Promise<number> {
     ...(sandbox.ports ?? []).map((port): [string, string] => ['Port', portText(port)]),
   ];
   if (detail) lines.push(['envd', detail.envdVersion]);
+  // A server on a port inside, in a browser: the traffic token once, then its cookie (docs/daemon.md, "Sandbox ports").
+  if (detail?.domain) lines.push(['Web', `http://PORT-${sandbox.id}.${detail.domain}/?brig_traffic_token=${trafficAccessToken(detail.envdAccessToken)}`]);
   if (usage && detail) lines.push(['Usage', `memory ${bytes(usage.memoryBytes)} of ${bytes(detail.memoryMB * 1024 * 1024)}, ${usage.pids} tasks, workspace ${bytes(usage.diskBytes)}`]);
   for (const event of memoryEvents) lines.push(['Out of memory', `${event.time} ${describeMemoryEvent(event)}`]);
   const width = Math.max(...lines.map(([label]) => label.length)) + 2;
