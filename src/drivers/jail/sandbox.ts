@@ -1,5 +1,6 @@
 import { closeSync, openSync, readFileSync, rmSync } from 'node:fs';
 import type { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { BrigError, outOfDescriptors, type MemoryEvent } from '../../protocol/index.ts';
 import type { OutOfMemoryAction } from '../../policy/index.ts';
 import { ENVD_INSIDE, envdPolicy, envdRuntime } from '../envd-runtime/index.ts';
@@ -157,9 +158,15 @@ export const jailDriver: Driver = {
       }
     }
     await endSandboxCgroup(cgroup, handle.id, 'BRIG_JAIL_SETUP');
+    // SIGKILL is delivered, not done: on a loaded host the jail's first process can still be exiting
+    // when its cgroup is empty, and a liveness check right after stop would call it alive.
+    for (let wait = 0; wait < STOP_WAITS && processLiveness(handle.pid, handle.pidStart) === 'alive'; wait++) await sleep(10);
     rmSync(handle.endpoint.socketPath, { force: true });
   },
 };
+
+/** How long stop() waits for the killed first process to be gone: 10 ms at a time, 5 s at most. */
+const STOP_WAITS = 500;
 
 /** The jail for this host's bubblewrap, as this brig's user. */
 function render(plan: SandboxPlan): JailPlan {
