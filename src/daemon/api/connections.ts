@@ -1,7 +1,7 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { readFileSync } from 'node:fs';
-import { errorPayload } from './errors.ts';
+import { answerErrorRaw, errorPayload } from './errors.ts';
 
 /**
  * The daemon's connections, capped: every connection costs a descriptor,
@@ -154,8 +154,7 @@ export function limitConnections(server: Server, limits: ConnectionLimits): void
   // First among the upgrade listeners: a refused one is answered here, and the gateway leaves an ended socket alone.
   server.prependListener('upgrade', (_request: IncomingMessage, socket: Socket) => {
     if (refused.has(socket)) {
-      const body = errorPayload('BRIG_CAPACITY', `the daemon holds as many connections as it may (${limits.maxConnections} in all, ${limits.maxPerClient} per client), all busy`, 'Retry in a moment.');
-      return void socket.end(`HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+      return answerErrorRaw(socket, 503, 'BRIG_CAPACITY', `the daemon holds as many connections as it may (${limits.maxConnections} in all, ${limits.maxPerClient} per client), all busy`, 'Retry in a moment.');
     }
     const entry = held.get(socket);
     if (!entry) return;

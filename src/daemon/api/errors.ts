@@ -1,4 +1,6 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { STATUS_CODES, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { isBrigError, outOfDescriptors } from '../../protocol/index.ts';
 
 /**
@@ -109,6 +111,20 @@ function validationMessage(error: FastifyError): string {
 /** Replies an error from code outside fastify's lifecycle (the gateway, after hijacking). */
 export function errorPayload(code: string, message: string, hint: string): string {
   return JSON.stringify({ code, message, hint } satisfies ErrorBody);
+}
+
+/** An error answered outside fastify (the gateway); a body not read (an upload refused) ends the connection rather than being read in vain. */
+export function answerError(client: IncomingMessage, response: ServerResponse, status: number, code: string, message: string, hint: string): void {
+  if (response.headersSent || response.destroyed) return void response.destroy();
+  const headers: OutgoingHttpHeaders = { 'content-type': 'application/json; charset=utf-8' };
+  if (!client.complete) headers.connection = 'close';
+  response.writeHead(status, headers).end(errorPayload(code, message, hint));
+}
+
+/** The same on a socket no HTTP response object holds (an Upgrade request): written as raw HTTP, then the connection ends. */
+export function answerErrorRaw(socket: Duplex, status: number, code: string, message: string, hint: string): void {
+  const body = errorPayload(code, message, hint);
+  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
 }
 
 declare module 'fastify' {

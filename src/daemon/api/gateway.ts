@@ -3,7 +3,7 @@ import { pipeline, type Duplex } from 'node:stream';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import { forwardedHeaders, isBrigError, outOfDescriptors, sameSecret, signatureExpired, signedWith, type SignedFileRequest } from '../../protocol/index.ts';
 import type { SandboxManager } from '../sandboxes/index.ts';
-import { errorPayload } from './errors.ts';
+import { answerError, answerErrorRaw } from './errors.ts';
 import { signedFileRequest } from './signature.ts';
 import { sandboxRoute, type SandboxRoute } from './sandbox-routes.ts';
 import { servePort, upgradePort } from './sandbox-ports.ts';
@@ -61,8 +61,7 @@ export function registerGateway(app: FastifyInstance, manager: SandboxManager, o
     if (socket.writableEnded || socket.destroyed) return;
     const route = sandboxRoute(request, options.domain());
     if (route?.kind !== 'port') {
-      const body = errorPayload('BRIG_BAD_REQUEST', `${request.method} ${(request.url ?? '').split('?')[0]} cannot be upgraded (${String(request.headers.upgrade)})`, 'Only a sandbox\'s own ports take WebSockets: <port>-<id>.<domain> (sandbox.getHost(port)), or /sandboxes/{id}/ports/{port}/.');
-      return void socket.end(`HTTP/1.1 400 Bad Request\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+      return answerErrorRaw(socket, 400, 'BRIG_BAD_REQUEST', `${request.method} ${(request.url ?? '').split('?')[0]} cannot be upgraded (${String(request.headers.upgrade)})`, 'Only a sandbox\'s own ports take WebSockets: <port>-<id>.<domain> (sandbox.getHost(port)), or /sandboxes/{id}/ports/{port}/.');
     }
     upgraded.add(socket);
     socket.once('close', () => upgraded.delete(socket));
@@ -85,19 +84,19 @@ function serve(manager: SandboxManager, agent: Agent, client: IncomingMessage, r
   let endpoint: { socketPath: string; accessToken: string };
   try {
     sandbox ??= signed ? sandboxBySignature(manager, signed) : null;
-    if (sandbox === null) return refuse(client, response, 401, 'BRIG_UNAUTHORIZED', 'this signed URL belongs to no running sandbox', 'Ask the sandbox for a new one (sandbox.downloadUrl / uploadUrl); it may have ended.');
+    if (sandbox === null) return answerError(client, response, 401, 'BRIG_UNAUTHORIZED', 'this signed URL belongs to no running sandbox', 'Ask the sandbox for a new one (sandbox.downloadUrl / uploadUrl); it may have ended.');
     endpoint = manager.endpoint(sandbox);
   } catch (error) {
     // 502, as E2B's edge answers for a sandbox that is not running: the SDK's
     // isRunning() is false on it and its RPCs throw SandboxNotFoundError.
-    if (isBrigError(error) && error.httpStatus === 404) return refuse(client, response, 502, error.code, error.message, NOT_RUNNING_HINT);
+    if (isBrigError(error) && error.httpStatus === 404) return answerError(client, response, 502, error.code, error.message, NOT_RUNNING_HINT);
     // Out of descriptors (a flood) is the daemon being full, not a bug.
-    if (outOfDescriptors(error)) return refuse(client, response, 503, 'BRIG_CAPACITY', `brig is out of file descriptors (${(error as NodeJS.ErrnoException).code}) looking up sandbox ${JSON.stringify(sandbox)}`, 'Retry when the load has passed.');
+    if (outOfDescriptors(error)) return answerError(client, response, 503, 'BRIG_CAPACITY', `brig is out of file descriptors (${(error as NodeJS.ErrnoException).code}) looking up sandbox ${JSON.stringify(sandbox)}`, 'Retry when the load has passed.');
     log.error({ err: error }, 'gateway: looking up the sandbox failed');
-    return refuse(client, response, 500, 'BRIG_INTERNAL', `brig failed to look up sandbox ${JSON.stringify(sandbox)}`, 'This is a bug in brig: the daemon log has the stack.');
+    return answerError(client, response, 500, 'BRIG_INTERNAL', `brig failed to look up sandbox ${JSON.stringify(sandbox)}`, 'This is a bug in brig: the daemon log has the stack.');
   }
   const refusal = accessRefusal(client, endpoint.accessToken, signed);
-  if (refusal !== null) return refuse(client, response, 401, 'BRIG_UNAUTHORIZED', `sandbox ${sandbox}: ${refusal}`, TOKEN_HINT);
+  if (refusal !== null) return answerError(client, response, 401, 'BRIG_UNAUTHORIZED', `sandbox ${sandbox}: ${refusal}`, TOKEN_HINT);
   const id = manager.get(sandbox).id;
   const method = watch ? tappedMethod(route.path) : null;
   const tapped = watch && method ? tap(method, watch, id, client) : undefined;
@@ -166,7 +165,7 @@ function forward(agent: Agent, client: IncomingMessage, response: ServerResponse
   upstream.on('error', (error: NodeJS.ErrnoException) => {
     client.unpipe(upstream);
     if (response.headersSent || response.destroyed) return void response.destroy();
-    refuse(client, response, 502, 'BRIG_SANDBOX_NOT_FOUND', `the sandbox's envd does not answer (${error.code ?? error.message})`, NOT_RUNNING_HINT);
+    answerError(client, response, 502, 'BRIG_SANDBOX_NOT_FOUND', `the sandbox's envd does not answer (${error.code ?? error.message})`, NOT_RUNNING_HINT);
   });
   client.on('error', () => upstream.destroy());
   response.once('close', () => {
@@ -198,9 +197,3 @@ function requestHeaders(incoming: IncomingHttpHeaders): OutgoingHttpHeaders {
   return headers;
 }
 
-/** An error from the gateway itself; a body we did not read (an upload refused) ends the connection rather than being read in vain. */
-function refuse(client: IncomingMessage, response: ServerResponse, status: number, code: string, message: string, hint: string): void {
-  const headers: OutgoingHttpHeaders = { 'content-type': 'application/json; charset=utf-8' };
-  if (!client.complete) headers.connection = 'close';
-  response.writeHead(status, headers).end(errorPayload(code, message, hint));
-}

@@ -4,7 +4,7 @@ import { pipeline } from 'node:stream';
 import { BrigError, forwardedHeaders, isBrigError, sameSecret, trafficAccessToken } from '../../protocol/index.ts';
 import { EnvdClient, type SandboxManager } from '../sandboxes/index.ts';
 import { presentedKey } from './auth.ts';
-import { errorPayload } from './errors.ts';
+import { answerError, answerErrorRaw } from './errors.ts';
 import type { SandboxRoute } from './sandbox-routes.ts';
 
 /**
@@ -158,7 +158,7 @@ const PATH_FORM_POLICY = 'sandbox allow-scripts allow-forms allow-popups allow-m
 /** An HTTP request for a sandbox's port: answered here when refused, else carried to the server and its answer back, streaming both ways. */
 export function servePort(manager: SandboxManager, route: PortRoute, client: IncomingMessage, response: ServerResponse, apiKey: string): void {
   const admission = admitted(manager, route, client, apiKey);
-  if ('refused' in admission) return answer(client, response, admission.refused);
+  if ('refused' in admission) return answerError(client, response, ...refusalArgs(admission.refused));
   if ('redirect' in admission) {
     response.writeHead(307, { location: admission.redirect, ...(admission.cookie ? { 'set-cookie': admission.cookie } : {}), 'content-length': '0' });
     return void response.end();
@@ -179,7 +179,7 @@ export function servePort(manager: SandboxManager, route: PortRoute, client: Inc
       upstream.on('error', (error: NodeJS.ErrnoException) => {
         stream.destroy();
         if (response.headersSent || response.destroyed) return void response.destroy();
-        answer(client, response, { status: 502, code: 'BRIG_PORT_CLOSED', message: `port ${admission.port} of sandbox ${route.sandbox} closed the connection without an answer (${error.code ?? error.message})`, hint: 'The server in the sandbox failed on this request: its own log says why.' });
+        answerError(client, response, ...refusalArgs({ status: 502, code: 'BRIG_PORT_CLOSED', message: `port ${admission.port} of sandbox ${route.sandbox} closed the connection without an answer (${error.code ?? error.message})`, hint: 'The server in the sandbox failed on this request: its own log says why.' }));
       });
       response.once('close', () => {
         if (!response.writableFinished) upstream.destroy();
@@ -187,7 +187,7 @@ export function servePort(manager: SandboxManager, route: PortRoute, client: Inc
       client.on('error', () => upstream.destroy());
       client.pipe(upstream);
     },
-    (error: unknown) => answer(client, response, tunnelRefusal(error, route)),
+    (error: unknown) => answerError(client, response, ...refusalArgs(tunnelRefusal(error, route))),
   );
 }
 
@@ -195,7 +195,7 @@ export function servePort(manager: SandboxManager, route: PortRoute, client: Inc
 export function upgradePort(manager: SandboxManager, route: PortRoute, client: IncomingMessage, socket: Duplex, head: Buffer, apiKey: string): void {
   socket.on('error', () => socket.destroy());
   const admission = admitted(manager, route, client, apiKey);
-  if ('refused' in admission) return answerRaw(socket, admission.refused);
+  if ('refused' in admission) return answerErrorRaw(socket, ...refusalArgs(admission.refused));
   if ('redirect' in admission) return void socket.end(`HTTP/1.1 307 Temporary Redirect\r\nLocation: ${admission.redirect}\r\n${admission.cookie ? `Set-Cookie: ${admission.cookie}\r\n` : ''}Content-Length: 0\r\nConnection: close\r\n\r\n`);
   admission.client.tunnel(admission.port).then(
     (stream) => {
@@ -211,7 +211,7 @@ export function upgradePort(manager: SandboxManager, route: PortRoute, client: I
       stream.pipe(socket);
       socket.pipe(stream);
     },
-    (error: unknown) => answerRaw(socket, tunnelRefusal(error, route)),
+    (error: unknown) => answerErrorRaw(socket, ...refusalArgs(tunnelRefusal(error, route))),
   );
 }
 
@@ -235,14 +235,6 @@ function forwardedFor(client: IncomingMessage): OutgoingHttpHeaders {
   return { 'x-forwarded-for': client.socket.remoteAddress ?? '', 'x-forwarded-proto': 'http', ...(client.headers.host ? { 'x-forwarded-host': client.headers.host } : {}) };
 }
 
-function answer(client: IncomingMessage, response: ServerResponse, refusal: Refusal): void {
-  if (response.headersSent || response.destroyed) return void response.destroy();
-  const headers: OutgoingHttpHeaders = { 'content-type': 'application/json; charset=utf-8' };
-  if (!client.complete) headers.connection = 'close';
-  response.writeHead(refusal.status, headers).end(errorPayload(refusal.code, refusal.message, refusal.hint));
-}
-
-function answerRaw(socket: Duplex, refusal: Refusal): void {
-  const body = errorPayload(refusal.code, refusal.message, refusal.hint);
-  socket.end(`HTTP/1.1 ${refusal.status} ${refusal.status === 401 ? 'Unauthorized' : 'Error'}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+function refusalArgs(refusal: Refusal): [number, string, string, string] {
+  return [refusal.status, refusal.code, refusal.message, refusal.hint];
 }
